@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# On any CUDA machine: build segpost for this GPU, run the GPU test suite and the benchmarks,
+# print the markdown table for bench/RESULTS.md. Usage: bench/run_gpu.sh [output-dir]
+# Needs: nvcc, CuPy, pytest, pytest-benchmark, opencv; torch for the PyTorch rows.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-bench/out}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+py=${PYTHON:-python3}
+arch=${SEGPOST_CUDA_ARCHITECTURES:-native}
+
+echo "== build (CUDA architectures: $arch)"
+"$py" -m pip install --no-build-isolation --no-deps -e . -C cmake.define.CMAKE_CUDA_ARCHITECTURES="$arch" \
+  -C cmake.define.SEGPOST_REQUIRE_CUDA=ON >"$out/build.log" 2>&1 || { tail -n 40 "$out/build.log"; exit 1; }
+
+echo "== machine"
+{
+  date -u +"%Y-%m-%d %H:%M UTC"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  nvcc --version | tail -n 1
+  "$py" -c "import cupy, numpy; print('cupy', cupy.__version__, 'numpy', numpy.__version__)"
+  "$py" -c "import torch; print('torch', torch.__version__)" 2>/dev/null || echo "torch: not installed (no PyTorch rows)"
+} | tee "$out/machine.txt"
+
+echo "== tests"
+status=0
+"$py" -m pytest tests -q -rs 2>&1 | tee "$out/tests.log" || status=1
+
+echo "== benchmarks"
+"$py" -m pytest bench -q --benchmark-json="$out/bench.json" --benchmark-columns=median,min,max,rounds \
+  --benchmark-sort=name 2>&1 | tee "$out/bench.log" | tail -n 5 || status=1
+
+echo "== table"
+"$py" bench/report.py "$out/bench.json" --plot "$out/ms_vs_kept.png" | tee "$out/table.md"
+[ "$status" = 0 ] || echo "FAILED: see $out/tests.log and $out/bench.log"
+exit "$status"

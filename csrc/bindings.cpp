@@ -1,0 +1,134 @@
+// pybind11 surface of the private module segpost._ext: raw pointers (as integers), dtypes,
+// shapes already validated by the Python layer, and the caller's stream handle.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <vector>
+
+#include "postprocessor.h"
+
+namespace py = pybind11;
+using segpost::Batch;
+using segpost::DType;
+
+namespace {
+
+Batch make_batch(uintptr_t logits, int logits_dtype, uintptr_t presence, int presence_dtype, uintptr_t boxes,
+                 int boxes_dtype, uintptr_t masks, int masks_dtype, const std::vector<int>& heights,
+                 const std::vector<int>& widths) {
+  if (heights.size() != widths.size() || heights.empty() || heights.size() > segpost::kMaxFrames) {
+    throw std::invalid_argument("segpost.Postprocessor: frame sizes must be 1 to 64 (H, W) pairs");
+  }
+  Batch b;
+  b.logits = reinterpret_cast<const void*>(logits);
+  b.logits_dtype = static_cast<DType>(logits_dtype);
+  b.presence = reinterpret_cast<const void*>(presence);
+  b.presence_dtype = static_cast<DType>(presence_dtype);
+  b.boxes = reinterpret_cast<const void*>(boxes);
+  b.boxes_dtype = static_cast<DType>(boxes_dtype);
+  b.masks = reinterpret_cast<const void*>(masks);
+  b.masks_dtype = static_cast<DType>(masks_dtype);
+  b.num_frames = static_cast<int32_t>(heights.size());
+  for (size_t f = 0; f < heights.size(); ++f) {
+    b.sizes.height[f] = heights[f];
+    b.sizes.width[f] = widths[f];
+  }
+  return b;
+}
+
+py::array_t<uint8_t> byte_view(py::object owner, void* data, int64_t bytes) {
+  return py::array_t<uint8_t>({bytes}, {int64_t{1}}, static_cast<uint8_t*>(data), owner);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_ext, m) {
+  m.doc() = "segpost's compiled core (private; use segpost.Postprocessor)";
+  m.attr("MAX_FRAMES") = segpost::kMaxFrames;
+  m.attr("MASK_ALIGN") = segpost::kMaskAlign;
+  m.def("built_with_cuda", &segpost::built_with_cuda);
+  m.def("cuda_device_count", &segpost::cuda_device_count);
+  m.def("cuda_free_memory", &segpost::cuda_free_memory);
+
+  py::class_<segpost::Postprocessor>(m, "Postprocessor")
+      .def(py::init([](int max_frames, int num_queries, int mask_h, int mask_w, int capacity, int max_frame_h,
+                       int max_frame_w, float score_threshold, float mask_threshold, int mask_mode, int top_k,
+                       bool use_cuda, bool masks_on_device) {
+             segpost::Config c;
+             c.max_frames = max_frames;
+             c.num_queries = num_queries;
+             c.mask_h = mask_h;
+             c.mask_w = mask_w;
+             c.capacity = capacity;
+             c.max_frame_h = max_frame_h;
+             c.max_frame_w = max_frame_w;
+             c.score_threshold = score_threshold;
+             c.mask_threshold = mask_threshold;
+             c.mask_mode = static_cast<segpost::MaskMode>(mask_mode);
+             c.top_k = top_k;
+             c.use_cuda = use_cuda;
+             c.masks_on_device = masks_on_device;
+             return new segpost::Postprocessor(c);
+           }),
+           py::arg("max_frames"), py::arg("num_queries"), py::arg("mask_h"), py::arg("mask_w"), py::arg("capacity"),
+           py::arg("max_frame_h"), py::arg("max_frame_w"), py::arg("score_threshold"), py::arg("mask_threshold"),
+           py::arg("mask_mode"), py::arg("top_k"), py::arg("use_cuda"), py::arg("masks_on_device"))
+      .def("enqueue",
+           [](segpost::Postprocessor& self, uintptr_t logits, int logits_dtype, uintptr_t presence, int presence_dtype,
+              uintptr_t boxes, int boxes_dtype, uintptr_t masks, int masks_dtype, const std::vector<int>& heights,
+              const std::vector<int>& widths, uintptr_t stream) {
+             self.enqueue(make_batch(logits, logits_dtype, presence, presence_dtype, boxes, boxes_dtype, masks,
+                                     masks_dtype, heights, widths),
+                          stream);
+           })
+      .def("run_cpu",
+           [](segpost::Postprocessor& self, uintptr_t logits, int logits_dtype, uintptr_t presence, int presence_dtype,
+              uintptr_t boxes, int boxes_dtype, uintptr_t masks, int masks_dtype, const std::vector<int>& heights,
+              const std::vector<int>& widths) {
+             const Batch b = make_batch(logits, logits_dtype, presence, presence_dtype, boxes, boxes_dtype, masks,
+                                        masks_dtype, heights, widths);
+             py::gil_scoped_release release;
+             self.run_cpu(b);
+           })
+      .def("synchronize", &segpost::Postprocessor::synchronize, py::call_guard<py::gil_scoped_release>())
+      .def("host_results",
+           [](py::object self) {
+             auto& p = self.cast<segpost::Postprocessor&>();
+             return byte_view(self, p.host_results(), static_cast<int64_t>(p.layout().bytes));
+           })
+      .def("host_masks",
+           [](py::object self) {
+             auto& p = self.cast<segpost::Postprocessor&>();
+             if (!p.host_masks()) throw std::runtime_error("masks are on the device for this Postprocessor");
+             return byte_view(self, p.host_masks(), p.mask_buffer_bytes());
+           })
+      .def_property_readonly("device_masks_ptr",
+                             [](const segpost::Postprocessor& p) { return reinterpret_cast<uintptr_t>(p.device_masks()); })
+      .def_property_readonly("layout",
+                             [](const segpost::Postprocessor& p) {
+                               const auto& l = p.layout();
+                               py::dict d;
+                               d["header"] = l.header;
+                               d["frame"] = l.frame;
+                               d["query"] = l.query;
+                               d["score"] = l.score;
+                               d["box"] = l.box;
+                               d["mask_offset"] = l.mask_offset;
+                               d["bytes"] = l.bytes;
+                               return d;
+                             })
+      .def_property_readonly("mask_buffer_bytes", &segpost::Postprocessor::mask_buffer_bytes)
+      .def_property_readonly("device_bytes", &segpost::Postprocessor::device_bytes)
+      .def_property_readonly("pinned_bytes", &segpost::Postprocessor::pinned_bytes)
+      .def_property_readonly("host_bytes", &segpost::Postprocessor::host_bytes)
+      .def_property_readonly("device", &segpost::Postprocessor::device);
+
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const std::invalid_argument& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    }
+  });
+}

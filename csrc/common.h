@@ -1,0 +1,144 @@
+// Per-element math shared by the CUDA kernels and their C++ CPU twins.
+// One definition of scoring, ranking, bilinear sampling and box scaling, so the twins cannot
+// drift apart (torchvision keeps two copies of roi_align's interpolation; we keep one).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <math.h>
+
+#if defined(__CUDACC__)
+#include <cuda_fp16.h>
+#define SEGPOST_HD __host__ __device__ __forceinline__
+#else
+#define SEGPOST_HD inline
+#endif
+
+namespace segpost {
+
+enum class DType : int32_t { Float32 = 0, Float16 = 1 };
+enum class MaskMode : int32_t { Logit = 0, Probability = 1 };
+
+// Frame sizes travel as a kernel argument (copied at launch), so a batch never needs an
+// upload that could race with the next one.
+constexpr int kMaxFrames = 64;
+// Each mask starts on a 16-byte boundary so the resize kernel can store 16 pixels at once.
+constexpr int64_t kMaskAlign = 16;
+// Mask logits are clamped to +-kMaskLogitLimit (NaN counts as background) so that a zero
+// bilinear weight never meets an infinity (0 * inf = NaN).
+constexpr float kMaskLogitLimit = 1e30f;
+
+struct FrameSizes {
+  int32_t height[kMaxFrames];
+  int32_t width[kMaxFrames];
+};
+
+SEGPOST_HD float half_bits_to_float(uint16_t h) {
+#if defined(__CUDA_ARCH__)
+  return __half2float(__ushort_as_half(h));
+#else
+  // IEEE 754 binary16 -> binary32; exact, including subnormals, infinities and NaN.
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exponent = (h >> 10) & 0x1fu;
+  uint32_t mantissa = h & 0x3ffu;
+  uint32_t bits;
+  if (exponent == 0) {
+    if (mantissa == 0) {
+      bits = sign;
+    } else {
+      int shift = -1;
+      do {
+        ++shift;
+        mantissa <<= 1;
+      } while (!(mantissa & 0x400u));
+      bits = sign | (static_cast<uint32_t>(112 - shift) << 23) | ((mantissa & 0x3ffu) << 13);
+    }
+  } else if (exponent == 31) {
+    bits = sign | 0x7f800000u | (mantissa << 13);
+  } else {
+    bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
+  }
+  float value;
+  std::memcpy(&value, &bits, sizeof value);
+  return value;
+#endif
+}
+
+SEGPOST_HD float load_as_float(const void* data, int64_t index, DType dtype) {
+  return dtype == DType::Float16 ? half_bits_to_float(static_cast<const uint16_t*>(data)[index])
+                                 : static_cast<const float*>(data)[index];
+}
+
+SEGPOST_HD float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+// score = sigmoid(logit) * sigmoid(presence), as transformers' Sam3 post-processing.
+SEGPOST_HD float detection_score(float logit, float presence_logit, bool has_presence) {
+  const float s = sigmoid(logit);
+  return has_presence ? s * sigmoid(presence_logit) : s;
+}
+
+// The one ordering used everywhere: higher score first, ties broken by lower flat index.
+SEGPOST_HD bool ranks_before(float score_a, int64_t index_a, float score_b, int64_t index_b) {
+  return score_a > score_b || (score_a == score_b && index_a < index_b);
+}
+
+SEGPOST_HD float finite_mask_logit(float v) {
+  if (v != v) return -kMaskLogitLimit;
+  return fminf(fmaxf(v, -kMaskLogitLimit), kMaskLogitLimit);
+}
+
+// The value that gets interpolated: the logit itself, or its sigmoid (transformers' order).
+SEGPOST_HD float mask_source_value(float raw, MaskMode mode) {
+  const float v = finite_mask_logit(raw);
+  return mode == MaskMode::Probability ? sigmoid(v) : v;
+}
+
+// cv2's scale for INTER_LINEAR: 1 / (dst / src), computed in double as cv2 does.
+SEGPOST_HD double resize_scale(int src_len, int dst_len) {
+  return 1.0 / (static_cast<double>(dst_len) / src_len);
+}
+
+// One axis of a half-pixel-centre linear resize with replicated borders (cv2.INTER_LINEAR,
+// torch F.interpolate(align_corners=False)): value = s[i0] * (1 - w1) + s[i1] * w1.
+struct LinearTap {
+  int32_t i0;
+  int32_t i1;
+  float w1;
+};
+
+SEGPOST_HD LinearTap linear_tap(int dst_index, double scale, int src_len) {
+  const float pos = static_cast<float>((dst_index + 0.5) * scale - 0.5);
+  int i0 = static_cast<int>(floorf(pos));
+  float w1 = pos - static_cast<float>(i0);
+  if (i0 < 0) {
+    i0 = 0;
+    w1 = 0.0f;
+  }
+  if (i0 >= src_len - 1) {
+    i0 = src_len - 1;
+    w1 = 0.0f;
+  }
+  const int i1 = i0 + 1 < src_len ? i0 + 1 : src_len - 1;
+  return LinearTap{i0, i1, w1};
+}
+
+// Horizontal pass first, then vertical, as cv2 does for float images.
+SEGPOST_HD float bilinear(const float* src, int src_w, LinearTap ty, LinearTap tx) {
+  const float* row0 = src + static_cast<int64_t>(ty.i0) * src_w;
+  const float* row1 = src + static_cast<int64_t>(ty.i1) * src_w;
+  const float wx0 = 1.0f - tx.w1;
+  const float top = row0[tx.i0] * wx0 + row0[tx.i1] * tx.w1;
+  const float bottom = row1[tx.i0] * wx0 + row1[tx.i1] * tx.w1;
+  return top * (1.0f - ty.w1) + bottom * ty.w1;
+}
+
+// Normalized coordinate -> pixels, clipped to [0, extent]; NaN becomes 0.
+SEGPOST_HD float scale_box_coord(float normalized, float extent) {
+  return fminf(fmaxf(normalized * extent, 0.0f), extent);
+}
+
+SEGPOST_HD int64_t mask_stride_bytes(int height, int width) {
+  return (static_cast<int64_t>(height) * width + kMaskAlign - 1) / kMaskAlign * kMaskAlign;
+}
+
+}  // namespace segpost

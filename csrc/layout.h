@@ -1,0 +1,86 @@
+// The compacted result block: one fixed-size region (header + per-detection records) that
+// lives once on the device and once in pinned host memory, so one copy moves it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "common.h"
+
+namespace segpost {
+
+struct Header {
+  int32_t total;     // detections written (<= capacity)
+  int32_t passed;    // detections that passed threshold and top-k, before the capacity cut
+  int32_t overflow;  // 1 when passed > capacity: the lowest scores were dropped
+  int32_t num_frames;
+  int64_t mask_bytes;  // bytes of the mask buffer in use
+  int32_t counts[kMaxFrames];
+};
+
+// Views into a result block (device or host), structure of arrays.
+struct Records {
+  Header* header;
+  int32_t* frame;
+  int32_t* query;
+  float* score;
+  float* box;           // [capacity, 4] xyxy pixels
+  int64_t* mask_offset;  // byte offset of each mask in the mask buffer
+};
+
+struct ResultLayout {
+  size_t header = 0, frame = 0, query = 0, score = 0, box = 0, mask_offset = 0, bytes = 0;
+
+  static ResultLayout for_capacity(int capacity) {
+    auto align = [](size_t v) { return (v + 255) / 256 * 256; };
+    const size_t n = static_cast<size_t>(capacity);
+    ResultLayout l;
+    l.header = 0;
+    l.frame = align(sizeof(Header));
+    l.query = align(l.frame + n * sizeof(int32_t));
+    l.score = align(l.query + n * sizeof(int32_t));
+    l.box = align(l.score + n * sizeof(float));
+    l.mask_offset = align(l.box + 4 * n * sizeof(float));
+    l.bytes = align(l.mask_offset + n * sizeof(int64_t));
+    return l;
+  }
+
+  Records records(void* base) const {
+    char* b = static_cast<char*>(base);
+    return Records{reinterpret_cast<Header*>(b + header), reinterpret_cast<int32_t*>(b + frame),
+                   reinterpret_cast<int32_t*>(b + query),  reinterpret_cast<float*>(b + score),
+                   reinterpret_cast<float*>(b + box),      reinterpret_cast<int64_t*>(b + mask_offset)};
+  }
+};
+
+// One class-batch of engine outputs, as raw pointers (host or device) with their dtypes.
+// Shapes: logits [F, Q], presence [F] (or null), boxes [F, Q, 4], masks [F, Q, mask_h, mask_w].
+struct Batch {
+  const void* logits = nullptr;
+  DType logits_dtype = DType::Float32;
+  const void* presence = nullptr;
+  DType presence_dtype = DType::Float32;
+  const void* boxes = nullptr;
+  DType boxes_dtype = DType::Float32;
+  const void* masks = nullptr;
+  DType masks_dtype = DType::Float32;
+  int32_t num_frames = 0;
+  FrameSizes sizes{};
+};
+
+struct CompactParams {
+  int32_t num_queries;
+  float score_threshold;
+  int32_t top_k;  // <= 0: no per-frame limit
+  int32_t capacity;
+};
+
+struct MaskParams {
+  int32_t num_queries;
+  int32_t mask_h;
+  int32_t mask_w;
+  MaskMode mode;
+  float threshold;  // on the interpolated logit (Logit) or probability (Probability)
+};
+
+}  // namespace segpost

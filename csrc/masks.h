@@ -1,0 +1,23 @@
+// Kept masks: gather each kept low-res logit map (fp16/fp32) into a float scratch, then
+// bilinear-resize it to its frame's size and binarize to uint8 0/1 in a compact buffer.
+#pragma once
+
+#include "layout.h"
+
+namespace segpost {
+
+// CPU twin: reads the records the compaction wrote; lowres: scratch of mask_h * mask_w floats;
+// x_taps: scratch of at least the widest frame's width.
+void gather_resize_masks_cpu(const Batch& batch, const MaskParams& params, const Records& records,
+                             float* lowres, LinearTap* x_taps, uint8_t* out);
+
+#if SEGPOST_WITH_CUDA
+// Stage 1 (reads pred_masks; after it the engine's buffer may be overwritten).
+void gather_masks_cuda(const Batch& batch, const MaskParams& params, const Records& records,
+                       int capacity, float* lowres, void* stream);
+// Stage 2 (reads only the gathered scratch). `out` may be device or mapped host memory.
+void resize_masks_cuda(const FrameSizes& sizes, const MaskParams& params, const Records& records,
+                       int capacity, const float* lowres, uint8_t* out, void* stream);
+#endif
+
+}  // namespace segpost

@@ -1,0 +1,113 @@
+"""Turn what callers pass into (pointer, shape, dtype, side) without copying.
+
+Accepted: numpy arrays (host: the CPU twin), CuPy arrays and anything exposing
+``__cuda_array_interface__`` (PyTorch CUDA tensors, Numba), DLPack producers, and raw device
+pointers wrapped in :class:`DeviceBuffer` (TensorRT bindings).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+# Codes shared with csrc/common.h's DType.
+DTYPE_CODES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}
+_DLPACK_CPU, _DLPACK_CUDA = 1, 2
+
+
+@dataclass(frozen=True)
+class ArrayRef:
+    ptr: int
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    on_device: bool
+
+    @property
+    def dtype_code(self) -> int:
+        return DTYPE_CODES[self.dtype]
+
+
+class DeviceBuffer:
+    """A raw device pointer with its shape and dtype, e.g. a TensorRT output binding.
+
+    >>> DeviceBuffer(context.get_tensor_address("pred_masks"), (8, 200, 288, 288), "float16")
+    """
+
+    def __init__(self, ptr: int, shape: Sequence[int], dtype: Any):
+        if not isinstance(ptr, int) or isinstance(ptr, bool):
+            raise TypeError(f"DeviceBuffer: ptr must be an int device address, got {type(ptr).__name__}")
+        if ptr == 0:
+            raise ValueError("DeviceBuffer: null device pointer")
+        self.ptr = ptr
+        self.shape = tuple(int(s) for s in shape)
+        if any(s < 0 for s in self.shape):
+            raise ValueError(f"DeviceBuffer: negative dimension in shape {self.shape}")
+        self.dtype = np.dtype(dtype)
+
+    @property
+    def __cuda_array_interface__(self) -> dict:
+        return {"shape": self.shape, "typestr": self.dtype.str, "data": (self.ptr, False),
+                "strides": None, "version": 3}
+
+    def __repr__(self) -> str:
+        return f"DeviceBuffer(ptr=0x{self.ptr:x}, shape={self.shape}, dtype={self.dtype})"
+
+
+def _check_c_contiguous(name: str, shape: tuple[int, ...], strides: tuple[int, ...] | None, itemsize: int) -> None:
+    if strides is None:
+        return
+    expected = itemsize
+    for dim, stride in zip(reversed(shape), reversed(strides)):
+        if dim > 1 and stride != expected:
+            raise ValueError(f"{name} must be C-contiguous (shape {shape}, strides {strides}); "
+                             "pass a contiguous array (e.g. .copy() / .contiguous())")
+        expected *= dim
+
+
+def as_array_ref(obj: Any, name: str) -> ArrayRef:
+    if isinstance(obj, np.ndarray):
+        _check_c_contiguous(name, obj.shape, obj.strides, obj.itemsize)
+        return _checked(name, ArrayRef(obj.ctypes.data, tuple(obj.shape), obj.dtype, on_device=False))
+    cai = getattr(obj, "__cuda_array_interface__", None)
+    if cai is not None:
+        shape = tuple(int(s) for s in cai["shape"])
+        dtype = np.dtype(cai["typestr"])
+        strides = cai.get("strides")
+        _check_c_contiguous(name, shape, None if strides is None else tuple(strides), dtype.itemsize)
+        return _checked(name, ArrayRef(int(cai["data"][0]), shape, dtype, on_device=True))
+    if hasattr(obj, "__dlpack__") and hasattr(obj, "__dlpack_device__"):
+        device_type = int(obj.__dlpack_device__()[0])
+        if device_type == _DLPACK_CPU:
+            return as_array_ref(np.from_dlpack(obj), name)
+        if device_type == _DLPACK_CUDA:
+            try:
+                import cupy
+            except ImportError as exc:
+                raise TypeError(f"{name}: a CUDA DLPack tensor needs CuPy to be read "
+                                "(pip install segpost[cuda13] or [cuda12])") from exc
+            return as_array_ref(cupy.from_dlpack(obj), name)
+        raise TypeError(f"{name}: DLPack device type {device_type} is neither CPU nor CUDA")
+    raise TypeError(f"{name}: expected a numpy array, a CUDA array (CuPy, torch, __cuda_array_interface__), "
+                    f"a DLPack tensor or a segpost.DeviceBuffer, got {type(obj).__name__}")
+
+
+def _checked(name: str, ref: ArrayRef) -> ArrayRef:
+    if ref.dtype not in DTYPE_CODES:
+        raise TypeError(f"{name} must be float32 or float16, got {ref.dtype}")
+    if ref.ptr == 0 and int(np.prod(ref.shape)) > 0:
+        raise ValueError(f"{name} is a null pointer")
+    return ref
+
+
+def stream_handle(stream: Any) -> int:
+    """A cudaStream_t as an int from None (legacy default stream), an int, or a CuPy/PyTorch stream."""
+    if stream is None:
+        return 0
+    if isinstance(stream, int) and not isinstance(stream, bool):
+        return stream
+    for attr in ("ptr", "cuda_stream", "handle"):
+        handle = getattr(stream, attr, None)
+        if isinstance(handle, int):
+            return handle
+    raise TypeError(f"stream must be None, an int cudaStream_t, or a CuPy/PyTorch stream, got {type(stream).__name__}")

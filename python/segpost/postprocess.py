@@ -1,0 +1,255 @@
+"""segpost.Postprocessor: SAM3-style engine outputs -> per-frame boxes, scores and masks."""
+from __future__ import annotations
+
+import enum
+import math
+from typing import Any, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _ext
+from ._arrays import ArrayRef, as_array_ref, stream_handle
+from .results import BatchResult, FrameResult
+
+FrameSize = Tuple[int, int]
+
+
+class OutputKind(enum.Enum):
+    """How masks are delivered. More encodings (bit-packed, RLE, crops, low-res) are added here."""
+
+    FULL = "full"                # (N, H, W) bool on the host; only kept masks cross PCIe
+    DEVICE_FULL = "device_full"  # (N, H, W) bool CuPy arrays left in device memory
+
+
+class MaskMode(enum.Enum):
+    """What is interpolated before thresholding (codes shared with csrc/common.h)."""
+
+    LOGIT = 0        # bilinear on logits, then > mask_threshold (default 0.0)
+    PROBABILITY = 1  # sigmoid, bilinear, then > mask_threshold (default 0.5): transformers' order
+
+
+def cuda_available() -> bool:
+    """True when the extension was built with CUDA and a CUDA device is visible."""
+    return _ext.built_with_cuda() and _ext.cuda_device_count() > 0
+
+
+class Postprocessor:
+    """Scores, compacts, gathers and resizes DETR-style outputs; allocates everything up front.
+
+    Inputs of ``run``/``enqueue`` (F frames, Q queries):
+      pred_logits [F, Q], presence_logits [F, 1] or [F] or None, pred_boxes [F, Q, 4] (xyxy in
+      0..1), pred_masks [F, Q, mask_h, mask_w]; float32 or float16; C-contiguous. CUDA arrays
+      run the kernels on ``stream``; numpy arrays run the C++ CPU twin.
+
+    NaN scores are never kept; NaN mask logits count as background and infinite ones are
+    clamped to +-1e30; a NaN box coordinate becomes 0.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_frames: int = 8,
+        num_queries: int = 200,
+        mask_size: FrameSize = (288, 288),
+        capacity: int = 128,
+        max_frame_size: FrameSize = (1080, 1920),
+        score_threshold: float = 0.5,
+        mask_threshold: Optional[float] = None,
+        mask_mode: MaskMode = MaskMode.LOGIT,
+        top_k: Optional[int] = None,
+        output: OutputKind = OutputKind.FULL,
+        device: Optional[str] = None,
+    ):
+        if device is None:
+            device = "cuda" if cuda_available() else "cpu"
+        if device not in ("cuda", "cpu"):
+            raise ValueError(f"device must be 'cuda', 'cpu' or None, got {device!r}")
+        if not isinstance(output, OutputKind):
+            raise TypeError(f"output must be a segpost.OutputKind, got {output!r}")
+        if not isinstance(mask_mode, MaskMode):
+            raise TypeError(f"mask_mode must be a segpost.MaskMode, got {mask_mode!r}")
+        if output is OutputKind.DEVICE_FULL and device != "cuda":
+            raise ValueError("OutputKind.DEVICE_FULL needs device='cuda'")
+        for name, value in (("score_threshold", score_threshold), ("mask_threshold", mask_threshold)):
+            if value is not None and (not isinstance(value, (int, float)) or math.isnan(value)):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+        if not 0.0 <= score_threshold <= 1.0:
+            raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
+        if mask_threshold is None:
+            mask_threshold = 0.5 if mask_mode is MaskMode.PROBABILITY else 0.0
+        if mask_mode is MaskMode.PROBABILITY and not 0.0 <= mask_threshold <= 1.0:
+            raise ValueError(f"mask_threshold is a probability in this mode and must be in [0, 1], got {mask_threshold}")
+        if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+            raise ValueError(f"top_k must be None or a positive int, got {top_k!r}")
+        mask_h, mask_w = _pair("mask_size", mask_size)
+        max_h, max_w = _pair("max_frame_size", max_frame_size)
+        self.device = device
+        self.output = output
+        self.num_queries = int(num_queries)
+        self.mask_size = (mask_h, mask_w)
+        self.max_frames = int(max_frames)
+        self.max_frame_size = (max_h, max_w)
+        self.capacity = int(capacity)
+        self._core = _ext.Postprocessor(
+            max_frames=self.max_frames, num_queries=self.num_queries, mask_h=mask_h, mask_w=mask_w,
+            capacity=self.capacity, max_frame_h=max_h, max_frame_w=max_w,
+            score_threshold=float(score_threshold), mask_threshold=float(mask_threshold),
+            mask_mode=mask_mode.value, top_k=top_k or 0, use_cuda=device == "cuda",
+            masks_on_device=output is OutputKind.DEVICE_FULL)
+        layout = self._core.layout
+        block = self._core.host_results()
+        self._header = block[: layout["frame"]].view(np.int32)
+        cap = self.capacity
+        self._frame = block[layout["frame"]: layout["frame"] + 4 * cap].view(np.int32)
+        self._query = block[layout["query"]: layout["query"] + 4 * cap].view(np.int32)
+        self._score = block[layout["score"]: layout["score"] + 4 * cap].view(np.float32)
+        self._box = block[layout["box"]: layout["box"] + 16 * cap].view(np.float32).reshape(cap, 4)
+        self._mask_offset = block[layout["mask_offset"]: layout["mask_offset"] + 8 * cap].view(np.int64)
+        for array in (self._header, self._frame, self._query, self._score, self._box, self._mask_offset):
+            array.flags.writeable = False
+        self._host_masks = None if output is OutputKind.DEVICE_FULL else self._core.host_masks()
+        if self._host_masks is not None:
+            self._host_masks.flags.writeable = False
+        self._device_masks = None
+        if output is OutputKind.DEVICE_FULL:
+            import cupy
+
+            memory = cupy.cuda.UnownedMemory(self._core.device_masks_ptr, self._core.mask_buffer_bytes, self._core)
+            self._device_masks = cupy.cuda.MemoryPointer(memory, 0)
+        self._pending: Optional[tuple[list[FrameSize], int]] = None
+
+    # -- running -----------------------------------------------------------------------------
+
+    def run(self, pred_logits: Any, presence_logits: Any, pred_boxes: Any, pred_masks: Any,
+            frame_sizes: Union[FrameSize, Sequence[FrameSize]], class_id: int = 0, stream: Any = None) -> BatchResult:
+        """enqueue() then result(): one host synchronization."""
+        self.enqueue(pred_logits, presence_logits, pred_boxes, pred_masks, frame_sizes, class_id, stream)
+        return self.result()
+
+    def enqueue(self, pred_logits: Any, presence_logits: Any, pred_boxes: Any, pred_masks: Any,
+                frame_sizes: Union[FrameSize, Sequence[FrameSize]], class_id: int = 0, stream: Any = None) -> None:
+        """Start a class-batch without waiting. On CUDA, once the work queued on ``stream`` so far
+        has run, pred_masks may be overwritten (the kept masks were gathered); the rest runs on
+        the Postprocessor's own stream. Call result() before the next enqueue."""
+        if self._pending is not None:
+            raise RuntimeError("enqueue() called twice: call result() for the previous batch first "
+                               "(its buffers would be overwritten)")
+        if not isinstance(class_id, (int, np.integer)) or isinstance(class_id, bool):
+            raise TypeError(f"class_id must be an int, got {class_id!r}")
+        refs = self._checked_inputs(pred_logits, presence_logits, pred_boxes, pred_masks)
+        num_frames = refs[0].shape[0]
+        sizes = _frame_sizes(frame_sizes, num_frames, self.max_frame_size)
+        heights = [h for h, _ in sizes]
+        widths = [w for _, w in sizes]
+        logits, presence, boxes, masks = refs
+        args = (logits.ptr, logits.dtype_code,
+                presence.ptr if presence else 0, presence.dtype_code if presence else 0,
+                boxes.ptr, boxes.dtype_code, masks.ptr, masks.dtype_code, heights, widths)
+        if logits.on_device:
+            if self.device != "cuda":
+                raise TypeError("CUDA arrays given to a Postprocessor built with device='cpu'")
+            self._core.enqueue(*args, stream_handle(stream))
+        else:
+            if self.output is OutputKind.DEVICE_FULL:
+                raise TypeError("numpy inputs cannot produce OutputKind.DEVICE_FULL masks; pass CUDA arrays")
+            self._core.run_cpu(*args)
+        self._pending = (sizes, int(class_id))
+
+    def result(self) -> BatchResult:
+        """Wait for the last enqueue and return its detections (views, valid until the next enqueue)."""
+        if self._pending is None:
+            raise RuntimeError("result() without a pending enqueue()")
+        sizes, class_id = self._pending
+        self._pending = None
+        self._core.synchronize()
+        header = self._header
+        passed, overflow = int(header[1]), bool(header[2])
+        counts = header[6: 6 + len(sizes)]
+        frames = []
+        start = 0
+        for f, (h, w) in enumerate(sizes):
+            n = int(counts[f])
+            sl = slice(start, start + n)
+            frames.append(FrameResult(
+                boxes=self._box[sl], scores=self._score[sl],
+                class_ids=np.full(n, class_id, dtype=np.int32), query_ids=self._query[sl],
+                masks=self._mask_view(int(self._mask_offset[start]) if n else 0, n, h, w)))
+            start += n
+        return BatchResult(tuple(frames), passed, overflow)
+
+    def _mask_view(self, offset: int, n: int, h: int, w: int) -> Any:
+        stride = (h * w + _ext.MASK_ALIGN - 1) // _ext.MASK_ALIGN * _ext.MASK_ALIGN
+        if self._device_masks is not None:
+            import cupy
+
+            if n == 0:
+                return cupy.zeros((0, h, w), dtype=cupy.bool_)
+            return cupy.ndarray((n, h, w), dtype=cupy.bool_, memptr=self._device_masks + offset,
+                                strides=(stride, w, 1))
+        if n == 0:
+            return np.zeros((0, h, w), dtype=np.bool_)
+        return np.ndarray((n, h, w), dtype=np.bool_, buffer=self._host_masks, offset=offset,
+                          strides=(stride, w, 1))
+
+    # -- reporting ---------------------------------------------------------------------------
+
+    def memory_report(self) -> dict:
+        """Bytes this Postprocessor holds, all allocated at construction and constant after."""
+        return {"device": self._core.device_bytes, "pinned_host": self._core.pinned_bytes,
+                "host": self._core.host_bytes}
+
+    # -- validation --------------------------------------------------------------------------
+
+    def _checked_inputs(self, pred_logits, presence_logits, pred_boxes, pred_masks) -> list:
+        logits = as_array_ref(pred_logits, "pred_logits")
+        boxes = as_array_ref(pred_boxes, "pred_boxes")
+        masks = as_array_ref(pred_masks, "pred_masks")
+        presence = None if presence_logits is None else as_array_ref(presence_logits, "presence_logits")
+        refs = [logits, presence, boxes, masks]
+        sides = {r.on_device for r in refs if r is not None}
+        if len(sides) > 1:
+            raise TypeError("inputs mix host (numpy) and device (CUDA) arrays; pass all four on one side")
+        if len(logits.shape) != 2:
+            raise ValueError(f"pred_logits must be [F, Q], got shape {logits.shape}")
+        f, q = logits.shape
+        if q != self.num_queries:
+            raise ValueError(f"pred_logits has {q} queries; this Postprocessor was built for {self.num_queries}")
+        if not 1 <= f <= self.max_frames:
+            raise ValueError(f"batch of {f} frames; this Postprocessor takes 1 to {self.max_frames} (max_frames)")
+        _expect_shape("pred_boxes", boxes, (f, q, 4))
+        _expect_shape("pred_masks", masks, (f, q) + self.mask_size)
+        if presence is not None and presence.shape not in ((f,), (f, 1)):
+            raise ValueError(f"presence_logits must be [F, 1] or [F] with F={f}, got shape {presence.shape}")
+        return refs
+
+
+def _expect_shape(name: str, ref: ArrayRef, shape: tuple) -> None:
+    if ref.shape != shape:
+        raise ValueError(f"{name} must have shape {list(shape)}, got {list(ref.shape)}")
+
+
+def _pair(name: str, value: Any) -> FrameSize:
+    try:
+        a, b = value
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a (height, width) pair, got {value!r}") from None
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in (a, b)):
+        raise ValueError(f"{name} must be two positive ints, got {value!r}")
+    return int(a), int(b)
+
+
+def _frame_sizes(frame_sizes: Any, num_frames: int, max_size: FrameSize) -> list:
+    """A (H, W) pair for every frame; a single pair applies to all frames."""
+    if (isinstance(frame_sizes, (tuple, list)) and len(frame_sizes) == 2
+            and all(isinstance(v, (int, np.integer)) for v in frame_sizes)):
+        frame_sizes = [tuple(frame_sizes)] * num_frames
+    try:
+        sizes = [_pair(f"frame_sizes[{i}]", s) for i, s in enumerate(frame_sizes)]
+    except TypeError:
+        raise ValueError(f"frame_sizes must be a (H, W) pair or one per frame, got {frame_sizes!r}") from None
+    if len(sizes) != num_frames:
+        raise ValueError(f"frame_sizes has {len(sizes)} entries for a batch of {num_frames} frames")
+    for i, (h, w) in enumerate(sizes):
+        if h > max_size[0] or w > max_size[1]:
+            raise ValueError(f"frame_sizes[{i}] = ({h}, {w}) exceeds max_frame_size {max_size}")
+    return sizes
