@@ -79,6 +79,13 @@ class V3:
         return results
 
 
+def _resize(F, masks, h, w):
+    """F.interpolate refuses empty batches: a frame without detections gets an empty mask stack."""
+    if masks.shape[0] == 0:
+        return masks.new_zeros((0, h, w), dtype=bool)
+    return F.interpolate(masks[None].float(), size=(h, w), mode="bilinear", align_corners=False)[0] > 0
+
+
 class TorchPerFrame:
     """transformers-style: per frame sigmoid, keep, F.interpolate, threshold, .cpu()."""
 
@@ -94,8 +101,7 @@ class TorchPerFrame:
         results = []
         for f, (h, w) in enumerate(out.frame_sizes):
             keep = scores[f] > out.threshold
-            masks = t["masks"][f][keep]
-            masks = F.interpolate(masks[None].float(), size=(h, w), mode="bilinear", align_corners=False)[0] > 0
+            masks = _resize(F, t["masks"][f][keep], h, w)
             scale = torch.tensor([w, h, w, h], device=masks.device, dtype=torch.float32)
             boxes = torch.minimum((t["boxes"][f][keep] * scale).clamp(min=0), scale)
             if self.to_host:
@@ -116,7 +122,7 @@ class TorchBatched(TorchPerFrame):
         h, w = out.frame_sizes[0]
         scores = torch.sigmoid(t["logits"]) * torch.sigmoid(t["presence"])
         keep = scores > out.threshold
-        masks = F.interpolate(t["masks"][keep][None].float(), size=(h, w), mode="bilinear", align_corners=False)[0] > 0
+        masks = _resize(F, t["masks"][keep], h, w)
         scale = torch.tensor([w, h, w, h], device=masks.device, dtype=torch.float32)
         boxes = torch.minimum((t["boxes"][keep] * scale).clamp(min=0), scale)
         if not self.to_host:

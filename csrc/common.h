@@ -122,14 +122,19 @@ SEGPOST_HD LinearTap linear_tap(int dst_index, double scale, int src_len) {
   return LinearTap{i0, i1, w1};
 }
 
-// Horizontal pass first, then vertical, as cv2 does for float images.
+// Horizontal pass first, then vertical, as cv2 does for float images. `a b` is the top row's
+// pair of source values, `c d` the bottom row's.
+SEGPOST_HD float bilinear_corners(float a, float b, float c, float d, LinearTap ty, LinearTap tx) {
+  const float wx0 = 1.0f - tx.w1;
+  const float top = a * wx0 + b * tx.w1;
+  const float bottom = c * wx0 + d * tx.w1;
+  return top * (1.0f - ty.w1) + bottom * ty.w1;
+}
+
 SEGPOST_HD float bilinear(const float* src, int src_w, LinearTap ty, LinearTap tx) {
   const float* row0 = src + static_cast<int64_t>(ty.i0) * src_w;
   const float* row1 = src + static_cast<int64_t>(ty.i1) * src_w;
-  const float wx0 = 1.0f - tx.w1;
-  const float top = row0[tx.i0] * wx0 + row0[tx.i1] * tx.w1;
-  const float bottom = row1[tx.i0] * wx0 + row1[tx.i1] * tx.w1;
-  return top * (1.0f - ty.w1) + bottom * ty.w1;
+  return bilinear_corners(row0[tx.i0], row0[tx.i1], row1[tx.i0], row1[tx.i1], ty, tx);
 }
 
 // Normalized coordinate -> pixels, clipped to [0, extent]; NaN becomes 0.

@@ -155,6 +155,7 @@ void Postprocessor::allocate_cuda() {
         "use device='cpu' (numpy inputs, the C++ CPU twin)");
   }
   SEGPOST_CUDA_CHECK(cudaGetDevice(&device_), "Postprocessor()");
+  prepare_resize_masks_cuda(config_.max_frame_w);
   const size_t n = static_cast<size_t>(config_.max_frames) * config_.num_queries;
   const size_t lowres_bytes = static_cast<size_t>(config_.capacity) * config_.mask_h * config_.mask_w * sizeof(float);
   SEGPOST_CUDA_CHECK(cudaMalloc(&device_results_, layout_.bytes), "Postprocessor()");
@@ -230,7 +231,8 @@ void Postprocessor::enqueue(const Batch& batch, uintptr_t stream_handle) {
 
   SEGPOST_CUDA_CHECK(cudaStreamWaitEvent(copy_stream, gathered, 0), "enqueue");
   uint8_t* mask_target = config_.masks_on_device ? device_masks_ : mapped_masks_;
-  resize_masks_cuda(batch.sizes, masks, records, config_.capacity, device_lowres_, mask_target, copy_stream);
+  resize_masks_cuda(batch.sizes, masks, records, config_.capacity, config_.max_frame_w, device_lowres_, mask_target,
+                    copy_stream);
   SEGPOST_CUDA_CHECK(cudaMemcpyAsync(host_results_, device_results_, layout_.bytes, cudaMemcpyDeviceToHost, copy_stream),
                      "enqueue (result copy)");
   SEGPOST_CUDA_CHECK(cudaEventRecord(done, copy_stream), "enqueue");
