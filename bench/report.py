@@ -8,7 +8,7 @@ import argparse
 import json
 from collections import defaultdict
 
-COLUMNS = ["segpost_fp32", "segpost_fp16", "segpost_device_fp16", "v3", "v2", "torch_per_frame",
+COLUMNS = ["segpost_fp32", "segpost_fp16", "segpost_packed_fp16", "segpost_device_fp16", "v3", "v2", "torch_per_frame",
            "torch_batched", "torch_per_frame_device"]
 MASK = 288 * 288
 RECORD_BYTES = 4 + 4 + 4 + 16 + 8
@@ -61,7 +61,8 @@ def table(rows, extra) -> str:
         if f"segpost_kernel_us_{dt}" in extra:
             notes.append(f"GPU kernel time, 8 frames x 200 queries, 40 kept, 1920x1080, {dt} masks, masks left on the "
                          f"device (CUPTI): segpost {extra[f'segpost_kernel_us_{dt}']:.1f} us, torch batched unfused "
-                         f"{extra[f'torch_kernel_us_{dt}']:.1f} us.")
+                         f"{extra[f'torch_kernel_us_{dt}']:.1f} us; segpost per kernel (us): "
+                         f"{extra.get(f'segpost_kernels_{dt}')}.")
     return "\n".join(lines) + ("\n\n" + "\n".join(f"- {n}" for n in notes) if notes else "")
 
 

@@ -18,7 +18,7 @@ CONFIGS = [
     (8, 40, (480, 640)), (8, 40, (2160, 3840)),
     (1, 5, (1080, 1920)), (16, 80, (1080, 1920)),
 ]
-APPROACHES = ["segpost_fp32", "segpost_fp16", "segpost_device_fp16", "v2", "v3", "torch_per_frame",
+APPROACHES = ["segpost_fp32", "segpost_fp16", "segpost_packed_fp16", "segpost_device_fp16", "v2", "v3", "torch_per_frame",
               "torch_batched", "torch_per_frame_device"]
 SLOW = {"v2", "v3", "torch_per_frame", "torch_batched"}
 
@@ -37,7 +37,8 @@ def outputs_for(cp, frames, kept, size, dtype):
 def build(approach, cp, out):
     frames, kept = len(out.frame_sizes), out.kept
     if approach.startswith("segpost"):
-        kind = segpost.OutputKind.DEVICE_FULL if "device" in approach else segpost.OutputKind.FULL
+        kind = (segpost.OutputKind.DEVICE_FULL if "device" in approach else
+                segpost.OutputKind.PACKED if "packed" in approach else segpost.OutputKind.FULL)
         pp = segpost.Postprocessor(max_frames=frames, capacity=max(kept, 1), max_frame_size=out.frame_sizes[0],
                                    score_threshold=out.threshold, output=kind, device="cuda")
         stream = cp.cuda.get_current_stream()

@@ -142,8 +142,16 @@ SEGPOST_HD float scale_box_coord(float normalized, float extent) {
   return fminf(fmaxf(normalized * extent, 0.0f), extent);
 }
 
-SEGPOST_HD int64_t mask_stride_bytes(int height, int width) {
-  return (static_cast<int64_t>(height) * width + kMaskAlign - 1) / kMaskAlign * kMaskAlign;
+// A mask's bytes: one per pixel, or one bit per pixel (numpy.packbits of the row-major mask).
+SEGPOST_HD int64_t mask_payload_bytes(int height, int width, int bits_per_pixel) {
+  return (static_cast<int64_t>(height) * width * bits_per_pixel + 7) / 8;
 }
+
+SEGPOST_HD int64_t mask_stride_bytes(int height, int width, int bits_per_pixel) {
+  return (mask_payload_bytes(height, width, bits_per_pixel) + kMaskAlign - 1) / kMaskAlign * kMaskAlign;
+}
+
+// Bit of pixel p within its byte when packed: most significant first (packbits' "big" order).
+SEGPOST_HD int packed_bit_shift(int64_t p) { return 7 - static_cast<int>(p & 7); }
 
 }  // namespace segpost

@@ -73,6 +73,7 @@ struct CompactParams {
   float score_threshold;
   int32_t top_k;  // <= 0: no per-frame limit
   int32_t capacity;
+  int32_t bits_per_pixel;  // of the mask output: 8 (uint8 0/1) or 1 (packed)
 };
 
 struct MaskParams {
@@ -81,6 +82,7 @@ struct MaskParams {
   int32_t mask_w;
   MaskMode mode;
   float threshold;  // on the interpolated logit (Logit) or probability (Probability)
+  int32_t bits_per_pixel;
 };
 
 }  // namespace segpost

@@ -1,5 +1,7 @@
 #include "masks.h"
 
+#include <cstring>
+
 namespace segpost {
 
 void gather_resize_masks_cpu(const Batch& batch, const MaskParams& params, const Records& records,
@@ -16,11 +18,18 @@ void gather_resize_masks_cpu(const Batch& batch, const MaskParams& params, const
     const double scale_y = resize_scale(mask_h, height), scale_x = resize_scale(mask_w, width);
     for (int x = 0; x < width; ++x) x_taps[x] = linear_tap(x, scale_x, mask_w);
     uint8_t* dst = out + records.mask_offset[k];
+    const bool packed = params.bits_per_pixel == 1;
+    if (packed) std::memset(dst, 0, static_cast<size_t>(mask_payload_bytes(height, width, 1)));
+    int64_t p = 0;
     for (int y = 0; y < height; ++y) {
       const LinearTap ty = linear_tap(y, scale_y, mask_h);
-      uint8_t* row = dst + static_cast<int64_t>(y) * width;
-      for (int x = 0; x < width; ++x) {
-        row[x] = bilinear(lowres, mask_w, ty, x_taps[x]) > params.threshold ? 1 : 0;
+      for (int x = 0; x < width; ++x, ++p) {
+        const uint8_t bit = bilinear(lowres, mask_w, ty, x_taps[x]) > params.threshold ? 1 : 0;
+        if (packed) {
+          dst[p >> 3] |= static_cast<uint8_t>(bit << packed_bit_shift(p));
+        } else {
+          dst[p] = bit;
+        }
       }
     }
   }

@@ -30,22 +30,23 @@ Config validated(const Config& c) {
   require(c.mask_threshold == c.mask_threshold, "mask_threshold must not be NaN");
   require(c.top_k >= 0, "top_k must be >= 0 (0 = no limit)");
   require(!c.masks_on_device || c.use_cuda, "masks_on_device needs the CUDA backend");
+  require(c.mask_bits == 8 || c.mask_bits == 1, "mask_bits must be 8 or 1");
   return c;
 }
 
 MaskParams mask_params(const Config& c) {
-  return MaskParams{c.num_queries, c.mask_h, c.mask_w, c.mask_mode, c.mask_threshold};
+  return MaskParams{c.num_queries, c.mask_h, c.mask_w, c.mask_mode, c.mask_threshold, c.mask_bits};
 }
 
 CompactParams compact_params(const Config& c) {
-  return CompactParams{c.num_queries, c.score_threshold, c.top_k, c.capacity};
+  return CompactParams{c.num_queries, c.score_threshold, c.top_k, c.capacity, c.mask_bits};
 }
 
 }  // namespace
 
 Postprocessor::Postprocessor(const Config& config)
     : config_(validated(config)), layout_(ResultLayout::for_capacity(config.capacity)) {
-  mask_buffer_bytes_ = mask_stride_bytes(config_.max_frame_h, config_.max_frame_w) * config_.capacity;
+  mask_buffer_bytes_ = mask_stride_bytes(config_.max_frame_h, config_.max_frame_w, config_.mask_bits) * config_.capacity;
   const size_t n = static_cast<size_t>(config_.max_frames) * config_.num_queries;
   cpu_scores_.resize(n);
   cpu_order_.resize(n);

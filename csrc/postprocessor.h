@@ -27,6 +27,7 @@ struct Config {
   int32_t top_k = 0;
   bool use_cuda = false;
   bool masks_on_device = false;  // masks stay in device memory instead of crossing PCIe
+  int32_t mask_bits = 8;         // 8: uint8 0/1 per pixel; 1: packed bits
 };
 
 class Postprocessor {

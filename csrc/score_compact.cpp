@@ -61,7 +61,7 @@ void score_compact_cpu(const Batch& batch, const CompactParams& params, float* s
           scale_box_coord(load_as_float(batch.boxes, 4 * static_cast<int64_t>(i) + c, batch.boxes_dtype), extent);
     }
     out.mask_offset[k] = mask_offset;
-    mask_offset += mask_stride_bytes(h, w);
+    mask_offset += mask_stride_bytes(h, w, params.bits_per_pixel);
   }
   header.mask_bytes = mask_offset;
 }

@@ -91,7 +91,7 @@ __global__ void __launch_bounds__(kCompactThreads)
       first[f] = total;
       mask_base[f] = bytes;
       total += counts[f];
-      bytes += counts[f] * mask_stride_bytes(batch.sizes.height[f], batch.sizes.width[f]);
+      bytes += counts[f] * mask_stride_bytes(batch.sizes.height[f], batch.sizes.width[f], params.bits_per_pixel);
     }
     Header* h = out.header;
     h->total = total;
@@ -117,7 +117,7 @@ __global__ void __launch_bounds__(kCompactThreads)
       out.box[4 * k + c] =
           scale_box_coord(load_as_float(batch.boxes, 4 * static_cast<int64_t>(i) + c, batch.boxes_dtype), extent);
     }
-    out.mask_offset[k] = mask_base[f] + r * mask_stride_bytes(h, w);
+    out.mask_offset[k] = mask_base[f] + r * mask_stride_bytes(h, w, params.bits_per_pixel);
   }
 }
 

@@ -7,7 +7,7 @@ import pytest
 import segpost
 from segpost import _ext
 from cases import make_case
-from conftest import CUDA_SKIP_REASON
+from cuda_env import CUDA_SKIP_REASON
 
 
 @pytest.fixture(scope="module")

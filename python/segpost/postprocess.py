@@ -9,6 +9,7 @@ import numpy as np
 
 from . import _ext
 from ._arrays import ArrayRef, as_array_ref, stream_handle
+from .encodings import PackedMasks
 from .results import BatchResult, FrameResult
 
 FrameSize = Tuple[int, int]
@@ -19,6 +20,11 @@ class OutputKind(enum.Enum):
 
     FULL = "full"                # (N, H, W) bool on the host; only kept masks cross PCIe
     DEVICE_FULL = "device_full"  # (N, H, W) bool CuPy arrays left in device memory
+    PACKED = "packed"            # segpost.PackedMasks on the host: 1 bit per pixel, 1/8 of FULL's bytes
+
+    @property
+    def bits_per_pixel(self) -> int:
+        return 1 if self is OutputKind.PACKED else 8
 
 
 class MaskMode(enum.Enum):
@@ -95,7 +101,7 @@ class Postprocessor:
             capacity=self.capacity, max_frame_h=max_h, max_frame_w=max_w,
             score_threshold=float(score_threshold), mask_threshold=float(mask_threshold),
             mask_mode=mask_mode.value, top_k=top_k or 0, use_cuda=device == "cuda",
-            masks_on_device=output is OutputKind.DEVICE_FULL)
+            masks_on_device=output is OutputKind.DEVICE_FULL, mask_bits=output.bits_per_pixel)
         layout = self._core.layout
         block = self._core.host_results()
         self._header = block[: layout["frame"]].view(np.int32)
@@ -178,7 +184,8 @@ class Postprocessor:
         return BatchResult(tuple(frames), passed, overflow)
 
     def _mask_view(self, offset: int, n: int, h: int, w: int) -> Any:
-        stride = (h * w + _ext.MASK_ALIGN - 1) // _ext.MASK_ALIGN * _ext.MASK_ALIGN
+        bits = self.output.bits_per_pixel
+        stride = _ext.mask_stride_bytes(h, w, bits)
         if self._device_masks is not None:
             import cupy
 
@@ -186,6 +193,9 @@ class Postprocessor:
                 return cupy.zeros((0, h, w), dtype=cupy.bool_)
             return cupy.ndarray((n, h, w), dtype=cupy.bool_, memptr=self._device_masks + offset,
                                 strides=(stride, w, 1))
+        if bits == 1:
+            data = np.ndarray((n, stride), dtype=np.uint8, buffer=self._host_masks, offset=offset)
+            return PackedMasks(data, h, w)
         if n == 0:
             return np.zeros((0, h, w), dtype=np.bool_)
         return np.ndarray((n, h, w), dtype=np.bool_, buffer=self._host_masks, offset=offset,

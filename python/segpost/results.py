@@ -12,7 +12,8 @@ class FrameResult:
     """Detections of one frame, best score first.
 
     boxes (N, 4) float32 xyxy pixels; scores (N,) float32; class_ids (N,) int32; query_ids (N,)
-    int32; masks (N, H, W) bool (numpy on the host, CuPy for OutputKind.DEVICE_FULL).
+    int32; masks (N, H, W) bool: numpy on the host, CuPy for OutputKind.DEVICE_FULL, a lazy
+    segpost.PackedMasks for OutputKind.PACKED (np.asarray() or [k] unpacks).
     The arrays are views into the Postprocessor's buffers, valid until its next enqueue/run:
     call .copy() to keep them longer.
     """

@@ -1,0 +1,49 @@
+"""Compact mask encodings as they arrive on the host, decoded only when asked."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+
+class PackedMasks:
+    """N masks of one frame, 1 bit per pixel: row k of ``data`` is numpy.packbits(mask_k,
+    bitorder="big") of the row-major (H, W) mask, padded. Indexing or np.asarray() unpacks."""
+
+    def __init__(self, data: np.ndarray, height: int, width: int):
+        self.data = data  # (N, stride) uint8; the first ceil(H*W/8) bytes of each row are the payload
+        self.height, self.width = height, width
+
+    @property
+    def shape(self) -> tuple:
+        return (len(self.data), self.height, self.width)
+
+    @property
+    def payload_bytes(self) -> int:
+        return (self.height * self.width + 7) // 8
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def packed(self, k: int) -> np.ndarray:
+        """Mask k's payload bytes (a view), as numpy.packbits would give them."""
+        return self.data[k, : self.payload_bytes]
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        bits = np.unpackbits(self.packed(k), count=self.height * self.width, bitorder="big")
+        return bits.view(np.bool_).reshape(self.height, self.width)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self[k] for k in range(len(self)))
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        n, h, w = self.shape
+        if n == 0:
+            full = np.zeros((0, h, w), np.bool_)
+        else:
+            bits = np.unpackbits(self.data[:, : self.payload_bytes], axis=1, count=h * w, bitorder="big")
+            full = bits.view(np.bool_).reshape(n, h, w)
+        return full if dtype is None else full.astype(dtype)
+
+    def copy(self) -> "PackedMasks":
+        return PackedMasks(self.data.copy(), self.height, self.width)
