@@ -8,7 +8,7 @@ namespace segpost {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kGatherBlocksPerMask = 8;
+constexpr int kGatherBlocksPerMask = 40;
 // Blocks per mask for the resize; the grid's y is the capacity and blocks past the kept count
 // return at once, so the launch never waits for the count to reach the host.
 constexpr int kResizeBlocksPerMask = 48;
@@ -24,102 +24,164 @@ __global__ void gather_masks_kernel(Batch batch, MaskParams params, Records reco
   }
 }
 
-// Walks a mask's pixels in row-major order, producing each binarized pixel. It reloads its four
-// source values only when the source column or row changes (several output pixels share them).
-struct PixelWalker {
-  const float* src;
-  const LinearTap* x_taps;
-  int src_w, src_h, width, height;
+// 16 bits (pixel i at bit i) -> 16 bytes of 0/1, as four little-endian words.
+__device__ __forceinline__ uint32_t spread_nibble(uint32_t nibble) { return (nibble * 0x00204081u) & 0x01010101u; }
+
+// Ballot order (pixel i at bit i) -> packbits' order (pixel 0 at the top bit of byte 0).
+__device__ __forceinline__ uint32_t to_packbits_order(uint32_t ballot) { return __byte_perm(__brev(ballot), 0, 0x0123); }
+
+// Shared memory: the column taps of the widest frame (i0, 1 - w1, w1), then kCachedRows source
+// rows blended vertically for the output rows a block range covers.
+constexpr int kCachedRows = 16;
+constexpr int kChunkPixels = 512;  // per warp: 16 ballots of 32 pixels
+constexpr int kBlockPixels = kChunkPixels * kThreads / 32;
+
+size_t resize_shared_bytes(int max_frame_w, int mask_w) {
+  return static_cast<size_t>(max_frame_w) * 3 * sizeof(int32_t) + static_cast<size_t>(kCachedRows) * mask_w * sizeof(float);
+}
+
+struct MaskGeometry {
+  const float* src;     // the gathered low-res map, [src_h, src_w]
+  const float* rows;    // shared: source rows blended for output rows y_first ..
+  const int32_t* tap_i0;
+  const float* tap_w0;
+  const float* tap_w1;
+  int src_h, src_w, width, n, y_first;
   double scale_y;
   float threshold;
-  int x, y, loaded;
-  LinearTap ty;
-  const float* row0;
-  const float* row1;
-  float a, b, c, d;
-
-  __device__ void start(int64_t p) {
-    y = static_cast<int>(p / width);
-    x = static_cast<int>(p - static_cast<int64_t>(y) * width);
-    enter_row();
-  }
-
-  __device__ void enter_row() {
-    ty = linear_tap(y, scale_y, src_h);
-    row0 = src + static_cast<int64_t>(ty.i0) * src_w;
-    row1 = src + static_cast<int64_t>(ty.i1) * src_w;
-    loaded = -1;
-  }
-
-  __device__ uint32_t next() {
-    uint32_t bit = 0;
-    if (y < height) {
-      const LinearTap tx = x_taps[x];
-      if (tx.i0 != loaded) {
-        loaded = tx.i0;
-        a = row0[tx.i0];
-        b = row0[tx.i1];
-        c = row1[tx.i0];
-        d = row1[tx.i1];
-      }
-      bit = bilinear_corners(a, b, c, d, ty, tx) > threshold ? 1u : 0u;
-    }
-    if (++x == width) {
-      x = 0;
-      ++y;
-      enter_row();
-    }
-    return bit;
-  }
 };
 
-// Each thread writes 16 bytes of a mask with one store (masks start 16-byte aligned), which
-// keeps the stores coalesced also when `out` is mapped host memory. kBits = 8: 16 pixels as
-// uint8 0/1; kBits = 1: 128 pixels packed. The column taps of the frame's width are computed
-// once per block into shared memory.
+// Binarizes 512 consecutive pixels from `p` (lane l takes pixels l, l + 32, ...). Returns the
+// ballot of step l in lane l (lanes 16..31 get 0): one select a step instead of assembling bytes.
+// kCachedRows: the block's rows are blended in shared memory; kWhole: all 512 pixels exist.
+template <bool kCachedRows, bool kWhole>
+__device__ __forceinline__ uint32_t binarize_chunk(const MaskGeometry& g, int p, int lane) {
+  int y = p / g.width;
+  int x = p - y * g.width;
+  const float* row = g.rows + (y - g.y_first) * g.src_w;
+  uint32_t mine = 0;
+#pragma unroll
+  for (int step = 0; step < kChunkPixels / 32; ++step) {
+    bool bit = false;
+    if (kWhole || p < g.n) {
+      const int32_t i0 = g.tap_i0[x];
+      const int32_t i1 = next_index(i0, g.src_w);
+      float left, right;
+      if (kCachedRows) {
+        left = row[i0];
+        right = row[i1];
+      } else {
+        const LinearTap ty = linear_tap(y, g.scale_y, g.src_h);
+        const float* row0 = g.src + ty.i0 * g.src_w;
+        const float* row1 = g.src + ty.i1 * g.src_w;
+        left = blend(row0[i0], row1[i0], ty.w1);
+        right = blend(row0[i1], row1[i1], ty.w1);
+      }
+      bit = blend(left, right, g.tap_w0[x], g.tap_w1[x]) > g.threshold;
+    }
+    const uint32_t ballot = __ballot_sync(0xffffffffu, bit);
+    if (lane == step) mine = ballot;
+    if (!kWhole) p += 32;
+    x += 32;
+    while (x >= g.width) {
+      x -= g.width;
+      ++y;
+      row += g.src_w;
+    }
+  }
+  return mine;
+}
+
+template <bool kCachedRows>
+__device__ __forceinline__ uint32_t binarize_chunk(const MaskGeometry& g, int p, int lane) {
+  const bool whole = p - (p & 31) + kChunkPixels <= g.n;  // warp-uniform
+  return whole ? binarize_chunk<kCachedRows, true>(g, p, lane) : binarize_chunk<kCachedRows, false>(g, p, lane);
+}
+
+// A block takes 4096 consecutive pixels of one mask at a time, each warp 512 of them; then each
+// lane stores 16 contiguous bytes (coalesced, also when `out` is mapped host memory).
+// kBits = 8: uint8 0/1 (512 bytes a warp); kBits = 1: packed bits (64 bytes a warp).
 template <int kBits>
 __global__ void __launch_bounds__(kThreads)
-    resize_masks_kernel(FrameSizes sizes, MaskParams params, Records records, const float* lowres,
-                        uint8_t* out) {
-  extern __shared__ LinearTap x_taps[];
-  constexpr int kPixelsPerWord = 32 / kBits;
+    resize_masks_kernel(FrameSizes sizes, MaskParams params, Records records, const float* lowres, uint8_t* out,
+                        int max_frame_w) {
+  extern __shared__ int32_t shared[];
+  constexpr int kChunkBytes = kChunkPixels * kBits / 8;
   const int k = blockIdx.y;
   if (k >= records.header->total) return;
   const int f = records.frame[k];
-  const int height = sizes.height[f], width = sizes.width[f];
-  const int64_t payload = mask_payload_bytes(height, width, kBits);
-  const int64_t chunks = (payload + 15) / 16;
-  const double scale_x = resize_scale(params.mask_w, width);
-  for (int x = threadIdx.x; x < width; x += blockDim.x) x_taps[x] = linear_tap(x, scale_x, params.mask_w);
-  __syncthreads();
-  PixelWalker walker{};
-  walker.src = lowres + k * static_cast<int64_t>(params.mask_h) * params.mask_w;
-  walker.x_taps = x_taps;
-  walker.src_w = params.mask_w;
-  walker.src_h = params.mask_h;
-  walker.width = width;
-  walker.height = height;
-  walker.scale_y = resize_scale(params.mask_h, height);
-  walker.threshold = params.threshold;
+  MaskGeometry g;
+  g.width = sizes.width[f];
+  const int height = sizes.height[f];
+  g.n = height * g.width;
+  g.src_h = params.mask_h;
+  g.src_w = params.mask_w;
+  g.src = lowres + k * static_cast<int64_t>(g.src_h) * g.src_w;
+  g.scale_y = resize_scale(g.src_h, height);
+  g.threshold = params.threshold;
+  int32_t* tap_i0 = shared;
+  float* tap_w0 = reinterpret_cast<float*>(shared + max_frame_w);
+  float* tap_w1 = reinterpret_cast<float*>(shared + 2 * max_frame_w);
+  float* rows = reinterpret_cast<float*>(shared + 3 * max_frame_w);
+  g.tap_i0 = tap_i0;
+  g.tap_w0 = tap_w0;
+  g.tap_w1 = tap_w1;
+  g.rows = rows;
+  const double scale_x = resize_scale(g.src_w, g.width);
+  for (int x = threadIdx.x; x < g.width; x += blockDim.x) {
+    const LinearTap t = linear_tap(x, scale_x, g.src_w);
+    tap_i0[x] = t.i0;
+    tap_w0[x] = 1.0f - t.w1;
+    tap_w1[x] = t.w1;
+  }
+
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x / 32;
+  const int payload = static_cast<int>(mask_payload_bytes(height, g.width, kBits));
+  const int ranges = (g.n + kBlockPixels - 1) / kBlockPixels;
   uint8_t* dst = out + records.mask_offset[k];
-  for (int64_t chunk = blockIdx.x * blockDim.x + threadIdx.x; chunk < chunks; chunk += gridDim.x * blockDim.x) {
-    walker.start(chunk * 16 * 8 / kBits);
-    uint32_t words[4];
-#pragma unroll
-    for (int w = 0; w < 4; ++w) {
-      uint32_t word = 0;
-#pragma unroll
-      for (int t = 0; t < kPixelsPerWord; ++t) {
-        const int shift = kBits == 8 ? 8 * t : 8 * (t / 8) + packed_bit_shift(t);
-        word |= walker.next() << shift;
+  for (int range = blockIdx.x; range < ranges; range += gridDim.x) {
+    const int first = range * kBlockPixels;
+    const int last = (first + kBlockPixels < g.n ? first + kBlockPixels : g.n) - 1;
+    g.y_first = first / g.width;
+    const int num_rows = last / g.width - g.y_first + 1;
+    // Narrow frames span too many rows for the cache: their pixels blend from global memory.
+    const bool cached = num_rows <= kCachedRows;
+    __syncthreads();  // taps written; the previous range's rows no longer read
+    if (cached) {
+      for (int idx = threadIdx.x; idx < num_rows * g.src_w; idx += blockDim.x) {
+        const int r = idx / g.src_w, sx = idx - r * g.src_w;
+        const LinearTap ty = linear_tap(g.y_first + r, g.scale_y, g.src_h);
+        rows[idx] = blend(g.src[ty.i0 * g.src_w + sx], g.src[ty.i1 * g.src_w + sx], ty.w1);
       }
-      words[w] = word;
     }
-    const int64_t byte0 = chunk * 16;
+    __syncthreads();
+
+    const int chunk = range * (kThreads / 32) + warp;
+    const int p = chunk * kChunkPixels + lane;
+    const uint32_t mine = cached ? binarize_chunk<true>(g, p, lane) : binarize_chunk<false>(g, p, lane);
+    uint32_t words[4];
+    if (kBits == 8) {
+      // Lane l owns pixels 16l .. 16l+15: half of the ballot of step l/2.
+      const uint32_t half = (__shfl_sync(0xffffffffu, mine, lane / 2) >> (16 * (lane & 1))) & 0xffffu;
+#pragma unroll
+      for (int w = 0; w < 4; ++w) words[w] = spread_nibble((half >> (4 * w)) & 0xfu);
+    } else {
+      // Lane l < 4 owns bytes 16l .. 16l+15: the ballots of steps 4l .. 4l+3.
+#pragma unroll
+      for (int r = 0; r < 4; ++r) words[r] = to_packbits_order(__shfl_sync(0xffffffffu, mine, (4 * lane + r) & 31));
+    }
+    const int byte0 = chunk * kChunkBytes + 16 * lane;
+    if (16 * lane >= kChunkBytes || byte0 >= payload) continue;
     if (byte0 + 16 <= payload) {
       *reinterpret_cast<uint4*>(dst + byte0) = make_uint4(words[0], words[1], words[2], words[3]);
     } else {
-      for (int i = 0; byte0 + i < payload; ++i) dst[byte0 + i] = static_cast<uint8_t>(words[i / 4] >> (8 * (i % 4)));
+      // The mask's last bytes; selects keep `words` in registers (an indexed read would not).
+      for (int i = 0; byte0 + i < payload; ++i) {
+        const int w = i / 4;
+        const uint32_t word = w == 0 ? words[0] : w == 1 ? words[1] : w == 2 ? words[2] : words[3];
+        dst[byte0 + i] = static_cast<uint8_t>(word >> (8 * (i % 4)));
+      }
     }
   }
 }
@@ -133,10 +195,8 @@ void gather_masks_cuda(const Batch& batch, const MaskParams& params, const Recor
   SEGPOST_CHECK_LAUNCH("gather_masks");
 }
 
-size_t resize_shared_bytes(int max_frame_w) { return static_cast<size_t>(max_frame_w) * sizeof(LinearTap); }
-
-void prepare_resize_masks_cuda(int max_frame_w) {
-  const size_t bytes = resize_shared_bytes(max_frame_w);
+void prepare_resize_masks_cuda(int max_frame_w, int mask_w) {
+  const size_t bytes = resize_shared_bytes(max_frame_w, mask_w);
   int device = 0, limit = 0;
   SEGPOST_CUDA_CHECK(cudaGetDevice(&device), "resize_masks setup");
   SEGPOST_CUDA_CHECK(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "resize_masks setup");
@@ -156,8 +216,8 @@ void resize_masks_cuda(const FrameSizes& sizes, const MaskParams& params, const 
                        int max_frame_w, const float* lowres, uint8_t* out, void* stream) {
   const dim3 grid(kResizeBlocksPerMask, capacity);
   auto* kernel = params.bits_per_pixel == 1 ? resize_masks_kernel<1> : resize_masks_kernel<8>;
-  kernel<<<grid, kThreads, resize_shared_bytes(max_frame_w), static_cast<cudaStream_t>(stream)>>>(sizes, params, records,
-                                                                                                 lowres, out);
+  kernel<<<grid, kThreads, resize_shared_bytes(max_frame_w, params.mask_w), static_cast<cudaStream_t>(stream)>>>(
+      sizes, params, records, lowres, out, max_frame_w);
   SEGPOST_CHECK_LAUNCH("resize_masks");
 }
 

@@ -15,9 +15,10 @@ void gather_resize_masks_cpu(const Batch& batch, const MaskParams& params, const
 // Stage 1 (reads pred_masks; after it the engine's buffer may be overwritten).
 void gather_masks_cuda(const Batch& batch, const MaskParams& params, const Records& records,
                        int capacity, float* lowres, void* stream);
-// Once per Postprocessor: reserves the shared memory for the widest frame's column taps
+// Once per Postprocessor: reserves the shared memory for the widest frame's column taps and
+// the cached source rows
 // (throws std::invalid_argument when the GPU has too little).
-void prepare_resize_masks_cuda(int max_frame_w);
+void prepare_resize_masks_cuda(int max_frame_w, int mask_w);
 // Stage 2 (reads only the gathered scratch). `out` may be device or mapped host memory.
 void resize_masks_cuda(const FrameSizes& sizes, const MaskParams& params, const Records& records,
                        int capacity, int max_frame_w, const float* lowres, uint8_t* out, void* stream);

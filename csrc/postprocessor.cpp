@@ -26,6 +26,9 @@ Config validated(const Config& c) {
   require(c.mask_h >= 1 && c.mask_w >= 1, "mask_size must be positive");
   require(c.capacity >= 1 && c.capacity <= 65535, "capacity must be in [1, 65535]");
   require(c.max_frame_h >= 1 && c.max_frame_w >= 1, "max_frame_size must be positive");
+  // The resize kernel indexes a mask's pixels with 32-bit ints.
+  require(static_cast<int64_t>(c.max_frame_h) * c.max_frame_w < (int64_t{1} << 31),
+          "max_frame_size must have fewer than 2^31 pixels");
   require(c.score_threshold >= 0.0f && c.score_threshold <= 1.0f, "score_threshold must be in [0, 1]");
   require(c.mask_threshold == c.mask_threshold, "mask_threshold must not be NaN");
   require(c.top_k >= 0, "top_k must be >= 0 (0 = no limit)");
@@ -156,15 +159,14 @@ void Postprocessor::allocate_cuda() {
         "use device='cpu' (numpy inputs, the C++ CPU twin)");
   }
   SEGPOST_CUDA_CHECK(cudaGetDevice(&device_), "Postprocessor()");
-  prepare_resize_masks_cuda(config_.max_frame_w);
+  prepare_resize_masks_cuda(config_.max_frame_w, config_.mask_w);
+  prepare_score_compact_cuda(config_.max_frames * config_.num_queries);
   const size_t n = static_cast<size_t>(config_.max_frames) * config_.num_queries;
   const size_t lowres_bytes = static_cast<size_t>(config_.capacity) * config_.mask_h * config_.mask_w * sizeof(float);
   SEGPOST_CUDA_CHECK(cudaMalloc(&device_results_, layout_.bytes), "Postprocessor()");
-  SEGPOST_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&device_scores_), n * sizeof(float)), "Postprocessor()");
-  SEGPOST_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&device_keep_), n * sizeof(int32_t)), "Postprocessor()");
   SEGPOST_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&device_rank_), n * sizeof(int32_t)), "Postprocessor()");
   SEGPOST_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&device_lowres_), lowres_bytes), "Postprocessor()");
-  device_bytes_ = static_cast<int64_t>(layout_.bytes + n * (sizeof(float) + 2 * sizeof(int32_t)) + lowres_bytes);
+  device_bytes_ = static_cast<int64_t>(layout_.bytes + n * sizeof(int32_t) + lowres_bytes);
   SEGPOST_CUDA_CHECK(cudaHostAlloc(&host_results_, layout_.bytes, cudaHostAllocDefault), "Postprocessor()");
   pinned_bytes_ = static_cast<int64_t>(layout_.bytes);
   if (config_.masks_on_device) {
@@ -192,8 +194,6 @@ void Postprocessor::allocate_cuda() {
 void Postprocessor::release() {
   if (config_.use_cuda) {
     cudaFree(device_results_);
-    cudaFree(device_scores_);
-    cudaFree(device_keep_);
     cudaFree(device_rank_);
     cudaFree(device_lowres_);
     cudaFree(device_masks_);
@@ -226,7 +226,7 @@ void Postprocessor::enqueue(const Batch& batch, uintptr_t stream_handle) {
 
   // The previous batch's stage 2 may still read the scratch this stage overwrites.
   SEGPOST_CUDA_CHECK(cudaStreamWaitEvent(stream, done, 0), "enqueue");
-  score_compact_cuda(batch, compact_params(config_), device_scores_, device_keep_, device_rank_, records, stream);
+  score_compact_cuda(batch, compact_params(config_), device_rank_, records, stream);
   gather_masks_cuda(batch, masks, records, config_.capacity, device_lowres_, stream);
   SEGPOST_CUDA_CHECK(cudaEventRecord(gathered, stream), "enqueue");
 

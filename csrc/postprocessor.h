@@ -75,8 +75,6 @@ class Postprocessor {
   std::vector<LinearTap> cpu_x_taps_;
   // Device side.
   void* device_results_ = nullptr;
-  float* device_scores_ = nullptr;
-  int32_t* device_keep_ = nullptr;
   int32_t* device_rank_ = nullptr;
   float* device_lowres_ = nullptr;
   uint8_t* device_masks_ = nullptr;  // masks_on_device

@@ -1,6 +1,9 @@
 #include "cuda_check.h"
 #include "score_compact.h"
 
+#include <stdexcept>
+#include <string>
+
 namespace segpost {
 namespace {
 
@@ -8,9 +11,12 @@ constexpr int kCompactThreads = 1024;
 
 // One block does the whole class-batch: F * Q is a few thousand elements, so ranking by
 // counting (O(Q) per element, no sort, no global sync) costs microseconds and is deterministic.
+// Scores and keep flags, read by every thread, live in shared memory; ranks (read only by their
+// owner) in global scratch.
 __global__ void __launch_bounds__(kCompactThreads)
-    score_compact_kernel(Batch batch, CompactParams params, float* scores, int32_t* keep,
-                         int32_t* rank, Records out) {
+    score_compact_kernel(Batch batch, CompactParams params, int32_t* rank, Records out) {
+  extern __shared__ float scores[];
+  int32_t* keep = reinterpret_cast<int32_t*>(scores + batch.num_frames * params.num_queries);
   __shared__ int32_t kept_total;
   __shared__ int32_t counts[kMaxFrames];
   __shared__ int32_t first[kMaxFrames];
@@ -121,12 +127,28 @@ __global__ void __launch_bounds__(kCompactThreads)
   }
 }
 
+size_t score_compact_shared_bytes(int n) { return static_cast<size_t>(n) * (sizeof(float) + sizeof(int32_t)); }
+
 }  // namespace
 
-void score_compact_cuda(const Batch& batch, const CompactParams& params, float* scores,
-                        int32_t* keep, int32_t* rank, Records out, void* stream) {
-  score_compact_kernel<<<1, kCompactThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      batch, params, scores, keep, rank, out);
+void prepare_score_compact_cuda(int max_elements) {
+  const size_t bytes = score_compact_shared_bytes(max_elements);
+  int device = 0, limit = 0;
+  SEGPOST_CUDA_CHECK(cudaGetDevice(&device), "score_compact setup");
+  SEGPOST_CUDA_CHECK(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "score_compact setup");
+  if (bytes > static_cast<size_t>(limit)) {
+    throw std::invalid_argument("segpost.Postprocessor: max_frames * num_queries = " + std::to_string(max_elements) +
+                                " needs " + std::to_string(bytes) + " bytes of shared memory; this GPU has " +
+                                std::to_string(limit));
+  }
+  SEGPOST_CUDA_CHECK(cudaFuncSetAttribute(score_compact_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(bytes)),
+                     "score_compact setup");
+}
+
+void score_compact_cuda(const Batch& batch, const CompactParams& params, int32_t* rank, Records out, void* stream) {
+  const size_t bytes = score_compact_shared_bytes(batch.num_frames * params.num_queries);
+  score_compact_kernel<<<1, kCompactThreads, bytes, static_cast<cudaStream_t>(stream)>>>(batch, params, rank, out);
   SEGPOST_CHECK_LAUNCH("score_compact");
 }
 

@@ -12,9 +12,11 @@ void score_compact_cpu(const Batch& batch, const CompactParams& params, float* s
                        int32_t* order, Records out);
 
 #if SEGPOST_WITH_CUDA
-// CUDA: one block; scores, keep and rank are device scratch of F * Q elements.
-void score_compact_cuda(const Batch& batch, const CompactParams& params, float* scores,
-                        int32_t* keep, int32_t* rank, Records out, void* stream);
+// Once per Postprocessor: reserves shared memory for F * Q scores and flags (throws
+// std::invalid_argument when the GPU has too little).
+void prepare_score_compact_cuda(int max_elements);
+// CUDA: one block; rank is device scratch of F * Q elements.
+void score_compact_cuda(const Batch& batch, const CompactParams& params, int32_t* rank, Records out, void* stream);
 #endif
 
 }  // namespace segpost
