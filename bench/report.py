@@ -8,7 +8,8 @@ import argparse
 import json
 from collections import defaultdict
 
-COLUMNS = ["segpost_fp32", "segpost_fp16", "segpost_packed_fp16", "segpost_device_fp16", "v3", "v2", "torch_per_frame",
+COLUMNS = ["segpost_fp32", "segpost_fp16", "segpost_packed_fp16", "segpost_rle_fp16", "segpost_rle_dicts_fp16",
+           "segpost_device_fp16", "v3", "v2", "torch_per_frame",
            "torch_batched", "torch_per_frame_device"]
 MASK = 288 * 288
 RECORD_BYTES = 4 + 4 + 4 + 16 + 8
@@ -17,16 +18,18 @@ RECORD_BYTES = 4 + 4 + 4 + 16 + 8
 def load(path):
     with open(path) as f:
         data = json.load(f)
-    rows, extra = defaultdict(dict), {}
+    rows, extra, host_bytes = defaultdict(dict), {}, defaultdict(dict)
     for b in data["benchmarks"]:
         info = b["extra_info"]
         if "approach" in info:
             key = (info["frames"], info["kept"], info["height"], info["width"])
             rows[key][info["approach"]] = b["stats"]["median"] * 1e3
+            if "host_bytes" in info:
+                host_bytes[key][info["approach"]] = info["host_bytes"]
         else:
             extra.update({k: v for k, v in info.items() if k != "mask_dtype"} if "segpost_kernel_us" not in info
                          else {f"{k}_{info['mask_dtype']}": v for k, v in info.items() if k != "mask_dtype"})
-    return data, rows, extra
+    return data, rows, extra, host_bytes
 
 
 def floor_ms(key, hbm, d2h):
@@ -66,6 +69,17 @@ def table(rows, extra) -> str:
     return "\n".join(lines) + ("\n\n" + "\n".join(f"- {n}" for n in notes) if notes else "")
 
 
+def bytes_table(host_bytes) -> str:
+    """MB that crossed PCIe per class-batch, per segpost output kind."""
+    kinds = [c for c in COLUMNS if c.startswith("segpost") and "dicts" not in c and any(c in r for r in host_bytes.values())]
+    lines = ["| frames | kept | frame | " + " | ".join(f"{k} MB" for k in kinds) + " |", "|" + "---|" * (3 + len(kinds))]
+    for key in sorted(host_bytes, key=lambda k: (k[2] * k[3], k[0], k[1])):
+        r = host_bytes[key]
+        lines.append(f"| {key[0]} | {key[1]} | {key[3]}x{key[2]} | " +
+                     " | ".join(f"{r[k] / 1e6:.3f}" if k in r else "-" for k in kinds) + " |")
+    return "\n".join(lines)
+
+
 def plot(rows, path):
     import matplotlib
 
@@ -93,10 +107,11 @@ def main():
     parser.add_argument("json")
     parser.add_argument("--plot")
     args = parser.parse_args()
-    data, rows, extra = load(args.json)
+    data, rows, extra, host_bytes = load(args.json)
     mi = data.get("machine_info", {})
     print(f"Benchmarks of {data.get('datetime', '?')} on {mi.get('node', '?')} ({mi.get('cpu', {}).get('brand_raw', '?')})\n")
     print(table(rows, extra))
+    print("\n" + bytes_table(host_bytes))
     if args.plot:
         plot(rows, args.plot)
         print(f"\nplot: {args.plot}")

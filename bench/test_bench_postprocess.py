@@ -18,7 +18,8 @@ CONFIGS = [
     (8, 40, (480, 640)), (8, 40, (2160, 3840)),
     (1, 5, (1080, 1920)), (16, 80, (1080, 1920)),
 ]
-APPROACHES = ["segpost_fp32", "segpost_fp16", "segpost_packed_fp16", "segpost_device_fp16", "v2", "v3", "torch_per_frame",
+APPROACHES = ["segpost_fp32", "segpost_fp16", "segpost_packed_fp16", "segpost_rle_fp16", "segpost_rle_dicts_fp16",
+              "segpost_device_fp16", "v2", "v3", "torch_per_frame",
               "torch_batched", "torch_per_frame_device"]
 SLOW = {"v2", "v3", "torch_per_frame", "torch_batched"}
 
@@ -38,11 +39,20 @@ def build(approach, cp, out):
     frames, kept = len(out.frame_sizes), out.kept
     if approach.startswith("segpost"):
         kind = (segpost.OutputKind.DEVICE_FULL if "device" in approach else
-                segpost.OutputKind.PACKED if "packed" in approach else segpost.OutputKind.FULL)
+                segpost.OutputKind.PACKED if "packed" in approach else
+                segpost.OutputKind.RLE if "rle" in approach else segpost.OutputKind.FULL)
         pp = segpost.Postprocessor(max_frames=frames, capacity=max(kept, 1), max_frame_size=out.frame_sizes[0],
                                    score_threshold=out.threshold, output=kind, device="cuda")
         stream = cp.cuda.get_current_stream()
-        return lambda o: pp.run(o.logits, o.presence, o.boxes, o.masks, o.frame_sizes, stream=stream)
+
+        def run(o):
+            result = pp.run(o.logits, o.presence, o.boxes, o.masks, o.frame_sizes, stream=stream)
+            if "dicts" in approach:  # the pycocotools dicts too, not only the run lengths
+                [m for frame in result for m in frame.masks]
+            return result
+
+        run.postprocessor = pp
+        return run
     if approach == "v2":
         return V2(cp, out)
     if approach == "v3":
@@ -72,6 +82,8 @@ def test_postprocess(benchmark, approach, frames, kept, size):
     out = outputs_for(cp, frames, kept, size, dtype)
     fn = build(approach, cp, out)
     assert count(fn(out)) == kept, f"{approach} found a different number of detections"
+    if hasattr(fn, "postprocessor"):
+        benchmark.extra_info["host_bytes"] = fn.postprocessor.last_host_bytes
     rounds = 3 if (approach in SLOW and kept >= 200) else 10 if approach in SLOW else 50
     benchmark.extra_info.update(approach=approach, frames=frames, kept=kept, height=size[0], width=size[1],
                                 mask_dtype=np.dtype(dtype).name)

@@ -6,6 +6,7 @@
 
 #include <vector>
 
+#include "masks.h"
 #include "postprocessor.h"
 
 namespace py = pybind11;
@@ -48,6 +49,12 @@ PYBIND11_MODULE(_ext, m) {
   m.attr("MAX_FRAMES") = segpost::kMaxFrames;
   m.attr("MASK_ALIGN") = segpost::kMaskAlign;
   m.def("built_with_cuda", &segpost::built_with_cuda);
+  m.def(
+      "coco_rle_string",
+      [](py::array_t<int32_t, py::array::c_style> counts) {
+        return py::bytes(segpost::coco_rle_string(counts.data(), counts.size()));
+      },
+      py::arg("counts"), "pycocotools' compressed RLE string of uncompressed run lengths");
   m.def("mask_stride_bytes", &segpost::mask_stride_bytes, py::arg("height"), py::arg("width"), py::arg("bits_per_pixel"));
   m.def("cuda_device_count", &segpost::cuda_device_count);
   m.def("cuda_free_memory", &segpost::cuda_free_memory);
@@ -55,7 +62,7 @@ PYBIND11_MODULE(_ext, m) {
   py::class_<segpost::Postprocessor>(m, "Postprocessor")
       .def(py::init([](int max_frames, int num_queries, int mask_h, int mask_w, int capacity, int max_frame_h,
                        int max_frame_w, float score_threshold, float mask_threshold, int mask_mode, int top_k,
-                       bool use_cuda, bool masks_on_device, int mask_bits) {
+                       bool use_cuda, bool masks_on_device, int mask_bits, int rle_capacity) {
              segpost::Config c;
              c.max_frames = max_frames;
              c.num_queries = num_queries;
@@ -71,11 +78,12 @@ PYBIND11_MODULE(_ext, m) {
              c.use_cuda = use_cuda;
              c.masks_on_device = masks_on_device;
              c.mask_bits = mask_bits;
+             c.rle_capacity = rle_capacity;
              return new segpost::Postprocessor(c);
            }),
            py::arg("max_frames"), py::arg("num_queries"), py::arg("mask_h"), py::arg("mask_w"), py::arg("capacity"),
            py::arg("max_frame_h"), py::arg("max_frame_w"), py::arg("score_threshold"), py::arg("mask_threshold"),
-           py::arg("mask_mode"), py::arg("top_k"), py::arg("use_cuda"), py::arg("masks_on_device"), py::arg("mask_bits"))
+           py::arg("mask_mode"), py::arg("top_k"), py::arg("use_cuda"), py::arg("masks_on_device"), py::arg("mask_bits"), py::arg("rle_capacity"))
       .def("enqueue",
            [](segpost::Postprocessor& self, uintptr_t logits, int logits_dtype, uintptr_t presence, int presence_dtype,
               uintptr_t boxes, int boxes_dtype, uintptr_t masks, int masks_dtype, const std::vector<int>& heights,
@@ -117,6 +125,7 @@ PYBIND11_MODULE(_ext, m) {
                                d["score"] = l.score;
                                d["box"] = l.box;
                                d["mask_offset"] = l.mask_offset;
+                               d["mask_length"] = l.mask_length;
                                d["bytes"] = l.bytes;
                                return d;
                              })

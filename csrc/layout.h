@@ -14,6 +14,8 @@ struct Header {
   int32_t passed;    // detections that passed threshold and top-k, before the capacity cut
   int32_t overflow;  // 1 when passed > capacity: the lowest scores were dropped
   int32_t num_frames;
+  int32_t mask_overflow;  // 1 when some RLE masks did not fit the counts buffer (mask_length -1)
+  int32_t reserved;
   int64_t mask_bytes;  // bytes of the mask buffer in use
   int32_t counts[kMaxFrames];
 };
@@ -26,10 +28,11 @@ struct Records {
   float* score;
   float* box;           // [capacity, 4] xyxy pixels
   int64_t* mask_offset;  // byte offset of each mask in the mask buffer
+  int32_t* mask_length;  // RLE: number of run lengths (-1: did not fit); other kinds: 0
 };
 
 struct ResultLayout {
-  size_t header = 0, frame = 0, query = 0, score = 0, box = 0, mask_offset = 0, bytes = 0;
+  size_t header = 0, frame = 0, query = 0, score = 0, box = 0, mask_offset = 0, mask_length = 0, bytes = 0;
 
   static ResultLayout for_capacity(int capacity) {
     auto align = [](size_t v) { return (v + 255) / 256 * 256; };
@@ -41,7 +44,8 @@ struct ResultLayout {
     l.score = align(l.query + n * sizeof(int32_t));
     l.box = align(l.score + n * sizeof(float));
     l.mask_offset = align(l.box + 4 * n * sizeof(float));
-    l.bytes = align(l.mask_offset + n * sizeof(int64_t));
+    l.mask_length = align(l.mask_offset + n * sizeof(int64_t));
+    l.bytes = align(l.mask_length + n * sizeof(int32_t));
     return l;
   }
 
@@ -49,7 +53,8 @@ struct ResultLayout {
     char* b = static_cast<char*>(base);
     return Records{reinterpret_cast<Header*>(b + header), reinterpret_cast<int32_t*>(b + frame),
                    reinterpret_cast<int32_t*>(b + query),  reinterpret_cast<float*>(b + score),
-                   reinterpret_cast<float*>(b + box),      reinterpret_cast<int64_t*>(b + mask_offset)};
+                   reinterpret_cast<float*>(b + box),      reinterpret_cast<int64_t*>(b + mask_offset),
+                   reinterpret_cast<int32_t*>(b + mask_length)};
   }
 };
 
@@ -83,6 +88,12 @@ struct MaskParams {
   MaskMode mode;
   float threshold;  // on the interpolated logit (Logit) or probability (Probability)
   int32_t bits_per_pixel;
+};
+
+// COCO run lengths of the column-major mask, starting with a run of zeros (pycocotools' RLE),
+// written into one counts buffer of `capacity` int32 entries shared by all masks of a batch.
+struct RleParams {
+  int32_t capacity;
 };
 
 }  // namespace segpost

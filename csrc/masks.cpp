@@ -4,16 +4,48 @@
 
 namespace segpost {
 
+namespace {
+
+// Mask k's low-res map as floats (logits or probabilities), as the GPU gather writes it.
+void gather_lowres(const Batch& batch, const MaskParams& params, const Records& records, int32_t k, float* lowres) {
+  const int64_t hw = static_cast<int64_t>(params.mask_h) * params.mask_w;
+  const int64_t src = (static_cast<int64_t>(records.frame[k]) * params.num_queries + records.query[k]) * hw;
+  for (int64_t p = 0; p < hw; ++p) {
+    lowres[p] = mask_source_value(load_as_float(batch.masks, src + p, batch.masks_dtype), params.mode);
+  }
+}
+
+// Walks a resized, binarized mask in column-major order (COCO's RLE order).
+struct ColumnWalker {
+  const float* lowres;
+  int mask_h, mask_w, height, width;
+  double scale_y, scale_x;
+  float threshold;
+
+  // Calls emit(position) for each column-major position whose pixel differs from the one before
+  // (the pixel before the first counts as 0).
+  template <typename Emit>
+  void transitions(Emit emit) const {
+    bool previous = false;
+    for (int x = 0; x < width; ++x) {
+      const LinearTap tx = linear_tap(x, scale_x, mask_w);
+      for (int y = 0; y < height; ++y) {
+        const bool bit = bilinear(lowres, mask_w, linear_tap(y, scale_y, mask_h), tx) > threshold;
+        if (bit != previous) emit(static_cast<int64_t>(x) * height + y);
+        previous = bit;
+      }
+    }
+  }
+};
+
+}  // namespace
+
 void gather_resize_masks_cpu(const Batch& batch, const MaskParams& params, const Records& records,
                              float* lowres, LinearTap* x_taps, uint8_t* out) {
   const int mask_h = params.mask_h, mask_w = params.mask_w;
-  const int64_t hw = static_cast<int64_t>(mask_h) * mask_w;
   for (int32_t k = 0; k < records.header->total; ++k) {
     const int f = records.frame[k];
-    const int64_t src = (static_cast<int64_t>(f) * params.num_queries + records.query[k]) * hw;
-    for (int64_t p = 0; p < hw; ++p) {
-      lowres[p] = mask_source_value(load_as_float(batch.masks, src + p, batch.masks_dtype), params.mode);
-    }
+    gather_lowres(batch, params, records, k, lowres);
     const int height = batch.sizes.height[f], width = batch.sizes.width[f];
     const double scale_y = resize_scale(mask_h, height), scale_x = resize_scale(mask_w, width);
     for (int x = 0; x < width; ++x) x_taps[x] = linear_tap(x, scale_x, mask_w);
@@ -33,6 +65,59 @@ void gather_resize_masks_cpu(const Batch& batch, const MaskParams& params, const
       }
     }
   }
+}
+
+
+void gather_rle_masks_cpu(const Batch& batch, const MaskParams& params, const RleParams& rle,
+                          const Records& records, float* lowres, int32_t* counts) {
+  const int mask_h = params.mask_h, mask_w = params.mask_w;
+  int64_t used = 0;
+  records.header->mask_overflow = 0;
+  for (int32_t k = 0; k < records.header->total; ++k) {
+    const int f = records.frame[k];
+    gather_lowres(batch, params, records, k, lowres);
+    const int height = batch.sizes.height[f], width = batch.sizes.width[f];
+    const ColumnWalker walker{lowres, mask_h, mask_w, height, width, resize_scale(mask_h, height),
+                              resize_scale(mask_w, width), params.threshold};
+    int64_t num_transitions = 0;
+    walker.transitions([&](int64_t) { ++num_transitions; });
+    const int64_t length = num_transitions + 1;
+    if (used + length > rle.capacity) {
+      records.mask_length[k] = -1;
+      records.mask_offset[k] = 0;
+      records.header->mask_overflow = 1;
+      continue;
+    }
+    int32_t* out = counts + used;
+    int64_t previous = 0, j = 0;
+    walker.transitions([&](int64_t position) {
+      out[j++] = static_cast<int32_t>(position - previous);
+      previous = position;
+    });
+    out[j] = static_cast<int32_t>(static_cast<int64_t>(height) * width - previous);
+    records.mask_offset[k] = used * static_cast<int64_t>(sizeof(int32_t));
+    records.mask_length[k] = static_cast<int32_t>(length);
+    used += length;
+  }
+  records.header->mask_bytes = used * static_cast<int64_t>(sizeof(int32_t));
+}
+
+std::string coco_rle_string(const int32_t* counts, int64_t length) {
+  std::string s;
+  s.reserve(static_cast<size_t>(length) * 2);
+  for (int64_t i = 0; i < length; ++i) {
+    int64_t x = counts[i];
+    if (i > 2) x -= counts[i - 2];
+    bool more = true;
+    while (more) {
+      char c = static_cast<char>(x & 0x1f);
+      x >>= 5;
+      more = (c & 0x10) ? x != -1 : x != 0;
+      if (more) c |= 0x20;
+      s.push_back(static_cast<char>(c + 48));
+    }
+  }
+  return s;
 }
 
 }  // namespace segpost

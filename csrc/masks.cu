@@ -186,6 +186,135 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// ---- RLE: one thread per output column walks it top to bottom (column-major is COCO's order).
+
+constexpr int kRleThreads = 128;
+
+size_t rle_shared_bytes(int max_frame_h) { return static_cast<size_t>(max_frame_h) * 3 * sizeof(int32_t); }
+
+// kWrite = false: per column, the number of transitions and the position of the last one (-1:
+// none). kWrite = true: the run lengths, at the offsets the plan kernel assigned.
+template <bool kWrite>
+__global__ void __launch_bounds__(kRleThreads)
+    rle_columns_kernel(FrameSizes sizes, MaskParams params, Records records, const float* lowres, RleScratch scratch,
+                       int max_frame_w, int32_t* counts) {
+  extern __shared__ int32_t shared[];
+  const int k = blockIdx.y;
+  if (k >= records.header->total) return;
+  if (kWrite && records.mask_length[k] < 0) return;
+  const int f = records.frame[k];
+  const int height = sizes.height[f], width = sizes.width[f];
+  const int src_h = params.mask_h, src_w = params.mask_w;
+  int32_t* tap_i0 = shared;
+  int32_t* tap_i1 = shared + height;
+  float* tap_w1 = reinterpret_cast<float*>(shared + 2 * height);
+  const double scale_y = resize_scale(src_h, height);
+  for (int y = threadIdx.x; y < height; y += blockDim.x) {
+    const LinearTap t = linear_tap(y, scale_y, src_h);
+    tap_i0[y] = t.i0;
+    tap_i1[y] = t.i1;
+    tap_w1[y] = t.w1;
+  }
+  __syncthreads();
+  const int x = blockIdx.x * blockDim.x + threadIdx.x;
+  if (x >= width) return;
+  const float* src = lowres + k * static_cast<int64_t>(src_h) * src_w;
+  const double scale_x = resize_scale(src_w, width);
+  auto pixel = [&](int y, const LinearTap& tx) {
+    return bilinear(src, src_w, LinearTap{tap_i0[y], tap_i1[y], tap_w1[y]}, tx) > params.threshold;
+  };
+  // The pixel before this column's first: the previous column's last (0 before the first).
+  bool previous = x > 0 && pixel(height - 1, linear_tap(x - 1, scale_x, src_w));
+  const LinearTap tx = linear_tap(x, scale_x, src_w);
+  const int64_t column = static_cast<int64_t>(k) * max_frame_w + x;
+  const int base = static_cast<int>(x) * height;
+  if (!kWrite) {
+    int32_t found = 0, last = -1;
+    for (int y = 0; y < height; ++y) {
+      const bool bit = pixel(y, tx);
+      if (bit != previous) {
+        ++found;
+        last = base + y;
+      }
+      previous = bit;
+    }
+    scratch.column_a[column] = found;
+    scratch.column_b[column] = last;
+  } else {
+    int32_t* out = counts + records.mask_offset[k] / static_cast<int64_t>(sizeof(int32_t)) + scratch.column_a[column];
+    int32_t last = scratch.column_b[column];
+    for (int y = 0; y < height; ++y) {
+      const bool bit = pixel(y, tx);
+      if (bit != previous) {
+        *out++ = base + y - last;
+        last = base + y;
+      }
+      previous = bit;
+    }
+  }
+}
+
+// One block: per mask (a warp each), the exclusive scan of column transition counts (-> offsets)
+// and the running last transition before each column (-> the previous boundary); then masks are
+// placed in order in the counts buffer, each getting its final run (to the mask's end).
+__global__ void __launch_bounds__(1024)
+    rle_plan_kernel(FrameSizes sizes, RleParams rle, Records records, RleScratch scratch, int max_frame_w,
+                    int32_t* counts) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  const int total = records.header->total;
+  for (int k = warp; k < total; k += warps) {
+    const int width = sizes.width[records.frame[k]];
+    int32_t sum = 0, last = 0;  // carried over chunks of 32 columns
+    for (int x0 = 0; x0 < width; x0 += 32) {
+      const int x = x0 + lane;
+      const int64_t column = static_cast<int64_t>(k) * max_frame_w + x;
+      const int32_t found = x < width ? scratch.column_a[column] : 0;
+      const int32_t column_last = x < width ? scratch.column_b[column] : -1;
+      int32_t inclusive = found, running_last = column_last;
+      for (int d = 1; d < 32; d <<= 1) {
+        const int32_t s = __shfl_up_sync(0xffffffffu, inclusive, d);
+        const int32_t l = __shfl_up_sync(0xffffffffu, running_last, d);
+        if (lane >= d) {
+          inclusive += s;
+          running_last = max(running_last, l);
+        }
+      }
+      const int32_t before_last = __shfl_up_sync(0xffffffffu, running_last, 1);
+      if (x < width) {
+        scratch.column_a[column] = sum + inclusive - found;
+        // The boundary before this column's first run: the last transition so far, else 0.
+        scratch.column_b[column] = max(last, lane > 0 ? before_last : -1);
+      }
+      sum += __shfl_sync(0xffffffffu, inclusive, 31);
+      last = max(last, __shfl_sync(0xffffffffu, running_last, 31));
+    }
+    if (lane == 0) {
+      scratch.mask_total[k] = sum;
+      scratch.mask_last[k] = last;
+    }
+  }
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+  int64_t used = 0;
+  int32_t overflow = 0;
+  for (int k = 0; k < total; ++k) {
+    const int f = records.frame[k];
+    const int64_t length = static_cast<int64_t>(scratch.mask_total[k]) + 1;
+    if (used + length > rle.capacity) {
+      records.mask_length[k] = -1;
+      records.mask_offset[k] = 0;
+      overflow = 1;
+      continue;
+    }
+    records.mask_offset[k] = used * static_cast<int64_t>(sizeof(int32_t));
+    records.mask_length[k] = static_cast<int32_t>(length);
+    counts[used + length - 1] = sizes.height[f] * sizes.width[f] - scratch.mask_last[k];
+    used += length;
+  }
+  records.header->mask_overflow = overflow;
+  records.header->mask_bytes = used * static_cast<int64_t>(sizeof(int32_t));
+}
+
 }  // namespace
 
 void gather_masks_cuda(const Batch& batch, const MaskParams& params, const Records& records,
@@ -219,6 +348,35 @@ void resize_masks_cuda(const FrameSizes& sizes, const MaskParams& params, const 
   kernel<<<grid, kThreads, resize_shared_bytes(max_frame_w, params.mask_w), static_cast<cudaStream_t>(stream)>>>(
       sizes, params, records, lowres, out, max_frame_w);
   SEGPOST_CHECK_LAUNCH("resize_masks");
+}
+
+}  // namespace segpost
+
+namespace segpost {
+
+void prepare_rle_masks_cuda(int max_frame_h) {
+  const size_t bytes = rle_shared_bytes(max_frame_h);
+  for (const void* kernel : {reinterpret_cast<const void*>(rle_columns_kernel<false>),
+                             reinterpret_cast<const void*>(rle_columns_kernel<true>)}) {
+    SEGPOST_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
+                       "rle setup");
+  }
+}
+
+void rle_masks_cuda(const FrameSizes& sizes, const MaskParams& params, const RleParams& rle, const Records& records,
+                    int capacity, int max_frame_h, int max_frame_w, const float* lowres, const RleScratch& scratch,
+                    int32_t* counts, void* stream) {
+  auto* s = static_cast<cudaStream_t>(stream);
+  const dim3 grid((max_frame_w + kRleThreads - 1) / kRleThreads, capacity);
+  const size_t shared = rle_shared_bytes(max_frame_h);
+  rle_columns_kernel<false><<<grid, kRleThreads, shared, s>>>(sizes, params, records, lowres, scratch, max_frame_w,
+                                                              counts);
+  SEGPOST_CHECK_LAUNCH("rle (count)");
+  rle_plan_kernel<<<1, 1024, 0, s>>>(sizes, rle, records, scratch, max_frame_w, counts);
+  SEGPOST_CHECK_LAUNCH("rle (plan)");
+  rle_columns_kernel<true><<<grid, kRleThreads, shared, s>>>(sizes, params, records, lowres, scratch, max_frame_w,
+                                                             counts);
+  SEGPOST_CHECK_LAUNCH("rle (write)");
 }
 
 }  // namespace segpost

@@ -2,6 +2,8 @@
 // bilinear-resize it to its frame's size and binarize to uint8 0/1 in a compact buffer.
 #pragma once
 
+#include <string>
+
 #include "layout.h"
 
 namespace segpost {
@@ -10,6 +12,14 @@ namespace segpost {
 // x_taps: scratch of at least the widest frame's width.
 void gather_resize_masks_cpu(const Batch& batch, const MaskParams& params, const Records& records,
                              float* lowres, LinearTap* x_taps, uint8_t* out);
+
+// CPU twin of the RLE kind: run lengths of each kept mask into `counts` (capacity entries);
+// masks are placed in order and one that does not fit gets mask_length -1 (mask_overflow).
+void gather_rle_masks_cpu(const Batch& batch, const MaskParams& params, const RleParams& rle,
+                          const Records& records, float* lowres, int32_t* counts);
+
+// pycocotools' compressed string of one RLE (rleToString in its maskApi.c).
+std::string coco_rle_string(const int32_t* counts, int64_t length);
 
 #if SEGPOST_WITH_CUDA
 // Stage 1 (reads pred_masks; after it the engine's buffer may be overwritten).
@@ -22,6 +32,20 @@ void prepare_resize_masks_cuda(int max_frame_w, int mask_w);
 // Stage 2 (reads only the gathered scratch). `out` may be device or mapped host memory.
 void resize_masks_cuda(const FrameSizes& sizes, const MaskParams& params, const Records& records,
                        int capacity, int max_frame_w, const float* lowres, uint8_t* out, void* stream);
+
+// RLE scratch: two [capacity, max_frame_w] int32 column tables and two [capacity] int32 arrays.
+struct RleScratch {
+  int32_t* column_a;
+  int32_t* column_b;
+  int32_t* mask_total;
+  int32_t* mask_last;
+};
+void prepare_rle_masks_cuda(int max_frame_h);
+// Stage 2 of the RLE kind: count transitions per column, plan the counts buffer, write the runs
+// (into `counts`, device or mapped host memory).
+void rle_masks_cuda(const FrameSizes& sizes, const MaskParams& params, const RleParams& rle, const Records& records,
+                    int capacity, int max_frame_h, int max_frame_w, const float* lowres, const RleScratch& scratch,
+                    int32_t* counts, void* stream);
 #endif
 
 }  // namespace segpost

@@ -34,6 +34,8 @@ Config validated(const Config& c) {
   require(c.top_k >= 0, "top_k must be >= 0 (0 = no limit)");
   require(!c.masks_on_device || c.use_cuda, "masks_on_device needs the CUDA backend");
   require(c.mask_bits == 8 || c.mask_bits == 1, "mask_bits must be 8 or 1");
+  require(c.rle_capacity >= 0, "rle_capacity must be >= 0");
+  require(c.rle_capacity == 0 || !c.masks_on_device, "RLE output is delivered on the host");
   return c;
 }
 
@@ -49,7 +51,9 @@ CompactParams compact_params(const Config& c) {
 
 Postprocessor::Postprocessor(const Config& config)
     : config_(validated(config)), layout_(ResultLayout::for_capacity(config.capacity)) {
-  mask_buffer_bytes_ = mask_stride_bytes(config_.max_frame_h, config_.max_frame_w, config_.mask_bits) * config_.capacity;
+  mask_buffer_bytes_ = is_rle() ? static_cast<int64_t>(config_.rle_capacity) * static_cast<int64_t>(sizeof(int32_t))
+                               : mask_stride_bytes(config_.max_frame_h, config_.max_frame_w, config_.mask_bits) *
+                                     config_.capacity;
   const size_t n = static_cast<size_t>(config_.max_frames) * config_.num_queries;
   cpu_scores_.resize(n);
   cpu_order_.resize(n);
@@ -105,8 +109,13 @@ void Postprocessor::run_cpu(const Batch& batch) {
 #endif
   const Records records = layout_.records(host_results_);
   score_compact_cpu(batch, compact_params(config_), cpu_scores_.data(), cpu_order_.data(), records);
-  gather_resize_masks_cpu(batch, mask_params(config_), records, cpu_lowres_.data(), cpu_x_taps_.data(),
-                          host_masks_);
+  if (is_rle()) {
+    gather_rle_masks_cpu(batch, mask_params(config_), RleParams{config_.rle_capacity}, records, cpu_lowres_.data(),
+                         reinterpret_cast<int32_t*>(host_masks_));
+  } else {
+    gather_resize_masks_cpu(batch, mask_params(config_), records, cpu_lowres_.data(), cpu_x_taps_.data(),
+                            host_masks_);
+  }
 }
 
 #if SEGPOST_WITH_CUDA
@@ -161,6 +170,13 @@ void Postprocessor::allocate_cuda() {
   SEGPOST_CUDA_CHECK(cudaGetDevice(&device_), "Postprocessor()");
   prepare_resize_masks_cuda(config_.max_frame_w, config_.mask_w);
   prepare_score_compact_cuda(config_.max_frames * config_.num_queries);
+  if (is_rle()) {
+    prepare_rle_masks_cuda(config_.max_frame_h);
+    const size_t columns = static_cast<size_t>(config_.capacity) * config_.max_frame_w;
+    const size_t rle_bytes = (2 * columns + 2 * static_cast<size_t>(config_.capacity)) * sizeof(int32_t);
+    SEGPOST_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&device_rle_scratch_), rle_bytes), "Postprocessor()");
+    device_bytes_ += static_cast<int64_t>(rle_bytes);
+  }
   const size_t n = static_cast<size_t>(config_.max_frames) * config_.num_queries;
   const size_t lowres_bytes = static_cast<size_t>(config_.capacity) * config_.mask_h * config_.mask_w * sizeof(float);
   SEGPOST_CUDA_CHECK(cudaMalloc(&device_results_, layout_.bytes), "Postprocessor()");
@@ -197,6 +213,7 @@ void Postprocessor::release() {
     cudaFree(device_rank_);
     cudaFree(device_lowres_);
     cudaFree(device_masks_);
+    cudaFree(device_rle_scratch_);
     cudaFreeHost(host_results_);
     cudaFreeHost(host_masks_);
     if (gathered_event_) cudaEventDestroy(static_cast<cudaEvent_t>(gathered_event_));
@@ -232,8 +249,16 @@ void Postprocessor::enqueue(const Batch& batch, uintptr_t stream_handle) {
 
   SEGPOST_CUDA_CHECK(cudaStreamWaitEvent(copy_stream, gathered, 0), "enqueue");
   uint8_t* mask_target = config_.masks_on_device ? device_masks_ : mapped_masks_;
-  resize_masks_cuda(batch.sizes, masks, records, config_.capacity, config_.max_frame_w, device_lowres_, mask_target,
-                    copy_stream);
+  if (is_rle()) {
+    const size_t columns = static_cast<size_t>(config_.capacity) * config_.max_frame_w;
+    const RleScratch scratch{device_rle_scratch_, device_rle_scratch_ + columns, device_rle_scratch_ + 2 * columns,
+                             device_rle_scratch_ + 2 * columns + config_.capacity};
+    rle_masks_cuda(batch.sizes, masks, RleParams{config_.rle_capacity}, records, config_.capacity, config_.max_frame_h,
+                   config_.max_frame_w, device_lowres_, scratch, reinterpret_cast<int32_t*>(mask_target), copy_stream);
+  } else {
+    resize_masks_cuda(batch.sizes, masks, records, config_.capacity, config_.max_frame_w, device_lowres_, mask_target,
+                      copy_stream);
+  }
   SEGPOST_CUDA_CHECK(cudaMemcpyAsync(host_results_, device_results_, layout_.bytes, cudaMemcpyDeviceToHost, copy_stream),
                      "enqueue (result copy)");
   SEGPOST_CUDA_CHECK(cudaEventRecord(done, copy_stream), "enqueue");

@@ -28,6 +28,7 @@ struct Config {
   bool use_cuda = false;
   bool masks_on_device = false;  // masks stay in device memory instead of crossing PCIe
   int32_t mask_bits = 8;         // 8: uint8 0/1 per pixel; 1: packed bits
+  int32_t rle_capacity = 0;      // > 0: COCO RLE output, a counts buffer of this many int32
 };
 
 class Postprocessor {
@@ -57,6 +58,7 @@ class Postprocessor {
 
  private:
   void validate(const Batch& batch, bool on_device) const;
+  bool is_rle() const { return config_.rle_capacity > 0; }
   void allocate_cuda();
   void release();
 
@@ -79,6 +81,7 @@ class Postprocessor {
   float* device_lowres_ = nullptr;
   uint8_t* device_masks_ = nullptr;  // masks_on_device
   uint8_t* mapped_masks_ = nullptr;  // device address of host_masks_ (mapped pinned memory)
+  int32_t* device_rle_scratch_ = nullptr;
   void* copy_stream_ = nullptr;
   void* gathered_event_ = nullptr;
   void* done_event_ = nullptr;

@@ -61,9 +61,11 @@ void score_compact_cpu(const Batch& batch, const CompactParams& params, float* s
           scale_box_coord(load_as_float(batch.boxes, 4 * static_cast<int64_t>(i) + c, batch.boxes_dtype), extent);
     }
     out.mask_offset[k] = mask_offset;
+    out.mask_length[k] = 0;
     mask_offset += mask_stride_bytes(h, w, params.bits_per_pixel);
   }
   header.mask_bytes = mask_offset;
+  header.mask_overflow = 0;
 }
 
 }  // namespace segpost

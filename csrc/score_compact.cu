@@ -105,6 +105,7 @@ __global__ void __launch_bounds__(kCompactThreads)
     h->overflow = overflow ? 1 : 0;
     h->num_frames = num_frames;
     h->mask_bytes = bytes;
+    h->mask_overflow = 0;
   }
   for (int f = tid; f < kMaxFrames; f += blockDim.x) out.header->counts[f] = counts[f];
   __syncthreads();
@@ -124,6 +125,7 @@ __global__ void __launch_bounds__(kCompactThreads)
           scale_box_coord(load_as_float(batch.boxes, 4 * static_cast<int64_t>(i) + c, batch.boxes_dtype), extent);
     }
     out.mask_offset[k] = mask_base[f] + r * mask_stride_bytes(h, w, params.bits_per_pixel);
+    out.mask_length[k] = 0;
   }
 }
 

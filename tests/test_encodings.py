@@ -33,6 +33,20 @@ def run_kind(kind, arrays, sizes, device="cpu", **kwargs):
     return pp.run(*arrays, sizes).copy()
 
 
+def assert_rle_matches_full(rle, full):
+    mask_api = pytest.importorskip("pycocotools.mask")
+    assert rle.num_detections == full.num_detections and not rle.mask_overflow
+    for fr, ff in zip(rle, full):
+        np.testing.assert_array_equal(fr.query_ids, ff.query_ids)
+        np.testing.assert_array_equal(np.asarray(fr.masks), ff.masks)
+        for k in range(len(ff)):
+            ours = fr.masks[k]
+            expected = mask_api.encode(np.asfortranarray(ff.masks[k].astype(np.uint8)))
+            assert ours["size"] == list(expected["size"])
+            assert ours["counts"] == expected["counts"]
+            np.testing.assert_array_equal(mask_api.decode(ours), ff.masks[k].astype(np.uint8))
+
+
 def assert_packed_matches_full(packed, full):
     assert packed.num_detections == full.num_detections
     for fp, ff in zip(packed, full):
@@ -53,14 +67,50 @@ def test_packed_adversarial_patterns(size):
         expected = PATTERNS[name](h, w) > 0
         np.testing.assert_array_equal(full[0].masks[k], expected, err_msg=name)
     assert_packed_matches_full(packed, full)
+    assert_rle_matches_full(run_kind(segpost.OutputKind.RLE, arrays, sizes), full)
 
 
 @pytest.mark.parametrize("sizes", [[(1080, 1920)], [(7, 5), (480, 640), (1, 1)]])
 def test_packed_random_masks(sizes):
     case = make_case(num_frames=3, frame_sizes=sizes, kept_per_frame=3, seed=len(sizes))
     arrays = (case.logits, case.presence, case.boxes, case.masks)
-    assert_packed_matches_full(run_kind(segpost.OutputKind.PACKED, arrays, case.frame_sizes),
-                               run_kind(segpost.OutputKind.FULL, arrays, case.frame_sizes))
+    full = run_kind(segpost.OutputKind.FULL, arrays, case.frame_sizes)
+    assert_packed_matches_full(run_kind(segpost.OutputKind.PACKED, arrays, case.frame_sizes), full)
+    assert_rle_matches_full(run_kind(segpost.OutputKind.RLE, arrays, case.frame_sizes), full)
+
+
+def rle_overflow_check(arrays, sizes, device):
+    full = run_kind(segpost.OutputKind.FULL, arrays[1], sizes)
+    lengths = [len(run_kind(segpost.OutputKind.RLE, arrays[1], sizes)[0].masks.counts(k)) for k in range(len(full[0]))]
+    # Masks are placed in order; one that does not fit is dropped and later ones may still fit.
+    capacity = lengths[0] + min(lengths[1:])
+    fits, used = [], 0
+    for length in lengths:
+        fits.append(used + length <= capacity)
+        used += length if fits[-1] else 0
+    rle = run_kind(segpost.OutputKind.RLE, arrays[0], sizes, device=device, rle_capacity=capacity)
+    assert rle.mask_overflow and not all(fits) and fits[0]
+    masks = rle[0].masks
+    with pytest.raises(ValueError, match="rle_capacity"):
+        np.asarray(masks)
+    for k, fit in enumerate(fits):
+        if fit:
+            np.testing.assert_array_equal(masks.decode(k), full[0].masks[k])
+        else:
+            assert masks[k] is None and masks.counts(k) is None
+
+
+def test_rle_overflow_drops_only_what_does_not_fit():
+    case = make_case(num_frames=1, frame_sizes=[(60, 80)], kept_per_frame=4, seed=12, smooth=False)
+    arrays = (case.logits, case.presence, case.boxes, case.masks)
+    rle_overflow_check((arrays, arrays), case.frame_sizes, "cpu")
+
+
+def test_rle_capacity_only_for_rle():
+    with pytest.raises(ValueError, match="rle_capacity applies"):
+        segpost.Postprocessor(device="cpu", rle_capacity=10)
+    with pytest.raises(ValueError, match="rle_capacity must be"):
+        segpost.Postprocessor(device="cpu", output=segpost.OutputKind.RLE, rle_capacity=0)
 
 
 def test_packed_buffer_is_an_eighth():
@@ -89,4 +139,13 @@ def test_gpu_packed_random_masks(cp, sizes):
     case = make_case(num_frames=3, frame_sizes=sizes, kept_per_frame=3, seed=len(sizes), dtype=np.float16)
     arrays = (case.logits, case.presence, case.boxes, case.masks)
     packed = run_kind(segpost.OutputKind.PACKED, to_device(cp, arrays), case.frame_sizes, device="cuda")
-    assert_packed_matches_full(packed, run_kind(segpost.OutputKind.FULL, arrays, case.frame_sizes))
+    full = run_kind(segpost.OutputKind.FULL, arrays, case.frame_sizes)
+    assert_packed_matches_full(packed, full)
+    assert_rle_matches_full(run_kind(segpost.OutputKind.RLE, to_device(cp, arrays), case.frame_sizes, device="cuda"), full)
+
+
+@pytest.mark.gpu
+def test_gpu_rle_overflow_drops_only_what_does_not_fit(cp):
+    case = make_case(num_frames=1, frame_sizes=[(60, 80)], kept_per_frame=4, seed=12, smooth=False)
+    arrays = (case.logits, case.presence, case.boxes, case.masks)
+    rle_overflow_check((to_device(cp, arrays), arrays), case.frame_sizes, "cuda")

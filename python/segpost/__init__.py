@@ -1,9 +1,9 @@
 """segpost: GPU post-processing of DETR-style segmentation engines (SAM3 under TensorRT)."""
 from ._arrays import DeviceBuffer
-from .encodings import PackedMasks
+from .encodings import PackedMasks, RleMasks
 from .postprocess import MaskMode, OutputKind, Postprocessor, cuda_available
 from .results import BatchResult, FrameResult
 
 __version__ = "0.1.0"
-__all__ = ["Postprocessor", "OutputKind", "MaskMode", "BatchResult", "FrameResult", "DeviceBuffer", "PackedMasks",
+__all__ = ["Postprocessor", "OutputKind", "MaskMode", "BatchResult", "FrameResult", "DeviceBuffer", "PackedMasks", "RleMasks",
            "cuda_available", "__version__"]

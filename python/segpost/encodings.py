@@ -47,3 +47,56 @@ class PackedMasks:
 
     def copy(self) -> "PackedMasks":
         return PackedMasks(self.data.copy(), self.height, self.width)
+
+
+class RleMasks:
+    """N masks of one frame as COCO run lengths (column-major, starting with a run of zeros).
+
+    ``[k]`` gives mask k as a pycocotools-compatible dict {"size": [H, W], "counts": bytes}
+    (pycocotools.mask.decode accepts it); ``counts(k)`` the uncompressed run lengths;
+    np.asarray() decodes all masks to (N, H, W) bool. A mask that did not fit the counts buffer
+    (BatchResult.mask_overflow) is None in ``[k]`` and raises when decoded.
+    """
+
+    def __init__(self, counts: list, height: int, width: int):
+        self._counts = counts  # per mask: int32 run lengths, or None
+        self.height, self.width = height, width
+
+    @property
+    def shape(self) -> tuple:
+        return (len(self._counts), self.height, self.width)
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    def counts(self, k: int):
+        return self._counts[k]
+
+    def __getitem__(self, k: int):
+        counts = self._counts[k]
+        if counts is None:
+            return None
+        from . import _ext
+
+        return {"size": [self.height, self.width], "counts": _ext.coco_rle_string(np.ascontiguousarray(counts))}
+
+    def __iter__(self):
+        return (self[k] for k in range(len(self)))
+
+    def decode(self, k: int) -> np.ndarray:
+        counts = self._counts[k]
+        if counts is None:
+            raise ValueError(f"RLE mask {k} did not fit the counts buffer (raise rle_capacity)")
+        values = np.zeros(len(counts), np.bool_)
+        values[1::2] = True
+        flat = np.repeat(values, counts)
+        return flat.reshape(self.width, self.height).T
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        full = np.zeros((len(self), self.height, self.width), np.bool_)
+        for k in range(len(self)):
+            full[k] = self.decode(k)
+        return full if dtype is None else full.astype(dtype)
+
+    def copy(self) -> "RleMasks":
+        return RleMasks([None if c is None else c.copy() for c in self._counts], self.height, self.width)

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _ext
 from ._arrays import ArrayRef, as_array_ref, stream_handle
-from .encodings import PackedMasks
+from .encodings import PackedMasks, RleMasks
 from .results import BatchResult, FrameResult
 
 FrameSize = Tuple[int, int]
@@ -21,6 +21,7 @@ class OutputKind(enum.Enum):
     FULL = "full"                # (N, H, W) bool on the host; only kept masks cross PCIe
     DEVICE_FULL = "device_full"  # (N, H, W) bool CuPy arrays left in device memory
     PACKED = "packed"            # segpost.PackedMasks on the host: 1 bit per pixel, 1/8 of FULL's bytes
+    RLE = "rle"                  # segpost.RleMasks on the host: COCO run lengths computed on the GPU
 
     @property
     def bits_per_pixel(self) -> int:
@@ -65,6 +66,7 @@ class Postprocessor:
         top_k: Optional[int] = None,
         output: OutputKind = OutputKind.FULL,
         device: Optional[str] = None,
+        rle_capacity: Optional[int] = None,
     ):
         if device is None:
             device = "cuda" if cuda_available() else "cpu"
@@ -89,6 +91,13 @@ class Postprocessor:
             raise ValueError(f"top_k must be None or a positive int, got {top_k!r}")
         mask_h, mask_w = _pair("mask_size", mask_size)
         max_h, max_w = _pair("max_frame_size", max_frame_size)
+        if output is OutputKind.RLE:
+            # A blob crosses each column about twice; 4 (H + W) run lengths a mask leaves room.
+            rle_capacity = int(capacity) * 4 * (max_h + max_w) if rle_capacity is None else rle_capacity
+            if not isinstance(rle_capacity, int) or not 1 <= rle_capacity < 2**31:
+                raise ValueError(f"rle_capacity must be a positive int below 2**31, got {rle_capacity!r}")
+        elif rle_capacity is not None:
+            raise ValueError("rle_capacity applies to OutputKind.RLE only")
         self.device = device
         self.output = output
         self.num_queries = int(num_queries)
@@ -101,7 +110,8 @@ class Postprocessor:
             capacity=self.capacity, max_frame_h=max_h, max_frame_w=max_w,
             score_threshold=float(score_threshold), mask_threshold=float(mask_threshold),
             mask_mode=mask_mode.value, top_k=top_k or 0, use_cuda=device == "cuda",
-            masks_on_device=output is OutputKind.DEVICE_FULL, mask_bits=output.bits_per_pixel)
+            masks_on_device=output is OutputKind.DEVICE_FULL, mask_bits=output.bits_per_pixel,
+            rle_capacity=rle_capacity or 0)
         layout = self._core.layout
         block = self._core.host_results()
         self._header = block[: layout["frame"]].view(np.int32)
@@ -111,7 +121,9 @@ class Postprocessor:
         self._score = block[layout["score"]: layout["score"] + 4 * cap].view(np.float32)
         self._box = block[layout["box"]: layout["box"] + 16 * cap].view(np.float32).reshape(cap, 4)
         self._mask_offset = block[layout["mask_offset"]: layout["mask_offset"] + 8 * cap].view(np.int64)
-        for array in (self._header, self._frame, self._query, self._score, self._box, self._mask_offset):
+        self._mask_length = block[layout["mask_length"]: layout["mask_length"] + 4 * cap].view(np.int32)
+        for array in (self._header, self._frame, self._query, self._score, self._box, self._mask_offset,
+                      self._mask_length):
             array.flags.writeable = False
         self._host_masks = None if output is OutputKind.DEVICE_FULL else self._core.host_masks()
         if self._host_masks is not None:
@@ -169,8 +181,10 @@ class Postprocessor:
         self._pending = None
         self._core.synchronize()
         header = self._header
-        passed, overflow = int(header[1]), bool(header[2])
-        counts = header[6: 6 + len(sizes)]
+        # Header (csrc/layout.h), as int32: total, passed, overflow, num_frames, mask_overflow,
+        # reserved, mask_bytes (int64), counts[64].
+        passed, overflow, mask_overflow = int(header[1]), bool(header[2]), bool(header[4])
+        counts = header[8: 8 + len(sizes)]
         frames = []
         start = 0
         for f, (h, w) in enumerate(sizes):
@@ -179,9 +193,17 @@ class Postprocessor:
             frames.append(FrameResult(
                 boxes=self._box[sl], scores=self._score[sl],
                 class_ids=np.full(n, class_id, dtype=np.int32), query_ids=self._query[sl],
-                masks=self._mask_view(int(self._mask_offset[start]) if n else 0, n, h, w)))
+                masks=self._masks(start, n, h, w)))
             start += n
-        return BatchResult(tuple(frames), passed, overflow)
+        return BatchResult(tuple(frames), passed, overflow, mask_overflow)
+
+    def _masks(self, start: int, n: int, h: int, w: int) -> Any:
+        if self.output is OutputKind.RLE:
+            runs = self._host_masks.view(np.int32)
+            return RleMasks([None if self._mask_length[k] < 0 else
+                             runs[self._mask_offset[k] // 4: self._mask_offset[k] // 4 + self._mask_length[k]]
+                             for k in range(start, start + n)], h, w)
+        return self._mask_view(int(self._mask_offset[start]) if n else 0, n, h, w)
 
     def _mask_view(self, offset: int, n: int, h: int, w: int) -> Any:
         bits = self.output.bits_per_pixel
@@ -202,6 +224,13 @@ class Postprocessor:
                           strides=(stride, w, 1))
 
     # -- reporting ---------------------------------------------------------------------------
+
+    @property
+    def last_host_bytes(self) -> int:
+        """Bytes the last result moved from the device to the host: the result block and the
+        masks' encoded bytes (0 mask bytes for DEVICE_FULL)."""
+        mask_bytes = 0 if self.output is OutputKind.DEVICE_FULL else int(self._header[6:8].view(np.int64)[0])
+        return self._core.layout["bytes"] + mask_bytes
 
     def memory_report(self) -> dict:
         """Bytes this Postprocessor holds, all allocated at construction and constant after."""

@@ -13,7 +13,8 @@ class FrameResult:
 
     boxes (N, 4) float32 xyxy pixels; scores (N,) float32; class_ids (N,) int32; query_ids (N,)
     int32; masks (N, H, W) bool: numpy on the host, CuPy for OutputKind.DEVICE_FULL, a lazy
-    segpost.PackedMasks for OutputKind.PACKED (np.asarray() or [k] unpacks).
+    segpost.PackedMasks for OutputKind.PACKED (np.asarray() or [k] unpacks), segpost.RleMasks for
+    OutputKind.RLE ([k] is a pycocotools dict, np.asarray() decodes).
     The arrays are views into the Postprocessor's buffers, valid until its next enqueue/run:
     call .copy() to keep them longer.
     """
@@ -39,6 +40,7 @@ class BatchResult:
     frames: tuple[FrameResult, ...]
     passed: int       # detections that passed threshold and top_k, before the capacity cut
     overflow: bool    # passed > capacity: the lowest-scoring detections were dropped
+    mask_overflow: bool = False  # OutputKind.RLE: some masks did not fit rle_capacity (they are None)
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -54,4 +56,4 @@ class BatchResult:
         return sum(len(f) for f in self.frames)
 
     def copy(self) -> "BatchResult":
-        return BatchResult(tuple(f.copy() for f in self.frames), self.passed, self.overflow)
+        return BatchResult(tuple(f.copy() for f in self.frames), self.passed, self.overflow, self.mask_overflow)
