@@ -28,7 +28,22 @@ def make_outputs(cp, num_frames: int, kept: int, frame_size: tuple, mask_dtype=n
     presence = np.full((num_frames, 1), 6.0, np.float32)
     xy = rng.uniform(0.0, 0.7, (num_frames, num_queries, 2))
     boxes = np.concatenate([xy, xy + 0.25], axis=-1).astype(np.float32)
-    masks = cp.random.default_rng(seed).standard_normal((num_frames, num_queries) + tuple(mask_size), dtype=cp.float32)
-    masks = masks.astype(mask_dtype)
+    masks = _blob_logits(cp, num_frames, num_queries, mask_size, seed).astype(mask_dtype)
     return EngineOutputs(cp.asarray(logits), cp.asarray(presence), cp.asarray(boxes), masks,
                          [tuple(frame_size)] * num_frames, kept)
+
+
+def _blob_logits(cp, num_frames, num_queries, mask_size, seed):
+    """SAM-like mask logits: one soft disc per query plus noise (white noise alone would be an
+    adversarial case for run-length encodings, not a segmentation)."""
+    rng = cp.random.default_rng(seed)
+    h, w = mask_size
+    yy = cp.linspace(-1, 1, h, dtype=cp.float32)[:, None]
+    xx = cp.linspace(-1, 1, w, dtype=cp.float32)[None, :]
+    shape = (num_frames, num_queries, 1, 1)
+    cy = rng.uniform(-0.6, 0.6, shape, dtype=cp.float32)
+    cx = rng.uniform(-0.6, 0.6, shape, dtype=cp.float32)
+    r = rng.uniform(0.1, 0.5, shape, dtype=cp.float32)
+    logits = 8.0 * (r - cp.sqrt((yy - cy) ** 2 + (xx - cx) ** 2))
+    logits += 0.5 * rng.standard_normal(logits.shape, dtype=cp.float32)
+    return logits

@@ -32,34 +32,38 @@ def load(path):
     return data, rows, extra, host_bytes
 
 
-def floor_ms(key, hbm, d2h):
-    """Bytes that must move: kept fp32 low-res masks read from HBM, full-res uint8 masks and the
-    records over PCIe; the two can overlap, so the floor is the larger of the two times."""
+def floor_ms(key, hbm, d2h, host_bytes=None):
+    """Bytes that must move: kept fp32 low-res masks read from HBM, and the results over PCIe
+    (full-res uint8 masks and the records, or the measured bytes of an encoded kind); the two
+    can overlap, so the floor is the larger of the two times."""
     frames, kept, h, w = key
     hbm_s = kept * MASK * 4 / hbm
-    pcie_s = (kept * h * w + kept * RECORD_BYTES) / d2h
-    return 1e3 * max(hbm_s, pcie_s)
+    pcie = host_bytes if host_bytes is not None else kept * h * w + kept * RECORD_BYTES
+    return 1e3 * max(hbm_s, pcie / d2h)
 
 
-def table(rows, extra) -> str:
+def table(rows, extra, host_bytes) -> str:
     hbm, d2h = extra.get("hbm_bytes_per_s"), extra.get("d2h_bytes_per_s")
     present = [c for c in COLUMNS if any(c in r for r in rows.values())]
-    head = ["frames", "kept", "frame"] + [f"{c} ms" for c in present] + ["v3 / segpost", "torch/frame / segpost",
-                                                                         "floor ms", "segpost / floor"]
+    ours = [("segpost_fp32", "full"), ("segpost_packed_fp16", "packed")]
+    head = ["frames", "kept", "frame"] + [f"{c} ms" for c in present]
+    for _, label in ours:
+        head += [f"v3 / {label}", f"torch/frame / {label}", f"{label} / floor"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key in sorted(rows, key=lambda k: (k[2] * k[3], k[0], k[1])):
         r = rows[key]
-        seg = r.get("segpost_fp32")
         cells = [str(key[0]), str(key[1]), f"{key[3]}x{key[2]}"] + [f"{r[c]:.3f}" if c in r else "-" for c in present]
-        ratio = lambda c: f"{r[c] / seg:.1f}x" if seg and c in r else "-"  # noqa: E731
-        fl = floor_ms(key, hbm, d2h) if hbm and d2h else None
-        cells += [ratio("v3"), ratio("torch_per_frame"), f"{fl:.3f}" if fl is not None else "-",
-                  f"{seg / fl:.2f}x" if fl and seg and key[1] else "-"]
+        for column, _ in ours:
+            seg = r.get(column)
+            ratio = lambda c: f"{r[c] / seg:.1f}x" if seg and c in r else "-"  # noqa: E731
+            fl = floor_ms(key, hbm, d2h, host_bytes.get(key, {}).get(column)) if hbm and d2h else None
+            cells += [ratio("v3"), ratio("torch_per_frame"), f"{seg / fl:.2f}x" if fl and seg and key[1] else "-"]
         lines.append("| " + " | ".join(cells) + " |")
     notes = []
     if hbm and d2h:
         notes.append(f"Measured bandwidths: device memory {hbm / 1e9:.0f} GB/s (read+write), "
-                     f"pinned device-to-host {d2h / 1e9:.1f} GB/s.")
+                     f"pinned device-to-host {d2h / 1e9:.1f} GB/s. Floor: max(kept low-res fp32 masks read / device "
+                     "bandwidth, bytes that crossed PCIe / PCIe bandwidth).")
     for dt in ("float32", "float16"):
         if f"segpost_kernel_us_{dt}" in extra:
             notes.append(f"GPU kernel time, 8 frames x 200 queries, 40 kept, 1920x1080, {dt} masks, masks left on the "
@@ -110,7 +114,7 @@ def main():
     data, rows, extra, host_bytes = load(args.json)
     mi = data.get("machine_info", {})
     print(f"Benchmarks of {data.get('datetime', '?')} on {mi.get('node', '?')} ({mi.get('cpu', {}).get('brand_raw', '?')})\n")
-    print(table(rows, extra))
+    print(table(rows, extra, host_bytes))
     print("\n" + bytes_table(host_bytes))
     if args.plot:
         plot(rows, args.plot)

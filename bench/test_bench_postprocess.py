@@ -83,6 +83,7 @@ def test_postprocess(benchmark, approach, frames, kept, size):
     fn = build(approach, cp, out)
     assert count(fn(out)) == kept, f"{approach} found a different number of detections"
     if hasattr(fn, "postprocessor"):
+        assert not fn(out).mask_overflow, "RLE counts did not fit: the figure would not be a full result"
         benchmark.extra_info["host_bytes"] = fn.postprocessor.last_host_bytes
     rounds = 3 if (approach in SLOW and kept >= 200) else 10 if approach in SLOW else 50
     benchmark.extra_info.update(approach=approach, frames=frames, kept=kept, height=size[0], width=size[1],

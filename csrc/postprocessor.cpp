@@ -180,6 +180,8 @@ void Postprocessor::allocate_cuda() {
   const size_t n = static_cast<size_t>(config_.max_frames) * config_.num_queries;
   const size_t lowres_bytes = static_cast<size_t>(config_.capacity) * config_.mask_h * config_.mask_w * sizeof(float);
   SEGPOST_CUDA_CHECK(cudaMalloc(&device_results_, layout_.bytes), "Postprocessor()");
+  // Each batch copies the whole fixed-size block back, records past the kept count included.
+  SEGPOST_CUDA_CHECK(cudaMemset(device_results_, 0, layout_.bytes), "Postprocessor()");
   SEGPOST_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&device_rank_), n * sizeof(int32_t)), "Postprocessor()");
   SEGPOST_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&device_lowres_), lowres_bytes), "Postprocessor()");
   device_bytes_ = static_cast<int64_t>(layout_.bytes + n * sizeof(int32_t) + lowres_bytes);
