@@ -34,8 +34,8 @@ def make_outputs(cp, num_frames: int, kept: int, frame_size: tuple, mask_dtype=n
 
 
 def _blob_logits(cp, num_frames, num_queries, mask_size, seed):
-    """SAM-like mask logits: one soft disc per query plus noise (white noise alone would be an
-    adversarial case for run-length encodings, not a segmentation)."""
+    """SAM-like mask logits: one soft disc per query plus slight noise (SAM's logits are smooth;
+    strong white noise would make every boundary flicker, an adversarial case for RLE)."""
     rng = cp.random.default_rng(seed)
     h, w = mask_size
     yy = cp.linspace(-1, 1, h, dtype=cp.float32)[:, None]
@@ -45,5 +45,5 @@ def _blob_logits(cp, num_frames, num_queries, mask_size, seed):
     cx = rng.uniform(-0.6, 0.6, shape, dtype=cp.float32)
     r = rng.uniform(0.1, 0.5, shape, dtype=cp.float32)
     logits = 8.0 * (r - cp.sqrt((yy - cy) ** 2 + (xx - cx) ** 2))
-    logits += 0.5 * rng.standard_normal(logits.shape, dtype=cp.float32)
+    logits += 0.05 * rng.standard_normal(logits.shape, dtype=cp.float32)
     return logits

@@ -92,8 +92,9 @@ class Postprocessor:
         mask_h, mask_w = _pair("mask_size", mask_size)
         max_h, max_w = _pair("max_frame_size", max_frame_size)
         if output is OutputKind.RLE:
-            # A blob crosses each column about twice; 4 (H + W) run lengths a mask leaves room.
-            rle_capacity = int(capacity) * 4 * (max_h + max_w) if rle_capacity is None else rle_capacity
+            # A blob crosses each column about twice; 16 (H + W) run lengths a mask leave room for
+            # several objects and ragged edges (1080p: 48k runs, 192 KB a mask of pinned memory).
+            rle_capacity = int(capacity) * 16 * (max_h + max_w) if rle_capacity is None else rle_capacity
             if not isinstance(rle_capacity, int) or not 1 <= rle_capacity < 2**31:
                 raise ValueError(f"rle_capacity must be a positive int below 2**31, got {rle_capacity!r}")
         elif rle_capacity is not None:
