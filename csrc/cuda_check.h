@@ -24,5 +24,23 @@ namespace segpost {
     }                                                                 \
   } while (0)
 
+namespace segpost {
+
+// Lets `kernel` take `bytes` of dynamic shared memory, or says which setting asks too much.
+inline void reserve_dynamic_shared_memory(const void* kernel, size_t bytes, const char* setting) {
+  int device = 0, limit = 0;
+  SEGPOST_CUDA_CHECK(cudaGetDevice(&device), "shared memory setup");
+  SEGPOST_CUDA_CHECK(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
+                     "shared memory setup");
+  if (bytes > static_cast<size_t>(limit)) {
+    throw std::invalid_argument(std::string("segpost.Postprocessor: ") + setting + " needs " + std::to_string(bytes) +
+                                " bytes of shared memory per block; this GPU has " + std::to_string(limit));
+  }
+  SEGPOST_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
+                     "shared memory setup");
+}
+
+}  // namespace segpost
+
 // After a kernel launch: catches launch-configuration errors without synchronizing.
 #define SEGPOST_CHECK_LAUNCH(op) SEGPOST_CUDA_CHECK(cudaGetLastError(), op)

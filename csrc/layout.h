@@ -73,6 +73,22 @@ struct Batch {
   FrameSizes sizes{};
 };
 
+// Record k for detection i (flat index frame * Q + query), as both compaction twins write it.
+SEGPOST_HD void write_record(const Batch& batch, int32_t num_queries, int32_t i, float score, int32_t k,
+                             int64_t mask_offset, const Records& out) {
+  const int32_t f = i / num_queries;
+  out.frame[k] = f;
+  out.query[k] = i - f * num_queries;
+  out.score[k] = score;
+  for (int c = 0; c < 4; ++c) {
+    const float extent = static_cast<float>(c % 2 == 0 ? batch.sizes.width[f] : batch.sizes.height[f]);
+    out.box[4 * k + c] =
+        scale_box_coord(load_as_float(batch.boxes, 4 * static_cast<int64_t>(i) + c, batch.boxes_dtype), extent);
+  }
+  out.mask_offset[k] = mask_offset;
+  out.mask_length[k] = 0;
+}
+
 struct CompactParams {
   int32_t num_queries;
   float score_threshold;

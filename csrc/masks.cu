@@ -1,9 +1,6 @@
 #include "cuda_check.h"
 #include "masks.h"
 
-#include <stdexcept>
-#include <string>
-
 namespace segpost {
 namespace {
 
@@ -326,19 +323,8 @@ void gather_masks_cuda(const Batch& batch, const MaskParams& params, const Recor
 
 void prepare_resize_masks_cuda(int max_frame_w, int mask_w) {
   const size_t bytes = resize_shared_bytes(max_frame_w, mask_w);
-  int device = 0, limit = 0;
-  SEGPOST_CUDA_CHECK(cudaGetDevice(&device), "resize_masks setup");
-  SEGPOST_CUDA_CHECK(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "resize_masks setup");
-  if (bytes > static_cast<size_t>(limit)) {
-    throw std::invalid_argument("segpost.Postprocessor: max_frame_size width " + std::to_string(max_frame_w) +
-                                " needs " + std::to_string(bytes) + " bytes of shared memory; this GPU has " +
-                                std::to_string(limit));
-  }
-  for (const void* kernel : {reinterpret_cast<const void*>(resize_masks_kernel<8>),
-                             reinterpret_cast<const void*>(resize_masks_kernel<1>)}) {
-    SEGPOST_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
-                       "resize_masks setup");
-  }
+  reserve_dynamic_shared_memory(reinterpret_cast<const void*>(resize_masks_kernel<8>), bytes, "max_frame_size width");
+  reserve_dynamic_shared_memory(reinterpret_cast<const void*>(resize_masks_kernel<1>), bytes, "max_frame_size width");
 }
 
 void resize_masks_cuda(const FrameSizes& sizes, const MaskParams& params, const Records& records, int capacity,
@@ -356,11 +342,8 @@ namespace segpost {
 
 void prepare_rle_masks_cuda(int max_frame_h) {
   const size_t bytes = rle_shared_bytes(max_frame_h);
-  for (const void* kernel : {reinterpret_cast<const void*>(rle_columns_kernel<false>),
-                             reinterpret_cast<const void*>(rle_columns_kernel<true>)}) {
-    SEGPOST_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
-                       "rle setup");
-  }
+  reserve_dynamic_shared_memory(reinterpret_cast<const void*>(rle_columns_kernel<false>), bytes, "max_frame_size height");
+  reserve_dynamic_shared_memory(reinterpret_cast<const void*>(rle_columns_kernel<true>), bytes, "max_frame_size height");
 }
 
 void rle_masks_cuda(const FrameSizes& sizes, const MaskParams& params, const RleParams& rle, const Records& records,

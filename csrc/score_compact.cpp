@@ -52,16 +52,7 @@ void score_compact_cpu(const Batch& batch, const CompactParams& params, float* s
     const int32_t f = i / num_queries;
     const int h = batch.sizes.height[f], w = batch.sizes.width[f];
     ++header.counts[f];
-    out.frame[k] = f;
-    out.query[k] = i - f * num_queries;
-    out.score[k] = scores[i];
-    for (int c = 0; c < 4; ++c) {
-      const float extent = static_cast<float>(c % 2 == 0 ? w : h);
-      out.box[4 * k + c] =
-          scale_box_coord(load_as_float(batch.boxes, 4 * static_cast<int64_t>(i) + c, batch.boxes_dtype), extent);
-    }
-    out.mask_offset[k] = mask_offset;
-    out.mask_length[k] = 0;
+    write_record(batch, num_queries, i, scores[i], k, mask_offset, out);
     mask_offset += mask_stride_bytes(h, w, params.bits_per_pixel);
   }
   header.mask_bytes = mask_offset;

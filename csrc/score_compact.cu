@@ -1,9 +1,6 @@
 #include "cuda_check.h"
 #include "score_compact.h"
 
-#include <stdexcept>
-#include <string>
-
 namespace segpost {
 namespace {
 
@@ -116,16 +113,8 @@ __global__ void __launch_bounds__(kCompactThreads)
     const int32_t r = rank[i];
     const int32_t k = first[f] + r;
     const int h = batch.sizes.height[f], w = batch.sizes.width[f];
-    out.frame[k] = f;
-    out.query[k] = i - f * num_queries;
-    out.score[k] = scores[i];
-    for (int c = 0; c < 4; ++c) {
-      const float extent = static_cast<float>(c % 2 == 0 ? w : h);
-      out.box[4 * k + c] =
-          scale_box_coord(load_as_float(batch.boxes, 4 * static_cast<int64_t>(i) + c, batch.boxes_dtype), extent);
-    }
-    out.mask_offset[k] = mask_base[f] + r * mask_stride_bytes(h, w, params.bits_per_pixel);
-    out.mask_length[k] = 0;
+    write_record(batch, num_queries, i, scores[i], k, mask_base[f] + r * mask_stride_bytes(h, w, params.bits_per_pixel),
+                 out);
   }
 }
 
@@ -134,18 +123,8 @@ size_t score_compact_shared_bytes(int n) { return static_cast<size_t>(n) * (size
 }  // namespace
 
 void prepare_score_compact_cuda(int max_elements) {
-  const size_t bytes = score_compact_shared_bytes(max_elements);
-  int device = 0, limit = 0;
-  SEGPOST_CUDA_CHECK(cudaGetDevice(&device), "score_compact setup");
-  SEGPOST_CUDA_CHECK(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "score_compact setup");
-  if (bytes > static_cast<size_t>(limit)) {
-    throw std::invalid_argument("segpost.Postprocessor: max_frames * num_queries = " + std::to_string(max_elements) +
-                                " needs " + std::to_string(bytes) + " bytes of shared memory; this GPU has " +
-                                std::to_string(limit));
-  }
-  SEGPOST_CUDA_CHECK(cudaFuncSetAttribute(score_compact_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          static_cast<int>(bytes)),
-                     "score_compact setup");
+  reserve_dynamic_shared_memory(reinterpret_cast<const void*>(score_compact_kernel),
+                                score_compact_shared_bytes(max_elements), "max_frames * num_queries");
 }
 
 void score_compact_cuda(const Batch& batch, const CompactParams& params, int32_t* rank, Records out, void* stream) {
