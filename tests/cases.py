@@ -55,7 +55,9 @@ def make_case(num_frames=2, num_queries=200, mask_size=(288, 288), frame_sizes=(
 
 
 def check_against_reference(result, case: Case, probability=False, top_k=None, capacity=None,
-                            mask_threshold=None) -> None:
+                            mask_threshold=None, max_fraction=1e-3) -> None:
+    """max_fraction: of a mask's pixels that may differ from cv2 (always only on the threshold);
+    tiny masks need more than the 0.1% of real frames (one pixel of 6 is 17%)."""
     frames, passed, overflow = reference_postprocess(
         case.logits, case.presence, case.boxes, case.masks, case.frame_sizes, case.score_threshold,
         probability=probability, top_k=top_k, capacity=capacity)
@@ -70,7 +72,7 @@ def check_against_reference(result, case: Case, probability=False, top_k=None, c
         np.testing.assert_allclose(ours.boxes, ref.boxes, rtol=1e-6, atol=1e-3)
         assert ours.masks.shape == (len(ref.query_ids), h, w)
         for k in range(len(ref.query_ids)):
-            assert_masks_agree(np.asarray(ours.masks[k]), ref.mask_values[k], threshold)
+            assert_masks_agree(np.asarray(ours.masks[k]), ref.mask_values[k], threshold, max_fraction=max_fraction)
 
 
 __all__ = ["Case", "make_case", "check_against_reference", "reference_scores"]
