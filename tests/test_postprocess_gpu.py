@@ -167,3 +167,14 @@ def test_vram_is_constant_over_many_runs(cp):
         pp.run(*arrays, case.frame_sizes)
     assert segpost._ext.cuda_free_memory() == free_before
     assert pp.memory_report() == report and report["device"] > 0 and report["pinned_host"] > 0
+
+
+def test_a_smaller_postprocessor_built_later_does_not_break_a_larger_one(cp):
+    """Kernel shared-memory limits are per kernel, not per Postprocessor."""
+    big = make_case(num_frames=8, frame_sizes=[(1080, 1920)], seed=61)
+    small = make_case(num_frames=1, frame_sizes=[(8, 8)], seed=62, num_queries=3, kept_per_frame=1)
+    for kind in (segpost.OutputKind.FULL, segpost.OutputKind.RLE):
+        big_pp = segpost.Postprocessor(device="cuda", output=kind, **options(big))
+        small_pp = segpost.Postprocessor(device="cuda", output=kind, **options(small))
+        assert small_pp.run(*device_arrays(cp, small), small.frame_sizes).num_detections == 1
+        assert big_pp.run(*device_arrays(cp, big), big.frame_sizes).num_detections == 8 * 5
