@@ -47,7 +47,6 @@ py::array_t<uint8_t> byte_view(py::object owner, void* data, int64_t bytes) {
 PYBIND11_MODULE(_ext, m) {
   m.doc() = "segpost's compiled core (private; use segpost.Postprocessor)";
   m.attr("MAX_FRAMES") = segpost::kMaxFrames;
-  m.attr("MASK_ALIGN") = segpost::kMaskAlign;
   m.def("built_with_cuda", &segpost::built_with_cuda);
   m.def(
       "coco_rle_string",
@@ -132,8 +131,7 @@ PYBIND11_MODULE(_ext, m) {
       .def_property_readonly("mask_buffer_bytes", &segpost::Postprocessor::mask_buffer_bytes)
       .def_property_readonly("device_bytes", &segpost::Postprocessor::device_bytes)
       .def_property_readonly("pinned_bytes", &segpost::Postprocessor::pinned_bytes)
-      .def_property_readonly("host_bytes", &segpost::Postprocessor::host_bytes)
-      .def_property_readonly("device", &segpost::Postprocessor::device);
+      .def_property_readonly("host_bytes", &segpost::Postprocessor::host_bytes);
 
   py::register_exception_translator([](std::exception_ptr p) {
     try {

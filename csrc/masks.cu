@@ -21,7 +21,7 @@ __global__ void gather_masks_kernel(Batch batch, MaskParams params, Records reco
   }
 }
 
-// 16 bits (pixel i at bit i) -> 16 bytes of 0/1, as four little-endian words.
+// 4 bits (pixel i at bit i) -> 4 bytes of 0/1, as one little-endian word.
 __device__ __forceinline__ uint32_t spread_nibble(uint32_t nibble) { return (nibble * 0x00204081u) & 0x01010101u; }
 
 // Ballot order (pixel i at bit i) -> packbits' order (pixel 0 at the top bit of byte 0).

@@ -54,7 +54,6 @@ class Postprocessor {
   int64_t device_bytes() const { return device_bytes_; }
   int64_t pinned_bytes() const { return pinned_bytes_; }
   int64_t host_bytes() const { return host_bytes_; }
-  int device() const { return device_; }
 
  private:
   void validate(const Batch& batch, bool on_device) const;
