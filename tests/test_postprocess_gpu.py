@@ -92,10 +92,12 @@ def test_gpu_probability_mode(cp):
 
 def test_device_output_equals_host_output(cp):
     case = make_case(num_frames=4, frame_sizes=[(480, 640), (7, 5)], seed=8)
+    case.logits[1] = -10.0  # a frame without detections: zero-length views
     host = segpost.Postprocessor(device="cuda", **options(case)).run(*device_arrays(cp, case), case.frame_sizes)
     dev_pp = segpost.Postprocessor(device="cuda", output=segpost.OutputKind.DEVICE_FULL, **options(case))
     dev = dev_pp.run(*device_arrays(cp, case), case.frame_sizes)
     assert isinstance(dev[0].masks, cp.ndarray)
+    assert dev[1].masks.shape == (0, 7, 5) and len(dev[1].class_ids) == 0
     assert_same_results(dev, host)
 
 

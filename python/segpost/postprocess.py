@@ -123,6 +123,7 @@ class Postprocessor:
         self._box = block[layout["box"]: layout["box"] + 16 * cap].view(np.float32).reshape(cap, 4)
         self._mask_offset = block[layout["mask_offset"]: layout["mask_offset"] + 8 * cap].view(np.int64)
         self._mask_length = block[layout["mask_length"]: layout["mask_length"] + 4 * cap].view(np.int32)
+        self._class_ids = np.zeros(cap, np.int32)  # filled per result: no allocation per call
         for array in (self._header, self._frame, self._query, self._score, self._box, self._mask_offset,
                       self._mask_length):
             array.flags.writeable = False
@@ -186,6 +187,9 @@ class Postprocessor:
         # reserved, mask_bytes (int64), counts[64].
         passed, overflow, mask_overflow = int(header[1]), bool(header[2]), bool(header[4])
         counts = header[8: 8 + len(sizes)]
+        self._class_ids[: int(header[0])] = class_id
+        class_ids = self._class_ids.view()
+        class_ids.flags.writeable = False
         frames = []
         start = 0
         for f, (h, w) in enumerate(sizes):
@@ -193,7 +197,7 @@ class Postprocessor:
             sl = slice(start, start + n)
             frames.append(FrameResult(
                 boxes=self._box[sl], scores=self._score[sl],
-                class_ids=np.full(n, class_id, dtype=np.int32), query_ids=self._query[sl],
+                class_ids=class_ids[sl], query_ids=self._query[sl],
                 masks=self._masks(start, n, h, w)))
             start += n
         return BatchResult(tuple(frames), passed, overflow, mask_overflow)
@@ -212,15 +216,11 @@ class Postprocessor:
         if self._device_masks is not None:
             import cupy
 
-            if n == 0:
-                return cupy.zeros((0, h, w), dtype=cupy.bool_)
             return cupy.ndarray((n, h, w), dtype=cupy.bool_, memptr=self._device_masks + offset,
                                 strides=(stride, w, 1))
         if bits == 1:
             data = np.ndarray((n, stride), dtype=np.uint8, buffer=self._host_masks, offset=offset)
             return PackedMasks(data, h, w)
-        if n == 0:
-            return np.zeros((0, h, w), dtype=np.bool_)
         return np.ndarray((n, h, w), dtype=np.bool_, buffer=self._host_masks, offset=offset,
                           strides=(stride, w, 1))
 
