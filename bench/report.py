@@ -21,7 +21,9 @@ def load(path):
     rows, extra, host_bytes = defaultdict(dict), {}, defaultdict(dict)
     for b in data["benchmarks"]:
         info = b["extra_info"]
-        if "approach" in info:
+        if str(info.get("approach", "")).startswith("preprocess_"):
+            extra[f"{info['approach']}_{info['dtype']}_ms"] = b["stats"]["median"] * 1e3
+        elif "approach" in info:
             key = (info["frames"], info["kept"], info["height"], info["width"])
             rows[key][info["approach"]] = b["stats"]["median"] * 1e3
             if "host_bytes" in info:
@@ -70,6 +72,10 @@ def table(rows, extra, host_bytes) -> str:
                          f"device (CUPTI): segpost {extra[f'segpost_kernel_us_{dt}']:.1f} us, torch batched unfused "
                          f"{extra[f'torch_kernel_us_{dt}']:.1f} us; segpost per kernel (us): "
                          f"{extra.get(f'segpost_kernels_{dt}')}.")
+    pre = {k[len("preprocess_"):-3]: v for k, v in extra.items() if k.startswith("preprocess_")}
+    if pre:
+        notes.append("Preprocessing of 8 BGR 1920x1080 frames to [8, 3, 1008, 1008], upload included (ms): " +
+                     ", ".join(f"{k} {v:.3f}" for k, v in sorted(pre.items())) + ".")
     return "\n".join(lines) + ("\n\n" + "\n".join(f"- {n}" for n in notes) if notes else "")
 
 

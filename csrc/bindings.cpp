@@ -8,6 +8,7 @@
 
 #include "masks.h"
 #include "postprocessor.h"
+#include "preprocess.h"
 
 namespace py = pybind11;
 using segpost::Batch;
@@ -38,6 +39,23 @@ Batch make_batch(uintptr_t logits, int logits_dtype, uintptr_t presence, int pre
   return b;
 }
 
+segpost::PreprocessBatch make_preprocess_batch(const std::vector<uintptr_t>& frames, const std::vector<int>& heights,
+                                               const std::vector<int>& widths, const std::vector<int64_t>& row_strides) {
+  if (frames.empty() || frames.size() > segpost::kMaxFrames || heights.size() != frames.size() ||
+      widths.size() != frames.size() || row_strides.size() != frames.size()) {
+    throw std::invalid_argument("segpost.Preprocessor: 1 to 64 frames, each with a height, width and row stride");
+  }
+  segpost::PreprocessBatch batch{};
+  batch.num_frames = static_cast<int32_t>(frames.size());
+  for (size_t b = 0; b < frames.size(); ++b) {
+    if (frames[b] == 0 || heights[b] < 1 || widths[b] < 1 || row_strides[b] < 3 * static_cast<int64_t>(widths[b])) {
+      throw std::invalid_argument("segpost.Preprocessor: frame " + std::to_string(b) + " is null or has a bad shape");
+    }
+    batch.frames[b] = {reinterpret_cast<const uint8_t*>(frames[b]), heights[b], widths[b], row_strides[b]};
+  }
+  return batch;
+}
+
 py::array_t<uint8_t> byte_view(py::object owner, void* data, int64_t bytes) {
   return py::array_t<uint8_t>({bytes}, {int64_t{1}}, static_cast<uint8_t*>(data), owner);
 }
@@ -57,6 +75,25 @@ PYBIND11_MODULE(_ext, m) {
   m.def("mask_stride_bytes", &segpost::mask_stride_bytes, py::arg("height"), py::arg("width"), py::arg("bits_per_pixel"));
   m.def("cuda_device_count", &segpost::cuda_device_count);
   m.def("cuda_free_memory", &segpost::cuda_free_memory);
+
+  m.def(
+      "preprocess_cpu",
+      [](const std::vector<uintptr_t>& frames, const std::vector<int>& heights, const std::vector<int>& widths,
+         const std::vector<int64_t>& row_strides, uintptr_t out, int out_h, int out_w, int out_dtype) {
+        const auto batch = make_preprocess_batch(frames, heights, widths, row_strides);
+        py::gil_scoped_release release;
+        segpost::preprocess_cpu(batch, out_h, out_w, static_cast<DType>(out_dtype), reinterpret_cast<void*>(out));
+      });
+  m.def("preprocess_cuda", [](const std::vector<uintptr_t>& frames, const std::vector<int>& heights,
+                              const std::vector<int>& widths, const std::vector<int64_t>& row_strides, uintptr_t out,
+                              int out_h, int out_w, int out_dtype, uintptr_t stream) {
+#if SEGPOST_WITH_CUDA
+    segpost::preprocess_cuda(make_preprocess_batch(frames, heights, widths, row_strides), out_h, out_w,
+                             static_cast<DType>(out_dtype), reinterpret_cast<void*>(out), reinterpret_cast<void*>(stream));
+#else
+    throw std::runtime_error("segpost was built without CUDA (no CUDA compiler was found at install time)");
+#endif
+  });
 
   py::class_<segpost::Postprocessor>(m, "Postprocessor")
       .def(py::init([](int max_frames, int num_queries, int mask_h, int mask_w, int capacity, int max_frame_h,

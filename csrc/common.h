@@ -144,6 +144,49 @@ SEGPOST_HD float bilinear(const float* src, int src_w, LinearTap ty, LinearTap t
   return blend(blend(row0[tx.i0], row1[tx.i0], ty.w1), blend(row0[tx.i1], row1[tx.i1], ty.w1), tx.w1);
 }
 
+// binary32 -> binary16 bits, round to nearest even (as __float2half_rn), NaN kept, overflow to inf.
+SEGPOST_HD uint16_t float_to_half_bits(float value) {
+#if defined(__CUDA_ARCH__)
+  return __half_as_ushort(__float2half_rn(value));
+#else
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof bits);
+  const uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000u);
+  const uint32_t magnitude = bits & 0x7fffffffu;
+  if (magnitude >= 0x7f800000u) {  // inf or NaN
+    return static_cast<uint16_t>(sign | 0x7c00u | (magnitude > 0x7f800000u ? 0x200u : 0u));
+  }
+  if (magnitude >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds past 65504
+  if (magnitude < 0x38800000u) {  // below the smallest normal half: a subnormal or zero
+    if (magnitude < 0x33000000u) return sign;  // below half the smallest subnormal
+    const uint32_t mantissa = (magnitude & 0x7fffffu) | 0x800000u;
+    const int shift = 126 - static_cast<int>(magnitude >> 23);  // 14 .. 24
+    const uint32_t half = mantissa >> shift;
+    const uint32_t rest = mantissa & ((1u << shift) - 1u);
+    const uint32_t halfway = 1u << (shift - 1);
+    const uint32_t rounded = half + ((rest > halfway || (rest == halfway && (half & 1u))) ? 1u : 0u);
+    return static_cast<uint16_t>(sign | rounded);
+  }
+  const uint32_t rebased = magnitude - 0x38000000u;  // exponent bias 127 -> 15
+  const uint32_t half = rebased >> 13;
+  const uint32_t rest = rebased & 0x1fffu;
+  const uint32_t rounded = half + ((rest > 0x1000u || (rest == 0x1000u && (half & 1u))) ? 1u : 0u);
+  return static_cast<uint16_t>(sign | rounded);
+#endif
+}
+
+// The vision encoder's input element: channel c (RGB) of an output pixel, bilinearly resized from
+// a BGR uint8 frame (row_stride bytes per row) and scaled to [-1, 1] as x / 127.5 - 1.
+SEGPOST_HD float preprocess_value(const uint8_t* bgr, int64_t row_stride, LinearTap ty, LinearTap tx, int c) {
+  const int source_channel = 2 - c;
+  const uint8_t* row0 = bgr + ty.i0 * row_stride;
+  const uint8_t* row1 = bgr + ty.i1 * row_stride;
+  const int64_t x0 = 3 * static_cast<int64_t>(tx.i0) + source_channel;
+  const int64_t x1 = 3 * static_cast<int64_t>(tx.i1) + source_channel;
+  const float value = blend(blend(row0[x0], row1[x0], ty.w1), blend(row0[x1], row1[x1], ty.w1), tx.w1);
+  return value * (2.0f / 255.0f) - 1.0f;
+}
+
 // Normalized coordinate -> pixels, clipped to [0, extent]; NaN becomes 0.
 SEGPOST_HD float scale_box_coord(float normalized, float extent) {
   return fminf(fmaxf(normalized * extent, 0.0f), extent);

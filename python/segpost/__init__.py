@@ -2,8 +2,9 @@
 from ._arrays import DeviceBuffer
 from .encodings import PackedMasks, RleMasks
 from .postprocess import MaskMode, OutputKind, Postprocessor, cuda_available
+from .preprocess import Preprocessor
 from .results import BatchResult, FrameResult
 
 __version__ = "0.1.0"
-__all__ = ["Postprocessor", "OutputKind", "MaskMode", "BatchResult", "FrameResult", "DeviceBuffer", "PackedMasks", "RleMasks",
+__all__ = ["Postprocessor", "Preprocessor", "OutputKind", "MaskMode", "BatchResult", "FrameResult", "DeviceBuffer", "PackedMasks", "RleMasks",
            "cuda_available", "__version__"]
