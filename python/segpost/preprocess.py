@@ -17,6 +17,8 @@ class Preprocessor:
     returns [B, 3, out_h, out_w] (CuPy on CUDA, numpy on the CPU): a view of a buffer allocated at
     construction, valid until the next run. On CUDA each frame goes through a pinned staging slot;
     ``staging(i, h, w)`` hands out slot i so capture code can decode into it and skip that copy.
+    Before refilling the slots, run() waits for the previous round's upload (not its kernel), which
+    has normally long finished; it never waits for the kernel it launches.
     The resize is done in float with float interpolation weights (shared with the mask kernels):
     within 0.03 of a uint8 level of cv2.resize on float32 frames (tested); cv2.resize on uint8
     frames differs by its own rounding to whole levels.
