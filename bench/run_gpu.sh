@@ -33,6 +33,20 @@ echo "== benchmarks"
 
 echo "== table"
 "$py" bench/report.py "$out/bench.json" --plot "$out/ms_vs_kept.png" | tee "$out/table.md"
+echo "== pipeline rounds (synthetic engines with busy time; transformers Sam3Model when torch is present)"
+"$py" bench/pipeline_round.py --out "$out" 2>&1 | tee "$out/pipeline.log" | tail -n 8 || status=1
+
+echo "== demo (synthetic 8-camera scene, mask IoU vs ground truth)"
+"$py" -m segpost demo --frames 800 --min-iou 0.9 --save "$out/demo.png" --json "$out/demo.json" 2>&1 \
+  | tee "$out/demo.log" || status=1
+
+soak=${SEGPOST_SOAK_FRAMES:-100000}
+if [ "$soak" -gt 0 ]; then
+  echo "== soak ($soak frames; VRAM and RSS sampled every 1000 frames)"
+  "$py" -m segpost demo --frames "$soak" --soak --eval-every 0 --size 640x480 --json "$out/soak.json" 2>&1 \
+    | tee "$out/soak.log" | tail -n 8 || status=1
+fi
+
 if [ "${SEGPOST_SANITIZE:-0}" = 1 ]; then
   # compute-sanitizer over the GPU tests of segpost's own kernels (the PyTorch-input test and the
   # 4K, property and thread cases are left out: they check torch's kernels or take long under the tools).

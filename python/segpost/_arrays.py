@@ -111,3 +111,21 @@ def stream_handle(stream: Any) -> int:
         if isinstance(handle, int):
             return handle
     raise TypeError(f"stream must be None, an int cudaStream_t, or a CuPy/PyTorch stream, got {type(stream).__name__}")
+
+
+_EXTERNAL_STREAMS: dict = {}
+
+
+def cupy_stream(handle: int) -> Any:
+    """A CuPy stream object for a raw cudaStream_t, made once per handle. CuPy 14 deprecates
+    ExternalStream in favour of Stream.from_external(), which CuPy 13 lacks; both work here."""
+    stream = _EXTERNAL_STREAMS.get(handle)
+    if stream is None:
+        import warnings
+
+        import cupy
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            stream = _EXTERNAL_STREAMS[handle] = cupy.cuda.ExternalStream(handle)
+    return stream

@@ -6,7 +6,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from . import _ext
-from ._arrays import DTYPE_CODES, stream_handle
+from ._arrays import DTYPE_CODES, cupy_stream, stream_handle
 from .postprocess import _pair, cuda_available
 
 
@@ -62,16 +62,31 @@ class Preprocessor:
         h, w = self._checked_size(index, (height, width))
         return self._slots[index, : h * w * 3].reshape(h, w, 3)
 
-    def run(self, frames: Sequence[np.ndarray], stream: Any = None):
+    @property
+    def pinned_bytes(self) -> int:
+        return self.max_frames * self._slot_bytes if self.device == "cuda" else 0
+
+    @property
+    def staging_device_bytes(self) -> int:
+        return self.max_frames * self._slot_bytes if self.device == "cuda" else 0
+
+    @property
+    def output(self):
+        """The whole [max_frames, 3, out_h, out_w] output buffer (run() returns its first B frames)."""
+        return self._out
+
+    def run(self, frames: Sequence[np.ndarray], stream: Any = None, slots: Optional[Sequence[int]] = None):
+        """Preprocess frames[b] into output[b]. On CUDA, frame b goes up through staging slot
+        ``slots[b]`` (default b): when it already lives there (``staging``), nothing is copied."""
         if not isinstance(frames, (list, tuple)) or not 1 <= len(frames) <= self.max_frames:
             raise ValueError(f"frames must be a list of 1 to {self.max_frames} (H, W, 3) uint8 arrays")
+        slots = list(range(len(frames))) if slots is None else [int(s) for s in slots]
+        if len(slots) != len(frames) or len(set(slots)) != len(slots) or not all(0 <= s < self.max_frames for s in slots):
+            raise ValueError(f"slots must give each frame its own staging slot in 0 .. {self.max_frames - 1}, got {slots}")
         for i, f in enumerate(frames):
-            if not isinstance(f, np.ndarray) or f.dtype != np.uint8 or f.ndim != 3 or f.shape[2] != 3:
-                raise ValueError(f"frames[{i}] must be an (H, W, 3) uint8 numpy array (BGR), got "
-                                 f"{getattr(f, 'dtype', type(f).__name__)} {getattr(f, 'shape', '')}")
-            if f.strides[1:] != (3, 1):
-                raise ValueError(f"frames[{i}] must have contiguous pixels (strides (row, 3, 1)), got {f.strides}")
-            self._checked_size(i, f.shape[:2])
+            problem = frame_problem(f, self.max_frame_size)
+            if problem:
+                raise ValueError(f"frames[{i}]: {problem}")
         heights = [f.shape[0] for f in frames]
         widths = [f.shape[1] for f in frames]
         out = self._out[: len(frames)]
@@ -80,18 +95,23 @@ class Preprocessor:
             _ext.preprocess_cpu([f.ctypes.data for f in frames], heights, widths, [f.strides[0] for f in frames],
                                 out.__array_interface__["data"][0], *self.out_size, code)
             return out
-        return self._run_cuda(frames, heights, widths, out, code, stream_handle(stream))
+        return self._run_cuda(frames, slots, heights, widths, out, code, stream_handle(stream))
 
-    def _run_cuda(self, frames, heights, widths, out, code, stream):
+    def wait_uploaded(self) -> None:
+        """Block until the last run's frames have left the staging slots (they may be refilled)."""
+        if self.device == "cuda":
+            self._uploaded.synchronize()
+
+    def _run_cuda(self, frames, slots, heights, widths, out, code, stream):
         cp = self._cp
-        self._uploaded.synchronize()  # the previous round's upload has finished reading the slots
+        self.wait_uploaded()  # the previous round's upload has finished reading the slots
         for b, frame in enumerate(frames):
-            slot = self.staging(b, heights[b], widths[b])
+            slot = self.staging(slots[b], heights[b], widths[b])
             if frame.ctypes.data != slot.ctypes.data:
                 np.copyto(slot, frame)
             cp.cuda.runtime.memcpyAsync(self._device_slots[b].data.ptr, slot.ctypes.data, slot.nbytes,
                                         cp.cuda.runtime.memcpyHostToDevice, stream)
-        self._uploaded.record(cp.cuda.ExternalStream(stream))
+        self._uploaded.record(cupy_stream(stream))
         _ext.preprocess_cuda([self._device_slots[b].data.ptr for b in range(len(frames))], heights, widths,
                              [3 * w for w in widths], out.data.ptr, *self.out_size, code, stream)
         return out
@@ -101,3 +121,18 @@ class Preprocessor:
         if h > self.max_frame_size[0] or w > self.max_frame_size[1]:
             raise ValueError(f"frames[{index}] is {h}x{w}, larger than max_frame_size {self.max_frame_size}")
         return h, w
+
+
+def frame_problem(frame: Any, max_size) -> Optional[str]:
+    """Why a camera frame cannot be preprocessed, or None when it can."""
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        return (f"must be an (H, W, 3) uint8 numpy array (BGR), got {getattr(frame, 'dtype', type(frame).__name__)} "
+                f"{getattr(frame, 'shape', '')}")
+    h, w = frame.shape[:2]
+    if h < 1 or w < 1:
+        return f"is empty ({h}x{w})"
+    if h > max_size[0] or w > max_size[1]:
+        return f"is {h}x{w}, larger than max_frame_size {tuple(max_size)}"
+    if frame.strides[1:] != (3, 1):
+        return f"must have contiguous pixels (strides (row, 3, 1)), got {frame.strides}"
+    return None

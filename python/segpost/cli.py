@@ -1,0 +1,319 @@
+"""The ``segpost`` command: ``segpost demo`` (synthetic scene) and ``segpost run`` (your cameras)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from .engines.base import EngineError
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="segpost", description="GPU post-processing for SAM3-style engines")
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="run the synthetic multi-camera scene and score it against its ground truth")
+    demo.add_argument("--cameras", type=int, default=8)
+    demo.add_argument("--classes", type=int, default=4, help="1 to 4 colour classes")
+    demo.add_argument("--objects-per-class", type=int, default=2)
+    demo.add_argument("--frames", type=int, default=400, help="frames in total (rounds = frames / cameras)")
+    demo.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    demo.add_argument("--output", choices=("full", "packed", "rle"), default="full")
+    demo.add_argument("--size", action="append", metavar="WxH",
+                      help="camera resolution, repeatable (cycled over cameras); default 1920x1080 and 1280x720 on "
+                           "CUDA, 320x240 and 640x480 on the CPU")
+    demo.add_argument("--busy-ms", default="0,0", metavar="VE,DEC",
+                      help="busy time per call of the synthetic vision encoder and decoder, standing in for real engines")
+    demo.add_argument("--eval-every", type=int, default=1, metavar="N", help="score masks against the truth every N rounds (0: never)")
+    demo.add_argument("--save", metavar="PATH", help="write the annotated mosaic: .png (last round) or .mp4 (every round)")
+    demo.add_argument("--soak", action="store_true",
+                      help="sample VRAM and host RSS every 1000 frames and fail if either grows after warm-up")
+    demo.add_argument("--min-iou", type=float, default=None, help="exit with status 1 when the mean mask IoU is lower")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--json", metavar="PATH", help="also write the summary as JSON")
+    run = commands.add_parser("run", help="run a config's engines on videos or streams, write JSON Lines")
+    run.add_argument("--config", required=True)
+    run.add_argument("--source", action="append", required=True, help="video file, RTSP/HTTP URL or camera index; repeatable")
+    run.add_argument("--out", default="-", help="JSON Lines output file (default: stdout)")
+    run.add_argument("--masks", choices=("rle", "png", "none"), default="rle")
+    run.add_argument("--mask-dir", default="masks", help="where --masks png writes its files")
+    run.add_argument("--max-rounds", type=int, default=None)
+    run.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    args = parser.parse_args(argv)
+    try:
+        return _demo(args) if args.command == "demo" else _run(args)
+    except (EngineError, ValueError) as exc:
+        print(f"segpost {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _device(choice: str) -> str:
+    from .postprocess import cuda_available
+
+    if choice == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    if choice == "cuda" and not cuda_available():
+        raise ValueError("--device cuda: no usable CUDA device (or segpost was built without CUDA)")
+    return choice
+
+
+def _sizes(values: Optional[List[str]], device: str) -> List[tuple]:
+    if not values:
+        values = ["1920x1080", "1280x720"] if device == "cuda" else ["320x240", "640x480"]
+    sizes = []
+    for value in values:
+        try:
+            w, h = (int(v) for v in value.lower().split("x"))
+        except ValueError:
+            raise ValueError(f"--size {value!r}: expected WIDTHxHEIGHT, e.g. 1920x1080") from None
+        if w < 16 or h < 16:
+            raise ValueError(f"--size {value!r}: at least 16x16")
+        sizes.append((h, w))
+    return sizes
+
+
+class Progress:
+    """A one-line progress bar on stderr (only when it is a terminal, or forced)."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled, self.start = total, enabled, time.perf_counter()
+
+    def update(self, done: int, note: str = "") -> None:
+        if not self.enabled:
+            return
+        width = 30
+        filled = int(width * done / max(self.total, 1))
+        rate = done / max(time.perf_counter() - self.start, 1e-9)
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} frames {rate:7.1f} fps {note}")
+        sys.stderr.flush()
+        if done >= self.total:
+            sys.stderr.write("\n")
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _demo(args) -> int:
+    from . import scene as scene_module
+    from .engines.synthetic import SyntheticDecoder, SyntheticGeometry, SyntheticVisionEncoder, prompt_for_class
+    from .evaluation import score_camera
+    from .pipeline import ClassPrompt, MultiCameraPipeline, PipelineConfig
+    from .postprocess import OutputKind
+
+    device = _device(args.device)
+    if not 1 <= args.cameras <= 64:
+        raise ValueError("--cameras must be in [1, 64]")
+    if args.frames < 1:
+        raise ValueError("--frames must be positive")
+    try:
+        busy = [float(v) for v in args.busy_ms.split(",")]
+        assert len(busy) == 2 and min(busy) >= 0
+    except (ValueError, AssertionError):
+        raise ValueError(f"--busy-ms {args.busy_ms!r}: expected two non-negative numbers, e.g. 40,10") from None
+    sizes = _sizes(args.size, device)
+    camera_sizes = [sizes[i % len(sizes)] for i in range(args.cameras)]
+    geometry = SyntheticGeometry() if device == "cuda" else SyntheticGeometry.small()
+    names = ["red", "green", "blue", "yellow"][: args.classes]
+    if not 1 <= args.classes <= scene_module.MAX_CLASSES:
+        raise ValueError(f"--classes must be in [1, {scene_module.MAX_CLASSES}]")
+    config = PipelineConfig([ClassPrompt(n, *prompt_for_class(i, geometry)) for i, n in enumerate(names)],
+                            max_cameras=args.cameras,
+                            max_frame_size=(max(h for h, _ in camera_sizes), max(w for _, w in camera_sizes)),
+                            output=OutputKind(args.output))
+    pipeline = MultiCameraPipeline(SyntheticVisionEncoder(geometry, device=device, busy_ms=busy[0]),
+                                   SyntheticDecoder(geometry, device=device, busy_ms=busy[1]), config)
+    scene = scene_module.Scene(camera_sizes, num_classes=args.classes, objects_per_class=args.objects_per_class,
+                               seed=args.seed)
+    rounds = max(1, args.frames // args.cameras)
+    total = rounds * args.cameras
+    print(f"segpost demo: {args.cameras} cameras x {args.classes} classes, {rounds} rounds on {device}, "
+          f"output {args.output}, busy {busy[0]:g}+{busy[1]:g}x{args.classes} ms", file=sys.stderr)
+    progress = Progress(total, sys.stderr.isatty() or os.environ.get("SEGPOST_PROGRESS") == "1")
+    writer, latencies, stage_sums, ious, false_positives = None, [], {}, [], 0
+    vram, rss, failures = [], [], []
+    # Frames are drawn straight into the pipeline's pinned staging slots (no copy in submit), the
+    # way capture code would decode into them; --save keeps two private sets to draw on instead.
+    staging = [pipeline.staging(c, h, w) for c, (h, w) in enumerate(camera_sizes)]
+    buffers = [[np.empty((h, w, 3), np.uint8) for h, w in camera_sizes] for _ in range(2)] if args.save else [staging]
+    frames, truths = scene.render(0, into=buffers[0])
+    started = time.perf_counter()
+    for r in range(rounds):
+        pipeline.submit(frames)
+        current, current_truth = frames, truths
+        if r + 1 < rounds:  # draw the next round while the GPU works on this one
+            frames, truths = scene.render(r + 1, into=buffers[(r + 1) % len(buffers)])
+        result = pipeline.collect()
+        latencies.append(result.timings_ms["round"])
+        for key, value in result.timings_ms.items():
+            stage_sums[key] = stage_sums.get(key, 0.0) + value
+        if args.eval_every and r % args.eval_every == 0:
+            for camera, camera_result in result.cameras.items():
+                score = score_camera(camera_result, current_truth[camera], names)
+                ious.extend(score.ious)
+                false_positives += score.false_positives
+        if args.save and (args.save.endswith(".mp4") or r == rounds - 1):
+            writer = _save(args.save, writer, current, result)
+        done = (r + 1) * args.cameras
+        if args.soak and (r == 0 or done // 1000 != (done - args.cameras) // 1000):
+            vram.append(pipeline.memory_report().get("device_used", 0))
+            rss.append(_rss_bytes())
+        progress.update(done, f"mIoU {np.mean(ious):.3f}" if ious else "")
+    elapsed = time.perf_counter() - started
+    if writer is not None:
+        writer.release()
+    summary = _summary(pipeline, args.cameras, rounds, elapsed, latencies, stage_sums, ious, false_positives)
+    if args.soak:
+        summary.update(_soak_verdict(vram, rss, failures))
+    _print_summary(summary)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(summary, f, indent=1)
+    if failures:
+        for failure in failures:
+            print(f"segpost demo: soak FAILED: {failure}", file=sys.stderr)
+        return 1
+    if args.min_iou is not None and summary["mean_iou"] is not None and summary["mean_iou"] < args.min_iou:
+        print(f"segpost demo: mean mask IoU {summary['mean_iou']:.4f} is below --min-iou {args.min_iou}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _save(path: str, writer, frames, result):
+    import cv2
+
+    from .annotate import mosaic
+
+    image = mosaic(frames, result.cameras)
+    if path.endswith(".mp4"):
+        if writer is None:
+            writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 10, (image.shape[1], image.shape[0]))
+            if not writer.isOpened():
+                raise ValueError(f"--save {path}: OpenCV cannot write this video")
+        writer.write(image)
+        return writer
+    if not cv2.imwrite(path, image):
+        raise ValueError(f"--save {path}: OpenCV cannot write this image (use .png)")
+    return writer
+
+
+def _summary(pipeline, cameras, rounds, elapsed, latencies, stage_sums, ious, false_positives) -> dict:
+    latencies = np.asarray(latencies)
+    return {
+        "device": pipeline.device, "cameras": cameras, "classes": len(pipeline.class_names), "rounds": rounds,
+        "fps_per_camera": rounds / elapsed, "throughput_fps": rounds * cameras / elapsed,
+        "round_ms_p50": float(np.percentile(latencies, 50)), "round_ms_p95": float(np.percentile(latencies, 95)),
+        "stage_ms_mean": {k: v / rounds for k, v in stage_sums.items()},
+        "memory_mb": {k: v / 2**20 for k, v in pipeline.memory_report().items()},
+        "mean_iou": float(np.mean(ious)) if ious else None, "objects_scored": len(ious),
+        "false_positives": false_positives,
+    }
+
+
+def _soak_verdict(vram: List[int], rss: List[int], failures: List[str]) -> dict:
+    # VRAM is compared with the first round; RSS after a warm-up sample (imports, caches, allocator pools).
+    vram_delta = (max(vram) - vram[0]) / 2**20 if vram else 0.0
+    warm = rss[1:] or rss
+    rss_delta = (max(warm) - warm[0]) / 2**20 if warm else 0.0
+    if round(vram_delta) != 0:
+        failures.append(f"VRAM grew by {vram_delta:.1f} MB")
+    if rss_delta >= 20:
+        failures.append(f"host RSS grew by {rss_delta:.1f} MB after warm-up")
+    return {"soak": {"samples": len(vram), "vram_mb": [v / 2**20 for v in vram], "rss_mb": [v / 2**20 for v in rss],
+                     "vram_delta_mb": vram_delta, "rss_delta_mb": rss_delta}}
+
+
+def _print_summary(s: dict) -> None:
+    print(f"device {s['device']}: {s['cameras']} cameras x {s['classes']} classes, {s['rounds']} rounds")
+    print(f"  {s['fps_per_camera']:.1f} FPS per camera, {s['throughput_fps']:.1f} frames/s in total")
+    print(f"  round latency p50 {s['round_ms_p50']:.2f} ms, p95 {s['round_ms_p95']:.2f} ms")
+    print("  stages (ms, mean): " + ", ".join(f"{k} {v:.2f}" for k, v in s["stage_ms_mean"].items()))
+    print("  memory (MB): " + ", ".join(f"{k} {v:.1f}" for k, v in s["memory_mb"].items()))
+    if s["mean_iou"] is not None:
+        print(f"  mask IoU vs ground truth: mean {s['mean_iou']:.4f} over {s['objects_scored']} objects, "
+              f"{s['false_positives']} false positives")
+    if "soak" in s:
+        print(f"  soak: VRAM delta {s['soak']['vram_delta_mb']:.1f} MB, RSS delta {s['soak']['rss_delta_mb']:.1f} MB "
+              f"over {s['soak']['samples']} samples")
+
+
+def _run(args) -> int:
+    from .config import load_config
+    from .pipeline import MultiCameraPipeline, PipelineConfig
+    from .postprocess import OutputKind
+    from .sources import Source
+
+    device = _device(args.device)
+    vision_encoder, decoder, config = load_config(args.config, device=device)
+    output = {"rle": OutputKind.RLE, "png": OutputKind.PACKED, "none": OutputKind.PACKED}[args.masks]
+    sources = [Source(url) for url in args.source]
+    if len(sources) > config.max_cameras:
+        raise ValueError(f"{len(sources)} sources but the config allows max_cameras={config.max_cameras}")
+    config = PipelineConfig(**{**config.__dict__, "max_cameras": len(sources), "output": output})
+    pipeline = MultiCameraPipeline(vision_encoder, decoder, config)
+    out = sys.stdout if args.out == "-" else open(args.out, "w")
+    reported = set()
+    rounds = 0
+    try:
+        while args.max_rounds is None or rounds < args.max_rounds:
+            frames, indices = [], []
+            for camera, source in enumerate(sources):
+                if source.error and camera not in reported:
+                    reported.add(camera)
+                    print(f"segpost run: camera {camera}: {source.error}; skipping it", file=sys.stderr)
+                    out.write(json.dumps({"camera": camera, "source": source.url, "event": "error",
+                                          "message": source.error}) + "\n")
+                got = source.read()
+                frames.append(None if got is None else got[1])
+                indices.append(None if got is None else got[0])
+            if all(s.finished for s in sources) and all(f is None for f in frames):
+                break
+            if all(f is None for f in frames):
+                time.sleep(0.002)   # live streams have nothing new yet
+                continue
+            result = pipeline.process(frames)
+            for camera, reason in result.skipped.items():
+                out.write(json.dumps({"round": result.round_index, "camera": camera, "source": sources[camera].url,
+                                      "event": "skipped", "message": reason}) + "\n")
+            for camera, camera_result in sorted(result.cameras.items()):
+                out.write(json.dumps(_record(result.round_index, camera, sources[camera].url, indices[camera],
+                                             camera_result, args)) + "\n")
+            rounds += 1
+    finally:
+        for source in sources:
+            source.close()
+        if out is not sys.stdout:
+            out.close()
+    if not rounds and all(s.error for s in sources):
+        print("segpost run: error: no source could be read", file=sys.stderr)
+        return 2
+    print(f"segpost run: {rounds} rounds written to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _record(round_index, camera, url, frame_index, result, args) -> dict:
+    from .evaluation import dense_mask
+
+    detections = []
+    for class_name, frame_result in result.by_class.items():
+        for k in range(len(frame_result)):
+            item = {"class": class_name, "score": round(float(frame_result.scores[k]), 5),
+                    "box": [round(float(v), 2) for v in frame_result.boxes[k]]}
+            if args.masks == "rle":
+                rle = frame_result.masks[k]
+                item["mask"] = None if rle is None else {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+            elif args.masks == "png":
+                import cv2
+
+                os.makedirs(args.mask_dir, exist_ok=True)
+                path = os.path.join(args.mask_dir, f"r{round_index:06d}_c{camera}_{class_name}_{k}.png")
+                cv2.imwrite(path, dense_mask(frame_result.masks, k).astype(np.uint8) * 255)
+                item["mask"] = path
+            detections.append(item)
+    return {"round": round_index, "camera": camera, "source": url, "frame_index": frame_index,
+            "frame_size": list(result.frame_size), "detections": detections}

@@ -1,0 +1,107 @@
+"""Pipeline config files (JSON): which engines, which classes and prompts, which thresholds.
+
+    {
+      "backend": "tensorrt",                       # tensorrt | torch | synthetic
+      "vision_encoder": "b8_q200/vision-encoder.engine",
+      "decoder": "b8_q200/decoder.engine",
+      "classes": {"person": "prompts/person.npz", "hand": "prompts/hand.npz"},
+      "max_cameras": 8, "max_frame_size": [1080, 1920],
+      "score_threshold": 0.5, "capacity": 128, "output": "full"
+    }
+
+Relative paths are relative to the config file. A prompt file is an .npz with ``features``
+[L, D] and optionally ``mask`` [L] (engines/extract_prompts.py writes them). The torch backend
+takes ``weights`` (a local Sam3Model directory, or omitted for random weights) instead of engine
+files and makes its prompts from the class names; the synthetic backend takes class names only.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, Tuple
+
+import numpy as np
+
+from .engines.base import Engine, EngineError
+from .pipeline import ClassPrompt, PipelineConfig
+from .postprocess import MaskMode, OutputKind
+
+_KNOWN = {"backend", "vision_encoder", "decoder", "weights", "classes", "max_cameras", "max_frame_size",
+          "score_threshold", "mask_threshold", "mask_mode", "top_k", "capacity", "output", "dtype", "busy_ms"}
+
+
+def load_config(path: str, device: str = "cuda") -> Tuple[Engine, Engine, PipelineConfig]:
+    """Build both engines and the PipelineConfig a config file describes (EngineError/ValueError
+    name the file and the key at fault)."""
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+    except FileNotFoundError:
+        raise EngineError(f"config file not found: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: the config must be a JSON object")
+    unknown = sorted(set(raw) - _KNOWN)
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {unknown}; known keys are {sorted(_KNOWN)}")
+    base = os.path.dirname(os.path.abspath(path))
+    resolve = lambda p: p if os.path.isabs(p) else os.path.join(base, p)  # noqa: E731
+    backend = raw.get("backend", "tensorrt")
+    classes = raw.get("classes")
+    if not classes:
+        raise ValueError(f"{path}: 'classes' must name at least one class")
+    cameras = raw.get("max_cameras", 8)
+    if backend == "tensorrt":
+        from .engines.tensorrt import TensorRTEngine
+
+        for key in ("vision_encoder", "decoder"):
+            if key not in raw:
+                raise ValueError(f"{path}: the tensorrt backend needs {key!r} (an engine file)")
+        if not isinstance(classes, dict):
+            raise ValueError(f"{path}: 'classes' must map each class name to its prompt file (.npz)")
+        vision_encoder = TensorRTEngine(resolve(raw["vision_encoder"]), max_batch=cameras)
+        decoder = TensorRTEngine(resolve(raw["decoder"]), max_batch=cameras)
+        prompts = [_load_prompt(name, resolve(file)) for name, file in classes.items()]
+    elif backend == "torch":
+        from .engines.torch_sam3 import Sam3Torch
+
+        weights = raw.get("weights")
+        sam3 = Sam3Torch(resolve(weights) if weights else None, dtype=raw.get("dtype", "float16"), device=device)
+        vision_encoder, decoder = sam3.vision_encoder, sam3.decoder
+        prompts = [ClassPrompt(*p) for p in sam3.text_prompts(list(classes))]
+    elif backend == "synthetic":
+        from . import scene
+        from .engines.synthetic import SyntheticDecoder, SyntheticGeometry, SyntheticVisionEncoder, prompt_for_class
+
+        if len(classes) > scene.MAX_CLASSES:
+            raise ValueError(f"{path}: the synthetic backend knows {scene.MAX_CLASSES} colour classes, got {len(classes)}")
+        geometry = SyntheticGeometry() if device == "cuda" else SyntheticGeometry.small()
+        busy = raw.get("busy_ms", [0.0, 0.0])
+        vision_encoder = SyntheticVisionEncoder(geometry, device=device, busy_ms=busy[0])
+        decoder = SyntheticDecoder(geometry, device=device, busy_ms=busy[1])
+        prompts = [ClassPrompt(name, *prompt_for_class(i, geometry)) for i, name in enumerate(classes)]
+    else:
+        raise ValueError(f"{path}: unknown backend {backend!r}; use tensorrt, torch or synthetic")
+    return vision_encoder, decoder, _pipeline_config(path, raw, prompts)
+
+
+def _load_prompt(name: str, file: str) -> ClassPrompt:
+    if not os.path.isfile(file):
+        raise EngineError(f"prompt file of class {name!r} not found: {file}")
+    with np.load(file) as data:
+        if "features" not in data:
+            raise ValueError(f"{file}: a prompt file needs a 'features' array [L, D] (it has {list(data)})")
+        return ClassPrompt(name, data["features"], data["mask"] if "mask" in data else None)
+
+
+def _pipeline_config(path: str, raw: Dict[str, Any], prompts) -> PipelineConfig:
+    try:
+        output = OutputKind(raw.get("output", "full"))
+        mode = MaskMode[raw.get("mask_mode", "LOGIT").upper()]
+    except (ValueError, KeyError) as exc:
+        raise ValueError(f"{path}: {exc}; output is one of {[k.value for k in OutputKind]}, mask_mode logit or probability") from None
+    return PipelineConfig(classes=prompts, max_cameras=raw.get("max_cameras", 8),
+                          max_frame_size=tuple(raw.get("max_frame_size", (1080, 1920))),
+                          score_threshold=raw.get("score_threshold", 0.5), mask_threshold=raw.get("mask_threshold"),
+                          mask_mode=mode, top_k=raw.get("top_k"), capacity=raw.get("capacity", 128), output=output)

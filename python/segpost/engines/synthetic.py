@@ -1,0 +1,198 @@
+"""Synthetic SAM3-shaped engines that really look at the pixels (numpy on the CPU, CuPy on the GPU).
+
+The vision "encoder" box-filters the normalized images down into channels 0-2 of fpn_feat_0,
+then halves them into fpn_feat_1 and fpn_feat_2. The "decoder" reads the class's colour
+template from prompt_features (see ``prompt_for_class``) and segments every instance of that
+colour family (scene.py): query j holds the mask logits of shade j, logit = gain * (alpha - 1/2)
+where alpha is how much of the cell the object covers, so the 0-level set of the resized logits
+is the object's edge. Boxes come from the masks, presence from fpn_feat_2. Each engine can add a
+busy time per call to stand in for a real engine's compute.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, Tuple
+
+import numpy as np
+
+from .. import scene
+from .._arrays import cupy_stream
+from .base import ArrayEngine, TensorSpec
+
+MASK_GAIN = 8.0      # logits span +-4 over an object's edge
+LOGIT_ON, LOGIT_OFF = 6.0, -6.0
+MIN_CELLS = 2        # an instance needs this many positive mask cells to be reported
+_SPIN_SOURCE = r"""
+extern "C" __global__ void spin(unsigned long long ns) {
+    unsigned long long start, now;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
+    do { asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now)); } while (now - start < ns);
+}
+"""
+
+
+@dataclass(frozen=True)
+class SyntheticGeometry:
+    """Tensor sizes. The default is SAM3's; ``small()`` is for CPU tests and demos."""
+
+    image_size: int = 1008
+    mask_size: int = 288       # fpn_feat_0 and pred_masks; fpn_feat_1/2 are 1/2 and 1/4 of it
+    channels: int = 256
+    num_queries: int = 200
+    prompt_length: int = 32
+    prompt_width: int = 256
+
+    @classmethod
+    def small(cls) -> "SyntheticGeometry":
+        return cls(image_size=252, mask_size=72, channels=4, num_queries=16, prompt_length=4, prompt_width=8)
+
+    def __post_init__(self):
+        if self.mask_size % 4 or self.channels < 3 or self.num_queries < scene.MAX_INSTANCES or self.prompt_width < 6:
+            raise ValueError(f"unusable synthetic geometry {self}: mask_size must be a multiple of 4, channels >= 3, "
+                             f"num_queries >= {scene.MAX_INSTANCES}, prompt_width >= 6")
+
+    @property
+    def feature_sizes(self) -> Tuple[int, int, int]:
+        return self.mask_size, self.mask_size // 2, self.mask_size // 4
+
+
+def prompt_for_class(class_index: int, geometry: SyntheticGeometry) -> Tuple[np.ndarray, np.ndarray]:
+    """The synthetic "text encoder": (features [P, D] float32, mask [P] bool) for a scene class.
+
+    Token 0 holds the class's template (channels 0-2, level / 255, 0 for the shade channel)
+    and a one-hot of its shade channel (3-5); the other tokens are padding.
+    """
+    if not 0 <= class_index < scene.MAX_CLASSES:
+        raise ValueError(f"the synthetic scene has classes 0 to {scene.MAX_CLASSES - 1}, got {class_index}")
+    features = np.zeros((geometry.prompt_length, geometry.prompt_width), np.float32)
+    for channel, level in enumerate(scene.CLASS_TEMPLATES[class_index]):
+        if level is None:
+            features[0, 3 + channel] = 1.0
+        else:
+            features[0, channel] = level / 255.0
+    mask = np.zeros(geometry.prompt_length, np.bool_)
+    mask[0] = True
+    return features, mask
+
+
+def _area_matrix(out_size: int, in_size: int) -> np.ndarray:
+    """[out, in] weights of a box filter (cv2.INTER_AREA for downscaling), rows summing to 1."""
+    scale = in_size / out_size
+    edges = np.arange(out_size + 1) * scale
+    lo, hi = edges[:-1, None], edges[1:, None]
+    pixels = np.arange(in_size)[None, :]
+    overlap = np.clip(np.minimum(hi, pixels + 1) - np.maximum(lo, pixels), 0, None)
+    return (overlap / scale).astype(np.float32)
+
+
+class _Synthetic(ArrayEngine):
+    def __init__(self, name: str, specs: Dict[str, TensorSpec], device: str, busy_ms: float):
+        if device not in ("cuda", "cpu"):
+            raise ValueError(f"device must be 'cuda' or 'cpu', got {device!r}")
+        if busy_ms < 0:
+            raise ValueError(f"busy_ms must be >= 0, got {busy_ms}")
+        super().__init__(name, specs, device)
+        self.busy_ms = float(busy_ms)
+        if device == "cuda":
+            import cupy
+
+            self.xp = cupy
+            self._spin = cupy.RawKernel(_SPIN_SOURCE, "spin")
+        else:
+            self.xp = np
+
+    def execute(self, tensors: Dict[str, Any], stream: int) -> None:
+        if self.device == "cuda":
+            with cupy_stream(stream):
+                self.compute(tensors)
+                if self.busy_ms:
+                    self._spin((1,), (1,), (np.uint64(self.busy_ms * 1e6),))
+        else:
+            deadline = time.perf_counter() + self.busy_ms / 1e3
+            self.compute(tensors)
+            while time.perf_counter() < deadline:
+                time.sleep(max(0.0, min(deadline - time.perf_counter(), 0.001)))
+
+    def compute(self, tensors: Dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+def _specs(geometry: SyntheticGeometry, dtype: Any, names_in, names_out) -> Dict[str, TensorSpec]:
+    s0, s1, s2 = geometry.feature_sizes
+    c, q = geometry.channels, geometry.num_queries
+    shapes = {
+        "images": (-1, 3, geometry.image_size, geometry.image_size),
+        "fpn_feat_0": (-1, c, s0, s0), "fpn_feat_1": (-1, c, s1, s1), "fpn_feat_2": (-1, c, s2, s2),
+        "fpn_pos_2": (-1, c, s2, s2),
+        "prompt_features": (-1, geometry.prompt_length, geometry.prompt_width),
+        "prompt_mask": (-1, geometry.prompt_length),
+        "pred_masks": (-1, q, s0, s0), "pred_boxes": (-1, q, 4), "pred_logits": (-1, q), "presence_logits": (-1, 1),
+    }
+    dtypes = {"prompt_mask": np.dtype(np.bool_), "prompt_features": np.dtype(np.float32)}
+    return {n: TensorSpec(n, shapes[n], dtypes.get(n, np.dtype(dtype)), n in names_in) for n in names_in + names_out}
+
+
+class SyntheticVisionEncoder(_Synthetic):
+    def __init__(self, geometry: SyntheticGeometry = SyntheticGeometry(), *, device: str = "cpu",
+                 dtype: Any = np.float16, busy_ms: float = 0.0):
+        super().__init__("synthetic vision encoder", _specs(geometry, dtype, ("images",),
+                                                             ("fpn_feat_0", "fpn_feat_1", "fpn_feat_2", "fpn_pos_2")),
+                         device, busy_ms)
+        s0, s1, s2 = geometry.feature_sizes
+        xp = self.xp
+        self._down0 = xp.asarray(_area_matrix(s0, geometry.image_size))
+        self._down1 = xp.asarray(_area_matrix(s1, s0))
+        self._down2 = xp.asarray(_area_matrix(s2, s1))
+
+    def compute(self, t: Dict[str, Any]) -> None:
+        rgb = (t["images"].astype(np.float32) + 1.0) * 0.5             # pixel / 255, RGB
+        level0 = self._down0 @ rgb @ self._down0.T
+        level1 = self._down1 @ level0 @ self._down1.T
+        for name, level in (("fpn_feat_0", level0), ("fpn_feat_1", level1),
+                            ("fpn_feat_2", self._down2 @ level1 @ self._down2.T)):
+            t[name][:, :3] = level
+            t[name][:, 3:] = 0
+        t["fpn_pos_2"][...] = 0
+
+
+class SyntheticDecoder(_Synthetic):
+    def __init__(self, geometry: SyntheticGeometry = SyntheticGeometry(), *, device: str = "cpu",
+                 dtype: Any = np.float16, busy_ms: float = 0.0):
+        super().__init__("synthetic decoder", _specs(
+            geometry, dtype, ("fpn_feat_0", "fpn_feat_1", "fpn_feat_2", "fpn_pos_2", "prompt_features", "prompt_mask"),
+            ("pred_masks", "pred_boxes", "pred_logits", "presence_logits")), device, busy_ms)
+        self._slots = self.xp.arange(scene.MAX_INSTANCES).reshape(1, -1, 1, 1)
+
+    def _coverage(self, features: Any, template: Any, shade_channel: Any) -> Any:
+        """How much of each cell the class's colour covers (alpha), from the non-shade channels."""
+        xp, bg = self.xp, scene.BACKGROUND / 255.0
+        rgb = features[:, :3].astype(np.float32)
+        alpha = (rgb - bg) / (template - bg)[:, :, None, None]
+        alpha = xp.where(shade_channel[:, :, None, None] > 0.5, xp.inf, alpha)
+        return rgb, alpha.min(axis=1)
+
+    def compute(self, t: Dict[str, Any]) -> None:
+        xp, bg = self.xp, scene.BACKGROUND / 255.0
+        prompt = t["prompt_features"][:, 0].astype(np.float32)
+        template, shade_channel = prompt[:, 0:3], prompt[:, 3:6]
+        rgb, alpha = self._coverage(t["fpn_feat_0"], template, shade_channel)
+        shade_value = (rgb * shade_channel[:, :, None, None]).sum(axis=1)
+        shade = (shade_value - (1.0 - alpha) * bg) / xp.maximum(alpha, 0.2) * 255.0
+        instance = xp.rint((shade - scene.SHADES[0]) / (scene.SHADES[1] - scene.SHADES[0]))
+        logits = xp.where(instance[:, None] == self._slots, MASK_GAIN * (alpha[:, None] - 0.5), -0.5 * MASK_GAIN)
+        positive = logits > 0
+        size = positive.shape[-1]
+        present = positive.sum(axis=(2, 3)) >= MIN_CELLS
+        rows, cols = positive.any(axis=3), positive.any(axis=2)
+        box = xp.stack([cols.argmax(axis=2), rows.argmax(axis=2),
+                        size - cols[..., ::-1].argmax(axis=2), size - rows[..., ::-1].argmax(axis=2)], axis=-1)
+        n = scene.MAX_INSTANCES
+        t["pred_masks"][:, :n] = logits
+        t["pred_masks"][:, n:] = -0.5 * MASK_GAIN
+        t["pred_boxes"][:, :n] = xp.where(present[..., None], box / size, 0.0)
+        t["pred_boxes"][:, n:] = 0
+        t["pred_logits"][:, :n] = xp.where(present, LOGIT_ON, LOGIT_OFF)
+        t["pred_logits"][:, n:] = LOGIT_OFF
+        _, coarse = self._coverage(t["fpn_feat_2"], template, shade_channel)
+        t["presence_logits"][:, 0] = xp.where((coarse > 0.35).any(axis=(1, 2)), LOGIT_ON, LOGIT_OFF)

@@ -1,0 +1,107 @@
+"""TensorRT >= 10 engines behind segpost's Engine interface (``tensorrt`` or ``tensorrt_lean``).
+
+Only the runtime API is used: Runtime.deserialize_cuda_engine, the name-based tensor queries,
+create_execution_context, set_input_shape, set_tensor_address and execute_async_v3. TensorRT
+cannot be installed on the machines segpost is developed on: this adapter is tested against a
+recording fake of that API (tests/test_engines_tensorrt.py), not against a real engine.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import numpy as np
+
+from .base import Engine, EngineError, TensorSpec, buffer_address
+
+_DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT32": np.int32, "INT64": np.int64, "BOOL": np.bool_,
+           "INT8": np.int8, "UINT8": np.uint8}
+
+
+def import_tensorrt(module: Optional[str] = None) -> Any:
+    """The full ``tensorrt`` package, else the runtime-only ``tensorrt_lean``."""
+    names = (module,) if module else ("tensorrt", "tensorrt_lean")
+    for name in names:
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    raise EngineError("TensorRT engines need the TensorRT Python runtime: pip install tensorrt (or tensorrt-lean), "
+                      "version 10 or newer")
+
+
+class TensorRTEngine(Engine):
+    """One serialized engine (.engine/.plan file) with one execution context."""
+
+    device = "cuda"
+
+    def __init__(self, path: str, *, module: Optional[str] = None, trt: Any = None, max_batch: Optional[int] = None):
+        self.name = str(path)
+        if not os.path.isfile(path):
+            raise EngineError(f"TensorRT engine file not found: {path}")
+        self._trt = trt if trt is not None else import_tensorrt(module)
+        major = int(str(getattr(self._trt, "__version__", "0")).split(".")[0] or 0)
+        if major < 10:
+            raise EngineError(f"TensorRT {getattr(self._trt, '__version__', '?')} is too old: segpost needs 10 or newer "
+                              "(the name-based tensor API and execute_async_v3)")
+        self._logger = self._trt.Logger(self._trt.Logger.WARNING)   # must outlive the runtime
+        self._runtime = self._trt.Runtime(self._logger)
+        with open(path, "rb") as f:
+            plan = f.read()
+        self._plan_bytes = len(plan)
+        self._engine = self._runtime.deserialize_cuda_engine(plan)
+        if self._engine is None:
+            raise EngineError(f"{path}: TensorRT could not deserialize this engine (built with another TensorRT "
+                              "version or for another GPU? the TensorRT log above says which)")
+        self._specs = self._read_specs()
+        if max_batch is not None:
+            self._check_profile(max_batch)
+        self._context = self._engine.create_execution_context()
+        if self._context is None:
+            raise EngineError(f"{path}: could not create an execution context (out of device memory?)")
+
+    def _read_specs(self) -> Dict[str, TensorSpec]:
+        trt, engine = self._trt, self._engine
+        specs = {}
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            dtype_name = getattr(engine.get_tensor_dtype(name), "name", str(engine.get_tensor_dtype(name)))
+            if dtype_name not in _DTYPES:
+                raise EngineError(f"{self.name}: tensor {name!r} has TensorRT type {dtype_name}, which segpost does not bind")
+            specs[name] = TensorSpec(name, tuple(int(d) for d in engine.get_tensor_shape(name)), np.dtype(_DTYPES[dtype_name]),
+                                     engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT)
+        return dict(sorted(specs.items(), key=lambda item: not item[1].is_input))
+
+    def _check_profile(self, max_batch: int) -> None:
+        for spec in self._specs.values():
+            if spec.is_input and -1 in spec.shape:
+                _, _, largest = self._engine.get_tensor_profile_shape(spec.name, 0)
+                if int(largest[0]) < max_batch:
+                    raise EngineError(f"{self.name}: input {spec.name!r} was built for batches up to {int(largest[0])}; "
+                                      f"the pipeline needs {max_batch} (rebuild with maxShapes batch {max_batch})")
+
+    @property
+    def tensors(self) -> Mapping[str, TensorSpec]:
+        return self._specs
+
+    def set_input_shape(self, name: str, shape: Tuple[int, ...]) -> None:
+        if not self._context.set_input_shape(name, tuple(int(d) for d in shape)):
+            raise EngineError(f"{self.name}: TensorRT refused shape {list(shape)} for {self.spec(name).describe()} "
+                              "(outside the optimization profile?)")
+
+    def set_tensor_address(self, name: str, buffer: Any) -> None:
+        self.spec(name)
+        if not self._context.set_tensor_address(name, buffer_address(buffer)):
+            raise EngineError(f"{self.name}: TensorRT refused the address bound to {name!r}")
+
+    def enqueue(self, stream: int) -> None:
+        if not self._context.execute_async_v3(stream):
+            raise EngineError(f"{self.name}: execute_async_v3 failed (unbound tensor or shape not set? "
+                              "the TensorRT log above says which)")
+
+    def memory_bytes(self) -> int:
+        """The context's activation memory plus the plan's size (TensorRT does not report the
+        weights' device bytes; the plan holds them, so this is close)."""
+        size = getattr(self._engine, "device_memory_size_v2", None)
+        return int(size if size is not None else self._engine.device_memory_size) + self._plan_bytes

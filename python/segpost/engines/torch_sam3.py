@@ -1,0 +1,165 @@
+"""SAM3 in PyTorch (transformers' Sam3Model) as the two engines of the contract.
+
+For users without TensorRT, and segpost's realistic compute load in benchmarks. The vision
+encoder is ``Sam3Model.get_vision_features``; the decoder is ``Sam3Model.forward`` given those
+vision embeddings and a class's text embeddings. Both read the bound input buffers in place
+(zero copy through ``__cuda_array_interface__``) and write the bound output buffers, on the
+caller's stream. Real weights come from a local directory; without one the weights are random
+(right shapes and compute, meaningless detections).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .base import ArrayEngine, EngineError, TensorSpec
+
+PROMPT_LENGTH = 32
+
+
+def _find(config: Any, key: str) -> Any:
+    stack = [config.to_dict() if hasattr(config, "to_dict") else config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if key in node and not isinstance(node[key], dict):
+                return node[key]
+            stack.extend(node.values())
+    raise EngineError(f"Sam3Config has no {key!r}")
+
+
+class Sam3Torch:
+    """Loads (or randomly initializes) one Sam3Model and exposes ``vision_encoder`` and ``decoder``."""
+
+    def __init__(self, path: Optional[str] = None, *, dtype: Any = np.float16, device: str = "cuda",
+                 config: Any = None, prompt_length: int = PROMPT_LENGTH, seed: int = 0):
+        try:
+            import torch
+            from transformers import Sam3Config, Sam3Model
+        except ImportError as exc:
+            raise EngineError("the PyTorch SAM3 backend needs torch and transformers >= 5 (pip install segpost[torch])") from exc
+        self.torch, self.path = torch, path
+        self.dtype = np.dtype(dtype)
+        torch_dtype = {np.dtype(np.float16): torch.float16, np.dtype(np.float32): torch.float32}.get(self.dtype)
+        if torch_dtype is None:
+            raise EngineError(f"dtype must be float16 or float32, got {self.dtype}")
+        self.device = device
+        torch.manual_seed(seed)
+        if path is not None:
+            self.model = Sam3Model.from_pretrained(path, dtype=torch_dtype)
+        else:
+            with torch.device(device):
+                self.model = Sam3Model(config if config is not None else Sam3Config())
+        self.model = self.model.to(device=device, dtype=torch_dtype).eval()
+        image_size = int(_find(self.model.config, "image_size"))
+        with torch.inference_mode():
+            vision = self.model.get_vision_features(
+                pixel_values=torch.zeros(1, 3, image_size, image_size, device=device, dtype=torch_dtype))
+            self.prompt_width = int(self.model.text_projection.out_features)
+            probe = torch.zeros(1, prompt_length, self.prompt_width, device=device, dtype=torch_dtype)
+            probe_mask = torch.ones(1, prompt_length, device=device, dtype=torch.long)
+            # transformers releases differ: text_embeds is a tensor, or get_text_features' output object.
+            self._wrap_text = False
+            try:
+                out = self.model(vision_embeds=vision, text_embeds=probe, attention_mask=probe_mask)
+            except AttributeError:
+                self._wrap_text = True
+                out = self.model(vision_embeds=vision, text_embeds=self.text_embeds(probe), attention_mask=probe_mask)
+        fpn = list(vision.fpn_hidden_states[:3]) + [vision.fpn_position_encoding[2]]
+        shapes = {"images": (3, image_size, image_size),
+                  **{name: tuple(t.shape[1:]) for name, t in zip(("fpn_feat_0", "fpn_feat_1", "fpn_feat_2", "fpn_pos_2"), fpn)},
+                  "prompt_features": (prompt_length, self.prompt_width), "prompt_mask": (prompt_length,),
+                  "pred_masks": tuple(out.pred_masks.shape[1:]), "pred_boxes": tuple(out.pred_boxes.shape[1:]),
+                  "pred_logits": tuple(out.pred_logits.shape[1:]), "presence_logits": (1,)}
+        dtypes = {"prompt_mask": np.dtype(np.bool_)}
+
+        def specs(inputs: Sequence[str], outputs: Sequence[str]) -> Dict[str, TensorSpec]:
+            return {n: TensorSpec(n, (-1,) + shapes[n], dtypes.get(n, self.dtype), n in inputs) for n in list(inputs) + list(outputs)}
+
+        fpn_names = ("fpn_feat_0", "fpn_feat_1", "fpn_feat_2", "fpn_pos_2")
+        self.vision_encoder = _TorchStage("sam3 vision encoder (torch)", specs(("images",), fpn_names), self, self._encode)
+        self.decoder = _TorchStage("sam3 decoder (torch)", specs(fpn_names + ("prompt_features", "prompt_mask"),
+                                                                ("pred_masks", "pred_boxes", "pred_logits", "presence_logits")),
+                                   self, self._decode)
+
+    def parameter_bytes(self) -> int:
+        return sum(p.numel() * p.element_size() for p in self.model.parameters())
+
+    def _encode(self, t: Dict[str, Any]) -> None:
+        vision = self.model.get_vision_features(pixel_values=t["images"])
+        for name, value in zip(("fpn_feat_0", "fpn_feat_1", "fpn_feat_2"), vision.fpn_hidden_states[:3]):
+            t[name].copy_(value)
+        t["fpn_pos_2"].copy_(vision.fpn_position_encoding[2])
+
+    def text_embeds(self, features: Any) -> Any:
+        """Prompt features [B, P, D] in the form this transformers release's forward() takes."""
+        if not self._wrap_text:
+            return features
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        return BaseModelOutputWithPooling(last_hidden_state=features, pooler_output=features)
+
+    def _decode(self, t: Dict[str, Any]) -> None:
+        from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
+
+        # forward() drops the last FPN level and takes the position encoding of the level before it.
+        levels = (t["fpn_feat_0"], t["fpn_feat_1"], t["fpn_feat_2"], t["fpn_feat_2"])
+        vision = Sam3VisionEncoderOutput(fpn_hidden_states=levels, fpn_position_encoding=(t["fpn_pos_2"],) * 4)
+        out = self.model(vision_embeds=vision, text_embeds=self.text_embeds(t["prompt_features"]),
+                         attention_mask=t["prompt_mask"].long())
+        for name in ("pred_masks", "pred_boxes", "pred_logits", "presence_logits"):
+            t[name].copy_(getattr(out, name).reshape(t[name].shape))
+
+    def text_prompts(self, names: Sequence[str]) -> List[Tuple[str, np.ndarray, np.ndarray]]:
+        """(name, features [L, D], mask [L]) per class, from the text encoder; once, at start-up.
+
+        With a weights directory holding the tokenizer, the names are tokenized; with random
+        weights, each name gets fixed pseudo-random token ids (deterministic in the name)."""
+        torch = self.torch
+        prompts = []
+        tokenizer = None
+        if self.path is not None:
+            from transformers import AutoProcessor
+
+            tokenizer = AutoProcessor.from_pretrained(self.path)
+        for name in names:
+            if tokenizer is not None:
+                tokens = tokenizer(text=name, return_tensors="pt", padding="max_length", max_length=PROMPT_LENGTH)
+                ids, mask = tokens["input_ids"], tokens["attention_mask"]
+            else:
+                generator = torch.Generator().manual_seed(sum(map(ord, name)))
+                ids = torch.randint(1, 1000, (1, PROMPT_LENGTH), generator=generator)
+                mask = torch.zeros(1, PROMPT_LENGTH, dtype=torch.long)
+                mask[:, : 2 + len(name.split())] = 1
+            with torch.inference_mode():
+                out = self.model.get_text_features(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                                   return_dict=True)
+            features = out.pooler_output if hasattr(out, "pooler_output") else out[1]
+            prompts.append((name, features[0].float().cpu().numpy(), mask[0].bool().numpy()))
+        return prompts
+
+
+class _TorchStage(ArrayEngine):
+    """One half of Sam3Model; bound CuPy buffers are viewed as torch tensors without a copy."""
+
+    def __init__(self, name: str, specs: Dict[str, TensorSpec], owner: Sam3Torch, run):
+        super().__init__(name, specs, owner.device if owner.device == "cpu" else "cuda")
+        self._owner, self._run = owner, run
+
+    def memory_bytes(self) -> int:
+        # Both stages share one model: the encoder reports it (on CUDA: torch's allocator, weights included).
+        if "images" not in self._specs:
+            return 0
+        torch = self._owner.torch
+        return torch.cuda.memory_reserved() if self.device == "cuda" else self._owner.parameter_bytes()
+
+    def execute(self, tensors: Dict[str, Any], stream: int) -> None:
+        torch = self._owner.torch
+        views = {n: torch.as_tensor(a, device=self._owner.device) for n, a in tensors.items()}
+        if self.device == "cuda":
+            with torch.cuda.stream(torch.cuda.ExternalStream(stream)), torch.inference_mode():
+                self._run(views)
+        else:
+            with torch.inference_mode():
+                self._run(views)

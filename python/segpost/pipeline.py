@@ -1,0 +1,282 @@
+"""MultiCameraPipeline: F cameras x C classes through a vision encoder, a decoder and segpost.
+
+Plan C of the users (../docs/background.md), with the CPU work moved to the GPU: frames go up
+through pinned staging and one fused preprocessing kernel, the vision encoder runs once at batch
+F, its output buffers are bound as the decoder's inputs (zero copy), and the decoder runs once
+per class with that class's prompt (replicated F times at construction). After each decoder,
+the class's Postprocessor compacts on the same stream, so the next class may overwrite
+pred_masks; its resize and host copy run on the Postprocessor's own stream, under the next
+decoder. Every buffer is allocated in the constructor.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .engines.base import Engine, EngineError
+from .engines.contract import DECODER_OUTPUTS, FPN_TENSORS, Geometry, check_engines
+from .postprocess import MaskMode, OutputKind, Postprocessor, _pair
+from .preprocess import Preprocessor, frame_problem
+from .results import BatchResult, FrameResult
+
+
+@dataclass(frozen=True)
+class ClassPrompt:
+    """One class: its name and its precomputed prompt features [L, D] (L <= the decoder's P),
+    with an optional validity mask [L] (default: all L tokens valid). Padded to P here."""
+
+    name: str
+    features: np.ndarray
+    mask: Optional[np.ndarray] = None
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    classes: Sequence[ClassPrompt]
+    max_cameras: int = 8
+    max_frame_size: Tuple[int, int] = (1080, 1920)
+    score_threshold: float = 0.5
+    mask_threshold: Optional[float] = None
+    mask_mode: MaskMode = MaskMode.LOGIT
+    top_k: Optional[int] = None
+    capacity: int = 128          # detections per class-batch (all cameras); more sets overflow
+    output: OutputKind = OutputKind.FULL
+
+
+@dataclass(frozen=True)
+class Detection:
+    class_name: str
+    class_id: int
+    score: float
+    box: np.ndarray   # xyxy pixels
+    mask: Any         # (H, W) bool, or the output kind's per-mask form (packed bits, RLE dict)
+
+
+@dataclass(frozen=True)
+class CameraResult:
+    """One camera's detections of one round, per class (views valid until the next round)."""
+
+    camera: int
+    frame_size: Tuple[int, int]
+    by_class: Dict[str, FrameResult]
+
+    @property
+    def num_detections(self) -> int:
+        return sum(len(r) for r in self.by_class.values())
+
+    def __iter__(self) -> Iterator[Detection]:
+        for name, r in self.by_class.items():
+            for k in range(len(r)):
+                yield Detection(name, int(r.class_ids[k]), float(r.scores[k]), r.boxes[k], r.masks[k])
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    round_index: int
+    cameras: Dict[int, CameraResult]
+    skipped: Dict[int, str]                 # camera -> why its frame was not processed this round
+    timings_ms: Dict[str, float]
+    overflow: Tuple[str, ...] = field(default=())  # classes whose capacity cut dropped detections
+
+    @property
+    def num_detections(self) -> int:
+        return sum(c.num_detections for c in self.cameras.values())
+
+
+class MultiCameraPipeline:
+    """Runs rounds of up to ``config.max_cameras`` frames (one per camera) through both engines.
+
+    ``process(frames)`` = ``submit(frames)`` + ``collect()``; between the two the caller may
+    prepare the next round's frames while the GPU works. ``frames[i]`` is camera i's BGR uint8
+    frame, or None when camera i has nothing this round (a smaller batch runs). A frame that is
+    not a usable image is reported in ``RoundResult.skipped`` and the other cameras still run.
+    Results are views into buffers reused by the next round: copy what you keep.
+    One pipeline per thread; two pipelines may share a GPU.
+    """
+
+    def __init__(self, vision_encoder: Engine, decoder: Engine, config: PipelineConfig):
+        self.geometry: Geometry = check_engines(vision_encoder, decoder)
+        if not isinstance(config.max_cameras, int) or not 1 <= config.max_cameras <= 64:
+            raise ValueError(f"max_cameras must be an int in [1, 64], got {config.max_cameras!r}")
+        if not config.classes:
+            raise ValueError("the config names no classes")
+        names = [c.name for c in config.classes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"class names must be unique, got {names}")
+        self.config, self.vision_encoder, self.decoder = config, vision_encoder, decoder
+        self.device = vision_encoder.device
+        self.class_names = tuple(names)
+        cameras, g = config.max_cameras, self.geometry
+        self.max_frame_size = _pair("max_frame_size", config.max_frame_size)
+        if self.device == "cuda":
+            import cupy
+
+            self.xp = cupy
+            self._stream = cupy.cuda.Stream(non_blocking=True)
+        else:
+            self.xp, self._stream = np, None
+        xp = self.xp
+        self._pre = Preprocessor(max_frames=cameras, max_frame_size=self.max_frame_size,
+                                 out_size=(g.image_size, g.image_size), dtype=g.image_dtype, device=self.device)
+        self._buffers: Dict[str, Any] = {"images": self._pre.output}
+        for name in FPN_TENSORS + DECODER_OUTPUTS:
+            owner = vision_encoder if name in FPN_TENSORS else decoder
+            spec = owner.tensors[name]
+            self._buffers[name] = xp.zeros(spec.with_batch(cameras), spec.dtype)
+        self._prompts = [self._replicated_prompt(c, cameras) for c in config.classes]
+        vision_encoder.set_tensor_address("images", self._buffers["images"])
+        for name in FPN_TENSORS:
+            vision_encoder.set_tensor_address(name, self._buffers[name])   # the same buffer on both sides
+            decoder.set_tensor_address(name, self._buffers[name])
+        for name in DECODER_OUTPUTS:
+            decoder.set_tensor_address(name, self._buffers[name])
+        self._post = [Postprocessor(
+            max_frames=cameras, num_queries=g.num_queries, mask_size=g.mask_size, capacity=config.capacity,
+            max_frame_size=self.max_frame_size, score_threshold=config.score_threshold,
+            mask_threshold=config.mask_threshold, mask_mode=config.mask_mode, top_k=config.top_k,
+            output=config.output, device=self.device) for _ in config.classes]
+        marks = 3 + 2 * len(config.classes)
+        self._events = [xp.cuda.Event() for _ in range(marks)] if self.device == "cuda" else None
+        self._host_marks = [0.0] * marks
+        self._pending: Optional[tuple] = None
+        self._rounds = 0
+
+    def _replicated_prompt(self, prompt: ClassPrompt, cameras: int) -> Tuple[Any, Any]:
+        g = self.geometry
+        features = np.asarray(prompt.features)
+        if features.ndim != 2 or features.shape[1] != g.prompt_width or not 1 <= features.shape[0] <= g.prompt_length:
+            raise EngineError(f"prompt of class {prompt.name!r} has shape {list(features.shape)}; the decoder takes "
+                              f"prompt_features [B,{g.prompt_length},{g.prompt_width}], so it must be [L,{g.prompt_width}] "
+                              f"with 1 <= L <= {g.prompt_length}")
+        if not np.all(np.isfinite(features)):
+            raise ValueError(f"prompt of class {prompt.name!r} contains NaN or Inf")
+        mask = np.ones(len(features), np.bool_) if prompt.mask is None else np.asarray(prompt.mask)
+        if mask.shape != (len(features),):
+            raise EngineError(f"prompt mask of class {prompt.name!r} has shape {list(mask.shape)}, expected [{len(features)}]")
+        padded = np.zeros((g.prompt_length, g.prompt_width), np.float32)
+        padded[: len(features)] = features
+        valid = np.zeros(g.prompt_length, np.bool_)
+        valid[: len(mask)] = mask != 0
+        feature_spec, mask_spec = self.decoder.tensors["prompt_features"], self.decoder.tensors["prompt_mask"]
+        return (self.xp.asarray(np.ascontiguousarray(np.broadcast_to(padded, (cameras,) + padded.shape), feature_spec.dtype)),
+                self.xp.asarray(np.ascontiguousarray(np.broadcast_to(valid, (cameras,) + valid.shape), mask_spec.dtype)))
+
+    # -- running -----------------------------------------------------------------------------
+
+    def process(self, frames: Sequence[Optional[np.ndarray]]) -> RoundResult:
+        self.submit(frames)
+        return self.collect()
+
+    def submit(self, frames: Sequence[Optional[np.ndarray]]) -> None:
+        """Queue a round; the frames are copied into staging before this returns."""
+        if self._pending is not None:
+            raise RuntimeError("submit() called twice: collect() the previous round first")
+        if not isinstance(frames, (list, tuple)) or len(frames) > self.config.max_cameras:
+            raise ValueError(f"frames must be a list of at most {self.config.max_cameras} entries (one per camera, "
+                             f"None for a camera without a frame), got {type(frames).__name__} of {len(frames) if hasattr(frames, '__len__') else '?'}")
+        live, skipped = [], {}
+        for camera, frame in enumerate(frames):
+            if frame is None:
+                continue
+            problem = frame_problem(frame, self.max_frame_size)
+            if problem:
+                skipped[camera] = f"frame {problem}"
+            else:
+                live.append(camera)
+        started = time.perf_counter()
+        if live:
+            self._enqueue_round([frames[c] for c in live], live)
+            self._pre.wait_uploaded()   # so the caller may refill the staging slots now
+        self._pending = (live, skipped, started)
+
+    def staging(self, camera: int, height: int, width: int) -> np.ndarray:
+        """Camera's pinned (height, width, 3) uint8 slot: decode its next frame straight into it
+        and pass it to submit(), which then copies nothing. Writable again once submit() returns."""
+        if not 0 <= camera < self.config.max_cameras:
+            raise ValueError(f"camera {camera} outside 0 .. {self.config.max_cameras - 1}")
+        return self._pre.staging(camera, height, width)
+
+    def _mark(self, index: int) -> None:
+        if self._events is None:
+            self._host_marks[index] = time.perf_counter()
+        else:
+            self._events[index].record(self._stream)
+
+    def _enqueue_round(self, frames: List[np.ndarray], cameras: List[int]) -> None:
+        n, g = len(frames), self.geometry
+        stream = 0 if self._stream is None else self._stream.ptr
+        sizes = [f.shape[:2] for f in frames]
+        self._mark(0)
+        self._pre.run(frames, stream=stream, slots=cameras)
+        self._mark(1)
+        self.vision_encoder.set_input_shape("images", (n, 3, g.image_size, g.image_size))
+        self.vision_encoder.enqueue(stream)
+        self._mark(2)
+        for name in FPN_TENSORS:
+            self.decoder.set_input_shape(name, self.decoder.tensors[name].with_batch(n))
+        self.decoder.set_input_shape("prompt_features", (n, g.prompt_length, g.prompt_width))
+        self.decoder.set_input_shape("prompt_mask", (n, g.prompt_length))
+        out = self._buffers
+        for c, (features, mask) in enumerate(self._prompts):
+            self.decoder.set_tensor_address("prompt_features", features)
+            self.decoder.set_tensor_address("prompt_mask", mask)
+            self.decoder.enqueue(stream)
+            self._mark(3 + 2 * c)
+            # Compaction reads pred_masks on this stream before the next decoder overwrites it.
+            self._post[c].enqueue(out["pred_logits"][:n], out["presence_logits"][:n], out["pred_boxes"][:n],
+                                  out["pred_masks"][:n], sizes, class_id=c, stream=stream)
+            self._mark(4 + 2 * c)
+
+    def collect(self) -> RoundResult:
+        """Wait for the submitted round and return its results."""
+        if self._pending is None:
+            raise RuntimeError("collect() without a submitted round")
+        live, skipped, started = self._pending
+        self._pending = None
+        index = self._rounds
+        self._rounds += 1
+        if not live:
+            return RoundResult(index, {}, skipped, {"round": (time.perf_counter() - started) * 1e3})
+        batches: List[BatchResult] = [post.result() for post in self._post]
+        timings = self._timings()
+        timings["round"] = (time.perf_counter() - started) * 1e3
+        cameras = {}
+        for b, camera in enumerate(live):
+            frame_results = {name: batches[c][b] for c, name in enumerate(self.class_names)}
+            sizes = next(iter(frame_results.values())).masks.shape[1:]
+            cameras[camera] = CameraResult(camera, tuple(int(v) for v in sizes), frame_results)
+        overflow = tuple(name for name, batch in zip(self.class_names, batches) if batch.overflow or batch.mask_overflow)
+        return RoundResult(index, cameras, skipped, timings, overflow)
+
+    def _timings(self) -> Dict[str, float]:
+        classes = len(self.class_names)
+        if self._events is None:
+            marks = self._host_marks
+            span = lambda a, b: (marks[b] - marks[a]) * 1e3  # noqa: E731
+        else:
+            self._events[-1].synchronize()
+            span = lambda a, b: self.xp.cuda.get_elapsed_time(self._events[a], self._events[b])  # noqa: E731
+        return {"preprocess": span(0, 1), "vision_encoder": span(1, 2),
+                "decoder": sum(span(2 + 2 * c, 3 + 2 * c) for c in range(classes)),
+                "postprocess_enqueue": sum(span(3 + 2 * c, 4 + 2 * c) for c in range(classes)),
+                "gpu_busy": span(0, 2 + 2 * classes)}
+
+    # -- reporting ---------------------------------------------------------------------------
+
+    def memory_report(self) -> Dict[str, int]:
+        """Bytes by owner, all allocated at construction; ``device_used`` is the whole GPU's use."""
+        io = sum(int(b.nbytes) for b in self._buffers.values()) + sum(int(f.nbytes + m.nbytes) for f, m in self._prompts)
+        posts = [p.memory_report() for p in self._post]
+        report = {"engines": self.vision_encoder.memory_bytes() + self.decoder.memory_bytes(),
+                  "io_buffers": io, "postprocess": sum(p["device"] for p in posts),
+                  "preprocess_staging": self._pre.staging_device_bytes,
+                  "pinned_host": sum(p["pinned_host"] for p in posts) + self._pre.pinned_bytes}
+        if self.device == "cuda":
+            free, total = self.xp.cuda.runtime.memGetInfo()
+            report["device_used"] = int(total - free)
+        return report
+
+    vram_report = memory_report

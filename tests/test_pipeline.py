@@ -1,0 +1,166 @@
+"""MultiCameraPipeline end to end with the synthetic engines: the scene must come out right."""
+import numpy as np
+import pytest
+
+from pipeline_cases import NAMES, assert_scene_seen, make_pipeline, scores
+from segpost.engines.base import EngineError
+from segpost.engines.synthetic import SyntheticDecoder, SyntheticGeometry, SyntheticVisionEncoder
+from segpost.pipeline import ClassPrompt, MultiCameraPipeline, PipelineConfig
+from segpost.postprocess import OutputKind
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("output", [OutputKind.FULL, OutputKind.PACKED, OutputKind.RLE])
+def test_scene_is_segmented(device, output):
+    cameras = 8 if device == "cuda" else 3
+    pipeline, scene = make_pipeline(device, cameras=cameras, output=output)
+    for r in range(3):
+        frames, truths = scene.render(r * 7)
+        result = pipeline.process(frames)
+        assert result.round_index == r and not result.skipped and not result.overflow
+        assert sorted(result.cameras) == list(range(cameras))
+        for camera, camera_result in result.cameras.items():
+            assert camera_result.frame_size == frames[camera].shape[:2]
+        assert_scene_seen(result, truths)
+    assert set(result.timings_ms) >= {"preprocess", "vision_encoder", "decoder", "postprocess_enqueue", "round"}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fewer_live_cameras_and_resolution_change(device):
+    pipeline, scene = make_pipeline(device, cameras=3)
+    frames, truths = scene.render(0)
+    result = pipeline.process([frames[0], None, frames[2]])
+    assert sorted(result.cameras) == [0, 2] and not result.skipped
+    assert_scene_seen(result, truths)
+    # Camera 0 now sends a frame of another size: nothing to reconfigure.
+    small, small_truth = make_pipeline(device, cameras=3)[1].render(5)
+    result = pipeline.process([small[2], frames[1]])
+    assert result.cameras[0].frame_size == small[2].shape[:2]
+    assert_scene_seen(result, {0: small_truth[2], 1: truths[1]})
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_bad_frame_skips_that_camera_only(device):
+    pipeline, scene = make_pipeline(device, cameras=3)
+    frames, truths = scene.render(1)
+    bad = [frames[0], frames[1][:, :, :2].copy(), frames[2]]
+    result = pipeline.process(bad)
+    assert list(result.skipped) == [1] and "(H, W, 3) uint8" in result.skipped[1]
+    assert sorted(result.cameras) == [0, 2]
+    assert_scene_seen(result, truths)
+    too_big = np.zeros((pipeline.max_frame_size[0] + 1, 8, 3), np.uint8)
+    result = pipeline.process([too_big, frames[1], np.zeros((4, 4, 3), np.float32)])
+    assert sorted(result.skipped) == [0, 2] and "larger than max_frame_size" in result.skipped[0]
+    assert_scene_seen(result, truths)
+    result = pipeline.process([None, None])
+    assert not result.cameras and not result.skipped
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_wrong_channel_order_is_caught(device):
+    """Negative control: frames handed over as RGB instead of BGR swap red and blue."""
+    pipeline, scene = make_pipeline(device, cameras=2)
+    frames, truths = scene.render(2)
+    result = pipeline.process([np.ascontiguousarray(f[:, :, ::-1]) for f in frames])
+    assert all(mean_iou < 0.6 for mean_iou, *_ in scores(result, truths).values())
+
+
+def test_submit_collect_protocol():
+    pipeline, scene = make_pipeline("cpu", cameras=2)
+    frames, _ = scene.render(0)
+    with pytest.raises(RuntimeError, match="collect"):
+        pipeline.collect()
+    pipeline.submit(frames)
+    with pytest.raises(RuntimeError, match="submit"):
+        pipeline.submit(frames)
+    pipeline.collect()
+    with pytest.raises(ValueError, match="at most 2"):
+        pipeline.process(frames * 2)
+    with pytest.raises(ValueError):
+        pipeline.process(frames[0])
+
+
+def test_memory_report_and_results_are_views():
+    pipeline, scene = make_pipeline("cpu", cameras=2)
+    report = pipeline.memory_report()
+    assert report["io_buffers"] > 0
+    frames, truths = scene.render(0)
+    first = pipeline.process(frames)
+    kept = first.cameras[0].by_class["red"].copy()
+    pipeline.process(scene.render(40)[0])
+    assert pipeline.memory_report() == report
+    # the copy survives the next round; detections iterate with class names
+    assert len(kept) == 2 and all(d.class_name in NAMES for d in first.cameras[1])
+
+
+def _engines(geometry=None, **decoder_kw):
+    geometry = geometry or SyntheticGeometry.small()
+    return SyntheticVisionEncoder(geometry), SyntheticDecoder(geometry, **decoder_kw), geometry
+
+
+def test_config_errors_are_single_clear_messages():
+    from pipeline_cases import prompts
+
+    ve, dec, geometry = _engines()
+    good = prompts(geometry)
+    # a decoder whose tensor is named differently
+    renamed = dict(dec.tensors)
+    renamed["text_mask"] = renamed.pop("prompt_mask")
+    dec._specs = renamed
+    with pytest.raises(EngineError, match=r"decoder engine .*missing input tensor\(s\) \['prompt_mask'\]"):
+        MultiCameraPipeline(ve, dec, PipelineConfig(good))
+    # engines not built as a pair
+    ve, _, _ = _engines()
+    other = SyntheticDecoder(SyntheticGeometry(image_size=252, mask_size=80, channels=4, num_queries=16,
+                                               prompt_length=4, prompt_width=8))
+    with pytest.raises(EngineError, match="fpn_feat_0 .* not built as a pair"):
+        MultiCameraPipeline(ve, other, PipelineConfig(good))
+    # a prompt of the wrong width
+    ve, dec, _ = _engines()
+    with pytest.raises(EngineError, match=r"prompt of class 'bad' has shape \[1, 5\]"):
+        MultiCameraPipeline(ve, dec, PipelineConfig([ClassPrompt("bad", np.zeros((1, 5), np.float32))]))
+    with pytest.raises(ValueError, match="unique"):
+        MultiCameraPipeline(ve, dec, PipelineConfig(good[:1] * 2))
+    with pytest.raises(ValueError, match="NaN"):
+        MultiCameraPipeline(ve, dec, PipelineConfig([ClassPrompt("x", np.full((1, 8), np.nan, np.float32))]))
+    with pytest.raises(ValueError, match="no classes"):
+        MultiCameraPipeline(ve, dec, PipelineConfig([]))
+
+
+def test_capacity_overflow_is_reported():
+    pipeline, scene = make_pipeline("cpu", cameras=3, capacity=4)
+    result = pipeline.process(scene.render(0)[0])
+    assert set(result.overflow) == set(NAMES)
+    assert all(sum(len(c.by_class[n]) for c in result.cameras.values()) == 4 for n in NAMES)
+
+
+@pytest.mark.gpu
+def test_gpu_pipeline_memory_constant_and_no_second_pred_masks(cp):
+    pipeline, scene = make_pipeline("cuda", cameras=8)
+    frames, _ = scene.render(0)
+    pipeline.process(frames)
+    before = pipeline.memory_report()
+    for r in range(1, 30):
+        pipeline.process(scene.render(r)[0])
+    after = pipeline.memory_report()
+    assert after["device_used"] == before["device_used"]
+    assert sum(1 for name in pipeline._buffers if name == "pred_masks") == 1
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_frames_decoded_into_staging(device):
+    pipeline, scene = make_pipeline(device, cameras=3)
+    frames, truths = scene.render(6)
+    staged = [pipeline.staging(c, *f.shape[:2]) for c, f in enumerate(frames)]
+    scene.render(6, into=staged)
+    result = pipeline.process([staged[0], None, staged[2]])
+    assert sorted(result.cameras) == [0, 2]
+    assert_scene_seen(result, truths)
+    # submit() returned after the upload: the slots can be refilled before collect()
+    pipeline.submit(staged)
+    scene.render(30, into=staged)
+    assert_scene_seen(pipeline.collect(), truths)
+    with pytest.raises(ValueError, match="camera 3 outside"):
+        pipeline.staging(3, 10, 10)
