@@ -88,6 +88,8 @@ def synthetic(busy_ve: float, busy_dec: float, output, rounds: int) -> dict:
     row = measure(pipeline, frames, rounds, truths)
     row.update(backend="synthetic", output=output.value, busy_ms=busy_ve + len(NAMES) * busy_dec)
     row["bar_ms"] = 1.05 * row["busy_ms"] + 2.0
+    # The synthetic engines also compute (their CuPy segmentation) on top of the busy time.
+    row["bar_engines_ms"] = 1.05 * row["engines_alone_ms"] + 2.0
     return row
 
 
@@ -104,7 +106,7 @@ def sam3(output, rounds: int) -> dict:
     row = measure(pipeline, frames, rounds)
     row.update(backend="sam3 torch fp16 (random weights)", output=output.value, model_build_s=load_s,
                tensors={n: [list(s.shape), s.dtype.name] for n, s in model.decoder.tensors.items()})
-    row["bar_ms"] = 1.05 * row["engines_alone_ms"]
+    row["bar_ms"] = row["bar_engines_ms"] = 1.05 * row["engines_alone_ms"]
     return row
 
 
@@ -129,16 +131,18 @@ def main() -> int:
             rows.append({"backend": "sam3 torch", "error": f"{type(exc).__name__}: {exc}"})
     with open(os.path.join(args.out, "pipeline.json"), "w") as f:
         json.dump(rows, f, indent=1)
-    print("\n| backend | output | engines T (ms) | engines alone (ms) | round p50 (ms) | p95 | bar (ms) | met | preprocess | mean IoU |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| backend | output | busy T (ms) | engines alone E (ms) | round p50 (ms) | p95 | bar on T | met | bar on E | met | preprocess (ms) | mean IoU |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "error" in r:
-            print(f"| {r['backend']} | error: {r['error']} |||||||||")
+            print(f"| {r['backend']} | error: {r['error']} |||||||||||")
             continue
         t = r.get("busy_ms")
-        print(f"| {r['backend']} | {r['output']} | {'' if t is None else f'{t:.0f} (busy)'} | {r['engines_alone_ms']:.2f} | "
-              f"{r['round_ms']:.2f} | {r['round_ms_p95']:.2f} | {r['bar_ms']:.2f} | {'yes' if r['round_ms'] <= r['bar_ms'] else 'NO'} | "
-              f"{r['stages_ms']['preprocess']:.2f} | {r.get('mean_iou', float('nan')):.4f} |")
+        met = lambda bar: "yes" if r["round_ms"] <= bar else "NO"  # noqa: E731
+        print(f"| {r['backend']} | {r['output']} | {'' if t is None else f'{t:.0f}'} | {r['engines_alone_ms']:.2f} | "
+              f"{r['round_ms']:.2f} | {r['round_ms_p95']:.2f} | {r['bar_ms']:.2f} | {met(r['bar_ms'])} | "
+              f"{r['bar_engines_ms']:.2f} | {met(r['bar_engines_ms'])} | {r['stages_ms']['preprocess']:.2f} | "
+              f"{r.get('mean_iou', float('nan')):.4f} |")
     return 0
 
 

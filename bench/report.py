@@ -9,6 +9,7 @@ import json
 from collections import defaultdict
 
 COLUMNS = ["segpost_fp32", "segpost_fp16", "segpost_packed_fp16", "segpost_rle_fp16", "segpost_rle_dicts_fp16",
+           "segpost_crop_fp16", "segpost_lowres_fp16",
            "segpost_device_fp16", "v3", "v2", "torch_per_frame",
            "torch_batched", "torch_per_frame_device"]
 MASK = 288 * 288

@@ -19,6 +19,7 @@ CONFIGS = [
     (1, 5, (1080, 1920)), (16, 80, (1080, 1920)),
 ]
 APPROACHES = ["segpost_fp32", "segpost_fp16", "segpost_packed_fp16", "segpost_rle_fp16", "segpost_rle_dicts_fp16",
+              "segpost_crop_fp16", "segpost_lowres_fp16",
               "segpost_device_fp16", "v2", "v3", "torch_per_frame",
               "torch_batched", "torch_per_frame_device"]
 SLOW = {"v2", "v3", "torch_per_frame", "torch_batched"}
@@ -40,7 +41,9 @@ def build(approach, cp, out):
     if approach.startswith("segpost"):
         kind = (segpost.OutputKind.DEVICE_FULL if "device" in approach else
                 segpost.OutputKind.PACKED if "packed" in approach else
-                segpost.OutputKind.RLE if "rle" in approach else segpost.OutputKind.FULL)
+                segpost.OutputKind.RLE if "rle" in approach else
+                segpost.OutputKind.CROP if "crop" in approach else
+                segpost.OutputKind.LOWRES if "lowres" in approach else segpost.OutputKind.FULL)
         pp = segpost.Postprocessor(max_frames=frames, capacity=max(kept, 1), max_frame_size=out.frame_sizes[0],
                                    score_threshold=out.threshold, output=kind, device="cuda")
         stream = cp.cuda.get_current_stream()

@@ -72,6 +72,21 @@ PYBIND11_MODULE(_ext, m) {
         return py::bytes(segpost::coco_rle_string(counts.data(), counts.size()));
       },
       py::arg("counts"), "pycocotools' compressed RLE string of uncompressed run lengths");
+  m.def(
+      "resize_lowres_cpu",
+      [](py::array_t<float, py::array::c_style> lowres, int height, int width, float threshold) {
+        if (lowres.ndim() != 2) throw std::invalid_argument("lowres must be a 2-D (mask_h, mask_w) array");
+        if (height < 1 || width < 1) throw std::invalid_argument("frame size must be positive");
+        segpost::MaskParams params{0, static_cast<int32_t>(lowres.shape(0)), static_cast<int32_t>(lowres.shape(1)),
+                                   segpost::MaskMode::Logit, threshold, 8, segpost::MaskForm::Frame};
+        py::array_t<uint8_t> out({height, width});
+        std::vector<segpost::LinearTap> taps(static_cast<size_t>(width));
+        segpost::resize_binarize_cpu(lowres.data(), params, height, width, segpost::Window{0, 0, width, height},
+                                     taps.data(), out.mutable_data());
+        return out;
+      },
+      py::arg("lowres"), py::arg("height"), py::arg("width"), py::arg("threshold"),
+      "One low-res map resized and binarized exactly as the Postprocessor does (the CPU twin's math)");
   m.def("mask_stride_bytes", &segpost::mask_stride_bytes, py::arg("height"), py::arg("width"), py::arg("bits_per_pixel"));
   m.def("cuda_device_count", &segpost::cuda_device_count);
   m.def("cuda_free_memory", &segpost::cuda_free_memory);
@@ -98,7 +113,7 @@ PYBIND11_MODULE(_ext, m) {
   py::class_<segpost::Postprocessor>(m, "Postprocessor")
       .def(py::init([](int max_frames, int num_queries, int mask_h, int mask_w, int capacity, int max_frame_h,
                        int max_frame_w, float score_threshold, float mask_threshold, int mask_mode, int top_k,
-                       bool use_cuda, bool masks_on_device, int mask_bits, int rle_capacity) {
+                       bool use_cuda, bool masks_on_device, int mask_bits, int rle_capacity, int mask_form) {
              segpost::Config c;
              c.max_frames = max_frames;
              c.num_queries = num_queries;
@@ -115,11 +130,13 @@ PYBIND11_MODULE(_ext, m) {
              c.masks_on_device = masks_on_device;
              c.mask_bits = mask_bits;
              c.rle_capacity = rle_capacity;
+             c.mask_form = static_cast<segpost::MaskForm>(mask_form);
              return new segpost::Postprocessor(c);
            }),
            py::arg("max_frames"), py::arg("num_queries"), py::arg("mask_h"), py::arg("mask_w"), py::arg("capacity"),
            py::arg("max_frame_h"), py::arg("max_frame_w"), py::arg("score_threshold"), py::arg("mask_threshold"),
-           py::arg("mask_mode"), py::arg("top_k"), py::arg("use_cuda"), py::arg("masks_on_device"), py::arg("mask_bits"), py::arg("rle_capacity"))
+           py::arg("mask_mode"), py::arg("top_k"), py::arg("use_cuda"), py::arg("masks_on_device"), py::arg("mask_bits"), py::arg("rle_capacity"),
+           py::arg("mask_form") = 0)
       .def("enqueue",
            [](segpost::Postprocessor& self, uintptr_t logits, int logits_dtype, uintptr_t presence, int presence_dtype,
               uintptr_t boxes, int boxes_dtype, uintptr_t masks, int masks_dtype, const std::vector<int>& heights,
@@ -162,6 +179,7 @@ PYBIND11_MODULE(_ext, m) {
                                d["box"] = l.box;
                                d["mask_offset"] = l.mask_offset;
                                d["mask_length"] = l.mask_length;
+                               d["window"] = l.window;
                                d["bytes"] = l.bytes;
                                return d;
                              })

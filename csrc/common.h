@@ -201,6 +201,28 @@ SEGPOST_HD int64_t mask_stride_bytes(int height, int width, int bits_per_pixel) 
   return (mask_payload_bytes(height, width, bits_per_pixel) + kMaskAlign - 1) / kMaskAlign * kMaskAlign;
 }
 
+// What stage 2 writes for each kept mask (codes shared with python/segpost/postprocess.py).
+enum class MaskForm : int32_t { Frame = 0, Crop = 1, LowRes = 2 };
+
+// The pixels a mask covers: the whole frame, or (Crop) its box rounded outwards to whole pixels.
+struct Window {
+  int32_t x0, y0, w, h;
+};
+
+SEGPOST_HD Window crop_window(const float* box, int width, int height) {
+  auto clamp = [](float v, int hi) { return v < 0.0f ? 0 : v > static_cast<float>(hi) ? hi : static_cast<int>(v); };
+  const int x0 = clamp(floorf(box[0]), width), y0 = clamp(floorf(box[1]), height);
+  const int x1 = clamp(ceilf(box[2]), width), y1 = clamp(ceilf(box[3]), height);
+  return Window{x0, y0, x1 > x0 ? x1 - x0 : 0, y1 > y0 ? y1 - y0 : 0};
+}
+
+// LowRes values are stored as fp16: clamped to its finite range so that a later resize never
+// blends infinities into NaN.
+SEGPOST_HD uint16_t lowres_half_bits(float value) {
+  const float limit = 65504.0f;
+  return float_to_half_bits(value < -limit ? -limit : value > limit ? limit : value);
+}
+
 // Bit of pixel p within its byte when packed: most significant first (packbits' "big" order).
 SEGPOST_HD int packed_bit_shift(int64_t p) { return 7 - static_cast<int>(p & 7); }
 

@@ -29,10 +29,11 @@ struct Records {
   float* box;           // [capacity, 4] xyxy pixels
   int64_t* mask_offset;  // byte offset of each mask in the mask buffer
   int32_t* mask_length;  // RLE: number of run lengths (-1: did not fit); other kinds: 0
+  int32_t* window;       // [capacity, 4] x0, y0, w, h of the pixels each mask holds (stage 2 writes it)
 };
 
 struct ResultLayout {
-  size_t header = 0, frame = 0, query = 0, score = 0, box = 0, mask_offset = 0, mask_length = 0, bytes = 0;
+  size_t header = 0, frame = 0, query = 0, score = 0, box = 0, mask_offset = 0, mask_length = 0, window = 0, bytes = 0;
 
   static ResultLayout for_capacity(int capacity) {
     auto align = [](size_t v) { return (v + 255) / 256 * 256; };
@@ -45,7 +46,8 @@ struct ResultLayout {
     l.box = align(l.score + n * sizeof(float));
     l.mask_offset = align(l.box + 4 * n * sizeof(float));
     l.mask_length = align(l.mask_offset + n * sizeof(int64_t));
-    l.bytes = align(l.mask_length + n * sizeof(int32_t));
+    l.window = align(l.mask_length + n * sizeof(int32_t));
+    l.bytes = align(l.window + 4 * n * sizeof(int32_t));
     return l;
   }
 
@@ -54,7 +56,7 @@ struct ResultLayout {
     return Records{reinterpret_cast<Header*>(b + header), reinterpret_cast<int32_t*>(b + frame),
                    reinterpret_cast<int32_t*>(b + query),  reinterpret_cast<float*>(b + score),
                    reinterpret_cast<float*>(b + box),      reinterpret_cast<int64_t*>(b + mask_offset),
-                   reinterpret_cast<int32_t*>(b + mask_length)};
+                   reinterpret_cast<int32_t*>(b + mask_length), reinterpret_cast<int32_t*>(b + window)};
   }
 };
 
@@ -95,7 +97,13 @@ struct CompactParams {
   int32_t top_k;  // <= 0: no per-frame limit
   int32_t capacity;
   int32_t bits_per_pixel;  // of the mask output: 8 (uint8 0/1) or 1 (packed)
+  int32_t fixed_mask_bytes;  // > 0: every mask gets a slot of this size (LowRes), else one per its frame
 };
+
+// Bytes reserved in the mask buffer for one mask of an h x w frame.
+SEGPOST_HD int64_t mask_slot_bytes(const CompactParams& p, int height, int width) {
+  return p.fixed_mask_bytes > 0 ? p.fixed_mask_bytes : mask_stride_bytes(height, width, p.bits_per_pixel);
+}
 
 struct MaskParams {
   int32_t num_queries;
@@ -104,6 +112,7 @@ struct MaskParams {
   MaskMode mode;
   float threshold;  // on the interpolated logit (Logit) or probability (Probability)
   int32_t bits_per_pixel;
+  MaskForm form;
 };
 
 // COCO run lengths of the column-major mask, starting with a run of zeros (pycocotools' RLE),

@@ -40,33 +40,46 @@ struct ColumnWalker {
 
 }  // namespace
 
-void gather_resize_masks_cpu(const Batch& batch, const MaskParams& params, const Records& records,
-                             float* lowres, LinearTap* x_taps, uint8_t* out) {
+void resize_binarize_cpu(const float* lowres, const MaskParams& params, int height, int width, Window window,
+                         LinearTap* x_taps, uint8_t* out) {
   const int mask_h = params.mask_h, mask_w = params.mask_w;
-  for (int32_t k = 0; k < records.header->total; ++k) {
-    const int f = records.frame[k];
-    gather_lowres(batch, params, records, k, lowres);
-    const int height = batch.sizes.height[f], width = batch.sizes.width[f];
-    const double scale_y = resize_scale(mask_h, height), scale_x = resize_scale(mask_w, width);
-    for (int x = 0; x < width; ++x) x_taps[x] = linear_tap(x, scale_x, mask_w);
-    uint8_t* dst = out + records.mask_offset[k];
-    const bool packed = params.bits_per_pixel == 1;
-    if (packed) std::memset(dst, 0, static_cast<size_t>(mask_payload_bytes(height, width, 1)));
-    int64_t p = 0;
-    for (int y = 0; y < height; ++y) {
-      const LinearTap ty = linear_tap(y, scale_y, mask_h);
-      for (int x = 0; x < width; ++x, ++p) {
-        const uint8_t bit = bilinear(lowres, mask_w, ty, x_taps[x]) > params.threshold ? 1 : 0;
-        if (packed) {
-          dst[p >> 3] |= static_cast<uint8_t>(bit << packed_bit_shift(p));
-        } else {
-          dst[p] = bit;
-        }
+  const double scale_y = resize_scale(mask_h, height), scale_x = resize_scale(mask_w, width);
+  for (int x = 0; x < window.w; ++x) x_taps[x] = linear_tap(window.x0 + x, scale_x, mask_w);
+  const bool packed = params.bits_per_pixel == 1;
+  if (packed) std::memset(out, 0, static_cast<size_t>(mask_payload_bytes(window.h, window.w, 1)));
+  int64_t p = 0;
+  for (int y = 0; y < window.h; ++y) {
+    const LinearTap ty = linear_tap(window.y0 + y, scale_y, mask_h);
+    for (int x = 0; x < window.w; ++x, ++p) {
+      const uint8_t bit = bilinear(lowres, mask_w, ty, x_taps[x]) > params.threshold ? 1 : 0;
+      if (packed) {
+        out[p >> 3] |= static_cast<uint8_t>(bit << packed_bit_shift(p));
+      } else {
+        out[p] = bit;
       }
     }
   }
 }
 
+void gather_resize_masks_cpu(const Batch& batch, const MaskParams& params, const Records& records,
+                             float* lowres, LinearTap* x_taps, uint8_t* out) {
+  for (int32_t k = 0; k < records.header->total; ++k) {
+    const int f = records.frame[k];
+    gather_lowres(batch, params, records, k, lowres);
+    const int height = batch.sizes.height[f], width = batch.sizes.width[f];
+    uint8_t* dst = out + records.mask_offset[k];
+    Window window{0, 0, width, height};
+    if (params.form == MaskForm::LowRes) {
+      window = Window{0, 0, params.mask_w, params.mask_h};
+      auto* half = reinterpret_cast<uint16_t*>(dst);
+      for (int64_t p = 0; p < static_cast<int64_t>(params.mask_h) * params.mask_w; ++p) half[p] = lowres_half_bits(lowres[p]);
+    } else {
+      if (params.form == MaskForm::Crop) window = crop_window(records.box + 4 * k, width, height);
+      resize_binarize_cpu(lowres, params, height, width, window, x_taps, dst);
+    }
+    for (int c = 0; c < 4; ++c) records.window[4 * k + c] = (&window.x0)[c];
+  }
+}
 
 void gather_rle_masks_cpu(const Batch& batch, const MaskParams& params, const RleParams& rle,
                           const Records& records, float* lowres, int32_t* counts) {

@@ -43,7 +43,8 @@ struct MaskGeometry {
   const int32_t* tap_i0;
   const float* tap_w0;
   const float* tap_w1;
-  int src_h, src_w, width, n, y_first;
+  int src_h, src_w, width, n, y_first;  // width, n, y_first: of the window
+  int y0;                                // the window's first frame row
   double scale_y;
   float threshold;
 };
@@ -68,7 +69,7 @@ __device__ __forceinline__ uint32_t binarize_chunk(const MaskGeometry& g, int p,
         left = row[i0];
         right = row[i1];
       } else {
-        const LinearTap ty = linear_tap(y, g.scale_y, g.src_h);
+        const LinearTap ty = linear_tap(g.y0 + y, g.scale_y, g.src_h);
         const float* row0 = g.src + ty.i0 * g.src_w;
         const float* row1 = g.src + ty.i1 * g.src_w;
         left = blend(row0[i0], row1[i0], ty.w1);
@@ -108,9 +109,13 @@ __global__ void __launch_bounds__(kThreads)
   if (k >= records.header->total) return;
   const int f = records.frame[k];
   MaskGeometry g;
-  g.width = sizes.width[f];
-  const int height = sizes.height[f];
-  g.n = height * g.width;
+  const int frame_w = sizes.width[f], height = sizes.height[f];
+  const Window win = params.form == MaskForm::Crop ? crop_window(records.box + 4 * k, frame_w, height)
+                                                   : Window{0, 0, frame_w, height};
+  if (blockIdx.x == 0 && threadIdx.x < 4) records.window[4 * k + threadIdx.x] = (&win.x0)[threadIdx.x];
+  g.width = win.w;
+  g.y0 = win.y0;
+  g.n = win.h * win.w;
   g.src_h = params.mask_h;
   g.src_w = params.mask_w;
   g.src = lowres + k * static_cast<int64_t>(g.src_h) * g.src_w;
@@ -124,9 +129,9 @@ __global__ void __launch_bounds__(kThreads)
   g.tap_w0 = tap_w0;
   g.tap_w1 = tap_w1;
   g.rows = rows;
-  const double scale_x = resize_scale(g.src_w, g.width);
+  const double scale_x = resize_scale(g.src_w, frame_w);
   for (int x = threadIdx.x; x < g.width; x += blockDim.x) {
-    const LinearTap t = linear_tap(x, scale_x, g.src_w);
+    const LinearTap t = linear_tap(win.x0 + x, scale_x, g.src_w);
     tap_i0[x] = t.i0;
     tap_w0[x] = 1.0f - t.w1;
     tap_w1[x] = t.w1;
@@ -134,7 +139,7 @@ __global__ void __launch_bounds__(kThreads)
 
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x / 32;
-  const int payload = static_cast<int>(mask_payload_bytes(height, g.width, kBits));
+  const int payload = static_cast<int>(mask_payload_bytes(win.h, g.width, kBits));
   const int ranges = (g.n + kBlockPixels - 1) / kBlockPixels;
   uint8_t* dst = out + records.mask_offset[k];
   for (int range = blockIdx.x; range < ranges; range += gridDim.x) {
@@ -148,7 +153,7 @@ __global__ void __launch_bounds__(kThreads)
     if (cached) {
       for (int idx = threadIdx.x; idx < num_rows * g.src_w; idx += blockDim.x) {
         const int r = idx / g.src_w, sx = idx - r * g.src_w;
-        const LinearTap ty = linear_tap(g.y_first + r, g.scale_y, g.src_h);
+        const LinearTap ty = linear_tap(g.y0 + g.y_first + r, g.scale_y, g.src_h);
         rows[idx] = blend(g.src[ty.i0 * g.src_w + sx], g.src[ty.i1 * g.src_w + sx], ty.w1);
       }
     }
@@ -180,6 +185,19 @@ __global__ void __launch_bounds__(kThreads)
         dst[byte0 + i] = static_cast<uint8_t>(word >> (8 * (i % 4)));
       }
     }
+  }
+}
+
+// LowRes: the gathered maps as fp16, each at its record's offset.
+__global__ void lowres_masks_kernel(MaskParams params, Records records, const float* lowres, uint8_t* out) {
+  const int k = blockIdx.y;
+  if (k >= records.header->total) return;
+  const int64_t hw = static_cast<int64_t>(params.mask_h) * params.mask_w;
+  const float* src = lowres + k * hw;
+  auto* dst = reinterpret_cast<uint16_t*>(out + records.mask_offset[k]);
+  if (blockIdx.x == 0 && threadIdx.x < 4) records.window[4 * k + threadIdx.x] = threadIdx.x < 2 ? 0 : threadIdx.x == 2 ? params.mask_w : params.mask_h;
+  for (int64_t p = blockIdx.x * blockDim.x + threadIdx.x; p < hw; p += gridDim.x * blockDim.x) {
+    dst[p] = lowres_half_bits(src[p]);
   }
 }
 
@@ -319,6 +337,13 @@ void gather_masks_cuda(const Batch& batch, const MaskParams& params, const Recor
   const dim3 grid(kGatherBlocksPerMask, capacity);
   gather_masks_kernel<<<grid, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(batch, params, records, lowres);
   SEGPOST_CHECK_LAUNCH("gather_masks");
+}
+
+void lowres_masks_cuda(const MaskParams& params, const Records& records, int capacity, const float* lowres,
+                       uint8_t* out, void* stream) {
+  const dim3 grid(kGatherBlocksPerMask, capacity);
+  lowres_masks_kernel<<<grid, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(params, records, lowres, out);
+  SEGPOST_CHECK_LAUNCH("lowres_masks");
 }
 
 void prepare_resize_masks_cuda(int max_frame_w, int mask_w) {

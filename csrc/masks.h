@@ -8,8 +8,13 @@
 
 namespace segpost {
 
-// CPU twin: reads the records the compaction wrote; lowres: scratch of mask_h * mask_w floats;
-// x_taps: scratch of at least the widest frame's width.
+// One low-res map resized to a height x width frame and binarized, the pixels of `window` only,
+// row-major into `out` (uint8 0/1, or packed bits). x_taps: scratch of window.w entries.
+void resize_binarize_cpu(const float* lowres, const MaskParams& params, int height, int width, Window window,
+                         LinearTap* x_taps, uint8_t* out);
+
+// CPU twin of stage 2 (all forms but RLE): reads the records the compaction wrote; lowres:
+// scratch of mask_h * mask_w floats; x_taps: scratch of at least the widest frame's width.
 void gather_resize_masks_cpu(const Batch& batch, const MaskParams& params, const Records& records,
                              float* lowres, LinearTap* x_taps, uint8_t* out);
 
@@ -32,6 +37,9 @@ void prepare_resize_masks_cuda(int max_frame_w, int mask_w);
 // Stage 2 (reads only the gathered scratch). `out` may be device or mapped host memory.
 void resize_masks_cuda(const FrameSizes& sizes, const MaskParams& params, const Records& records,
                        int capacity, int max_frame_w, const float* lowres, uint8_t* out, void* stream);
+// Stage 2 of MaskForm::LowRes: the gathered maps as fp16.
+void lowres_masks_cuda(const MaskParams& params, const Records& records, int capacity, const float* lowres,
+                       uint8_t* out, void* stream);
 
 // RLE scratch: two [capacity, max_frame_w] int32 column tables and two [capacity] int32 arrays.
 struct RleScratch {

@@ -36,15 +36,23 @@ Config validated(const Config& c) {
   require(c.mask_bits == 8 || c.mask_bits == 1, "mask_bits must be 8 or 1");
   require(c.rle_capacity >= 0, "rle_capacity must be >= 0");
   require(c.rle_capacity == 0 || !c.masks_on_device, "RLE output is delivered on the host");
+  require(c.mask_form == MaskForm::Frame || (c.mask_bits == 8 && c.rle_capacity == 0 && !c.masks_on_device),
+          "crop and lowres outputs are uint8/fp16 on the host, not packed, RLE or on the device");
+  require(static_cast<int32_t>(c.mask_form) >= 0 && static_cast<int32_t>(c.mask_form) <= 2, "unknown mask_form");
   return c;
 }
 
+int64_t lowres_slot_bytes(const Config& c) {
+  return (static_cast<int64_t>(c.mask_h) * c.mask_w * 2 + kMaskAlign - 1) / kMaskAlign * kMaskAlign;
+}
+
 MaskParams mask_params(const Config& c) {
-  return MaskParams{c.num_queries, c.mask_h, c.mask_w, c.mask_mode, c.mask_threshold, c.mask_bits};
+  return MaskParams{c.num_queries, c.mask_h, c.mask_w, c.mask_mode, c.mask_threshold, c.mask_bits, c.mask_form};
 }
 
 CompactParams compact_params(const Config& c) {
-  return CompactParams{c.num_queries, c.score_threshold, c.top_k, c.capacity, c.mask_bits};
+  return CompactParams{c.num_queries, c.score_threshold, c.top_k, c.capacity, c.mask_bits,
+                       c.mask_form == MaskForm::LowRes ? static_cast<int32_t>(lowres_slot_bytes(c)) : 0};
 }
 
 }  // namespace
@@ -52,8 +60,9 @@ CompactParams compact_params(const Config& c) {
 Postprocessor::Postprocessor(const Config& config)
     : config_(validated(config)), layout_(ResultLayout::for_capacity(config.capacity)) {
   mask_buffer_bytes_ = is_rle() ? static_cast<int64_t>(config_.rle_capacity) * static_cast<int64_t>(sizeof(int32_t))
-                               : mask_stride_bytes(config_.max_frame_h, config_.max_frame_w, config_.mask_bits) *
-                                     config_.capacity;
+                     : config_.mask_form == MaskForm::LowRes
+                         ? lowres_slot_bytes(config_) * config_.capacity
+                         : mask_stride_bytes(config_.max_frame_h, config_.max_frame_w, config_.mask_bits) * config_.capacity;
   const size_t n = static_cast<size_t>(config_.max_frames) * config_.num_queries;
   cpu_scores_.resize(n);
   cpu_order_.resize(n);
@@ -257,6 +266,8 @@ void Postprocessor::enqueue(const Batch& batch, uintptr_t stream_handle) {
                              device_rle_scratch_ + 2 * columns + config_.capacity};
     rle_masks_cuda(batch.sizes, masks, RleParams{config_.rle_capacity}, records, config_.capacity, config_.max_frame_h,
                    config_.max_frame_w, device_lowres_, scratch, reinterpret_cast<int32_t*>(mask_target), copy_stream);
+  } else if (config_.mask_form == MaskForm::LowRes) {
+    lowres_masks_cuda(masks, records, config_.capacity, device_lowres_, mask_target, copy_stream);
   } else {
     resize_masks_cuda(batch.sizes, masks, records, config_.capacity, config_.max_frame_w, device_lowres_, mask_target,
                       copy_stream);

@@ -29,6 +29,7 @@ struct Config {
   bool masks_on_device = false;  // masks stay in device memory instead of crossing PCIe
   int32_t mask_bits = 8;         // 8: uint8 0/1 per pixel; 1: packed bits
   int32_t rle_capacity = 0;      // > 0: COCO RLE output, a counts buffer of this many int32
+  MaskForm mask_form = MaskForm::Frame;  // Crop: box regions only; LowRes: the kept maps as fp16
 };
 
 class Postprocessor {

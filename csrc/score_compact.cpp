@@ -53,7 +53,7 @@ void score_compact_cpu(const Batch& batch, const CompactParams& params, float* s
     const int h = batch.sizes.height[f], w = batch.sizes.width[f];
     ++header.counts[f];
     write_record(batch, num_queries, i, scores[i], k, mask_offset, out);
-    mask_offset += mask_stride_bytes(h, w, params.bits_per_pixel);
+    mask_offset += mask_slot_bytes(params, h, w);
   }
   header.mask_bytes = mask_offset;
   header.mask_overflow = 0;

@@ -94,7 +94,7 @@ __global__ void __launch_bounds__(kCompactThreads)
       first[f] = total;
       mask_base[f] = bytes;
       total += counts[f];
-      bytes += counts[f] * mask_stride_bytes(batch.sizes.height[f], batch.sizes.width[f], params.bits_per_pixel);
+      bytes += counts[f] * mask_slot_bytes(params, batch.sizes.height[f], batch.sizes.width[f]);
     }
     Header* h = out.header;
     h->total = total;
@@ -113,8 +113,7 @@ __global__ void __launch_bounds__(kCompactThreads)
     const int32_t r = rank[i];
     const int32_t k = first[f] + r;
     const int h = batch.sizes.height[f], w = batch.sizes.width[f];
-    write_record(batch, num_queries, i, scores[i], k, mask_base[f] + r * mask_stride_bytes(h, w, params.bits_per_pixel),
-                 out);
+    write_record(batch, num_queries, i, scores[i], k, mask_base[f] + r * mask_slot_bytes(params, h, w), out);
   }
 }
 

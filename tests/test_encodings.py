@@ -149,3 +149,96 @@ def test_gpu_rle_overflow_drops_only_what_does_not_fit(cp):
     case = make_case(num_frames=1, frame_sizes=[(60, 80)], kept_per_frame=4, seed=12, smooth=False)
     arrays = (case.logits, case.presence, case.boxes, case.masks)
     rle_overflow_check((to_device(cp, arrays), arrays), case.frame_sizes, "cuda")
+
+
+def crop_window_reference(box, h, w):
+    """Independent of csrc: the box rounded outwards to whole pixels, clipped to the frame."""
+    x0, y0 = (min(max(int(np.floor(v)), 0), lim) for v, lim in ((box[0], w), (box[1], h)))
+    x1, y1 = (min(max(int(np.ceil(v)), 0), lim) for v, lim in ((box[2], w), (box[3], h)))
+    return x0, y0, max(x1 - x0, 0), max(y1 - y0, 0)
+
+
+def assert_crop_matches_full(crop, full):
+    assert crop.num_detections == full.num_detections
+    for fc, ff in zip(crop, full):
+        np.testing.assert_array_equal(fc.query_ids, ff.query_ids)
+        h, w = ff.masks.shape[1:]
+        for k in range(len(ff)):
+            x0, y0, cw, ch = crop_window_reference(ff.boxes[k], h, w)
+            assert tuple(fc.masks.windows[k]) == (x0, y0, cw, ch)
+            np.testing.assert_array_equal(fc.masks[k], ff.masks[k][y0:y0 + ch, x0:x0 + cw])
+            expected = np.zeros_like(ff.masks[k])
+            expected[y0:y0 + ch, x0:x0 + cw] = ff.masks[k][y0:y0 + ch, x0:x0 + cw]
+            np.testing.assert_array_equal(fc.masks.decode(k), expected)
+
+
+def assert_lowres_matches_full(lowres, full, maps):
+    """maps: the engine's fp16 mask maps [F, Q, h, w]; decode must equal FULL exactly."""
+    assert lowres.num_detections == full.num_detections
+    for f, (fl, ff) in enumerate(zip(lowres, full)):
+        for k in range(len(ff)):
+            np.testing.assert_array_equal(fl.masks[k], maps[f, ff.query_ids[k]].astype(np.float16))
+            np.testing.assert_array_equal(fl.masks.decode(k), ff.masks[k])
+        np.testing.assert_array_equal(np.asarray(fl.masks), ff.masks)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_crop_and_lowres_adversarial_patterns(size):
+    names, arrays, sizes = adversarial_case(*size, dtype=np.float16)
+    full = run_kind(segpost.OutputKind.FULL, arrays, sizes)
+    assert_crop_matches_full(run_kind(segpost.OutputKind.CROP, arrays, sizes), full)
+    assert_lowres_matches_full(run_kind(segpost.OutputKind.LOWRES, arrays, sizes), full, arrays[3])
+
+
+@pytest.mark.parametrize("sizes", [[(1080, 1920)], [(7, 5), (480, 640), (1, 1)]])
+def test_crop_and_lowres_random_masks(sizes):
+    case = make_case(num_frames=3, frame_sizes=sizes, kept_per_frame=3, seed=len(sizes), dtype=np.float16)
+    arrays = (case.logits, case.presence, case.boxes, case.masks)
+    full = run_kind(segpost.OutputKind.FULL, arrays, case.frame_sizes)
+    assert_crop_matches_full(run_kind(segpost.OutputKind.CROP, arrays, case.frame_sizes), full)
+    assert_lowres_matches_full(run_kind(segpost.OutputKind.LOWRES, arrays, case.frame_sizes), full, case.masks)
+
+
+def test_crop_of_degenerate_and_outside_boxes():
+    logits = np.full((1, 3), 5.0, np.float32) - np.arange(3, dtype=np.float32)
+    boxes = np.array([[[0.5, 0.5, 0.5, 0.5], [-1.0, -1.0, 2.0, 2.0], [0.9, 0.2, 0.1, 0.8]]], np.float32)
+    masks = np.ones((1, 3, 4, 4), np.float32)
+    crop = run_kind(segpost.OutputKind.CROP, (logits, None, boxes, masks), [(20, 30)])
+    assert [tuple(w) for w in crop[0].masks.windows] == [(15, 10, 0, 0), (0, 0, 30, 20), (27, 4, 0, 12)]
+    assert crop[0].masks[0].shape == (0, 0) and crop[0].masks[1].all()
+
+
+def test_lowres_clamps_to_fp16_range_and_host_bytes():
+    case = make_case(num_frames=2, frame_sizes=[(1080, 1920)], kept_per_frame=2, seed=4)
+    case.masks[:, :, 0, 0] = np.inf
+    arrays = (case.logits, case.presence, case.boxes, case.masks)
+    pp = segpost.Postprocessor(max_frames=2, num_queries=case.logits.shape[1], mask_size=case.masks.shape[2:],
+                               capacity=8, device="cpu", output=segpost.OutputKind.LOWRES)
+    result = pp.run(*arrays, case.frame_sizes)
+    assert result[0].masks[0][0, 0] == np.float16(65504)
+    assert pp.last_host_bytes - pp._core.layout["bytes"] == 4 * case.masks.shape[2] * case.masks.shape[3] * 2
+    crop = segpost.Postprocessor(max_frames=2, num_queries=case.logits.shape[1], mask_size=case.masks.shape[2:],
+                                 capacity=8, device="cpu", output=segpost.OutputKind.CROP)
+    res = crop.run(*arrays, case.frame_sizes)
+    assert crop.last_host_bytes - crop._core.layout["bytes"] == sum(m.size for f in res for m in f.masks)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("sizes", [[(1080, 1920)], [(7, 5), (480, 640), (1, 1)], [(2160, 3840)]])
+def test_gpu_crop_and_lowres(cp, sizes):
+    case = make_case(num_frames=3, frame_sizes=sizes, kept_per_frame=3, seed=len(sizes), dtype=np.float16)
+    arrays = (case.logits, case.presence, case.boxes, case.masks)
+    full = run_kind(segpost.OutputKind.FULL, arrays, case.frame_sizes)
+    assert_crop_matches_full(run_kind(segpost.OutputKind.CROP, to_device(cp, arrays), case.frame_sizes, device="cuda"), full)
+    assert_lowres_matches_full(run_kind(segpost.OutputKind.LOWRES, to_device(cp, arrays), case.frame_sizes, device="cuda"),
+                               full, case.masks)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("size", SIZES + [(1080, 1920)])
+def test_gpu_crop_adversarial_patterns(cp, size):
+    names, arrays, sizes = adversarial_case(*size, dtype=np.float16)
+    full = run_kind(segpost.OutputKind.FULL, arrays, sizes)
+    assert_crop_matches_full(run_kind(segpost.OutputKind.CROP, to_device(cp, arrays), sizes, device="cuda"), full)
+    assert_lowres_matches_full(run_kind(segpost.OutputKind.LOWRES, to_device(cp, arrays), sizes, device="cuda"),
+                               full, arrays[3])

@@ -1,10 +1,11 @@
 """segpost: GPU post-processing of DETR-style segmentation engines (SAM3 under TensorRT)."""
 from ._arrays import DeviceBuffer
-from .encodings import PackedMasks, RleMasks
+from .encodings import CroppedMasks, LowResMasks, PackedMasks, RleMasks, resize_lowres
 from .postprocess import MaskMode, OutputKind, Postprocessor, cuda_available
 from .preprocess import Preprocessor
 from .results import BatchResult, FrameResult
 
 __version__ = "0.1.0"
 __all__ = ["Postprocessor", "Preprocessor", "OutputKind", "MaskMode", "BatchResult", "FrameResult", "DeviceBuffer", "PackedMasks", "RleMasks",
+           "CroppedMasks", "LowResMasks", "resize_lowres",
            "cuda_available", "__version__"]

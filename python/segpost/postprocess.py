@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _ext
 from ._arrays import ArrayRef, as_array_ref, stream_handle
-from .encodings import PackedMasks, RleMasks
+from .encodings import CroppedMasks, LowResMasks, PackedMasks, RleMasks
 from .results import BatchResult, FrameResult
 
 FrameSize = Tuple[int, int]
@@ -22,10 +22,17 @@ class OutputKind(enum.Enum):
     DEVICE_FULL = "device_full"  # (N, H, W) bool CuPy arrays left in device memory
     PACKED = "packed"            # segpost.PackedMasks on the host: 1 bit per pixel, 1/8 of FULL's bytes
     RLE = "rle"                  # segpost.RleMasks on the host: COCO run lengths computed on the GPU
+    CROP = "crop"                # segpost.CroppedMasks: each mask's box region at full resolution
+    LOWRES = "lowres"            # segpost.LowResMasks: the kept mask_size maps (fp16), resized on demand
 
     @property
     def bits_per_pixel(self) -> int:
         return 1 if self is OutputKind.PACKED else 8
+
+    @property
+    def mask_form(self) -> int:
+        """csrc/common.h's MaskForm."""
+        return {OutputKind.CROP: 1, OutputKind.LOWRES: 2}.get(self, 0)
 
 
 class MaskMode(enum.Enum):
@@ -112,7 +119,7 @@ class Postprocessor:
             score_threshold=float(score_threshold), mask_threshold=float(mask_threshold),
             mask_mode=mask_mode.value, top_k=top_k or 0, use_cuda=device == "cuda",
             masks_on_device=output is OutputKind.DEVICE_FULL, mask_bits=output.bits_per_pixel,
-            rle_capacity=rle_capacity or 0)
+            rle_capacity=rle_capacity or 0, mask_form=output.mask_form)
         layout = self._core.layout
         block = self._core.host_results()
         self._header = block[: layout["frame"]].view(np.int32)
@@ -123,9 +130,11 @@ class Postprocessor:
         self._box = block[layout["box"]: layout["box"] + 16 * cap].view(np.float32).reshape(cap, 4)
         self._mask_offset = block[layout["mask_offset"]: layout["mask_offset"] + 8 * cap].view(np.int64)
         self._mask_length = block[layout["mask_length"]: layout["mask_length"] + 4 * cap].view(np.int32)
+        self._window = block[layout["window"]: layout["window"] + 16 * cap].view(np.int32).reshape(cap, 4)
         self._class_ids = np.zeros(cap, np.int32)  # filled per result: no allocation per call
+        self.mask_threshold = float(mask_threshold)
         for array in (self._header, self._frame, self._query, self._score, self._box, self._mask_offset,
-                      self._mask_length):
+                      self._mask_length, self._window):
             array.flags.writeable = False
         self._host_masks = None if output is OutputKind.DEVICE_FULL else self._core.host_masks()
         if self._host_masks is not None:
@@ -203,6 +212,15 @@ class Postprocessor:
         return BatchResult(tuple(frames), passed, overflow, mask_overflow)
 
     def _masks(self, start: int, n: int, h: int, w: int) -> Any:
+        if self.output is OutputKind.CROP:
+            return CroppedMasks([self._host_masks[o: o + int(win[2]) * int(win[3])].view(np.bool_).reshape(win[3], win[2])
+                                 for o, win in zip(self._mask_offset[start: start + n], self._window[start: start + n])],
+                                self._window[start: start + n], h, w)
+        if self.output is OutputKind.LOWRES:
+            mh, mw = self.mask_size
+            maps = [self._host_masks[o: o + 2 * mh * mw].view(np.float16).reshape(mh, mw)
+                    for o in self._mask_offset[start: start + n]]
+            return LowResMasks(maps, h, w, self.mask_threshold)
         if self.output is OutputKind.RLE:
             runs = self._host_masks.view(np.int32)
             return RleMasks([None if self._mask_length[k] < 0 else
@@ -230,7 +248,13 @@ class Postprocessor:
     def last_host_bytes(self) -> int:
         """Bytes the last result moved from the device to the host: the result block and the
         masks' encoded bytes (0 mask bytes for DEVICE_FULL)."""
-        mask_bytes = 0 if self.output is OutputKind.DEVICE_FULL else int(self._header[6:8].view(np.int64)[0])
+        if self.output is OutputKind.DEVICE_FULL:
+            mask_bytes = 0
+        elif self.output is OutputKind.CROP:  # only the windows' bytes are written to the mapped buffer
+            total = int(self._header[0])
+            mask_bytes = int(np.sum(self._window[:total, 2].astype(np.int64) * self._window[:total, 3]))
+        else:
+            mask_bytes = int(self._header[6:8].view(np.int64)[0])
         return self._core.layout["bytes"] + mask_bytes
 
     def memory_report(self) -> dict:
