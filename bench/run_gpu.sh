@@ -48,13 +48,15 @@ if [ "$soak" -gt 0 ]; then
 fi
 
 if [ "${SEGPOST_SANITIZE:-0}" = 1 ]; then
-  # compute-sanitizer over the GPU tests of segpost's own kernels (the PyTorch-input test and the
-  # 4K, property and thread cases are left out: they check torch's kernels or take long under the tools).
+  # compute-sanitizer over the GPU tests of segpost's own kernels (the pipeline and engine tests,
+  # the PyTorch-input test and the 4K, property and thread cases are left out: they mostly run
+  # CuPy's or torch's kernels, or take long under the tools).
   echo "== compute-sanitizer"
   for tool in memcheck racecheck initcheck synccheck; do
     echo "-- $tool" | tee -a "$out/sanitize.log"
     compute-sanitizer --tool "$tool" --error-exitcode 99 --print-limit 20 \
-      "$py" -m pytest tests -q -m gpu -k "not torch and not 2160 and not vram and not random_batches and not threads" -p no:cacheprovider \
+      "$py" -m pytest tests/test_postprocess_gpu.py tests/test_encodings.py tests/test_preprocess.py tests/test_errors.py \
+      -q -m gpu -k "not torch and not 2160 and not vram and not random_batches and not threads" -p no:cacheprovider \
       >>"$out/sanitize.log" 2>&1 && echo "$tool: 0 errors" || { echo "$tool: FAILED"; status=1; }
     grep -E "ERROR SUMMARY|passed|failed" "$out/sanitize.log" | tail -n 2
   done
