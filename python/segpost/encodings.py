@@ -102,78 +102,70 @@ class RleMasks:
         return RleMasks([None if c is None else c.copy() for c in self._counts], self.height, self.width)
 
 
-class CroppedMasks:
+class _PerMaskList:
+    """N masks of one frame kept as one array each; np.asarray() decodes them all to (N, H, W)."""
+
+    def __init__(self, items: list, height: int, width: int):
+        self._items, self.height, self.width = items, height, width
+
+    @property
+    def shape(self) -> tuple:
+        return (len(self._items), self.height, self.width)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        return self._items[k]
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def decode(self, k: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        full = np.zeros(self.shape, np.bool_)
+        for k in range(len(self)):
+            full[k] = self.decode(k)
+        return full if dtype is None else full.astype(dtype)
+
+
+class CroppedMasks(_PerMaskList):
     """N masks of one frame, each only inside its box (rounded outwards to whole pixels), at full
     resolution: ``[k]`` is the (h, w) bool crop, ``windows[k]`` its (x0, y0, w, h) in the frame,
     ``decode(k)`` the full-frame mask (zeros outside the box). Pixels of the full mask outside the
     detection's box are not kept."""
 
     def __init__(self, crops: list, windows: np.ndarray, height: int, width: int):
-        self._crops, self.windows = crops, windows
-        self.height, self.width = height, width
-
-    @property
-    def shape(self) -> tuple:
-        return (len(self._crops), self.height, self.width)
-
-    def __len__(self) -> int:
-        return len(self._crops)
-
-    def __getitem__(self, k: int) -> np.ndarray:
-        return self._crops[k]
-
-    def __iter__(self):
-        return iter(self._crops)
+        super().__init__(crops, height, width)
+        self.windows = windows
 
     def decode(self, k: int) -> np.ndarray:
         x0, y0, w, h = (int(v) for v in self.windows[k])
         full = np.zeros((self.height, self.width), np.bool_)
-        full[y0: y0 + h, x0: x0 + w] = self._crops[k]
+        full[y0: y0 + h, x0: x0 + w] = self._items[k]
         return full
 
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        full = np.zeros(self.shape, np.bool_)
-        for k in range(len(self)):
-            full[k] = self.decode(k)
-        return full if dtype is None else full.astype(dtype)
-
     def copy(self) -> "CroppedMasks":
-        return CroppedMasks([c.copy() for c in self._crops], self.windows.copy(), self.height, self.width)
+        return CroppedMasks([c.copy() for c in self._items], self.windows.copy(), self.height, self.width)
 
 
-class LowResMasks:
+class LowResMasks(_PerMaskList):
     """N kept masks of one frame as the engine's low-res maps (fp16; logits, or probabilities in
     MaskMode.PROBABILITY): ``[k]`` is map k; ``decode(k)`` resizes and thresholds it to the frame
     with the Postprocessor's own math, equal to OutputKind.FULL's mask whenever the engine's maps
     were fp16 (fp32 maps are rounded to fp16 on the way)."""
 
     def __init__(self, maps: list, height: int, width: int, threshold: float):
-        self._maps, self.height, self.width, self.threshold = maps, height, width, threshold
-
-    @property
-    def shape(self) -> tuple:
-        return (len(self._maps), self.height, self.width)
-
-    def __len__(self) -> int:
-        return len(self._maps)
-
-    def __getitem__(self, k: int) -> np.ndarray:
-        return self._maps[k]
-
-    def __iter__(self):
-        return iter(self._maps)
+        super().__init__(maps, height, width)
+        self.threshold = threshold
 
     def decode(self, k: int) -> np.ndarray:
-        return resize_lowres(self._maps[k], (self.height, self.width), self.threshold)
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        full = np.zeros(self.shape, np.bool_)
-        for k in range(len(self)):
-            full[k] = self.decode(k)
-        return full if dtype is None else full.astype(dtype)
+        return resize_lowres(self._items[k], (self.height, self.width), self.threshold)
 
     def copy(self) -> "LowResMasks":
-        return LowResMasks([m.copy() for m in self._maps], self.height, self.width, self.threshold)
+        return LowResMasks([m.copy() for m in self._items], self.height, self.width, self.threshold)
 
 
 def resize_lowres(lowres: np.ndarray, frame_size, threshold: float = 0.0) -> np.ndarray:
