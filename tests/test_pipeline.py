@@ -164,3 +164,36 @@ def test_frames_decoded_into_staging(device):
     assert_scene_seen(pipeline.collect(), truths)
     with pytest.raises(ValueError, match="camera 3 outside"):
         pipeline.staging(3, 10, 10)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_two_pipelines_in_two_threads_match_one_at_a_time(device):
+    import threading
+
+    def build():
+        return make_pipeline(device, cameras=3, output=OutputKind.PACKED)
+
+    def summary(result):
+        return {c: {n: (r.query_ids.tolist(), r.scores.tolist(), r.boxes.tolist(), np.asarray(r.masks).tobytes())
+                    for n, r in cr.by_class.items()} for c, cr in result.cameras.items()}
+
+    rounds = [4, 9, 17]
+    expected = {}
+    for seed_shift, (pipeline, scene) in enumerate((build(), build())):
+        expected[seed_shift] = [summary(pipeline.process(scene.render(r + seed_shift)[0])) for r in rounds]
+    got, errors = {}, []
+
+    def worker(index):
+        try:
+            pipeline, scene = build()
+            got[index] = [summary(pipeline.process(scene.render(r + index)[0])) for r in rounds]
+        except Exception as exc:  # noqa: BLE001 - surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert got == expected
