@@ -1,8 +1,6 @@
 """Shared builders for the pipeline tests: synthetic engines, the scene, scoring."""
 from __future__ import annotations
 
-import numpy as np
-
 from segpost.engines.synthetic import SyntheticDecoder, SyntheticGeometry, SyntheticVisionEncoder, prompt_for_class
 from segpost.evaluation import score_camera
 from segpost.pipeline import ClassPrompt, MultiCameraPipeline, PipelineConfig

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -244,7 +245,7 @@ def _print_summary(s: dict) -> None:
 
 def _run(args) -> int:
     from .config import load_config
-    from .pipeline import MultiCameraPipeline, PipelineConfig
+    from .pipeline import MultiCameraPipeline
     from .postprocess import OutputKind
     from .sources import Source
 
@@ -254,7 +255,7 @@ def _run(args) -> int:
     sources = [Source(url) for url in args.source]
     if len(sources) > config.max_cameras:
         raise ValueError(f"{len(sources)} sources but the config allows max_cameras={config.max_cameras}")
-    config = PipelineConfig(**{**config.__dict__, "max_cameras": len(sources), "output": output})
+    config = dataclasses.replace(config, max_cameras=len(sources), output=output)
     pipeline = MultiCameraPipeline(vision_encoder, decoder, config)
     out = sys.stdout if args.out == "-" else open(args.out, "w")
     reported = set()

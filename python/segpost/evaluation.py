@@ -37,8 +37,9 @@ def score_camera(result: CameraResult, truth: Truth, class_names: Sequence[str])
         pairs = []
         for d in range(len(detections)):
             mask = dense_mask(detections.masks, d)
+            pixels = np.count_nonzero(mask)
             for k in objects:
-                iou = _iou(mask, truth, k, detections.boxes[d])
+                iou = _iou(mask, pixels, truth, k, detections.boxes[d])
                 if iou > 0:
                     pairs.append((iou, d, k))
         used, matched = set(), {}
@@ -51,7 +52,7 @@ def score_camera(result: CameraResult, truth: Truth, class_names: Sequence[str])
     return CameraScore(ious, false_positives)
 
 
-def _iou(mask: np.ndarray, truth: Truth, k: int, box: np.ndarray) -> float:
+def _iou(mask: np.ndarray, pixels: int, truth: Truth, k: int, box: np.ndarray) -> float:
     """IoU of a full-frame mask with object k, counted inside the union of their boxes (the
     detection's box is widened by a pixel so pixels outside both boxes cannot matter)."""
     ox0, oy0, ox1, oy1 = truth.boxes[k]
@@ -62,5 +63,5 @@ def _iou(mask: np.ndarray, truth: Truth, k: int, box: np.ndarray) -> float:
         return 0.0
     a, b = mask[y0:y1, x0:x1], truth.mask(k, (x0, y0, x1, y1))
     union = np.count_nonzero(a | b)
-    outside = np.count_nonzero(mask) - np.count_nonzero(a)  # mask pixels outside the window count as errors
+    outside = pixels - np.count_nonzero(a)  # mask pixels outside the window count as errors
     return np.count_nonzero(a & b) / (union + outside) if union + outside else 0.0

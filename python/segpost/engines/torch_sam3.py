@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .base import ArrayEngine, EngineError, TensorSpec
+from .base import ArrayEngine, EngineError, TensorSpec, buffer_address
 
 PROMPT_LENGTH = 32
 
@@ -39,7 +39,10 @@ class Sam3Torch:
             from transformers import Sam3Config, Sam3Model
         except ImportError as exc:
             raise EngineError("the PyTorch SAM3 backend needs torch and transformers >= 5 (pip install segpost[torch])") from exc
+        from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
+
         self.torch, self.path = torch, path
+        self._vision_output_type = Sam3VisionEncoderOutput
         self.dtype = np.dtype(dtype)
         torch_dtype = {np.dtype(np.float16): torch.float16, np.dtype(np.float32): torch.float32}.get(self.dtype)
         if torch_dtype is None:
@@ -101,8 +104,7 @@ class Sam3Torch:
         return BaseModelOutputWithPooling(last_hidden_state=features, pooler_output=features)
 
     def _decode(self, t: Dict[str, Any]) -> None:
-        from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
-
+        Sam3VisionEncoderOutput = self._vision_output_type
         # forward() drops the last FPN level and takes the position encoding of the level before it.
         levels = (t["fpn_feat_0"], t["fpn_feat_1"], t["fpn_feat_2"], t["fpn_feat_2"])
         vision = Sam3VisionEncoderOutput(fpn_hidden_states=levels, fpn_position_encoding=(t["fpn_pos_2"],) * 4)
@@ -146,6 +148,7 @@ class _TorchStage(ArrayEngine):
     def __init__(self, name: str, specs: Dict[str, TensorSpec], owner: Sam3Torch, run):
         super().__init__(name, specs, owner.device if owner.device == "cpu" else "cuda")
         self._owner, self._run = owner, run
+        self._views: Dict[tuple, Any] = {}  # (name, address, shape) -> torch view, made once
 
     def memory_bytes(self) -> int:
         # Both stages share one model: the encoder reports it (on CUDA: torch's allocator, weights included).
@@ -156,7 +159,13 @@ class _TorchStage(ArrayEngine):
 
     def execute(self, tensors: Dict[str, Any], stream: int) -> None:
         torch = self._owner.torch
-        views = {n: torch.as_tensor(a, device=self._owner.device) for n, a in tensors.items()}
+        views = {}
+        for name, array in tensors.items():
+            key = (name, buffer_address(array), array.shape)
+            view = self._views.get(key)
+            if view is None:
+                view = self._views[key] = torch.as_tensor(array, device=self._owner.device)
+            views[name] = view
         if self.device == "cuda":
             with torch.cuda.stream(torch.cuda.ExternalStream(stream)), torch.inference_mode():
                 self._run(views)
