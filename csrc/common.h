@@ -138,10 +138,13 @@ SEGPOST_HD float blend(float first, float second, float w0, float w1) {
 
 SEGPOST_HD float blend(float first, float second, float w1) { return blend(first, second, 1.0f - w1, w1); }
 
+// The vertical pass at one source column (rows `row_stride` apart in memory).
+SEGPOST_HD float blend_rows(const float* column, int64_t row_stride, LinearTap ty) {
+  return blend(column[ty.i0 * row_stride], column[ty.i1 * row_stride], ty.w1);
+}
+
 SEGPOST_HD float bilinear(const float* src, int src_w, LinearTap ty, LinearTap tx) {
-  const float* row0 = src + static_cast<int64_t>(ty.i0) * src_w;
-  const float* row1 = src + static_cast<int64_t>(ty.i1) * src_w;
-  return blend(blend(row0[tx.i0], row1[tx.i0], ty.w1), blend(row0[tx.i1], row1[tx.i1], ty.w1), tx.w1);
+  return blend(blend_rows(src + tx.i0, src_w, ty), blend_rows(src + tx.i1, src_w, ty), tx.w1);
 }
 
 // binary32 -> binary16 bits, round to nearest even (as __float2half_rn), NaN kept, overflow to inf.

@@ -41,16 +41,18 @@ void resize_masks_cuda(const FrameSizes& sizes, const MaskParams& params, const 
 void lowres_masks_cuda(const MaskParams& params, const Records& records, int capacity, const float* lowres,
                        uint8_t* out, void* stream);
 
-// RLE scratch: two [capacity, max_frame_w] int32 column tables and two [capacity] int32 arrays.
+// RLE scratch: two [capacity, max_frame_w] int32 column tables, two [capacity] int32 arrays and
+// the device copy of the counts buffer ([rle_capacity] int32).
 struct RleScratch {
   int32_t* column_a;
   int32_t* column_b;
   int32_t* mask_total;
   int32_t* mask_last;
+  int32_t* counts;
 };
-void prepare_rle_masks_cuda(int max_frame_h);
+void prepare_rle_masks_cuda(int max_frame_h, int max_frame_w, int mask_w);
 // Stage 2 of the RLE kind: count transitions per column, plan the counts buffer, write the runs
-// (into `counts`, device or mapped host memory).
+// into scratch.counts, copy the used part to `counts` (mapped host memory).
 void rle_masks_cuda(const FrameSizes& sizes, const MaskParams& params, const RleParams& rle, const Records& records,
                     int capacity, int max_frame_h, int max_frame_w, const float* lowres, const RleScratch& scratch,
                     int32_t* counts, void* stream);

@@ -179,13 +179,6 @@ void Postprocessor::allocate_cuda() {
   SEGPOST_CUDA_CHECK(cudaGetDevice(&device_), "Postprocessor()");
   prepare_resize_masks_cuda(config_.max_frame_w, config_.mask_w);
   prepare_score_compact_cuda(config_.max_frames * config_.num_queries);
-  if (is_rle()) {
-    prepare_rle_masks_cuda(config_.max_frame_h);
-    const size_t columns = static_cast<size_t>(config_.capacity) * config_.max_frame_w;
-    const size_t rle_bytes = (2 * columns + 2 * static_cast<size_t>(config_.capacity)) * sizeof(int32_t);
-    SEGPOST_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&device_rle_scratch_), rle_bytes), "Postprocessor()");
-    device_bytes_ += static_cast<int64_t>(rle_bytes);
-  }
   const size_t n = static_cast<size_t>(config_.max_frames) * config_.num_queries;
   const size_t lowres_bytes = static_cast<size_t>(config_.capacity) * config_.mask_h * config_.mask_w * sizeof(float);
   SEGPOST_CUDA_CHECK(cudaMalloc(&device_results_, layout_.bytes), "Postprocessor()");
@@ -194,6 +187,13 @@ void Postprocessor::allocate_cuda() {
   SEGPOST_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&device_rank_), n * sizeof(int32_t)), "Postprocessor()");
   SEGPOST_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&device_lowres_), lowres_bytes), "Postprocessor()");
   device_bytes_ = static_cast<int64_t>(layout_.bytes + n * sizeof(int32_t) + lowres_bytes);
+  if (is_rle()) {
+    prepare_rle_masks_cuda(config_.max_frame_h, config_.max_frame_w, config_.mask_w);
+    const size_t rle_bytes = (2 * rle_columns() + 2 * static_cast<size_t>(config_.capacity) + config_.rle_capacity) *
+                             sizeof(int32_t);
+    SEGPOST_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&device_rle_scratch_), rle_bytes), "Postprocessor()");
+    device_bytes_ += static_cast<int64_t>(rle_bytes);
+  }
   SEGPOST_CUDA_CHECK(cudaHostAlloc(&host_results_, layout_.bytes, cudaHostAllocDefault), "Postprocessor()");
   pinned_bytes_ = static_cast<int64_t>(layout_.bytes);
   if (config_.masks_on_device) {
@@ -261,9 +261,11 @@ void Postprocessor::enqueue(const Batch& batch, uintptr_t stream_handle) {
   SEGPOST_CUDA_CHECK(cudaStreamWaitEvent(copy_stream, gathered, 0), "enqueue");
   uint8_t* mask_target = config_.masks_on_device ? device_masks_ : mapped_masks_;
   if (is_rle()) {
-    const size_t columns = static_cast<size_t>(config_.capacity) * config_.max_frame_w;
-    const RleScratch scratch{device_rle_scratch_, device_rle_scratch_ + columns, device_rle_scratch_ + 2 * columns,
-                             device_rle_scratch_ + 2 * columns + config_.capacity};
+    // The counts first: the copy kernel reads them in 16-byte words from cudaMalloc's alignment.
+    int32_t* columns = device_rle_scratch_ + config_.rle_capacity;
+    int32_t* per_mask = columns + 2 * rle_columns();
+    const RleScratch scratch{columns, columns + rle_columns(), per_mask, per_mask + config_.capacity,
+                             device_rle_scratch_};
     rle_masks_cuda(batch.sizes, masks, RleParams{config_.rle_capacity}, records, config_.capacity, config_.max_frame_h,
                    config_.max_frame_w, device_lowres_, scratch, reinterpret_cast<int32_t*>(mask_target), copy_stream);
   } else if (config_.mask_form == MaskForm::LowRes) {

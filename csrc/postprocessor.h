@@ -59,6 +59,7 @@ class Postprocessor {
  private:
   void validate(const Batch& batch, bool on_device) const;
   bool is_rle() const { return config_.rle_capacity > 0; }
+  size_t rle_columns() const { return static_cast<size_t>(config_.capacity) * config_.max_frame_w; }
   void allocate_cuda();
   void release();
 

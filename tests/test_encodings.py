@@ -126,15 +126,19 @@ def to_device(cp, arrays):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("size", SIZES + [(1080, 1920)])
-def test_gpu_packed_adversarial_patterns(cp, size):
+def test_gpu_packed_and_rle_adversarial_patterns(cp, size):
     names, arrays, sizes = adversarial_case(*size, dtype=np.float16)
     full_cpu = run_kind(segpost.OutputKind.FULL, arrays, sizes)
     packed_gpu = run_kind(segpost.OutputKind.PACKED, to_device(cp, arrays), sizes, device="cuda")
     assert_packed_matches_full(packed_gpu, full_cpu)
+    assert_rle_matches_full(run_kind(segpost.OutputKind.RLE, to_device(cp, arrays), sizes, device="cuda"), full_cpu)
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("sizes", [[(1080, 1920)], [(7, 5), (480, 640), (1, 1)], [(2160, 3840)]])
+# The RLE kernel caches the source columns a block samples, sized for the largest frame: 300x500
+# beside 300x1000 needs more than that and reads global memory; the other sets fit.
+@pytest.mark.parametrize("sizes", [[(1080, 1920)], [(7, 5), (480, 640), (1, 1)], [(300, 500), (300, 1000)],
+                                   [(2160, 3840)]])
 def test_gpu_packed_random_masks(cp, sizes):
     case = make_case(num_frames=3, frame_sizes=sizes, kept_per_frame=3, seed=len(sizes), dtype=np.float16)
     arrays = (case.logits, case.presence, case.boxes, case.masks)
