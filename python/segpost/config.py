@@ -1,7 +1,7 @@
 """Pipeline config files (JSON): which engines, which classes and prompts, which thresholds.
 
     {
-      "backend": "tensorrt",                       # tensorrt | torch | synthetic
+      "backend": "tensorrt",                       # tensorrt | onnx | torch | synthetic
       "vision_encoder": "b8_q200/vision-encoder.engine",
       "decoder": "b8_q200/decoder.engine",
       "classes": {"person": "prompts/person.npz", "hand": "prompts/hand.npz"},
@@ -13,6 +13,7 @@ Relative paths are relative to the config file. A prompt file is an .npz with ``
 [L, D] and optionally ``mask`` [L] (engines/extract_prompts.py writes them). The torch backend
 takes ``weights`` (a local Sam3Model directory, or omitted for random weights) instead of engine
 files and makes its prompts from the class names; the synthetic backend takes class names only.
+The onnx backend is the tensorrt one with .onnx files run by onnxruntime on the CPU (device cpu).
 """
 from __future__ import annotations
 
@@ -52,16 +53,22 @@ def load_config(path: str, device: str = "cuda") -> Tuple[Engine, Engine, Pipeli
     if not classes:
         raise ValueError(f"{path}: 'classes' must name at least one class")
     cameras = raw.get("max_cameras", 8)
-    if backend == "tensorrt":
-        from .engines.tensorrt import TensorRTEngine
-
+    if backend in ("tensorrt", "onnx"):
         for key in ("vision_encoder", "decoder"):
             if key not in raw:
-                raise ValueError(f"{path}: the tensorrt backend needs {key!r} (an engine file)")
+                raise ValueError(f"{path}: the {backend} backend needs {key!r} (an engine or .onnx file)")
         if not isinstance(classes, dict):
             raise ValueError(f"{path}: 'classes' must map each class name to its prompt file (.npz)")
-        vision_encoder = TensorRTEngine(resolve(raw["vision_encoder"]), max_batch=cameras)
-        decoder = TensorRTEngine(resolve(raw["decoder"]), max_batch=cameras)
+        if backend == "tensorrt":
+            from .engines.tensorrt import TensorRTEngine
+
+            vision_encoder = TensorRTEngine(resolve(raw["vision_encoder"]), max_batch=cameras)
+            decoder = TensorRTEngine(resolve(raw["decoder"]), max_batch=cameras)
+        else:
+            from .engines.onnx_runtime import OnnxRuntimeEngine
+
+            vision_encoder = OnnxRuntimeEngine(resolve(raw["vision_encoder"]))
+            decoder = OnnxRuntimeEngine(resolve(raw["decoder"]))
         prompts = [_load_prompt(name, resolve(file)) for name, file in classes.items()]
     elif backend == "torch":
         from .engines.torch_sam3 import Sam3Torch
@@ -82,7 +89,7 @@ def load_config(path: str, device: str = "cuda") -> Tuple[Engine, Engine, Pipeli
         decoder = SyntheticDecoder(geometry, device=device, busy_ms=busy[1])
         prompts = [ClassPrompt(name, *prompt_for_class(i, geometry)) for i, name in enumerate(classes)]
     else:
-        raise ValueError(f"{path}: unknown backend {backend!r}; use tensorrt, torch or synthetic")
+        raise ValueError(f"{path}: unknown backend {backend!r}; use tensorrt, onnx, torch or synthetic")
     return vision_encoder, decoder, _pipeline_config(path, raw, prompts)
 
 

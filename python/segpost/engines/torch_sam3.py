@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .base import ArrayEngine, EngineError, TensorSpec, buffer_address
+from .contract import DECODER_INPUTS, DECODER_OUTPUTS, FPN_TENSORS
 
 PROMPT_LENGTH = 32
 
@@ -71,7 +72,7 @@ class Sam3Torch:
                 out = self.model(vision_embeds=vision, text_embeds=self.text_embeds(probe), attention_mask=probe_mask)
         fpn = list(vision.fpn_hidden_states[:3]) + [vision.fpn_position_encoding[2]]
         shapes = {"images": (3, image_size, image_size),
-                  **{name: tuple(t.shape[1:]) for name, t in zip(("fpn_feat_0", "fpn_feat_1", "fpn_feat_2", "fpn_pos_2"), fpn)},
+                  **{name: tuple(t.shape[1:]) for name, t in zip(FPN_TENSORS, fpn)},
                   "prompt_features": (prompt_length, self.prompt_width), "prompt_mask": (prompt_length,),
                   "pred_masks": tuple(out.pred_masks.shape[1:]), "pred_boxes": tuple(out.pred_boxes.shape[1:]),
                   "pred_logits": tuple(out.pred_logits.shape[1:]), "presence_logits": (1,)}
@@ -80,20 +81,30 @@ class Sam3Torch:
         def specs(inputs: Sequence[str], outputs: Sequence[str]) -> Dict[str, TensorSpec]:
             return {n: TensorSpec(n, (-1,) + shapes[n], dtypes.get(n, self.dtype), n in inputs) for n in list(inputs) + list(outputs)}
 
-        fpn_names = ("fpn_feat_0", "fpn_feat_1", "fpn_feat_2", "fpn_pos_2")
-        self.vision_encoder = _TorchStage("sam3 vision encoder (torch)", specs(("images",), fpn_names), self, self._encode)
-        self.decoder = _TorchStage("sam3 decoder (torch)", specs(fpn_names + ("prompt_features", "prompt_mask"),
-                                                                ("pred_masks", "pred_boxes", "pred_logits", "presence_logits")),
-                                   self, self._decode)
+        self.vision_encoder = _TorchStage("sam3 vision encoder (torch)", specs(("images",), FPN_TENSORS), self, self._encode)
+        self.decoder = _TorchStage("sam3 decoder (torch)", specs(DECODER_INPUTS, DECODER_OUTPUTS), self, self._decode)
 
     def parameter_bytes(self) -> int:
         return sum(p.numel() * p.element_size() for p in self.model.parameters())
 
+    def vision_features(self, images: Any) -> Tuple[Any, Any, Any, Any]:
+        """images [B,3,S,S] -> (fpn_feat_0, fpn_feat_1, fpn_feat_2, fpn_pos_2): the vision encoder."""
+        vision = self.model.get_vision_features(pixel_values=images)
+        return (*vision.fpn_hidden_states[:3], vision.fpn_position_encoding[2])
+
+    def detect(self, fpn_feat_0: Any, fpn_feat_1: Any, fpn_feat_2: Any, fpn_pos_2: Any, prompt_features: Any,
+               prompt_mask: Any) -> Tuple[Any, Any, Any, Any]:
+        """The decoder: -> (pred_masks, pred_boxes, pred_logits, presence_logits [B,1])."""
+        # forward() drops the last FPN level and takes the position encoding of the level before it.
+        levels = (fpn_feat_0, fpn_feat_1, fpn_feat_2, fpn_feat_2)
+        vision = self._vision_output_type(fpn_hidden_states=levels, fpn_position_encoding=(fpn_pos_2,) * 4)
+        out = self.model(vision_embeds=vision, text_embeds=self.text_embeds(prompt_features),
+                         attention_mask=prompt_mask.long())
+        return out.pred_masks, out.pred_boxes, out.pred_logits, out.presence_logits.reshape(-1, 1)
+
     def _encode(self, t: Dict[str, Any]) -> None:
-        vision = self.model.get_vision_features(pixel_values=t["images"])
-        for name, value in zip(("fpn_feat_0", "fpn_feat_1", "fpn_feat_2"), vision.fpn_hidden_states[:3]):
+        for name, value in zip(FPN_TENSORS, self.vision_features(t["images"])):
             t[name].copy_(value)
-        t["fpn_pos_2"].copy_(vision.fpn_position_encoding[2])
 
     def text_embeds(self, features: Any) -> Any:
         """Prompt features [B, P, D] in the form this transformers release's forward() takes."""
@@ -104,14 +115,9 @@ class Sam3Torch:
         return BaseModelOutputWithPooling(last_hidden_state=features, pooler_output=features)
 
     def _decode(self, t: Dict[str, Any]) -> None:
-        Sam3VisionEncoderOutput = self._vision_output_type
-        # forward() drops the last FPN level and takes the position encoding of the level before it.
-        levels = (t["fpn_feat_0"], t["fpn_feat_1"], t["fpn_feat_2"], t["fpn_feat_2"])
-        vision = Sam3VisionEncoderOutput(fpn_hidden_states=levels, fpn_position_encoding=(t["fpn_pos_2"],) * 4)
-        out = self.model(vision_embeds=vision, text_embeds=self.text_embeds(t["prompt_features"]),
-                         attention_mask=t["prompt_mask"].long())
-        for name in ("pred_masks", "pred_boxes", "pred_logits", "presence_logits"):
-            t[name].copy_(getattr(out, name).reshape(t[name].shape))
+        outputs = self.detect(*(t[name] for name in DECODER_INPUTS))
+        for name, value in zip(DECODER_OUTPUTS, outputs):
+            t[name].copy_(value)
 
     def text_prompts(self, names: Sequence[str]) -> List[Tuple[str, np.ndarray, np.ndarray]]:
         """(name, features [L, D], mask [L]) per class, from the text encoder; once, at start-up.

@@ -1,0 +1,151 @@
+"""TensorRT engines from the two ONNX graphs, with trtexec, into a folder the pipeline loads.
+
+    python -m segpost.engines.build ONNX_DIR OUT_ROOT --class person=prompts/person.npz ...
+
+writes OUT_ROOT/b{B}_q{Q}/ with vision-encoder.engine, decoder.engine (built as a matched pair:
+same batch profile, same precision), the prompt files and pipeline.json for ``segpost run``.
+Max batch B sets the engines' activation memory: the users measured ~6.7 GB of engine memory at
+B = 8 for SAM3; a smaller B saves VRAM but caps the cameras per round at B.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from .base import EngineError
+from .contract import DECODER_INPUTS, VISION_INPUTS
+from .sam3_onnx import DECODER_FILE, VISION_ENCODER_FILE, onnx_tensor_shapes
+
+VISION_ENCODER_ENGINE = "vision-encoder.engine"
+DECODER_ENGINE = "decoder.engine"
+CONFIG_FILE = "pipeline.json"
+
+
+def engine_folder(out_root: str, max_batch: int, num_queries: int) -> str:
+    return os.path.join(out_root, f"b{max_batch}_q{num_queries}")
+
+
+def _shape_arg(shapes: Dict[str, tuple], names: Sequence[str], batch: int) -> str:
+    return ",".join(f"{n}:" + "x".join(str(batch if i == 0 else d) for i, d in enumerate(shapes[n])) for n in names)
+
+
+def trtexec_commands(onnx_dir: str, engine_dir: str, *, max_batch: int = 8, opt_batch: Optional[int] = None,
+                     fp16: bool = True, trtexec: str = "trtexec") -> List[List[str]]:
+    """The two trtexec command lines: batch profile min 1, opt `opt_batch` (default max), max."""
+    if not isinstance(max_batch, int) or max_batch < 1:
+        raise ValueError(f"max_batch must be a positive int, got {max_batch!r}")
+    opt_batch = max_batch if opt_batch is None else opt_batch
+    if not 1 <= opt_batch <= max_batch:
+        raise ValueError(f"opt_batch must be in [1, max_batch={max_batch}], got {opt_batch}")
+    commands = []
+    for onnx_file, engine_file, inputs in ((VISION_ENCODER_FILE, VISION_ENCODER_ENGINE, VISION_INPUTS),
+                                           (DECODER_FILE, DECODER_ENGINE, DECODER_INPUTS)):
+        path = os.path.join(onnx_dir, onnx_file)
+        shapes = onnx_tensor_shapes(path)
+        missing = [n for n in inputs if n not in shapes]
+        if missing:
+            raise EngineError(f"{path}: missing input(s) {missing}; was it written by engines/export_onnx.py?")
+        command = [trtexec, f"--onnx={path}", f"--saveEngine={os.path.join(engine_dir, engine_file)}"]
+        command += [f"--{kind}Shapes={_shape_arg(shapes, inputs, batch)}"
+                    for kind, batch in (("min", 1), ("opt", opt_batch), ("max", max_batch))]
+        commands.append(command + (["--fp16"] if fp16 else []))
+    return commands
+
+
+def decoder_queries(onnx_dir: str) -> int:
+    """Q, the decoder's fixed query count (pred_logits [B,Q])."""
+    path = os.path.join(onnx_dir, DECODER_FILE)
+    shape = onnx_tensor_shapes(path).get("pred_logits", ())
+    if len(shape) != 2 or not isinstance(shape[1], int) or shape[1] < 1:
+        raise EngineError(f"{path}: pred_logits should be [batch, Q] with Q fixed, got {list(shape)}")
+    return shape[1]
+
+
+def write_pipeline_config(path: str, backend: str, vision_encoder: str, decoder: str, classes: Dict[str, str],
+                          max_cameras: int, max_frame_size: Tuple[int, int] = (1080, 1920)) -> str:
+    """A config file for ``segpost run``; paths are written relative to the config's folder."""
+    base = os.path.dirname(os.path.abspath(path))
+    relative = lambda p: os.path.relpath(os.path.abspath(p), base)  # noqa: E731
+    config = {"backend": backend, "vision_encoder": relative(vision_encoder), "decoder": relative(decoder),
+              "classes": {name: relative(file) for name, file in classes.items()},
+              "max_cameras": max_cameras, "max_frame_size": list(max_frame_size), "score_threshold": 0.5}
+    with open(path, "w") as f:
+        json.dump(config, f, indent=2)
+    return path
+
+
+def build_engines(onnx_dir: str, out_root: str, classes: Dict[str, str], *, max_batch: int = 8,
+                  opt_batch: Optional[int] = None, fp16: bool = True, trtexec: str = "trtexec",
+                  max_frame_size: Tuple[int, int] = (1080, 1920),
+                  run: Callable[..., subprocess.CompletedProcess] = subprocess.run,
+                  log: Callable[[str], None] = print) -> str:
+    """Build both engines with trtexec into out_root/b{B}_q{Q}/; returns the pipeline.json path."""
+    queries = decoder_queries(onnx_dir)
+    for name, file in classes.items():
+        if not os.path.isfile(file):
+            raise EngineError(f"prompt file of class {name!r} not found: {file}")
+    if shutil.which(trtexec) is None:
+        raise EngineError(f"{trtexec!r} not found: install TensorRT (it ships trtexec) or pass its path")
+    folder = engine_folder(out_root, max_batch, queries)
+    os.makedirs(os.path.join(folder, "prompts"), exist_ok=True)
+    for command in trtexec_commands(onnx_dir, folder, max_batch=max_batch, opt_batch=opt_batch, fp16=fp16,
+                                    trtexec=trtexec):
+        log(" ".join(command))
+        done = run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if done.returncode != 0:
+            tail = "\n".join((done.stdout or "").splitlines()[-20:])
+            raise EngineError(f"trtexec failed (exit {done.returncode}) building {command[2].split('=', 1)[1]}:\n{tail}")
+    copied = {}
+    for name, file in classes.items():
+        copied[name] = shutil.copy(file, os.path.join(folder, "prompts", os.path.basename(file)))
+    config = write_pipeline_config(os.path.join(folder, CONFIG_FILE), "tensorrt",
+                                   os.path.join(folder, VISION_ENCODER_ENGINE), os.path.join(folder, DECODER_ENGINE),
+                                   copied, max_batch, max_frame_size)
+    log(f"engines and config in {folder}; run: segpost run --config {config} SOURCES...")
+    return config
+
+
+def _class_arg(value: str) -> Tuple[str, str]:
+    name, sep, file = value.partition("=")
+    if not sep or not name or not file:
+        raise argparse.ArgumentTypeError(f"expected NAME=PROMPT.npz, got {value!r}")
+    return name, file
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m segpost.engines.build", description=__doc__.split("\n\n")[0])
+    parser.add_argument("onnx_dir", help="folder with vision-encoder.onnx and decoder.onnx")
+    parser.add_argument("out_root", help="the engines go to OUT_ROOT/b{B}_q{Q}/")
+    parser.add_argument("--class", dest="classes", action="append", type=_class_arg, default=[],
+                        metavar="NAME=PROMPT.npz", help="a class and its prompt file (repeat)")
+    parser.add_argument("--max-batch", type=int, default=8, help="largest batch = cameras per round (default 8)")
+    parser.add_argument("--opt-batch", type=int, help="batch TensorRT tunes for (default: max batch)")
+    parser.add_argument("--no-fp16", dest="fp16", action="store_false", help="fp32 engines")
+    parser.add_argument("--trtexec", default="trtexec", help="path of trtexec")
+    parser.add_argument("--print-commands", action="store_true", help="print the trtexec commands, build nothing")
+    args = parser.parse_args(argv)
+    try:
+        if args.print_commands:
+            folder = engine_folder(args.out_root, args.max_batch, decoder_queries(args.onnx_dir))
+            for command in trtexec_commands(args.onnx_dir, folder,
+                                            max_batch=args.max_batch, opt_batch=args.opt_batch, fp16=args.fp16,
+                                            trtexec=args.trtexec):
+                print(" ".join(command))
+            return 0
+        if not args.classes:
+            parser.error("name at least one --class NAME=PROMPT.npz (engines/extract_prompts.py writes them)")
+        build_engines(args.onnx_dir, args.out_root, dict(args.classes), max_batch=args.max_batch,
+                      opt_batch=args.opt_batch, fp16=args.fp16, trtexec=args.trtexec)
+    except (EngineError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

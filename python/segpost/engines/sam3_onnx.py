@@ -1,0 +1,172 @@
+"""SAM3 (transformers' Sam3Model) to the two ONNX graphs of the engine contract, and its prompts.
+
+``export_onnx`` writes ``vision-encoder.onnx`` (images -> fpn_feat_0..2, fpn_pos_2) and
+``decoder.onnx`` (the FPN tensors + prompt_features + prompt_mask -> pred_masks, pred_boxes,
+pred_logits, presence_logits), every tensor with a dynamic batch axis 0. ``write_prompts`` turns
+class names into the per-class .npz files the pipeline loads. Both graphs are the same
+computation as the PyTorch backend (Sam3Torch.vision_features / Sam3Torch.detect).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import warnings
+from typing import Any, Dict, Sequence, Tuple
+
+import numpy as np
+
+from .base import EngineError
+from .contract import DECODER_INPUTS, DECODER_OUTPUTS, FPN_TENSORS, VISION_INPUTS
+from .torch_sam3 import Sam3Torch
+
+VISION_ENCODER_FILE = "vision-encoder.onnx"
+DECODER_FILE = "decoder.onnx"
+OPSET = 18
+
+
+def tiny_sam3_config(width: int = 32, image_size: int = 112) -> Any:
+    """A Sam3Config of the real architecture at toy size (two ViT layers, one layer per transformer
+    stage, `width` channels): seconds to export and run on a CPU, for tests and CI."""
+    from transformers import Sam3Config, Sam3ViTConfig
+
+    grid = image_size // 14
+    small = dict(hidden_size=width, intermediate_size=2 * width, num_attention_heads=2)
+    return Sam3Config(
+        vision_config=dict(
+            backbone_config=dict(model_type=Sam3ViTConfig.model_type, num_hidden_layers=2, image_size=image_size,
+                                 patch_size=14, window_size=grid // 2, global_attn_indexes=[1],
+                                 pretrain_image_size=image_size // 2, **small),
+            fpn_hidden_size=width, backbone_feature_sizes=[[4 * grid] * 2, [2 * grid] * 2, [grid] * 2]),
+        text_config=dict(num_hidden_layers=1, projection_dim=width, **small),
+        geometry_encoder_config=dict(num_layers=1, **small),
+        detr_encoder_config=dict(num_layers=1, **small),
+        detr_decoder_config=dict(num_layers=1, **small),
+        mask_decoder_config=dict(hidden_size=width, num_attention_heads=2),
+    )
+
+
+def _graphs(sam3: Sam3Torch) -> Tuple[Any, Any]:
+    torch = sam3.torch
+
+    class VisionEncoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = sam3.model  # registered, so the exporter sees the weights
+
+        def forward(self, images):
+            return sam3.vision_features(images)
+
+    class Decoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = sam3.model
+
+        def forward(self, fpn_feat_0, fpn_feat_1, fpn_feat_2, fpn_pos_2, prompt_features, prompt_mask):
+            return sam3.detect(fpn_feat_0, fpn_feat_1, fpn_feat_2, fpn_pos_2, prompt_features, prompt_mask)
+
+    return VisionEncoder().eval(), Decoder().eval()
+
+
+def example_inputs(sam3: Sam3Torch, batch: int = 2, seed: int = 0) -> Dict[str, Any]:
+    """Random images and prompts of the model's shapes (FPN inputs from the vision encoder)."""
+    torch = sam3.torch
+    spec = sam3.vision_encoder.tensors
+    generator = torch.Generator().manual_seed(seed)
+    dtype = {np.dtype(np.float16): torch.float16, np.dtype(np.float32): torch.float32}[sam3.dtype]
+    images = torch.rand((batch,) + spec["images"].shape[1:], generator=generator).mul(2).sub(1)
+    length, width = sam3.decoder.tensors["prompt_features"].shape[1:]
+    features = torch.randn(batch, length, width, generator=generator)
+    mask = torch.zeros(batch, length, dtype=torch.bool)
+    mask[:, :3] = True  # a few valid tokens, as a short class name gives
+    inputs = {"images": images, "prompt_features": features, "prompt_mask": mask}
+    inputs = {name: t.to(sam3.device, dtype if t.is_floating_point() else t.dtype) for name, t in inputs.items()}
+    with torch.inference_mode():
+        inputs.update(zip(FPN_TENSORS, sam3.vision_features(inputs["images"])))
+    return inputs
+
+
+def export_onnx(sam3: Sam3Torch, out_dir: str, *, batch: int = 2, opset: int = OPSET) -> Tuple[str, str]:
+    """Write both graphs into out_dir; returns their paths. Traced at `batch` with batch dynamic.
+
+    Exporting changes the state of a transformers Sam3Model (seen with 5.23: eager outputs
+    differ afterwards), so compute any PyTorch reference before, or on another instance."""
+    torch = sam3.torch
+    os.makedirs(out_dir, exist_ok=True)
+    vision_encoder, decoder = _graphs(sam3)
+    inputs = example_inputs(sam3, batch)
+    paths = os.path.join(out_dir, VISION_ENCODER_FILE), os.path.join(out_dir, DECODER_FILE)
+    # The TorchScript exporter: torch.export (dynamo=True) fails on Sam3Model's decoder views.
+    for module, path, names_in, names_out in ((vision_encoder, paths[0], VISION_INPUTS, FPN_TENSORS),
+                                              (decoder, paths[1], DECODER_INPUTS, DECODER_OUTPUTS)):
+        args = tuple(inputs[n] for n in names_in)
+        with torch.inference_mode():
+            shapes = {n: tuple(t.shape[1:]) for n, t in zip(names_out, module(*args))}
+        with torch.no_grad(), warnings.catch_warnings():
+            # The tracer's notes on Python-level branches of Sam3Model; the tests check the graphs.
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            torch.onnx.export(module, args, path, input_names=list(names_in), output_names=list(names_out),
+                              opset_version=opset, dynamo=False,
+                              dynamic_axes={n: {0: "batch"} for n in (*names_in, *names_out)})
+        _fix_output_shapes(path, shapes)
+    return paths
+
+
+def _fix_output_shapes(path: str, shapes: Dict[str, Tuple[int, ...]]) -> None:
+    """The exporter leaves output axes it cannot infer symbolic (pred_masks [batch, Einsum...]);
+    write the traced sizes so the graph states the contract's fixed axes."""
+    import onnx
+
+    model = onnx.load(path, load_external_data=False)  # external weights stay where they are
+    for output in model.graph.output:
+        for dim, size in zip(output.type.tensor_type.shape.dim[1:], shapes[output.name]):
+            dim.dim_value = size
+    onnx.save(model, path)
+    onnx.checker.check_model(path)
+
+
+def onnx_tensor_shapes(path: str) -> Dict[str, Tuple[Any, ...]]:
+    """name -> shape of every graph input and output (a dynamic axis is its name, e.g. 'batch');
+    reads the graph only, not the weights."""
+    import onnx
+
+    if not os.path.isfile(path):
+        raise EngineError(f"ONNX file not found: {path}")
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and friends: not an ONNX model
+        raise EngineError(f"{path} is not a readable ONNX model: {exc}") from exc
+    shapes = {}
+    for value in list(model.graph.input) + list(model.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        shapes[value.name] = tuple(d.dim_param if d.dim_param else d.dim_value for d in dims)
+    return shapes
+
+
+def write_prompts(sam3: Sam3Torch, names: Sequence[str], out_dir: str) -> Dict[str, str]:
+    """One .npz per class (``features`` [P, D] float32, ``mask`` [P] bool, P = the prompt length)
+    from the model's text encoder; returns class name -> file path."""
+    os.makedirs(out_dir, exist_ok=True)
+    files = {}
+    for name, features, mask in sam3.text_prompts(names):
+        path = os.path.join(out_dir, "".join(c if c.isalnum() or c in "-_" else "_" for c in name) + ".npz")
+        if path in files.values():
+            raise ValueError(f"class names {names} give the same file name {os.path.basename(path)}")
+        np.savez(path, features=features.astype(np.float32), mask=mask.astype(bool))
+        files[name] = path
+    return files
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--weights / --random / --tiny and --device: which Sam3Model the engines/ scripts load."""
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--weights", help="a Sam3Model directory, or a Hugging Face id already in the local cache")
+    which.add_argument("--random", action="store_true", help="full-size model with random weights (shapes, timing)")
+    which.add_argument("--tiny", action="store_true", help="toy-size model with random weights (tests)")
+    parser.add_argument("--device", default="cpu", help="where to run the model while exporting (cpu or cuda)")
+
+
+def load_model(args: argparse.Namespace) -> Sam3Torch:
+    """The model the arguments name, in fp32 (TensorRT's --fp16 makes the half-precision engines)."""
+    return Sam3Torch(args.weights, dtype=np.float32, device=args.device,
+                     config=tiny_sam3_config() if args.tiny else None)
