@@ -118,8 +118,8 @@ def test_config_file_errors(tmp_path):
         load_config(str(tmp_path / "broken.json"))
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['thresold'\]"):
         load_config(_write_config(tmp_path, backend="synthetic", classes=["a"], thresold=0.5))
-    with pytest.raises(ValueError, match="unknown backend 'onnx'"):
-        load_config(_write_config(tmp_path, backend="onnx", classes=["a"]))
+    with pytest.raises(ValueError, match="unknown backend 'openvino'; use tensorrt, onnx, torch or synthetic"):
+        load_config(_write_config(tmp_path, backend="openvino", classes=["a"]))
     with pytest.raises(ValueError, match="needs 'decoder'"):
         load_config(_write_config(tmp_path, backend="tensorrt", vision_encoder="ve.engine", classes={"a": "a.npz"}))
     with pytest.raises(EngineError, match="TensorRT engine file not found: .*ve.engine"):
