@@ -106,7 +106,7 @@ def build_engines(onnx_dir: str, out_root: str, classes: Dict[str, str], *, max_
     config = write_pipeline_config(os.path.join(folder, CONFIG_FILE), "tensorrt",
                                    os.path.join(folder, VISION_ENCODER_ENGINE), os.path.join(folder, DECODER_ENGINE),
                                    copied, max_batch, max_frame_size)
-    log(f"engines and config in {folder}; run: segpost run --config {config} SOURCES...")
+    log(f"engines and config in {folder}; run: segpost run --config {config} --source CAMERA ...")
     return config
 
 
