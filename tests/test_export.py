@@ -218,3 +218,83 @@ def test_build_engines_reports_trtexec_failures(exported, tmp_path):
         build_engines(str(out), str(tmp_path), {"x": str(tmp_path / "x.npz")}, trtexec=fake_trtexec(tmp_path))
     assert build_main([str(out), str(tmp_path), "--print-commands"]) == 0
     assert build_main([str(tmp_path / "nothing"), str(tmp_path), "--print-commands"]) == 1
+
+
+class FakeBuilderAPI:
+    """The slice of TensorRT 10's Python builder that build_with_tensorrt uses, recording calls."""
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, severity):
+            pass
+
+    BuilderFlag = type("BuilderFlag", (), {"FP16": "FP16"})
+
+    def __init__(self, parse_fails_on="never", build_fails=False):
+        self.calls, fake = [], self
+
+        class Parser:
+            def __init__(self, network, logger):
+                self.num_errors = 0
+
+            def parse_from_file(self, path):
+                fake.calls.append(("parse", os.path.basename(path)))
+                self.num_errors = int(parse_fails_on in path)
+                return not self.num_errors
+
+            def get_error(self, i):
+                return "In node 7 (Einsum): unsupported equation"
+
+        class Profile:
+            def set_shape(self, name, smallest, best, largest):
+                fake.calls.append(("shape", name, smallest, best, largest))
+
+        class Config:
+            def set_flag(self, flag):
+                fake.calls.append(("flag", flag))
+
+            def add_optimization_profile(self, profile):
+                fake.calls.append(("profile",))
+
+        class Builder:
+            def __init__(self, logger):
+                pass
+
+            def create_network(self, flags):
+                return object()
+
+            def create_builder_config(self):
+                return Config()
+
+            def create_optimization_profile(self):
+                return Profile()
+
+            def build_serialized_network(self, network, config):
+                fake.calls.append(("build",))
+                return None if build_fails else b"plan"
+
+        self.OnnxParser, self.Builder = Parser, Builder
+
+
+def test_build_engines_with_the_tensorrt_python_builder(exported, tmp_path):
+    out, _, _, prompts = exported
+    fake = FakeBuilderAPI()
+    config_path = build_engines(str(out), str(tmp_path), prompts, max_batch=8, opt_batch=2, builder="tensorrt",
+                                trt=fake, log=lambda _: None)
+    folder = tmp_path / "b8_q200"
+    assert (folder / "vision-encoder.engine").read_bytes() == b"plan" and (folder / "decoder.engine").is_file()
+    assert os.path.isfile(config_path)
+    assert fake.calls[:5] == [("parse", "vision-encoder.onnx"), ("flag", "FP16"),
+                              ("shape", "images", (1, 3, 112, 112), (2, 3, 112, 112), (8, 3, 112, 112)),
+                              ("profile",), ("build",)]
+    decoder_shapes = [c[1] for c in fake.calls[5:] if c[0] == "shape"]
+    assert decoder_shapes == list(DECODER_INPUTS)
+    with pytest.raises(EngineError, match="cannot parse .*decoder.onnx:\n.*Einsum"):
+        build_engines(str(out), str(tmp_path), prompts, builder="tensorrt", trt=FakeBuilderAPI("decoder"),
+                      log=lambda _: None)
+    with pytest.raises(EngineError, match="could not build"):
+        build_engines(str(out), str(tmp_path), prompts, builder="tensorrt", trt=FakeBuilderAPI(build_fails=True),
+                      log=lambda _: None)
+    with pytest.raises(ValueError, match="builder must be"):
+        build_engines(str(out), str(tmp_path), prompts, builder="onnx")

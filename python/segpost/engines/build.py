@@ -1,4 +1,5 @@
-"""TensorRT engines from the two ONNX graphs, with trtexec, into a folder the pipeline loads.
+"""TensorRT engines from the two ONNX graphs, with trtexec (or TensorRT's Python builder API,
+``--builder tensorrt``), into a folder the pipeline loads.
 
     python -m segpost.engines.build ONNX_DIR OUT_ROOT --class person=prompts/person.npz ...
 
@@ -15,11 +16,12 @@ import os
 import shutil
 import subprocess
 import sys
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .base import EngineError
 from .contract import DECODER_INPUTS, VISION_INPUTS
 from .sam3_onnx import DECODER_FILE, VISION_ENCODER_FILE, onnx_tensor_shapes
+from .tensorrt import import_tensorrt
 
 VISION_ENCODER_ENGINE = "vision-encoder.engine"
 DECODER_ENGINE = "decoder.engine"
@@ -30,31 +32,62 @@ def engine_folder(out_root: str, max_batch: int, num_queries: int) -> str:
     return os.path.join(out_root, f"b{max_batch}_q{num_queries}")
 
 
-def _shape_arg(shapes: Dict[str, tuple], names: Sequence[str], batch: int) -> str:
-    return ",".join(f"{n}:" + "x".join(str(batch if i == 0 else d) for i, d in enumerate(shapes[n])) for n in names)
+# (ONNX file, engine file, the inputs that get a batch profile) of the matched pair.
+GRAPHS = ((VISION_ENCODER_FILE, VISION_ENCODER_ENGINE, VISION_INPUTS), (DECODER_FILE, DECODER_ENGINE, DECODER_INPUTS))
+
+Profile = Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...], Tuple[int, ...]]]
 
 
-def trtexec_commands(onnx_dir: str, engine_dir: str, *, max_batch: int = 8, opt_batch: Optional[int] = None,
-                     fp16: bool = True, trtexec: str = "trtexec") -> List[List[str]]:
-    """The two trtexec command lines: batch profile min 1, opt `opt_batch` (default max), max."""
+def profile_shapes(onnx_path: str, inputs: Sequence[str], max_batch: int, opt_batch: Optional[int] = None) -> Profile:
+    """input name -> (min, opt, max) shapes: batch 1, `opt_batch` (default max) and `max_batch`."""
     if not isinstance(max_batch, int) or max_batch < 1:
         raise ValueError(f"max_batch must be a positive int, got {max_batch!r}")
     opt_batch = max_batch if opt_batch is None else opt_batch
     if not 1 <= opt_batch <= max_batch:
         raise ValueError(f"opt_batch must be in [1, max_batch={max_batch}], got {opt_batch}")
+    shapes = onnx_tensor_shapes(onnx_path)
+    missing = [n for n in inputs if n not in shapes]
+    if missing:
+        raise EngineError(f"{onnx_path}: missing input(s) {missing}; was it written by engines/export_onnx.py?")
+    return {n: tuple((batch,) + tuple(shapes[n][1:]) for batch in (1, opt_batch, max_batch)) for n in inputs}
+
+
+def trtexec_commands(onnx_dir: str, engine_dir: str, *, max_batch: int = 8, opt_batch: Optional[int] = None,
+                     fp16: bool = True, trtexec: str = "trtexec") -> List[List[str]]:
+    """The two trtexec command lines: batch profile min 1, opt `opt_batch` (default max), max."""
     commands = []
-    for onnx_file, engine_file, inputs in ((VISION_ENCODER_FILE, VISION_ENCODER_ENGINE, VISION_INPUTS),
-                                           (DECODER_FILE, DECODER_ENGINE, DECODER_INPUTS)):
+    for onnx_file, engine_file, inputs in GRAPHS:
         path = os.path.join(onnx_dir, onnx_file)
-        shapes = onnx_tensor_shapes(path)
-        missing = [n for n in inputs if n not in shapes]
-        if missing:
-            raise EngineError(f"{path}: missing input(s) {missing}; was it written by engines/export_onnx.py?")
+        profile = profile_shapes(path, inputs, max_batch, opt_batch)
         command = [trtexec, f"--onnx={path}", f"--saveEngine={os.path.join(engine_dir, engine_file)}"]
-        command += [f"--{kind}Shapes={_shape_arg(shapes, inputs, batch)}"
-                    for kind, batch in (("min", 1), ("opt", opt_batch), ("max", max_batch))]
+        for i, kind in enumerate(("min", "opt", "max")):
+            command.append(f"--{kind}Shapes=" + ",".join(f"{n}:" + "x".join(map(str, shapes[i]))
+                                                         for n, shapes in profile.items()))
         commands.append(command + (["--fp16"] if fp16 else []))
     return commands
+
+
+def build_with_tensorrt(trt: Any, onnx_path: str, engine_path: str, profile: Profile, fp16: bool = True) -> None:
+    """What trtexec does, through TensorRT's Python builder (the full ``tensorrt`` package, >= 10)."""
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # explicit batch: the only mode of TensorRT 10
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(onnx_path):  # from the file: finds external weights beside it
+        errors = "\n".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise EngineError(f"TensorRT cannot parse {onnx_path}:\n{errors}")
+    config = builder.create_builder_config()
+    if fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
+    optimization_profile = builder.create_optimization_profile()
+    for name, (smallest, best, largest) in profile.items():
+        optimization_profile.set_shape(name, smallest, best, largest)
+    config.add_optimization_profile(optimization_profile)
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise EngineError(f"TensorRT could not build {engine_path} from {onnx_path} (its log above says why)")
+    with open(engine_path, "wb") as f:
+        f.write(plan)
 
 
 def decoder_queries(onnx_dir: str) -> int:
@@ -80,26 +113,41 @@ def write_pipeline_config(path: str, backend: str, vision_encoder: str, decoder:
 
 
 def build_engines(onnx_dir: str, out_root: str, classes: Dict[str, str], *, max_batch: int = 8,
-                  opt_batch: Optional[int] = None, fp16: bool = True, trtexec: str = "trtexec",
-                  max_frame_size: Tuple[int, int] = (1080, 1920),
+                  opt_batch: Optional[int] = None, fp16: bool = True, builder: str = "trtexec",
+                  trtexec: str = "trtexec", trt: Any = None, max_frame_size: Tuple[int, int] = (1080, 1920),
                   run: Callable[..., subprocess.CompletedProcess] = subprocess.run,
                   log: Callable[[str], None] = print) -> str:
-    """Build both engines with trtexec into out_root/b{B}_q{Q}/; returns the pipeline.json path."""
+    """Build both engines into out_root/b{B}_q{Q}/; returns the pipeline.json path.
+
+    builder "trtexec" runs that program; "tensorrt" uses the Python builder API of the
+    ``tensorrt`` package (`trt`: that module, imported when None)."""
+    if builder not in ("trtexec", "tensorrt"):
+        raise ValueError(f"builder must be 'trtexec' or 'tensorrt', got {builder!r}")
     queries = decoder_queries(onnx_dir)
     for name, file in classes.items():
         if not os.path.isfile(file):
             raise EngineError(f"prompt file of class {name!r} not found: {file}")
-    if shutil.which(trtexec) is None:
-        raise EngineError(f"{trtexec!r} not found: install TensorRT (it ships trtexec) or pass its path")
+    if builder == "trtexec" and shutil.which(trtexec) is None:
+        raise EngineError(f"{trtexec!r} not found: install TensorRT (it ships trtexec), pass its path, "
+                          "or use builder='tensorrt' with the tensorrt Python package")
+    if builder == "tensorrt" and trt is None:
+        trt = import_tensorrt("tensorrt")  # the builder API is not in tensorrt_lean
     folder = engine_folder(out_root, max_batch, queries)
     os.makedirs(os.path.join(folder, "prompts"), exist_ok=True)
-    for command in trtexec_commands(onnx_dir, folder, max_batch=max_batch, opt_batch=opt_batch, fp16=fp16,
-                                    trtexec=trtexec):
-        log(" ".join(command))
-        done = run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if done.returncode != 0:
-            tail = "\n".join((done.stdout or "").splitlines()[-20:])
-            raise EngineError(f"trtexec failed (exit {done.returncode}) building {command[2].split('=', 1)[1]}:\n{tail}")
+    if builder == "trtexec":
+        for command in trtexec_commands(onnx_dir, folder, max_batch=max_batch, opt_batch=opt_batch, fp16=fp16,
+                                        trtexec=trtexec):
+            log(" ".join(command))
+            done = run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            if done.returncode != 0:
+                tail = "\n".join((done.stdout or "").splitlines()[-20:])
+                raise EngineError(f"trtexec failed (exit {done.returncode}) building {command[2].split('=', 1)[1]}:\n{tail}")
+    else:
+        for onnx_file, engine_file, inputs in GRAPHS:
+            onnx_path, engine_path = os.path.join(onnx_dir, onnx_file), os.path.join(folder, engine_file)
+            log(f"TensorRT builder: {onnx_path} -> {engine_path}")
+            build_with_tensorrt(trt, onnx_path, engine_path, profile_shapes(onnx_path, inputs, max_batch, opt_batch),
+                                fp16)
     copied = {}
     for name, file in classes.items():
         copied[name] = shutil.copy(file, os.path.join(folder, "prompts", os.path.basename(file)))
@@ -127,6 +175,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--opt-batch", type=int, help="batch TensorRT tunes for (default: max batch)")
     parser.add_argument("--no-fp16", dest="fp16", action="store_false", help="fp32 engines")
     parser.add_argument("--trtexec", default="trtexec", help="path of trtexec")
+    parser.add_argument("--builder", choices=("trtexec", "tensorrt"), default="trtexec",
+                        help="trtexec, or the tensorrt Python package's builder API")
     parser.add_argument("--print-commands", action="store_true", help="print the trtexec commands, build nothing")
     args = parser.parse_args(argv)
     try:
@@ -140,7 +190,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not args.classes:
             parser.error("name at least one --class NAME=PROMPT.npz (engines/extract_prompts.py writes them)")
         build_engines(args.onnx_dir, args.out_root, dict(args.classes), max_batch=args.max_batch,
-                      opt_batch=args.opt_batch, fp16=args.fp16, trtexec=args.trtexec)
+                      opt_batch=args.opt_batch, fp16=args.fp16, builder=args.builder, trtexec=args.trtexec)
     except (EngineError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
