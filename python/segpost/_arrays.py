@@ -66,27 +66,33 @@ def _check_c_contiguous(name: str, shape: tuple[int, ...], strides: tuple[int, .
 
 
 def as_array_ref(obj: Any, name: str) -> ArrayRef:
+    """A kernel input: array_ref, and float32 or float16 at a non-null address."""
+    return _checked(name, array_ref(obj, name))
+
+
+def array_ref(obj: Any, name: str) -> ArrayRef:
+    """Address, shape and dtype of a dense array of any dtype (TypeError/ValueError otherwise)."""
     if isinstance(obj, np.ndarray):
         _check_c_contiguous(name, obj.shape, obj.strides, obj.itemsize)
-        return _checked(name, ArrayRef(obj.ctypes.data, tuple(obj.shape), obj.dtype, on_device=False))
+        return ArrayRef(obj.ctypes.data, tuple(obj.shape), obj.dtype, on_device=False)
     cai = getattr(obj, "__cuda_array_interface__", None)
     if cai is not None:
         shape = tuple(int(s) for s in cai["shape"])
         dtype = np.dtype(cai["typestr"])
         strides = cai.get("strides")
         _check_c_contiguous(name, shape, None if strides is None else tuple(strides), dtype.itemsize)
-        return _checked(name, ArrayRef(int(cai["data"][0]), shape, dtype, on_device=True))
+        return ArrayRef(int(cai["data"][0]), shape, dtype, on_device=True)
     if hasattr(obj, "__dlpack__") and hasattr(obj, "__dlpack_device__"):
         device_type = int(obj.__dlpack_device__()[0])
         if device_type == _DLPACK_CPU:
-            return as_array_ref(np.from_dlpack(obj), name)
+            return array_ref(np.from_dlpack(obj), name)
         if device_type == _DLPACK_CUDA:
             try:
                 import cupy
             except ImportError as exc:
                 raise TypeError(f"{name}: a CUDA DLPack tensor needs CuPy to be read "
                                 "(pip install segpost[cuda13] or [cuda12])") from exc
-            return as_array_ref(cupy.from_dlpack(obj), name)
+            return array_ref(cupy.from_dlpack(obj), name)
         raise TypeError(f"{name}: DLPack device type {device_type} is neither CPU nor CUDA")
     raise TypeError(f"{name}: expected a numpy array, a CUDA array (CuPy, torch, __cuda_array_interface__), "
                     f"a DLPack tensor or a segpost.DeviceBuffer, got {type(obj).__name__}")

@@ -12,6 +12,8 @@ from typing import Any, Dict, Mapping, Tuple
 
 import numpy as np
 
+from .._arrays import array_ref
+
 
 class EngineError(ValueError):
     """An engine cannot be used as configured: missing file, wrong tensor names, shapes or dtypes."""
@@ -35,17 +37,11 @@ class TensorSpec:
 
 
 def buffer_address(array: Any) -> int:
-    """The data pointer of a CuPy/torch (``__cuda_array_interface__``) or numpy array."""
-    cai = getattr(array, "__cuda_array_interface__", None)
-    if cai is not None:
-        if cai.get("strides") is not None and not getattr(array, "flags", {"C_CONTIGUOUS": False})["C_CONTIGUOUS"]:
-            raise ValueError(f"cannot bind a non-contiguous array (strides {cai['strides']}): engines read dense buffers")
-        return int(cai["data"][0])
-    if isinstance(array, np.ndarray):
-        if not array.flags["C_CONTIGUOUS"]:
-            raise ValueError(f"cannot bind a non-contiguous array (strides {array.strides}): engines read dense buffers")
-        return array.ctypes.data
-    raise TypeError(f"cannot bind a {type(array).__name__}: expected a CuPy, torch or numpy array")
+    """The data pointer of a dense CuPy/torch (``__cuda_array_interface__``) or numpy array."""
+    if not isinstance(array, np.ndarray) and not hasattr(array, "__cuda_array_interface__"):
+        raise TypeError(f"cannot bind a {type(array).__name__}: expected a CuPy, torch or numpy array")
+    # Engines read dense buffers: a non-contiguous array is refused (its reshaped views would be copies).
+    return array_ref(array, "an engine buffer").ptr
 
 
 class Engine(abc.ABC):

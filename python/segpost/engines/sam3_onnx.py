@@ -96,11 +96,10 @@ def export_onnx(sam3: Sam3Torch, out_dir: str, *, batch: int = 2, opset: int = O
     inputs = example_inputs(sam3, batch)
     paths = os.path.join(out_dir, VISION_ENCODER_FILE), os.path.join(out_dir, DECODER_FILE)
     # The TorchScript exporter: torch.export (dynamo=True) fails on Sam3Model's decoder views.
-    for module, path, names_in, names_out in ((vision_encoder, paths[0], VISION_INPUTS, FPN_TENSORS),
-                                              (decoder, paths[1], DECODER_INPUTS, DECODER_OUTPUTS)):
+    for module, engine, path, names_in, names_out in (
+            (vision_encoder, sam3.vision_encoder, paths[0], VISION_INPUTS, FPN_TENSORS),
+            (decoder, sam3.decoder, paths[1], DECODER_INPUTS, DECODER_OUTPUTS)):
         args = tuple(inputs[n] for n in names_in)
-        with torch.inference_mode():
-            shapes = {n: tuple(t.shape[1:]) for n, t in zip(names_out, module(*args))}
         with torch.no_grad(), warnings.catch_warnings():
             # The tracer's notes on Python-level branches of Sam3Model; the tests check the graphs.
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
@@ -108,13 +107,13 @@ def export_onnx(sam3: Sam3Torch, out_dir: str, *, batch: int = 2, opset: int = O
             torch.onnx.export(module, args, path, input_names=list(names_in), output_names=list(names_out),
                               opset_version=opset, dynamo=False,
                               dynamic_axes={n: {0: "batch"} for n in (*names_in, *names_out)})
-        _fix_output_shapes(path, shapes)
+        _fix_output_shapes(path, {n: engine.tensors[n].shape[1:] for n in names_out})
     return paths
 
 
 def _fix_output_shapes(path: str, shapes: Dict[str, Tuple[int, ...]]) -> None:
     """The exporter leaves output axes it cannot infer symbolic (pred_masks [batch, Einsum...]);
-    write the traced sizes so the graph states the contract's fixed axes."""
+    write the sizes the model produced when Sam3Torch probed it, the contract's fixed axes."""
     import onnx
 
     model = onnx.load(path, load_external_data=False)  # external weights stay where they are
