@@ -21,10 +21,10 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
 import segpost  # noqa: E402
-from segpost.engines.synthetic import SyntheticDecoder, SyntheticGeometry, SyntheticVisionEncoder, prompt_for_class  # noqa: E402
-from segpost.evaluation import score_camera  # noqa: E402
+from segpost.synthetic.engines import SyntheticDecoder, SyntheticGeometry, SyntheticVisionEncoder, prompt_for_class  # noqa: E402
+from segpost.synthetic.evaluation import score_camera  # noqa: E402
 from segpost.pipeline import ClassPrompt, MultiCameraPipeline, PipelineConfig  # noqa: E402
-from segpost.scene import Scene  # noqa: E402
+from segpost.synthetic.scene import Scene  # noqa: E402
 
 CAMERAS, SIZE, NAMES = 8, (1080, 1920), ("red", "green", "blue", "yellow")
 

@@ -6,9 +6,9 @@
 
 #include <vector>
 
-#include "masks.h"
-#include "postprocessor.h"
-#include "preprocess.h"
+#include "postprocess/postprocessor.h"
+#include "postprocess/rle.h"
+#include "preprocess/preprocess.h"
 
 namespace py = pybind11;
 using segpost::Batch;

@@ -1,11 +1,11 @@
 """Shared builders for the pipeline tests: synthetic engines, the scene, scoring."""
 from __future__ import annotations
 
-from segpost.engines.synthetic import SyntheticDecoder, SyntheticGeometry, SyntheticVisionEncoder, prompt_for_class
-from segpost.evaluation import score_camera
+from segpost.synthetic.engines import SyntheticDecoder, SyntheticGeometry, SyntheticVisionEncoder, prompt_for_class
+from segpost.synthetic.evaluation import score_camera
 from segpost.pipeline import ClassPrompt, MultiCameraPipeline, PipelineConfig
 from segpost.postprocess import OutputKind
-from segpost.scene import Scene
+from segpost.synthetic.scene import Scene
 
 NAMES = ("red", "green", "blue", "yellow")
 

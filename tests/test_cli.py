@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from segpost.cli import main
-from segpost.scene import Scene
+from segpost.synthetic.scene import Scene
 
 pytest.importorskip("cv2")
 
@@ -103,7 +103,7 @@ def test_run_png_masks_and_errors(tmp_path, capsys):
 def test_stream_that_dies_is_reported(monkeypatch):
     import cv2
 
-    from segpost import sources
+    from segpost.io import sources
 
     class DyingCapture:
         def __init__(self, url):

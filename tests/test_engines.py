@@ -8,10 +8,10 @@ from fake_tensorrt import FakeTensorRT
 from pipeline_cases import assert_scene_seen, camera_sizes, geometry_for, prompts
 from segpost.config import load_config
 from segpost.engines.base import EngineError
-from segpost.engines.synthetic import SyntheticDecoder, SyntheticVisionEncoder
+from segpost.synthetic.engines import SyntheticDecoder, SyntheticVisionEncoder
 from segpost.engines.tensorrt import TensorRTEngine, import_tensorrt
 from segpost.pipeline import MultiCameraPipeline, PipelineConfig
-from segpost.scene import Scene
+from segpost.synthetic.scene import Scene
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 

@@ -10,7 +10,7 @@ def test_sam3_torch_engines_fit_the_contract_and_run(cp):
     from segpost.engines.contract import check_engines
     from segpost.engines.torch_sam3 import Sam3Torch
     from segpost.pipeline import ClassPrompt, MultiCameraPipeline, PipelineConfig
-    from segpost.scene import Scene
+    from segpost.synthetic.scene import Scene
 
     model = Sam3Torch(None, dtype=np.float16, device="cuda")
     geometry = check_engines(model.vision_encoder, model.decoder)

@@ -4,7 +4,7 @@ import pytest
 
 from pipeline_cases import NAMES, assert_scene_seen, make_pipeline, scores
 from segpost.engines.base import EngineError
-from segpost.engines.synthetic import SyntheticDecoder, SyntheticGeometry, SyntheticVisionEncoder
+from segpost.synthetic.engines import SyntheticDecoder, SyntheticGeometry, SyntheticVisionEncoder
 from segpost.pipeline import ClassPrompt, MultiCameraPipeline, PipelineConfig
 from segpost.postprocess import OutputKind
 

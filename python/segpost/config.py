@@ -78,8 +78,8 @@ def load_config(path: str, device: str = "cuda") -> Tuple[Engine, Engine, Pipeli
         vision_encoder, decoder = sam3.vision_encoder, sam3.decoder
         prompts = [ClassPrompt(*p) for p in sam3.text_prompts(list(classes))]
     elif backend == "synthetic":
-        from . import scene
-        from .engines.synthetic import SyntheticDecoder, SyntheticGeometry, SyntheticVisionEncoder, prompt_for_class
+        from .synthetic import scene
+        from .synthetic.engines import SyntheticDecoder, SyntheticGeometry, SyntheticVisionEncoder, prompt_for_class
 
         if len(classes) > scene.MAX_CLASSES:
             raise ValueError(f"{path}: the synthetic backend knows {scene.MAX_CLASSES} colour classes, got {len(classes)}")

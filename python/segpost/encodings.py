@@ -168,6 +168,14 @@ class LowResMasks(_PerMaskList):
         return LowResMasks([m.copy() for m in self._items], self.height, self.width, self.threshold)
 
 
+def dense_mask(masks, k: int) -> np.ndarray:
+    """Mask k of a FrameResult's masks as an (H, W) bool numpy array, whatever the output kind."""
+    if hasattr(masks, "decode"):
+        return masks.decode(k)
+    mask = masks[k]
+    return mask.get() if hasattr(mask, "get") else np.asarray(mask)
+
+
 def resize_lowres(lowres: np.ndarray, frame_size, threshold: float = 0.0) -> np.ndarray:
     """A low-res map (mask_h, mask_w) resized to frame_size (H, W) and thresholded, (H, W) bool,
     by the Postprocessor's CPU twin (half-pixel bilinear, then value > threshold)."""

@@ -1,4 +1,4 @@
-"""Engines the pipeline can drive: TensorRT, PyTorch (transformers' Sam3Model), synthetic."""
+"""Engines the pipeline can drive: TensorRT, PyTorch (transformers' Sam3Model), onnxruntime (the synthetic ones live in segpost.synthetic)."""
 from .base import ArrayEngine, Engine, EngineError, TensorSpec
 from .contract import Geometry, check_engines
 

@@ -1,22 +1,23 @@
-"""The ``segpost`` command: ``segpost demo`` (synthetic scene) and ``segpost run`` (your cameras)."""
+"""``segpost demo``: the synthetic multi-camera scene through the whole pipeline, scored against
+its ground truth (FPS, latency, VRAM, mask IoU; --soak for long runs)."""
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
-import os
 import sys
 import time
-from typing import List, Optional, Sequence
+from typing import List, Optional
 
 import numpy as np
 
-from .engines.base import EngineError
+from ..pipeline import ClassPrompt, MultiCameraPipeline, PipelineConfig
+from ..postprocess import OutputKind
+from ..synthetic import scene
+from ..synthetic.engines import SyntheticDecoder, SyntheticGeometry, SyntheticVisionEncoder, prompt_for_class
+from ..synthetic.evaluation import score_camera
+from .common import Progress, choose_device, rss_bytes
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="segpost", description="GPU post-processing for SAM3-style engines")
-    commands = parser.add_subparsers(dest="command", required=True)
+def add_parser(commands) -> None:
     demo = commands.add_parser("demo", help="run the synthetic multi-camera scene and score it against its ground truth")
     demo.add_argument("--cameras", type=int, default=8)
     demo.add_argument("--classes", type=int, default=4, help="1 to 4 colour classes")
@@ -36,78 +37,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     demo.add_argument("--min-iou", type=float, default=None, help="exit with status 1 when the mean mask IoU is lower")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--json", metavar="PATH", help="also write the summary as JSON")
-    run = commands.add_parser("run", help="run a config's engines on videos or streams, write JSON Lines")
-    run.add_argument("--config", required=True)
-    run.add_argument("--source", action="append", required=True, help="video file, RTSP/HTTP URL or camera index; repeatable")
-    run.add_argument("--out", default="-", help="JSON Lines output file (default: stdout)")
-    run.add_argument("--masks", choices=("rle", "png", "none"), default="rle")
-    run.add_argument("--mask-dir", default="masks", help="where --masks png writes its files")
-    run.add_argument("--max-rounds", type=int, default=None)
-    run.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
-    args = parser.parse_args(argv)
-    try:
-        return _demo(args) if args.command == "demo" else _run(args)
-    except (EngineError, ValueError) as exc:
-        print(f"segpost {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    demo.set_defaults(handler=run)
 
 
-def _device(choice: str) -> str:
-    from .postprocess import cuda_available
-
-    if choice == "auto":
-        return "cuda" if cuda_available() else "cpu"
-    if choice == "cuda" and not cuda_available():
-        raise ValueError("--device cuda: no usable CUDA device (or segpost was built without CUDA)")
-    return choice
-
-
-def _sizes(values: Optional[List[str]], device: str) -> List[tuple]:
-    if not values:
-        values = ["1920x1080", "1280x720"] if device == "cuda" else ["320x240", "640x480"]
-    sizes = []
-    for value in values:
-        try:
-            w, h = (int(v) for v in value.lower().split("x"))
-        except ValueError:
-            raise ValueError(f"--size {value!r}: expected WIDTHxHEIGHT, e.g. 1920x1080") from None
-        if w < 16 or h < 16:
-            raise ValueError(f"--size {value!r}: at least 16x16")
-        sizes.append((h, w))
-    return sizes
-
-
-class Progress:
-    """A one-line progress bar on stderr (only when it is a terminal, or forced)."""
-
-    def __init__(self, total: int, enabled: bool):
-        self.total, self.enabled, self.start = total, enabled, time.perf_counter()
-
-    def update(self, done: int, note: str = "") -> None:
-        if not self.enabled:
-            return
-        width = 30
-        filled = int(width * done / max(self.total, 1))
-        rate = done / max(time.perf_counter() - self.start, 1e-9)
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} frames {rate:7.1f} fps {note}")
-        sys.stderr.flush()
-        if done >= self.total:
-            sys.stderr.write("\n")
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _demo(args) -> int:
-    from . import scene as scene_module
-    from .engines.synthetic import SyntheticDecoder, SyntheticGeometry, SyntheticVisionEncoder, prompt_for_class
-    from .evaluation import score_camera
-    from .pipeline import ClassPrompt, MultiCameraPipeline, PipelineConfig
-    from .postprocess import OutputKind
-
-    device = _device(args.device)
+def run(args) -> int:
+    device = choose_device(args.device)
     if not 1 <= args.cameras <= 64:
         raise ValueError("--cameras must be in [1, 64]")
     if args.frames < 1:
@@ -121,34 +55,34 @@ def _demo(args) -> int:
     camera_sizes = [sizes[i % len(sizes)] for i in range(args.cameras)]
     geometry = SyntheticGeometry() if device == "cuda" else SyntheticGeometry.small()
     names = ["red", "green", "blue", "yellow"][: args.classes]
-    if not 1 <= args.classes <= scene_module.MAX_CLASSES:
-        raise ValueError(f"--classes must be in [1, {scene_module.MAX_CLASSES}]")
+    if not 1 <= args.classes <= scene.MAX_CLASSES:
+        raise ValueError(f"--classes must be in [1, {scene.MAX_CLASSES}]")
     config = PipelineConfig([ClassPrompt(n, *prompt_for_class(i, geometry)) for i, n in enumerate(names)],
                             max_cameras=args.cameras,
                             max_frame_size=(max(h for h, _ in camera_sizes), max(w for _, w in camera_sizes)),
                             output=OutputKind(args.output))
     pipeline = MultiCameraPipeline(SyntheticVisionEncoder(geometry, device=device, busy_ms=busy[0]),
                                    SyntheticDecoder(geometry, device=device, busy_ms=busy[1]), config)
-    scene = scene_module.Scene(camera_sizes, num_classes=args.classes, objects_per_class=args.objects_per_class,
-                               seed=args.seed)
+    world = scene.Scene(camera_sizes, num_classes=args.classes, objects_per_class=args.objects_per_class,
+                        seed=args.seed)
     rounds = max(1, args.frames // args.cameras)
     total = rounds * args.cameras
     print(f"segpost demo: {args.cameras} cameras x {args.classes} classes, {rounds} rounds on {device}, "
           f"output {args.output}, busy {busy[0]:g}+{busy[1]:g}x{args.classes} ms", file=sys.stderr)
-    progress = Progress(total, sys.stderr.isatty() or os.environ.get("SEGPOST_PROGRESS") == "1")
+    progress = Progress.on_stderr(total)
     writer, latencies, stage_sums, ious, false_positives = None, [], {}, [], 0
     vram, rss, failures = [], [], []
     # Frames are drawn straight into the pipeline's pinned staging slots (no copy in submit), the
     # way capture code would decode into them; --save keeps two private sets to draw on instead.
     staging = [pipeline.staging(c, h, w) for c, (h, w) in enumerate(camera_sizes)]
     buffers = [[np.empty((h, w, 3), np.uint8) for h, w in camera_sizes] for _ in range(2)] if args.save else [staging]
-    frames, truths = scene.render(0, into=buffers[0])
+    frames, truths = world.render(0, into=buffers[0])
     started = time.perf_counter()
     for r in range(rounds):
         pipeline.submit(frames)
         current, current_truth = frames, truths
         if r + 1 < rounds:  # draw the next round while the GPU works on this one
-            frames, truths = scene.render(r + 1, into=buffers[(r + 1) % len(buffers)])
+            frames, truths = world.render(r + 1, into=buffers[(r + 1) % len(buffers)])
         result = pipeline.collect()
         latencies.append(result.timings_ms["round"])
         for key, value in result.timings_ms.items():
@@ -163,7 +97,7 @@ def _demo(args) -> int:
         done = (r + 1) * args.cameras
         if args.soak and (r == 0 or done // 1000 != (done - args.cameras) // 1000):
             vram.append(pipeline.memory_report().get("device_used", 0))
-            rss.append(_rss_bytes())
+            rss.append(rss_bytes())
         progress.update(done, f"mIoU {np.mean(ious):.3f}" if ious else "")
     elapsed = time.perf_counter() - started
     if writer is not None:
@@ -188,7 +122,7 @@ def _demo(args) -> int:
 def _save(path: str, writer, frames, result):
     import cv2
 
-    from .annotate import mosaic
+    from ..io.annotate import mosaic
 
     image = mosaic(frames, result.cameras)
     if path.endswith(".mp4"):
@@ -243,78 +177,16 @@ def _print_summary(s: dict) -> None:
               f"over {s['soak']['samples']} samples")
 
 
-def _run(args) -> int:
-    from .config import load_config
-    from .pipeline import MultiCameraPipeline
-    from .postprocess import OutputKind
-    from .sources import Source
-
-    device = _device(args.device)
-    vision_encoder, decoder, config = load_config(args.config, device=device)
-    output = {"rle": OutputKind.RLE, "png": OutputKind.PACKED, "none": OutputKind.PACKED}[args.masks]
-    sources = [Source(url) for url in args.source]
-    if len(sources) > config.max_cameras:
-        raise ValueError(f"{len(sources)} sources but the config allows max_cameras={config.max_cameras}")
-    config = dataclasses.replace(config, max_cameras=len(sources), output=output)
-    pipeline = MultiCameraPipeline(vision_encoder, decoder, config)
-    out = sys.stdout if args.out == "-" else open(args.out, "w")
-    reported = set()
-    rounds = 0
-    try:
-        while args.max_rounds is None or rounds < args.max_rounds:
-            frames, indices = [], []
-            for camera, source in enumerate(sources):
-                if source.error and camera not in reported:
-                    reported.add(camera)
-                    print(f"segpost run: camera {camera}: {source.error}; skipping it", file=sys.stderr)
-                    out.write(json.dumps({"camera": camera, "source": source.url, "event": "error",
-                                          "message": source.error}) + "\n")
-                got = source.read()
-                frames.append(None if got is None else got[1])
-                indices.append(None if got is None else got[0])
-            if all(s.finished for s in sources) and all(f is None for f in frames):
-                break
-            if all(f is None for f in frames):
-                time.sleep(0.002)   # live streams have nothing new yet
-                continue
-            result = pipeline.process(frames)
-            for camera, reason in result.skipped.items():
-                out.write(json.dumps({"round": result.round_index, "camera": camera, "source": sources[camera].url,
-                                      "event": "skipped", "message": reason}) + "\n")
-            for camera, camera_result in sorted(result.cameras.items()):
-                out.write(json.dumps(_record(result.round_index, camera, sources[camera].url, indices[camera],
-                                             camera_result, args)) + "\n")
-            rounds += 1
-    finally:
-        for source in sources:
-            source.close()
-        if out is not sys.stdout:
-            out.close()
-    if not rounds and all(s.error for s in sources):
-        print("segpost run: error: no source could be read", file=sys.stderr)
-        return 2
-    print(f"segpost run: {rounds} rounds written to {args.out}", file=sys.stderr)
-    return 0
-
-
-def _record(round_index, camera, url, frame_index, result, args) -> dict:
-    from .evaluation import dense_mask
-
-    detections = []
-    for class_name, frame_result in result.by_class.items():
-        for k in range(len(frame_result)):
-            item = {"class": class_name, "score": round(float(frame_result.scores[k]), 5),
-                    "box": [round(float(v), 2) for v in frame_result.boxes[k]]}
-            if args.masks == "rle":
-                rle = frame_result.masks[k]
-                item["mask"] = None if rle is None else {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
-            elif args.masks == "png":
-                import cv2
-
-                os.makedirs(args.mask_dir, exist_ok=True)
-                path = os.path.join(args.mask_dir, f"r{round_index:06d}_c{camera}_{class_name}_{k}.png")
-                cv2.imwrite(path, dense_mask(frame_result.masks, k).astype(np.uint8) * 255)
-                item["mask"] = path
-            detections.append(item)
-    return {"round": round_index, "camera": camera, "source": url, "frame_index": frame_index,
-            "frame_size": list(result.frame_size), "detections": detections}
+def _sizes(values: Optional[List[str]], device: str) -> List[tuple]:
+    if not values:
+        values = ["1920x1080", "1280x720"] if device == "cuda" else ["320x240", "640x480"]
+    sizes = []
+    for value in values:
+        try:
+            w, h = (int(v) for v in value.lower().split("x"))
+        except ValueError:
+            raise ValueError(f"--size {value!r}: expected WIDTHxHEIGHT, e.g. 1920x1080") from None
+        if w < 16 or h < 16:
+            raise ValueError(f"--size {value!r}: at least 16x16")
+        sizes.append((h, w))
+    return sizes

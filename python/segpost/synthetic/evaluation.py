@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, List, Sequence
+from typing import List, Sequence
 
 import numpy as np
 
-from .pipeline import CameraResult
+from ..encodings import dense_mask
+from ..pipeline import CameraResult
 from .scene import Truth
 
 
@@ -18,14 +19,6 @@ class CameraScore:
     @property
     def mean_iou(self) -> float:
         return float(np.mean(self.ious)) if self.ious else 1.0
-
-
-def dense_mask(masks: Any, k: int) -> np.ndarray:
-    """Mask k of a FrameResult's masks as an (H, W) bool numpy array, whatever the output kind."""
-    if hasattr(masks, "decode"):
-        return masks.decode(k)
-    mask = masks[k]
-    return mask.get() if hasattr(mask, "get") else np.asarray(mask)
 
 
 def score_camera(result: CameraResult, truth: Truth, class_names: Sequence[str]) -> CameraScore:

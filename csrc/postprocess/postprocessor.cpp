@@ -4,6 +4,7 @@
 #include <string>
 
 #include "masks.h"
+#include "rle.h"
 #include "score_compact.h"
 
 #if SEGPOST_WITH_CUDA

@@ -16,9 +16,9 @@ from typing import Any, Dict, Tuple
 
 import numpy as np
 
-from .. import scene
 from .._arrays import cupy_stream
-from .base import ArrayEngine, TensorSpec
+from ..engines.base import ArrayEngine, TensorSpec
+from . import scene
 
 MASK_GAIN = 8.0      # logits span +-4 over an object's edge
 LOGIT_ON, LOGIT_OFF = 6.0, -6.0

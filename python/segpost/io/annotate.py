@@ -5,8 +5,8 @@ from typing import Dict, Sequence
 
 import numpy as np
 
-from .evaluation import dense_mask
-from .pipeline import CameraResult
+from ..encodings import dense_mask
+from ..pipeline import CameraResult
 
 _TINTS = ((0, 0, 255), (0, 255, 0), (255, 0, 0), (0, 255, 255), (255, 0, 255), (255, 255, 0))
 
