@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <tuple>
 #include <vector>
 
 #include "postprocess/postprocessor.h"
@@ -39,21 +40,43 @@ Batch make_batch(uintptr_t logits, int logits_dtype, uintptr_t presence, int pre
   return b;
 }
 
-segpost::PreprocessBatch make_preprocess_batch(const std::vector<uintptr_t>& frames, const std::vector<int>& heights,
-                                               const std::vector<int>& widths, const std::vector<int64_t>& row_strides) {
-  if (frames.empty() || frames.size() > segpost::kMaxFrames || heights.size() != frames.size() ||
-      widths.size() != frames.size() || row_strides.size() != frames.size()) {
-    throw std::invalid_argument("segpost.Preprocessor: 1 to 64 frames, each with a height, width and row stride");
+// One frame per tuple: (format, plane pointers x3, pitches x3, height, width, matrix, full_range).
+using FrameTuple = std::tuple<int, uintptr_t, uintptr_t, uintptr_t, int64_t, int64_t, int64_t, int, int, int, bool>;
+
+segpost::PreprocessBatch make_preprocess_batch(const std::vector<FrameTuple>& frames) {
+  if (frames.empty() || frames.size() > segpost::kMaxFrames) {
+    throw std::invalid_argument("segpost.Preprocessor: 1 to 64 frames");
   }
   segpost::PreprocessBatch batch{};
   batch.num_frames = static_cast<int32_t>(frames.size());
   for (size_t b = 0; b < frames.size(); ++b) {
-    if (frames[b] == 0 || heights[b] < 1 || widths[b] < 1 || row_strides[b] < 3 * static_cast<int64_t>(widths[b])) {
+    const auto& [format, p0, p1, p2, s0, s1, s2, height, width, matrix, full_range] = frames[b];
+    const auto pixel_format = static_cast<segpost::PixelFormat>(format);
+    const int planes = pixel_format == segpost::PixelFormat::BGR ? 1 : pixel_format == segpost::PixelFormat::NV12 ? 2 : 3;
+    const int64_t min_pitch = pixel_format == segpost::PixelFormat::BGR ? 3 * static_cast<int64_t>(width) : width;
+    const bool yuv = pixel_format != segpost::PixelFormat::BGR;
+    if (format < 0 || format > 2 || p0 == 0 || (planes > 1 && p1 == 0) || (planes > 2 && p2 == 0) || height < 1 ||
+        width < 1 || s0 < min_pitch || (yuv && (height % 2 || width % 2)) || matrix < 0 || matrix > 1) {
       throw std::invalid_argument("segpost.Preprocessor: frame " + std::to_string(b) + " is null or has a bad shape");
     }
-    batch.frames[b] = {reinterpret_cast<const uint8_t*>(frames[b]), heights[b], widths[b], row_strides[b]};
+    batch.frames[b] = segpost::FrameSource{
+        {reinterpret_cast<const uint8_t*>(p0), reinterpret_cast<const uint8_t*>(p1), reinterpret_cast<const uint8_t*>(p2)},
+        {s0, s1, s2},
+        height,
+        width,
+        pixel_format,
+        segpost::yuv_to_rgb(static_cast<segpost::YuvMatrix>(matrix), full_range)};
   }
   return batch;
+}
+
+segpost::PreprocessOutput make_output(uintptr_t out, int out_h, int out_w, int out_dtype) {
+  return segpost::PreprocessOutput{reinterpret_cast<void*>(out), out_h, out_w, static_cast<DType>(out_dtype)};
+}
+
+segpost::AntialiasScratch make_scratch(uintptr_t taps, int max_taps, int max_out, uintptr_t horizontal, int max_frame_h) {
+  return segpost::AntialiasScratch{reinterpret_cast<int32_t*>(taps), max_taps, max_out,
+                                   reinterpret_cast<uint8_t*>(horizontal), max_frame_h};
 }
 
 py::array_t<uint8_t> byte_view(py::object owner, void* data, int64_t bytes) {
@@ -91,20 +114,24 @@ PYBIND11_MODULE(_ext, m) {
   m.def("cuda_device_count", &segpost::cuda_device_count);
   m.def("cuda_free_memory", &segpost::cuda_free_memory);
 
+  m.def("aa_max_taps", &segpost::aa_max_taps, py::arg("in_size"), py::arg("out_size"),
+        "Most taps an output sample of the antialias filter reads along an axis");
   m.def(
       "preprocess_cpu",
-      [](const std::vector<uintptr_t>& frames, const std::vector<int>& heights, const std::vector<int>& widths,
-         const std::vector<int64_t>& row_strides, uintptr_t out, int out_h, int out_w, int out_dtype) {
-        const auto batch = make_preprocess_batch(frames, heights, widths, row_strides);
+      [](const std::vector<FrameTuple>& frames, uintptr_t out, int out_h, int out_w, int out_dtype, int filter,
+         uintptr_t taps, int max_taps, int max_out, uintptr_t horizontal, int max_frame_h) {
+        const auto batch = make_preprocess_batch(frames);
         py::gil_scoped_release release;
-        segpost::preprocess_cpu(batch, out_h, out_w, static_cast<DType>(out_dtype), reinterpret_cast<void*>(out));
+        segpost::preprocess_cpu(batch, make_output(out, out_h, out_w, out_dtype), static_cast<segpost::ResizeFilter>(filter),
+                                make_scratch(taps, max_taps, max_out, horizontal, max_frame_h));
       });
-  m.def("preprocess_cuda", [](const std::vector<uintptr_t>& frames, const std::vector<int>& heights,
-                              const std::vector<int>& widths, const std::vector<int64_t>& row_strides, uintptr_t out,
-                              int out_h, int out_w, int out_dtype, uintptr_t stream) {
+  m.def("preprocess_cuda", [](const std::vector<FrameTuple>& frames, uintptr_t out, int out_h, int out_w, int out_dtype,
+                              int filter, uintptr_t taps, int max_taps, int max_out, uintptr_t horizontal,
+                              int max_frame_h, uintptr_t stream) {
 #if SEGPOST_WITH_CUDA
-    segpost::preprocess_cuda(make_preprocess_batch(frames, heights, widths, row_strides), out_h, out_w,
-                             static_cast<DType>(out_dtype), reinterpret_cast<void*>(out), reinterpret_cast<void*>(stream));
+    segpost::preprocess_cuda(make_preprocess_batch(frames), make_output(out, out_h, out_w, out_dtype),
+                             static_cast<segpost::ResizeFilter>(filter),
+                             make_scratch(taps, max_taps, max_out, horizontal, max_frame_h), reinterpret_cast<void*>(stream));
 #else
     throw std::runtime_error("segpost was built without CUDA (no CUDA compiler was found at install time)");
 #endif

@@ -178,17 +178,11 @@ SEGPOST_HD uint16_t float_to_half_bits(float value) {
 #endif
 }
 
-// The vision encoder's input element: channel c (RGB) of an output pixel, bilinearly resized from
-// a BGR uint8 frame (row_stride bytes per row) and scaled to [-1, 1] as x / 127.5 - 1.
-SEGPOST_HD float preprocess_value(const uint8_t* bgr, int64_t row_stride, LinearTap ty, LinearTap tx, int c) {
-  const int source_channel = 2 - c;
-  const uint8_t* row0 = bgr + ty.i0 * row_stride;
-  const uint8_t* row1 = bgr + ty.i1 * row_stride;
-  const int64_t x0 = 3 * static_cast<int64_t>(tx.i0) + source_channel;
-  const int64_t x1 = 3 * static_cast<int64_t>(tx.i1) + source_channel;
-  const float value = blend(blend(row0[x0], row1[x0], ty.w1), blend(row0[x1], row1[x1], ty.w1), tx.w1);
-  return value * (2.0f / 255.0f) - 1.0f;
-}
+SEGPOST_HD int32_t clamp_level(int32_t v) { return v < 0 ? 0 : v > 255 ? 255 : v; }
+
+// A uint8 level (possibly interpolated) -> the vision encoder's [-1, 1], as transformers'
+// processors compute it: (x - 0.5 * 255) / (0.5 * 255) in float32.
+SEGPOST_HD float normalize_level(float level) { return (level - 127.5f) / 127.5f; }
 
 // Normalized coordinate -> pixels, clipped to [0, extent]; NaN becomes 0.
 SEGPOST_HD float scale_box_coord(float normalized, float extent) {

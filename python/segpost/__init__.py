@@ -2,10 +2,10 @@
 from ._arrays import DeviceBuffer
 from .encodings import CroppedMasks, LowResMasks, PackedMasks, RleMasks, resize_lowres
 from .postprocess import MaskMode, OutputKind, Postprocessor, cuda_available
-from .preprocess import Preprocessor
+from .preprocess import Preprocessor, YuvFrame
 from .results import BatchResult, FrameResult
 
 __version__ = "0.1.0"
-__all__ = ["Postprocessor", "Preprocessor", "OutputKind", "MaskMode", "BatchResult", "FrameResult", "DeviceBuffer", "PackedMasks", "RleMasks",
+__all__ = ["Postprocessor", "Preprocessor", "YuvFrame", "OutputKind", "MaskMode", "BatchResult", "FrameResult", "DeviceBuffer", "PackedMasks", "RleMasks",
            "CroppedMasks", "LowResMasks", "resize_lowres",
            "cuda_available", "__version__"]

@@ -22,6 +22,8 @@ class ArrayRef:
     shape: tuple[int, ...]
     dtype: np.dtype
     on_device: bool
+    strides: tuple[int, ...] = ()   # in bytes (strided_ref only)
+    host: Any = None                # the numpy array, for host memory (strided_ref only)
 
     @property
     def dtype_code(self) -> int:
@@ -54,9 +56,7 @@ class DeviceBuffer:
         return f"DeviceBuffer(ptr=0x{self.ptr:x}, shape={self.shape}, dtype={self.dtype})"
 
 
-def _check_c_contiguous(name: str, shape: tuple[int, ...], strides: tuple[int, ...] | None, itemsize: int) -> None:
-    if strides is None:
-        return
+def _check_c_contiguous(name: str, shape: tuple[int, ...], strides: tuple[int, ...], itemsize: int) -> None:
     expected = itemsize
     for dim, stride in zip(reversed(shape), reversed(strides)):
         if dim > 1 and stride != expected:
@@ -72,30 +72,46 @@ def as_array_ref(obj: Any, name: str) -> ArrayRef:
 
 def array_ref(obj: Any, name: str) -> ArrayRef:
     """Address, shape and dtype of a dense array of any dtype (TypeError/ValueError otherwise)."""
+    ref = strided_ref(obj, name)
+    _check_c_contiguous(name, ref.shape, ref.strides, ref.dtype.itemsize)
+    return ref
+
+
+def strided_ref(obj: Any, name: str) -> ArrayRef:
+    """Address, shape, dtype and byte strides of an array that may have padded rows (camera
+    frames, decoder surfaces): numpy, ``__cuda_array_interface__`` or DLPack."""
     if isinstance(obj, np.ndarray):
-        _check_c_contiguous(name, obj.shape, obj.strides, obj.itemsize)
-        return ArrayRef(obj.ctypes.data, tuple(obj.shape), obj.dtype, on_device=False)
+        return ArrayRef(obj.ctypes.data, tuple(obj.shape), obj.dtype, False, tuple(obj.strides), obj)
     cai = getattr(obj, "__cuda_array_interface__", None)
     if cai is not None:
         shape = tuple(int(s) for s in cai["shape"])
         dtype = np.dtype(cai["typestr"])
         strides = cai.get("strides")
-        _check_c_contiguous(name, shape, None if strides is None else tuple(strides), dtype.itemsize)
-        return ArrayRef(int(cai["data"][0]), shape, dtype, on_device=True)
+        if strides is None:  # C-contiguous
+            strides, step = [], dtype.itemsize
+            for dim in reversed(shape):
+                strides.insert(0, step)
+                step *= dim
+        return ArrayRef(int(cai["data"][0]), shape, dtype, True, tuple(int(v) for v in strides))
     if hasattr(obj, "__dlpack__") and hasattr(obj, "__dlpack_device__"):
-        device_type = int(obj.__dlpack_device__()[0])
-        if device_type == _DLPACK_CPU:
-            return array_ref(np.from_dlpack(obj), name)
-        if device_type == _DLPACK_CUDA:
-            try:
-                import cupy
-            except ImportError as exc:
-                raise TypeError(f"{name}: a CUDA DLPack tensor needs CuPy to be read "
-                                "(pip install segpost[cuda13] or [cuda12])") from exc
-            return array_ref(cupy.from_dlpack(obj), name)
-        raise TypeError(f"{name}: DLPack device type {device_type} is neither CPU nor CUDA")
+        return strided_ref(_from_dlpack(obj, name), name)
     raise TypeError(f"{name}: expected a numpy array, a CUDA array (CuPy, torch, __cuda_array_interface__), "
                     f"a DLPack tensor or a segpost.DeviceBuffer, got {type(obj).__name__}")
+
+
+def _from_dlpack(obj: Any, name: str) -> Any:
+    """A DLPack producer as a numpy (CPU) or CuPy (CUDA) array, without a copy."""
+    device_type = int(obj.__dlpack_device__()[0])
+    if device_type == _DLPACK_CPU:
+        return np.from_dlpack(obj)
+    if device_type == _DLPACK_CUDA:
+        try:
+            import cupy
+        except ImportError as exc:
+            raise TypeError(f"{name}: a CUDA DLPack tensor needs CuPy to be read "
+                            "(pip install segpost[cuda13] or [cuda12])") from exc
+        return cupy.from_dlpack(obj)
+    raise TypeError(f"{name}: DLPack device type {device_type} is neither CPU nor CUDA")
 
 
 def _checked(name: str, ref: ArrayRef) -> ArrayRef:

@@ -19,7 +19,7 @@ import numpy as np
 from .engines.base import Engine, EngineError
 from .engines.contract import DECODER_OUTPUTS, FPN_TENSORS, Geometry, check_engines
 from .postprocess import MaskMode, OutputKind, Postprocessor, _pair
-from .preprocess import Preprocessor, frame_problem
+from .preprocess import RESIZE_FILTERS, Preprocessor, describe_frame, frame_problem
 from .results import BatchResult, FrameResult
 
 
@@ -44,6 +44,7 @@ class PipelineConfig:
     top_k: Optional[int] = None
     capacity: int = 128          # detections per class-batch (all cameras); more sets overflow
     output: OutputKind = OutputKind.FULL
+    resize: str = "antialias"    # the model's reference processor; "bilinear": cv2.INTER_LINEAR-like
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,12 @@ class MultiCameraPipeline:
     """Runs rounds of up to ``config.max_cameras`` frames (one per camera) through both engines.
 
     ``process(frames)`` = ``submit(frames)`` + ``collect()``; between the two the caller may
-    prepare the next round's frames while the GPU works. ``frames[i]`` is camera i's BGR uint8
-    frame, or None when camera i has nothing this round (a smaller batch runs). A frame that is
-    not a usable image is reported in ``RoundResult.skipped`` and the other cameras still run.
+    prepare the next round's frames while the GPU works. ``frames[i]`` is camera i's frame, or
+    None when camera i has nothing this round (a smaller batch runs). A frame is a BGR uint8
+    (H, W, 3) array or a ``segpost.YuvFrame`` (NV12/I420, as decoders give them), in host memory
+    (uploaded through pinned staging) or device memory (CuPy, torch, DLPack: read in place, never
+    staged through the host). A frame that is not a usable image is reported in
+    ``RoundResult.skipped`` and the other cameras still run.
     Results are views into buffers reused by the next round: copy what you keep.
     One pipeline per thread; two pipelines may share a GPU.
     """
@@ -119,8 +123,11 @@ class MultiCameraPipeline:
         else:
             self.xp, self._stream = np, None
         xp = self.xp
+        if config.resize not in RESIZE_FILTERS:
+            raise ValueError(f"resize must be one of {sorted(RESIZE_FILTERS)}, got {config.resize!r}")
         self._pre = Preprocessor(max_frames=cameras, max_frame_size=self.max_frame_size,
-                                 out_size=(g.image_size, g.image_size), dtype=g.image_dtype, device=self.device)
+                                 out_size=(g.image_size, g.image_size), dtype=g.image_dtype, device=self.device,
+                                 resize=config.resize)
         self._buffers: Dict[str, Any] = {"images": self._pre.output}
         for name in FPN_TENSORS + DECODER_OUTPUTS:
             owner = vision_encoder if name in FPN_TENSORS else decoder
@@ -166,12 +173,13 @@ class MultiCameraPipeline:
 
     # -- running -----------------------------------------------------------------------------
 
-    def process(self, frames: Sequence[Optional[np.ndarray]]) -> RoundResult:
+    def process(self, frames: Sequence[Any]) -> RoundResult:
         self.submit(frames)
         return self.collect()
 
-    def submit(self, frames: Sequence[Optional[np.ndarray]]) -> None:
-        """Queue a round; the frames are copied into staging before this returns."""
+    def submit(self, frames: Sequence[Any]) -> None:
+        """Queue a round. When this returns, the frames may be reused: host frames have been
+        uploaded, device frames read."""
         if self._pending is not None:
             raise RuntimeError("submit() called twice: collect() the previous round first")
         if not isinstance(frames, (list, tuple)) or len(frames) > self.config.max_cameras:
@@ -181,7 +189,7 @@ class MultiCameraPipeline:
         for camera, frame in enumerate(frames):
             if frame is None:
                 continue
-            problem = frame_problem(frame, self.max_frame_size)
+            problem = frame_problem(frame, self.max_frame_size, self.device)
             if problem:
                 skipped[camera] = f"frame {problem}"
             else:
@@ -189,7 +197,7 @@ class MultiCameraPipeline:
         started = time.perf_counter()
         if live:
             self._enqueue_round([frames[c] for c in live], live)
-            self._pre.wait_uploaded()   # so the caller may refill the staging slots now
+            self._pre.wait_released()   # so the caller may refill its frames or the staging slots now
         self._pending = (live, skipped, started)
 
     def staging(self, camera: int, height: int, width: int) -> np.ndarray:
@@ -205,10 +213,10 @@ class MultiCameraPipeline:
         else:
             self._events[index].record(self._stream)
 
-    def _enqueue_round(self, frames: List[np.ndarray], cameras: List[int]) -> None:
+    def _enqueue_round(self, frames: List[Any], cameras: List[int]) -> None:
         n, g = len(frames), self.geometry
         stream = 0 if self._stream is None else self._stream.ptr
-        sizes = [f.shape[:2] for f in frames]
+        sizes = [(info.height, info.width) for info in map(describe_frame, frames)]
         self._mark(0)
         self._pre.run(frames, stream=stream, slots=cameras)
         self._mark(1)
@@ -272,7 +280,7 @@ class MultiCameraPipeline:
         posts = [p.memory_report() for p in self._post]
         report = {"engines": self.vision_encoder.memory_bytes() + self.decoder.memory_bytes(),
                   "io_buffers": io, "postprocess": sum(p["device"] for p in posts),
-                  "preprocess_staging": self._pre.staging_device_bytes,
+                  "preprocess": self._pre.device_bytes,
                   "pinned_host": sum(p["pinned_host"] for p in posts) + self._pre.pinned_bytes}
         if self.device == "cuda":
             free, total = self.xp.cuda.runtime.memGetInfo()
