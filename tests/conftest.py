@@ -21,3 +21,16 @@ def pytest_collection_modifyitems(config, items):
 def cp():
     import cupy
     return cupy
+
+
+# CI installs the real servers and programs the service tests need (ffmpeg, mosquitto, the
+# GStreamer RTSP server, Ray); with SEGPOST_EXPECT_SERVICES=1 a test that would skip for lack of
+# one of them fails instead, so a broken install cannot pass as a green run.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if (report.skipped and os.environ.get("SEGPOST_EXPECT_SERVICES") == "1" and isinstance(report.longrepr, tuple)
+            and ".ci/run does" in str(report.longrepr[2])):
+        report.outcome = "failed"
+        report.longrepr = f"SEGPOST_EXPECT_SERVICES=1 but: {report.longrepr[2]}"

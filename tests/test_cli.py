@@ -100,33 +100,6 @@ def test_run_png_masks_and_errors(tmp_path, capsys):
     assert "config file not found" in capsys.readouterr().err
 
 
-def test_stream_that_dies_is_reported(monkeypatch):
-    import cv2
-
-    from segpost.io import sources
-
-    class DyingCapture:
-        def __init__(self, url):
-            self.left = 3
-
-        def isOpened(self):
-            return True
-
-        def read(self):
-            self.left -= 1
-            return (True, np.zeros((8, 8, 3), np.uint8)) if self.left >= 0 else (False, None)
-
-        def release(self):
-            pass
-
-    monkeypatch.setattr(cv2, "VideoCapture", DyingCapture)
-    source = sources.Source("rtsp://camera/1", failures_allowed=2)
-    source._thread.join(timeout=5)
-    assert source.finished and "stopped delivering frames" in source.error
-    assert source.read() is None
-    source.close()
-
-
 def test_module_entry_point():
     done = subprocess.run([sys.executable, "-m", "segpost", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "demo" in done.stdout and "run" in done.stdout

@@ -6,7 +6,8 @@
       "decoder": "b8_q200/decoder.engine",
       "classes": {"person": "prompts/person.npz", "hand": "prompts/hand.npz"},
       "max_cameras": 8, "max_frame_size": [1080, 1920],
-      "score_threshold": 0.5, "capacity": 128, "output": "full"
+      "score_threshold": 0.5, "capacity": 128, "output": "full",
+      "resize": "antialias"                        # or "bilinear" (cv2.INTER_LINEAR-like)
     }
 
 Relative paths are relative to the config file. A prompt file is an .npz with ``features``
@@ -14,6 +15,7 @@ Relative paths are relative to the config file. A prompt file is an .npz with ``
 takes ``weights`` (a local Sam3Model directory, or omitted for random weights) instead of engine
 files and makes its prompts from the class names; the synthetic backend takes class names only.
 The onnx backend is the tensorrt one with .onnx files run by onnxruntime on the CPU (device cpu).
+String values may name environment variables, ``"${NAME}"``, so that secrets stay out of files.
 """
 from __future__ import annotations
 
@@ -24,11 +26,13 @@ from typing import Any, Dict, Tuple
 import numpy as np
 
 from .engines.base import Engine, EngineError
+from .io.secrets import expand_env
 from .pipeline import ClassPrompt, PipelineConfig
 from .postprocess import MaskMode, OutputKind
 
 _KNOWN = {"backend", "vision_encoder", "decoder", "weights", "classes", "max_cameras", "max_frame_size",
-          "score_threshold", "mask_threshold", "mask_mode", "top_k", "capacity", "output", "dtype", "busy_ms"}
+          "score_threshold", "mask_threshold", "mask_mode", "top_k", "capacity", "output", "dtype", "busy_ms",
+          "resize"}
 
 
 def load_config(path: str, device: str = "cuda") -> Tuple[Engine, Engine, PipelineConfig]:
@@ -43,6 +47,7 @@ def load_config(path: str, device: str = "cuda") -> Tuple[Engine, Engine, Pipeli
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: the config must be a JSON object")
+    raw = expand_env(raw, path)
     unknown = sorted(set(raw) - _KNOWN)
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {unknown}; known keys are {sorted(_KNOWN)}")
@@ -111,4 +116,5 @@ def _pipeline_config(path: str, raw: Dict[str, Any], prompts) -> PipelineConfig:
     return PipelineConfig(classes=prompts, max_cameras=raw.get("max_cameras", 8),
                           max_frame_size=tuple(raw.get("max_frame_size", (1080, 1920))),
                           score_threshold=raw.get("score_threshold", 0.5), mask_threshold=raw.get("mask_threshold"),
-                          mask_mode=mode, top_k=raw.get("top_k"), capacity=raw.get("capacity", 128), output=output)
+                          mask_mode=mode, top_k=raw.get("top_k"), capacity=raw.get("capacity", 128), output=output,
+                          resize=raw.get("resize", "antialias"))

@@ -1,75 +1,124 @@
-"""``segpost run``: a config's engines on your videos or streams, JSON Lines out."""
+"""``segpost run``: a config's engines on your cameras (files, RTSP/HTTP streams), records to JSON
+Lines and/or MQTT, metrics on HTTP, for as long as it takes."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
-import time
+import threading
 
 from ..config import load_config
-from ..io.records import frame_record
-from ..io.sources import Source
+from ..io.secrets import Redactor
+from ..io.sinks import JsonLinesSink, MqttSink
+from ..io.sources import CameraSource, decoder_factory
 from ..pipeline import MultiCameraPipeline
 from ..postprocess import OutputKind
+from ..preprocess import RESIZE_FILTERS
+from ..service.runner import CameraRunner, stop_on_signals
 from .common import choose_device
 
 
 def add_parser(commands) -> None:
-    run = commands.add_parser("run", help="run a config's engines on videos or streams, write JSON Lines")
+    run = commands.add_parser("run", help="run a config's engines on videos or streams; JSON Lines and/or MQTT out")
     run.add_argument("--config", required=True)
-    run.add_argument("--source", action="append", required=True, help="video file, RTSP/HTTP URL or camera index; repeatable")
-    run.add_argument("--out", default="-", help="JSON Lines output file (default: stdout)")
+    run.add_argument("--source", action="append", required=True,
+                     help="video file, RTSP/HTTP URL or camera index; repeatable (one per camera)")
+    run.add_argument("--out", default=None, help="JSON Lines output file ('-': stdout; the default without --mqtt)")
+    run.add_argument("--rotate-mb", type=float, default=None, help="start a new --out file past this size")
+    run.add_argument("--rotate-minutes", type=float, default=None, help="start a new --out file after this long")
+    run.add_argument("--keep-files", type=int, default=None, help="rotated --out files to keep (default: all)")
+    run.add_argument("--mqtt", default=None, metavar="URL",
+                     help="also publish each camera-round: mqtt://[user:password@]host[:port]/topic/{camera}")
+    run.add_argument("--mqtt-buffer", type=int, default=10000, help="messages kept while the broker is away")
     run.add_argument("--masks", choices=("rle", "png", "none"), default="rle")
     run.add_argument("--mask-dir", default="masks", help="where --masks png writes its files")
     run.add_argument("--max-rounds", type=int, default=None)
     run.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    run.add_argument("--decode", choices=("auto", "gpu", "cpu"), default="auto",
+                     help="gpu: NVDEC (segpost[nvdec]); cpu: OpenCV; auto: NVDEC where it decodes the codec")
+    run.add_argument("--resize", choices=sorted(RESIZE_FILTERS), default=None,
+                     help="preprocessing filter (default: the config's, else antialias = the model's processor)")
+    run.add_argument("--metrics-port", type=int, default=None, help="serve /metrics and /healthz on this port")
+    run.add_argument("--health-seconds", type=float, default=30.0,
+                     help="/healthz turns unhealthy when no round finished for this long")
+    run.add_argument("--stall-seconds", type=float, default=10.0, help="reconnect a live stream silent this long")
+    run.add_argument("--watchdog-seconds", type=float, default=300.0,
+                     help="exit with status 3 when one round takes longer (a hung engine or GPU); 0: off")
     run.set_defaults(handler=run_command)
 
 
 def run_command(args) -> int:
     device = choose_device(args.device)
-    vision_encoder, decoder, config = load_config(args.config, device=device)
-    output = {"rle": OutputKind.RLE, "png": OutputKind.PACKED, "none": OutputKind.PACKED}[args.masks]
-    sources = [Source(url) for url in args.source]
-    if len(sources) > config.max_cameras:
-        raise ValueError(f"{len(sources)} sources but the config allows max_cameras={config.max_cameras}")
-    config = dataclasses.replace(config, max_cameras=len(sources), output=output)
-    pipeline = MultiCameraPipeline(vision_encoder, decoder, config)
-    out = sys.stdout if args.out == "-" else open(args.out, "w")
-    reported = set()
-    rounds = 0
+    redactor = Redactor()
+    for url in args.source:
+        redactor.register(url)
     try:
-        while args.max_rounds is None or rounds < args.max_rounds:
-            frames, indices = [], []
-            for camera, source in enumerate(sources):
-                if source.error and camera not in reported:
-                    reported.add(camera)
-                    print(f"segpost run: camera {camera}: {source.error}; skipping it", file=sys.stderr)
-                    out.write(json.dumps({"camera": camera, "source": source.url, "event": "error",
-                                          "message": source.error}) + "\n")
-                got = source.read()
-                frames.append(None if got is None else got[1])
-                indices.append(None if got is None else got[0])
-            if all(s.finished for s in sources) and all(f is None for f in frames):
-                break
-            if all(f is None for f in frames):
-                time.sleep(0.002)   # live streams have nothing new yet
-                continue
-            result = pipeline.process(frames)
-            for camera, reason in result.skipped.items():
-                out.write(json.dumps({"round": result.round_index, "camera": camera, "source": sources[camera].url,
-                                      "event": "skipped", "message": reason}) + "\n")
-            for camera, camera_result in sorted(result.cameras.items()):
-                out.write(json.dumps(frame_record(result.round_index, camera, sources[camera].url, indices[camera],
-                                                   camera_result, args.masks, args.mask_dir)) + "\n")
-            rounds += 1
+        return _run(args, device, redactor)
+    except (ValueError, OSError) as exc:
+        raise ValueError(redactor(exc)) from None
+
+
+def _run(args, device: str, redactor: Redactor) -> int:
+    vision_encoder, decoder, config = load_config(args.config, device=device)
+    if len(args.source) > config.max_cameras:
+        raise ValueError(f"{len(args.source)} sources but the config allows max_cameras={config.max_cameras}")
+    output = OutputKind.RLE if args.masks == "rle" else OutputKind.PACKED
+    config = dataclasses.replace(config, max_cameras=len(args.source), output=output,
+                                 resize=args.resize or config.resize)
+    decode = "cpu" if device == "cpu" and args.decode == "auto" else args.decode
+    if device == "cpu" and decode == "gpu":
+        raise ValueError("--decode gpu needs --device cuda (NVDEC frames live on the GPU)")
+    open_decoder, why = decoder_factory(decode, timeout_seconds=args.stall_seconds)
+    print(f"segpost run: decoding: {why}", file=sys.stderr)
+    pipeline = MultiCameraPipeline(vision_encoder, decoder, config)
+    sinks = []
+    metrics = server = None
+    try:
+        if args.out is not None or args.mqtt is None:
+            sinks.append(JsonLinesSink(args.out or "-", rotate_bytes=int(args.rotate_mb * 2**20) if args.rotate_mb else None,
+                                       rotate_seconds=args.rotate_minutes * 60 if args.rotate_minutes else None,
+                                       keep=args.keep_files))
+        if args.mqtt:
+            mqtt = MqttSink(args.mqtt, buffer=args.mqtt_buffer)
+            redactor.register(args.mqtt)
+            if not mqtt.connected_at_start:
+                print(f"segpost run: MQTT broker {mqtt.shown_url} not reachable yet; buffering up to "
+                      f"{args.mqtt_buffer} messages until it is", file=sys.stderr)
+            sinks.append(mqtt)
+        if args.metrics_port is not None:
+            from ..service.metrics import Metrics, MetricsServer
+
+            metrics = Metrics(stale_seconds=args.health_seconds)
+            server = MetricsServer(metrics, args.metrics_port)
+            print(f"segpost run: metrics on http://0.0.0.0:{server.port}/metrics, health on /healthz", file=sys.stderr)
+        cameras = [(index, CameraSource(url, open_decoder, redactor=redactor, stall_seconds=args.stall_seconds))
+                   for index, url in enumerate(args.source)]
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
+    runner = CameraRunner(pipeline, cameras, sinks, masks=args.masks, mask_dir=args.mask_dir, metrics=metrics,
+                          watchdog_seconds=args.watchdog_seconds or None, log=lambda m: print(redactor(m), file=sys.stderr))
+    stop = threading.Event()
+    try:
+        with stop_on_signals(stop):
+            summary = runner.run(max_rounds=args.max_rounds, stop=stop)
+    except (ValueError, OSError):
+        raise
+    except Exception as exc:  # an engine or the GPU failed: say so, non-zero exit (the sinks were flushed)
+        print(f"segpost run: error: the pipeline failed in round {runner.rounds}: {type(exc).__name__}: "
+              f"{redactor(exc)}", file=sys.stderr)
+        return 1
     finally:
-        for source in sources:
-            source.close()
-        if out is not sys.stdout:
-            out.close()
-    if not rounds and all(s.error for s in sources):
+        if server is not None:
+            server.close()
+    if not summary["rounds"] and all(source.error for _, source in cameras):
         print("segpost run: error: no source could be read", file=sys.stderr)
         return 2
-    print(f"segpost run: {rounds} rounds written to {args.out}", file=sys.stderr)
+    how = "stopped by signal" if summary["stopped"] else "done"
+    print(f"segpost run: {how}: {summary['rounds']} rounds, {sum(summary['frames'].values())} frames written "
+          f"to {', '.join(_describe(s) for s in sinks)}", file=sys.stderr)
     return 0
+
+
+def _describe(sink) -> str:
+    return getattr(sink, "shown_url", None) or ("stdout" if getattr(sink, "path", "-") == "-" else sink.path)

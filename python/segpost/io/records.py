@@ -1,17 +1,19 @@
-"""The records segpost writes: one JSON-ready dict per camera and round."""
+"""The records segpost writes: one JSON-ready dict per camera and round, and one per event."""
 from __future__ import annotations
 
 import os
+import time
+from typing import Any, Dict, Optional
 
 import numpy as np
 
 from ..encodings import dense_mask
 
 
-def frame_record(round_index: int, camera: int, url: str, frame_index, result, masks: str = "rle",
-                 mask_dir: str = "masks") -> dict:
-    """One camera's detections of one round as a JSON-ready dict; ``masks``: rle (COCO RLE dicts),
-    png (files written under ``mask_dir``, their paths) or none."""
+def frame_record(round_index: int, camera: Any, source: str, frame_index: Optional[int], result, masks: str = "rle",
+                 mask_dir: str = "masks", pts: Optional[float] = None, **extra) -> Dict[str, Any]:
+    """One camera's detections of one round; ``masks``: rle (COCO RLE dicts), png (files written
+    under ``mask_dir``, their paths) or none. ``source`` is shown as given (pass it redacted)."""
     detections = []
     for class_name, frame_result in result.by_class.items():
         for k in range(len(frame_result)):
@@ -28,5 +30,14 @@ def frame_record(round_index: int, camera: int, url: str, frame_index, result, m
                 cv2.imwrite(path, dense_mask(frame_result.masks, k).astype(np.uint8) * 255)
                 item["mask"] = path
             detections.append(item)
-    return {"round": round_index, "camera": camera, "source": url, "frame_index": frame_index,
-            "frame_size": list(result.frame_size), "detections": detections}
+    record = {"round": round_index, "camera": camera, "source": source, "frame_index": frame_index,
+              "pts": None if pts is None else round(float(pts), 6), "frame_size": list(result.frame_size),
+              "detections": detections}
+    record.update(extra)
+    return record
+
+
+def event_record(event: str, camera: Any, source: str, message: str, **details) -> Dict[str, Any]:
+    """An event: error, skipped, disconnected, reconnected (with the gap), finished, stopped."""
+    return {"event": event, "camera": camera, "source": source, "message": message,
+            "time": round(time.time(), 3), **details}

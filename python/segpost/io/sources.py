@@ -1,74 +1,334 @@
-"""Camera sources for ``segpost run``: video files read in order, live streams latest-frame-first."""
+"""Camera sources: video files read frame by frame, live streams read latest-frame-first.
+
+A ``CameraSource`` is one camera. It drives a ``Decoder`` (one open connection: OpenCV on the
+CPU here, NVDEC in nvdec.py) and adds what cameras need:
+- files: every frame, in order; the end of the file finishes the camera;
+- live streams (RTSP/HTTP URLs, device indices): a thread decodes every frame (P-frames need the
+  frames before them) and keeps only the latest, so a slow round skips stale frames (counted as
+  dropped) instead of queueing them; a stream that ends, fails or stalls (no frame for
+  ``stall_seconds``) is reopened with exponential backoff, and the gap is reported; the other
+  cameras are not affected;
+- events (errors, disconnections, reconnections with the gap) for the records and metrics, with
+  the URL's credentials redacted.
+"""
 from __future__ import annotations
 
 import threading
 import time
-from typing import Optional, Tuple
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
+
+from .secrets import Redactor
 
 
 def is_live(url: str) -> bool:
     return url.isdigit() or "://" in url
 
 
-class Source:
-    """One camera. ``read()`` gives (frame_index, BGR frame) or None when there is nothing new.
+@dataclass(frozen=True)
+class CameraFrame:
+    index: int              # frames this camera has decoded before this one (across reconnects)
+    pts: Optional[float]    # presentation timestamp, seconds, as the stream gives it
+    image: Any              # BGR uint8 array (CPU decoding) or a segpost.YuvFrame (NVDEC)
 
-    Files are read frame by frame (nothing dropped); live streams are read by a thread that keeps
-    only the latest frame, so a slow round skips stale frames instead of queueing them. After
-    ``failures_allowed`` consecutive failed reads a stream is declared dead: ``error`` says why.
-    """
 
-    def __init__(self, url: str, failures_allowed: int = 50):
-        import cv2
+@dataclass(frozen=True)
+class SourceEvent:
+    kind: str               # "error", "disconnected", "reconnected", "finished"
+    message: str
+    details: Dict[str, Any] = field(default_factory=dict)
 
-        self.url, self.error = url, None
-        self.finished = False
-        self._capture = cv2.VideoCapture(int(url) if url.isdigit() else url)
-        if not self._capture.isOpened():
-            self.error, self.finished = f"cannot open {url!r} (missing file, bad URL or unsupported codec)", True
-            return
-        self._live = is_live(url)
-        self._index = -1
-        self._failures_allowed = failures_allowed
-        self._latest: Optional[Tuple[int, np.ndarray]] = None
-        self._lock = threading.Lock()
-        if self._live:
-            self._thread = threading.Thread(target=self._pump, name=f"segpost source {url}", daemon=True)
-            self._thread.start()
 
-    def _pump(self) -> None:
-        failures = 0
-        while not self.finished:
-            ok, frame = self._capture.read()
-            if not ok:
-                failures += 1
-                if failures > self._failures_allowed:
-                    self.error, self.finished = f"stream {self.url!r} stopped delivering frames", True
-                time.sleep(0.01)
-                continue
-            failures = 0
-            self._index += 1
-            with self._lock:
-                self._latest = (self._index, frame)
+class Decoder:
+    """One open connection to a camera. ``read()`` gives the next decoded frame as (pts, image),
+    valid until the next read(), or None when the stream ended or failed; ``keep(image, slot)``
+    gives a copy that stays valid (slot 0..2 of the decoder's own storage); ``describe()`` says
+    what decodes (shown once)."""
 
-    def read(self) -> Optional[Tuple[int, np.ndarray]]:
-        if self.error or (self.finished and not self._live):
-            return None
-        if self._live:
-            with self._lock:
-                latest, self._latest = self._latest, None
-            return latest
-        ok, frame = self._capture.read()
-        if not ok:
-            self.finished = True
-            return None
-        self._index += 1
-        return self._index, frame
+    def read(self) -> Optional[Tuple[Optional[float], Any]]:
+        raise NotImplementedError
+
+    def keep(self, image: Any, slot: int) -> Any:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return type(self).__name__
 
     def close(self) -> None:
-        self.finished = True
-        if getattr(self, "_thread", None) is not None:
-            self._thread.join(timeout=2)
+        pass
+
+
+class OpenCVDecoder(Decoder):
+    """CPU decoding through OpenCV (FFmpeg backend); frames are BGR uint8 arrays."""
+
+    def __init__(self, url: str, timeout_seconds: float = 5.0):
+        import cv2
+
+        self._cv2 = cv2
+        timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(timeout_seconds * 1000),
+                    cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(timeout_seconds * 1000)]
+        if url.isdigit():
+            self._capture = cv2.VideoCapture(int(url))
+        else:
+            self._capture = cv2.VideoCapture(url, cv2.CAP_ANY, timeouts)
+        if not self._capture.isOpened():
+            raise OSError("cannot open it (missing file, unreachable stream or unsupported codec)")
+        self._slots: List[Optional[np.ndarray]] = [None, None, None]
+
+    def read(self) -> Optional[Tuple[Optional[float], np.ndarray]]:
+        ok, frame = self._capture.read()
+        if not ok:
+            return None
+        pts = self._capture.get(self._cv2.CAP_PROP_POS_MSEC)
+        return (pts / 1000.0 if pts >= 0 else None), frame
+
+    def keep(self, image: np.ndarray, slot: int) -> np.ndarray:
+        # OpenCV hands out a new array per read: nothing to copy.
+        return image
+
+    def describe(self) -> str:
+        return "OpenCV (CPU)"
+
+    def close(self) -> None:
         self._capture.release()
+
+
+def backoff_delays(first: float, limit: float):
+    """first, 2 first, 4 first, ... capped at limit."""
+    delay = first
+    while True:
+        yield delay
+        delay = min(delay * 2, limit)
+
+
+class CameraSource:
+    """One camera (see the module docstring). ``read()`` gives the next CameraFrame or None when
+    there is nothing new; ``finished`` is True once a file ended or could not be opened;
+    ``drain_events()`` the events since the last call; ``stats`` the counters."""
+
+    def __init__(self, url: str, open_decoder: Callable[[str], Decoder], *, live: Optional[bool] = None,
+                 redactor: Optional[Redactor] = None, stall_seconds: float = 10.0,
+                 backoff: Tuple[float, float] = (0.5, 30.0), clock: Callable[[], float] = time.monotonic):
+        self.redactor = redactor or Redactor()
+        self.url = url
+        self.shown_url = self.redactor.register(url)
+        self.live = is_live(url) if live is None else live
+        self._open_decoder, self._stall_seconds, self._backoff, self._clock = open_decoder, stall_seconds, backoff, clock
+        self._lock = threading.Lock()
+        self._events: Deque[SourceEvent] = deque(maxlen=1000)
+        self.stats = {"decoded": 0, "delivered": 0, "dropped": 0, "reconnects": 0, "errors": 0}
+        self.error: Optional[str] = None
+        self.finished = False
+        self.decoder_description: Optional[str] = None
+        self._index = 0
+        self._closed = threading.Event()
+        if not self.live:
+            try:
+                self._decoder = self._open()
+            except Exception as exc:  # every decoder reports failures its own way
+                self._fail(f"cannot open {self.shown_url}: {self.redactor(exc)}")
+                self.finished = True
+            return
+        self._slots: List[Any] = [None, None, None]
+        self._latest: Optional[int] = None   # slot of the newest frame not yet delivered
+        self._lent: Optional[int] = None     # slot handed out by the last read()
+        self._latest_meta: Tuple[int, Optional[float]] = (0, None)
+        self._generation = 0
+        self._blocked_since: Optional[float] = None   # when the current decoder call began
+        self._stalled_at: Optional[float] = None      # when the call of an abandoned thread began
+        self._start_pump()
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def read(self) -> Optional[CameraFrame]:
+        if self.live:
+            return self._read_live()
+        if self.finished:
+            return None
+        try:
+            got = self._decoder.read()
+        except Exception as exc:  # a decoder failing mid-file: report it, finish the camera
+            got = None
+            self._fail(f"{self.shown_url}: decoding failed: {self.redactor(exc)}")
+        if got is None:
+            self.finished = True
+            self._decoder.close()
+            self._event("finished", f"{self.shown_url}: end of file after {self._index} frames",
+                        frames=self._index)
+            return None
+        pts, image = got
+        frame = CameraFrame(self._index, pts, image)
+        self._index += 1
+        self.stats["decoded"] += 1
+        self.stats["delivered"] += 1
+        return frame
+
+    def _read_live(self) -> Optional[CameraFrame]:
+        with self._lock:
+            blocked = self._blocked_since
+            if blocked is not None and self._clock() - blocked > self._stall_seconds and not self._closed.is_set():
+                self._restart_stalled()
+            if self._latest is None:
+                return None
+            self._lent, self._latest = self._latest, None
+            index, pts = self._latest_meta
+            image = self._slots[self._lent]
+            self.stats["delivered"] += 1
+        return CameraFrame(index, pts, image)
+
+    def drain_events(self) -> List[SourceEvent]:
+        events = []
+        with self._lock:
+            while self._events:
+                events.append(self._events.popleft())
+        return events
+
+    def close(self) -> None:
+        self._closed.set()
+        if not self.live and not self.finished:
+            self._decoder.close()
+        self.finished = True
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _open(self) -> Decoder:
+        decoder = self._open_decoder(self.url)
+        if self.decoder_description is None:
+            self.decoder_description = decoder.describe()
+        return decoder
+
+    def _event(self, kind: str, message: str, **details) -> None:
+        with self._lock:
+            self._events.append(SourceEvent(kind, message, details))
+
+    def _fail(self, message: str) -> None:
+        self.error = message
+        self.stats["errors"] += 1
+        self._event("error", message)
+
+    def _start_pump(self) -> None:
+        generation = self._generation
+        thread = threading.Thread(target=self._pump, args=(generation,), daemon=True,
+                                  name=f"segpost camera {self.shown_url}")
+        thread.start()
+
+    def _restart_stalled(self) -> None:
+        """Called with the lock held: a decoder call (open or read) has not returned for
+        stall_seconds. Its thread is abandoned (it exits when the call returns) and a new one
+        reconnects."""
+        self._generation += 1
+        self._stalled_at, self._blocked_since = self._blocked_since, None
+        self.stats["errors"] += 1
+        self._events.append(SourceEvent("disconnected", f"{self.shown_url}: no frame for {self._stall_seconds:g} s; "
+                                        "reconnecting", {"reason": "stalled"}))
+        self._start_pump()
+
+    def _current(self, generation: int) -> bool:
+        return generation == self._generation and not self._closed.is_set()
+
+    def _call(self, generation: int, function: Callable[[], Any]) -> Any:
+        """A decoder call that may block, timed for the stall check."""
+        with self._lock:
+            if generation == self._generation:
+                self._blocked_since = self._clock()
+        try:
+            return function()
+        finally:
+            with self._lock:
+                if generation == self._generation:
+                    self._blocked_since = None
+
+    def _pump(self, generation: int) -> None:
+        delays = backoff_delays(*self._backoff)
+        lost_at: Optional[float] = self._stalled_at
+        connected_before = self.stats["decoded"] > 0 or self._generation > 0
+        while self._current(generation):
+            try:
+                decoder = self._call(generation, self._open)
+            except Exception as exc:  # unreachable camera, refused connection, bad codec
+                if not self._current(generation):
+                    return
+                self._fail(f"cannot open {self.shown_url}: {self.redactor(exc)}")
+                lost_at = lost_at if lost_at is not None else self._clock()
+                self._closed.wait(next(delays))
+                continue
+            if connected_before:
+                gap = self._clock() - (lost_at if lost_at is not None else self._clock())
+                with self._lock:
+                    self.stats["reconnects"] += 1
+                    self._events.append(SourceEvent("reconnected", f"{self.shown_url}: reconnected after {gap:.1f} s",
+                                                    {"gap_seconds": round(gap, 3), "next_frame": self._index}))
+            delays = backoff_delays(*self._backoff)
+            connected_before = True
+            ended = self._decode_until_failure(decoder, generation)
+            decoder.close()
+            if not self._current(generation):
+                return
+            lost_at = self._clock()
+            self._event("disconnected", f"{self.shown_url}: {ended}; reconnecting", reason=ended,
+                        last_frame=self._index - 1)
+            self._closed.wait(next(delays))
+
+    def _decode_until_failure(self, decoder: Decoder, generation: int) -> str:
+        """Decodes into the free slot and publishes it as the latest, until the stream fails."""
+        while self._current(generation):
+            try:
+                got = self._call(generation, decoder.read)
+            except Exception as exc:  # decoders raise their own types
+                return f"decoding failed ({self.redactor(exc)})"
+            if got is None:
+                return "the stream ended"
+            pts, image = got
+            with self._lock:
+                if not self._current(generation):
+                    return "abandoned"
+                free = next(s for s in range(3) if s != self._lent and s != self._latest)
+            kept = decoder.keep(image, free)
+            with self._lock:
+                if not self._current(generation):
+                    return "abandoned"
+                if self._latest is not None:
+                    self.stats["dropped"] += 1
+                self._slots[free] = kept
+                self._latest = free
+                self._latest_meta = (self._index, pts)
+                self._index += 1
+                self.stats["decoded"] += 1
+        return "closed"
+
+
+def decoder_factory(decode: str, *, gpu: int = 0, timeout_seconds: float = 10.0
+                    ) -> Tuple[Callable[[str], Decoder], str]:
+    """(open_decoder, why) for ``--decode gpu|cpu|auto``. auto: NVDEC where PyNvVideoCodec imports
+    and the GPU decodes the camera's codec, OpenCV on the CPU otherwise (per camera; its decoder's
+    describe() says which and why)."""
+    def opencv(url: str) -> Decoder:
+        return OpenCVDecoder(url, timeout_seconds=min(timeout_seconds, 30.0))
+
+    if decode not in ("gpu", "cpu", "auto"):
+        raise ValueError(f"decode must be gpu, cpu or auto, got {decode!r}")
+    if decode == "cpu":
+        return opencv, "CPU decoding (OpenCV)"
+    from .nvdec import NvdecDecoder, NvdecUnavailable, import_nvdec
+
+    try:
+        import_nvdec()
+    except NvdecUnavailable as exc:
+        if decode == "gpu":
+            raise ValueError(f"--decode gpu: {exc}") from None
+        return opencv, f"CPU decoding (OpenCV): {exc}"
+    if decode == "gpu":
+        return (lambda url: NvdecDecoder(url, gpu=gpu)), "GPU decoding (NVDEC)"
+
+    def auto(url: str) -> Decoder:
+        try:
+            return NvdecDecoder(url, gpu=gpu)
+        except NvdecUnavailable as exc:
+            decoder = opencv(url)
+            decoder.describe = lambda: f"OpenCV (CPU), because {exc}"  # type: ignore[method-assign]
+            return decoder
+
+    return auto, "NVDEC (GPU) where the GPU decodes the camera's codec, OpenCV (CPU) otherwise"

@@ -1,0 +1,202 @@
+"""The camera loop: sources -> MultiCameraPipeline -> records -> sinks, for hours or months.
+
+- Each round takes the next frame of every camera that has one (files in order, live streams
+  latest first) and runs them as one batch; cameras that fail are reported and the others go on.
+- Source events (errors, disconnections, reconnections with their gap) become event records,
+  metrics and one stderr line each, with credentials redacted.
+- ``stop`` (SIGINT/SIGTERM through ``stop_on_signals``) ends the loop after the round in flight;
+  the sinks are flushed and closed and the sources closed.
+- A watchdog ends the process with a clear message and exit status 3 when a round does not
+  finish within ``watchdog_seconds`` (a hung engine or GPU cannot be interrupted otherwise).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from ..io.records import event_record, frame_record
+from ..io.sinks import Sink
+from ..io.sources import CameraSource
+
+EXIT_HUNG = 3
+
+
+def log_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class Watchdog:
+    """Ends the process (status EXIT_HUNG) when a round runs longer than `seconds`, after a clear
+    message and a best-effort flush of `on_hang`."""
+
+    def __init__(self, seconds: float, describe: Callable[[], str], on_hang: Callable[[], None],
+                 log: Callable[[str], None] = log_stderr, exit: Callable[[int], None] = os._exit):
+        if seconds <= 0:
+            raise ValueError(f"the watchdog needs a positive number of seconds, got {seconds}")
+        self.seconds, self._describe, self._on_hang, self._log, self._exit = seconds, describe, on_hang, log, exit
+        self._round_started: Optional[float] = None
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True, name="segpost watchdog")
+        self._thread.start()
+
+    def round_started(self) -> None:
+        with self._lock:
+            self._round_started = time.monotonic()
+
+    def round_finished(self) -> None:
+        with self._lock:
+            self._round_started = None
+
+    def _watch(self) -> None:
+        while not self._done.wait(min(self.seconds / 4, 1.0)):
+            with self._lock:
+                started = self._round_started
+            if started is not None and time.monotonic() - started > self.seconds:
+                self._log(f"segpost: watchdog: a round has run for more than {self.seconds:g} s ({self._describe()}); "
+                          "the engine or the GPU is hung. Exiting with status 3 so a supervisor can restart it.")
+                flusher = threading.Thread(target=self._on_hang, daemon=True)
+                flusher.start()
+                flusher.join(timeout=5.0)
+                self._exit(EXIT_HUNG)
+                return
+
+    def close(self) -> None:
+        self._done.set()
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event, log: Callable[[str], None] = log_stderr):
+    """SIGINT/SIGTERM set `stop` (the loop finishes its round and exits cleanly); a second one
+    interrupts at once. Only in the main thread; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        log(f"segpost: {signal.Signals(signum).name}: finishing the round in flight, then flushing and exiting "
+            "(send it again to stop at once)")
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+class CameraRunner:
+    """Runs `cameras` (camera id, CameraSource) through `pipeline` into `sinks` (see module docstring).
+
+    Camera ids go into the records as given (`segpost run`: the --source index; the fleet: the
+    camera's name); `extra` fields (the fleet's worker and node) are added to every frame record.
+    """
+
+    def __init__(self, pipeline, cameras: Sequence[Tuple[Any, CameraSource]], sinks: Sequence[Sink], *,
+                 masks: str = "rle", mask_dir: str = "masks", metrics=None, watchdog_seconds: Optional[float] = None,
+                 log: Callable[[str], None] = log_stderr, extra: Optional[Dict[str, Any]] = None,
+                 on_round: Optional[Callable[[Any], None]] = None):
+        if len(cameras) > pipeline.config.max_cameras:
+            raise ValueError(f"{len(cameras)} cameras but the pipeline takes at most {pipeline.config.max_cameras}")
+        self.pipeline, self.cameras, self.sinks = pipeline, list(cameras), list(sinks)
+        self.masks, self.mask_dir, self.metrics, self.log = masks, mask_dir, metrics, log
+        self.extra, self.on_round = dict(extra or {}), on_round
+        self.rounds = 0
+        self.frames: Dict[Any, int] = {camera: 0 for camera, _ in self.cameras}
+        self._described = set()
+        self._stage = "idle"
+        self.watchdog = None if not watchdog_seconds else Watchdog(watchdog_seconds, lambda: self._stage, self.flush,
+                                                                   log)
+
+    def write(self, record: Dict[str, Any]) -> None:
+        for sink in self.sinks:
+            sink.write(record)
+
+    def flush(self) -> None:
+        for sink in self.sinks:
+            sink.flush()
+
+    def _events(self) -> None:
+        for camera, source in self.cameras:
+            if camera not in self._described and source.decoder_description:
+                self._described.add(camera)
+                self.log(f"segpost: camera {camera}: {source.shown_url}: {source.decoder_description}")
+                if self.metrics:
+                    self.metrics.describe_camera(camera, source.shown_url, source.decoder_description)
+            for event in source.drain_events():
+                if event.kind != "finished":
+                    self.log(f"segpost: camera {camera}: {event.message}")
+                self.write(event_record(event.kind, camera, source.shown_url, event.message, **event.details))
+            if self.metrics:
+                self.metrics.observe_camera(camera, source.stats)
+
+    def run(self, max_rounds: Optional[int] = None, stop: Optional[threading.Event] = None) -> Dict[str, Any]:
+        """Rounds until every file source ended (live streams never end), `max_rounds`, or `stop`."""
+        stop = stop or threading.Event()
+        started = time.monotonic()
+        try:
+            while not stop.is_set() and (max_rounds is None or self.rounds < max_rounds):
+                self._events()
+                got = [source.read() for _, source in self.cameras]
+                if all(g is None for g in got):
+                    if all(source.finished for _, source in self.cameras):
+                        break
+                    stop.wait(0.002)   # live streams have nothing new yet
+                    continue
+                self._round(got)
+            self._events()
+        finally:
+            if self.watchdog:
+                self.watchdog.close()
+            for _, source in self.cameras:
+                source.close()
+            for sink in self.sinks:
+                sink.close()
+        return {"rounds": self.rounds, "frames": dict(self.frames), "seconds": time.monotonic() - started,
+                "stopped": stop.is_set()}
+
+    def _round(self, got: List[Any]) -> None:
+        frames = [None if g is None else g.image for g in got]
+        if self.watchdog:
+            self.watchdog.round_started()
+        self._stage = f"round {self.rounds}: pipeline (preprocess, engines, postprocess)"
+        result = self.pipeline.process(frames)
+        self._stage = f"round {self.rounds}: writing records"
+        for slot, reason in result.skipped.items():
+            camera, source = self.cameras[slot]
+            self.write(event_record("skipped", camera, source.shown_url, f"frame {got[slot].index} {reason}",
+                                    round=result.round_index, frame_index=got[slot].index))
+            if self.metrics:
+                self.metrics.count_error(camera)
+        detections: Dict[str, int] = {}
+        for slot, camera_result in sorted(result.cameras.items()):
+            camera, source = self.cameras[slot]
+            frame = got[slot]
+            self.write(frame_record(result.round_index, camera, source.shown_url, frame.index, camera_result,
+                                    self.masks, self.mask_dir, pts=frame.pts, **self.extra))
+            self.frames[camera] += 1
+            for name, frame_result in camera_result.by_class.items():
+                detections[name] = detections.get(name, 0) + len(frame_result)
+        if self.metrics:
+            self.metrics.observe_round(result.timings_ms["round"] / 1e3, result.timings_ms,
+                                       [self.cameras[slot][0] for slot in result.cameras], detections)
+            if self.rounds % 50 == 0:
+                self.metrics.observe_memory(self.pipeline.memory_report())
+                for index, sink in enumerate(self.sinks):
+                    self.metrics.observe_sink(f"{type(sink).__name__}{index}", sink.stats())
+        if self.on_round:
+            self.on_round(result)
+        self.rounds += 1
+        self._stage = "idle"
+        if self.watchdog:
+            self.watchdog.round_finished()
