@@ -104,6 +104,18 @@ class RtspServer:
             self.process = None
 
 
+def http_get(url: str):
+    """(status, body) of a GET, also for error statuses."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
 def make_h264(path: str, frames, fps: int = 10) -> str:
     """An H.264 (baseline, yuv420p) MP4 of BGR frames, through the ffmpeg program."""
     h, w = frames[0].shape[:2]

@@ -1,21 +1,13 @@
 """The metrics registry and its HTTP endpoint (/metrics, /healthz), scraped for real."""
 import sys
-import urllib.error
-import urllib.request
 
 import pytest
+
+from brokers import http_get
 
 pytest.importorskip("prometheus_client")
 
 from segpost.service.metrics import Metrics, MetricsServer  # noqa: E402
-
-
-def get(url):
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 def test_scrape_health_and_counters():
@@ -24,9 +16,9 @@ def test_scrape_health_and_counters():
     server = MetricsServer(metrics, 0, host="127.0.0.1")
     base = f"http://127.0.0.1:{server.port}"
     try:
-        assert get(base + "/healthz")[0] == 200          # starting up: not stale yet
+        assert http_get(base + "/healthz")[0] == 200          # starting up: not stale yet
         now[0] += 6
-        status, body = get(base + "/healthz")
+        status, body = http_get(base + "/healthz")
         assert status == 503 and "no round has finished" in body
         for _ in range(3):
             now[0] += 0.5
@@ -35,8 +27,8 @@ def test_scrape_health_and_counters():
         metrics.observe_camera("dock", {"dropped": 6, "reconnects": 1, "errors": 2})   # totals, not increments
         metrics.observe_memory({"engines": 123, "device_used": 456})
         metrics.describe_camera("dock", "rtsp://admin:***@cam/1", "NVDEC (GPU) h264")
-        assert get(base + "/healthz") == (200, "ok\n")
-        status, body = get(base + "/metrics")
+        assert http_get(base + "/healthz") == (200, "ok\n")
+        status, body = http_get(base + "/metrics")
         assert status == 200
         for line in ('segpost_frames_total{camera="dock"} 3.0', 'segpost_dropped_frames_total{camera="dock"} 6.0',
                      'segpost_reconnects_total{camera="dock"} 1.0', 'segpost_detections_total{class_name="person"} 6.0',
@@ -45,9 +37,9 @@ def test_scrape_health_and_counters():
                      'segpost_camera_info{camera="dock",decoder="NVDEC (GPU) h264",source="rtsp://admin:***@cam/1"} 1.0'):
             assert line in body, line
         now[0] += 10
-        status, body = get(base + "/healthz")
+        status, body = http_get(base + "/healthz")
         assert status == 503 and "the last round finished 10.0 s ago" in body
-        assert get(base + "/")[0] == 404
+        assert http_get(base + "/")[0] == 404
     finally:
         server.close()
 
