@@ -75,7 +75,7 @@ def test_live_cameras_reconnect_metrics_scrape_and_sigterm(tmp_path, scene_video
                           second.url("cam"), "--out", out, "--metrics-port", str(port), "--stall-seconds", "3",
                           "--decode", "auto")
     try:
-        frames = lambda camera: [r for r in lines(out) if r.http_get("camera") == camera and "detections" in r]  # noqa: E731
+        frames = lambda camera: [r for r in lines(out) if r.get("camera") == camera and "detections" in r]  # noqa: E731
         wait_until(lambda: len(frames(0)) >= 10 and len(frames(1)) >= 10, 60, "frames from both cameras")
         assert any(len(r["detections"]) == 4 for r in frames(0)), "the synthetic engines saw nothing"
         status, metrics = http_get(f"http://127.0.0.1:{port}/metrics")
@@ -85,12 +85,12 @@ def test_live_cameras_reconnect_metrics_scrape_and_sigterm(tmp_path, scene_video
         assert http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200
 
         first.stop()                                   # camera 0's server goes away
-        wait_until(lambda: any(r.http_get("event") == "disconnected" and r["camera"] == 0 for r in lines(out)), 30,
+        wait_until(lambda: any(r.get("event") == "disconnected" and r["camera"] == 0 for r in lines(out)), 30,
                    "camera 0's disconnection")
         seen = len(frames(1))
         wait_until(lambda: len(frames(1)) >= seen + 20, 30, "camera 1 going on alone")
         first.start()
-        reconnected = wait_until(lambda: [r for r in lines(out) if r.http_get("event") == "reconnected"], 60,
+        reconnected = wait_until(lambda: [r for r in lines(out) if r.get("event") == "reconnected"], 60,
                                  "camera 0's reconnection")
         assert reconnected[0]["camera"] == 0 and reconnected[0]["gap_seconds"] > 0
         after = len(frames(0))
@@ -153,7 +153,7 @@ def test_sigterm_on_file_sources_exits_zero_and_flushes(tmp_path, scene_video):
     with open(out) as f:
         assert f.read().endswith("\n")
     for camera in (0, 1):
-        indices = [r["frame_index"] for r in records if r.http_get("camera") == camera and "detections" in r]
+        indices = [r["frame_index"] for r in records if r.get("camera") == camera and "detections" in r]
         assert indices == list(range(len(indices))) and 10 <= len(indices) < 1000
 
 
