@@ -9,7 +9,7 @@ from pipeline_cases import assert_scene_seen, camera_sizes, geometry_for, prompt
 from segpost.config import load_config
 from segpost.engines.base import EngineError
 from segpost.synthetic.engines import SyntheticDecoder, SyntheticVisionEncoder
-from segpost.engines.tensorrt import TensorRTEngine, import_tensorrt
+from segpost.engines.tensorrt import TENSORRT_RTX, TensorRTEngine, TensorRTRtxEngine, import_tensorrt
 from segpost.pipeline import MultiCameraPipeline, PipelineConfig
 from segpost.synthetic.scene import Scene
 
@@ -38,23 +38,28 @@ def _trt_engines(tmp_path, device, **fake_kw):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_pipeline_through_tensorrt_adapter(tmp_path, device):
-    fake, ve, dec, geometry = _trt_engines(tmp_path, device)
+@pytest.mark.parametrize("profile_max,per_call", [(3, 1), (6, 2), (12, 4)])
+def test_pipeline_through_tensorrt_adapter(tmp_path, device, profile_max, per_call):
+    """The decoder's profile decides how many classes share a call (classes_per_call by default):
+    max batch 3 for 3 cameras -> one class per call; 6 -> two; 12 -> all four."""
+    fake, ve, dec, geometry = _trt_engines(tmp_path, device, max_batch=profile_max)
     sizes = camera_sizes(device, 3)
     pipeline = MultiCameraPipeline(ve, dec, PipelineConfig(prompts(geometry), max_cameras=3,
                                                            max_frame_size=(max(h for h, _ in sizes), max(w for _, w in sizes))))
+    assert pipeline.classes_per_call == per_call and dec.max_batch == profile_max
     scene = Scene(sizes, seed=3)
     fake.calls.clear()
     frames, truths = scene.render(4)
     assert_scene_seen(pipeline.process([frames[0], frames[1], None]), truths)
     calls = fake.calls
-    # the vision encoder: one shape, one launch; the decoder: shapes, then per class a prompt rebind + launch
+    # the vision encoder: one shape, one launch; the decoder: shapes, then per call a prompt rebind + launch
     assert calls[0] == ("set_input_shape", "images", (2, 3, geometry.image_size, geometry.image_size))
     assert calls[1][0] == "execute_async_v3"
+    assert ("set_input_shape", "fpn_feat_0", (2 * per_call,) + dec.tensors["fpn_feat_0"].shape[1:]) in calls
     launches = [c for c in calls if c[0] == "execute_async_v3"]
-    assert len(launches) == 1 + 4 and len({c[1] for c in launches}) == 1
+    assert len(launches) == 1 + 4 // per_call and len({c[1] for c in launches}) == 1
     prompt_binds = [c for c in calls if c[:2] == ("set_tensor_address", "prompt_features")]
-    assert len(prompt_binds) == 4 and len({c[2] for c in prompt_binds}) == 4
+    assert len(prompt_binds) == 4 // per_call and len({c[2] for c in prompt_binds}) == 4 // per_call
     # zero copy: both engines were bound to the same FPN addresses at construction
     addresses = {}
     for engine in (ve, dec):
@@ -102,6 +107,33 @@ def test_adapter_errors(tmp_path):
 def test_import_tensorrt_says_how_to_install():
     with pytest.raises(EngineError, match="pip install tensorrt"):
         import_tensorrt("segpost_no_such_module")
+    with pytest.raises(EngineError, match=r'TensorRT-RTX engines need .*pip install "segpost\[tensorrt-rtx\]"'):
+        import_tensorrt("segpost_no_such_module", TENSORRT_RTX)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_pipeline_through_the_tensorrt_rtx_adapter(tmp_path, device):
+    """TensorRT-RTX (1.x) has the execution-context API of TensorRT 10: the same adapter, with
+    its own version floor and messages; here against the recording fake (no RTX GPU here)."""
+    files, plans, geometry = _plans(tmp_path, device)
+    fake = FakeTensorRT(plans, on_device=device == "cuda", max_batch=12, version="1.7.1")
+    ve, dec = (TensorRTRtxEngine(str(files[n]), trt=fake) for n in ("vision-encoder", "decoder"))
+    if device == "cpu":
+        ve.device = dec.device = "cpu"
+    sizes = camera_sizes(device, 3)
+    pipeline = MultiCameraPipeline(ve, dec, PipelineConfig(prompts(geometry), max_cameras=3,
+                                                           max_frame_size=(max(h for h, _ in sizes), max(w for _, w in sizes))))
+    assert pipeline.classes_per_call == 4
+    frames, truths = Scene(sizes, seed=3).render(2)
+    assert_scene_seen(pipeline.process(frames), truths)
+    launches = [c for c in fake.calls if c[0] == "execute_async_v3"]
+    assert len(launches) == 2   # the encoder, then every class in one decoder call
+    with pytest.raises(EngineError, match="TensorRT-RTX 0.9.0 is too old"):
+        TensorRTRtxEngine(str(files["decoder"]), trt=FakeTensorRT(plans, version="0.9.0"))
+    with pytest.raises(EngineError, match="TensorRT-RTX runs engines on Ampere, Ada and Blackwell"):
+        garbage = tmp_path / "for-another-gpu.engine"
+        garbage.write_bytes(b"an engine this GPU refuses")
+        TensorRTRtxEngine(str(garbage), trt=FakeTensorRT(plans, version="1.7.1"))
 
 
 def _write_config(tmp_path, **entries):
@@ -118,7 +150,7 @@ def test_config_file_errors(tmp_path):
         load_config(str(tmp_path / "broken.json"))
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['thresold'\]"):
         load_config(_write_config(tmp_path, backend="synthetic", classes=["a"], thresold=0.5))
-    with pytest.raises(ValueError, match="unknown backend 'openvino'; use tensorrt, onnx, torch or synthetic"):
+    with pytest.raises(ValueError, match="unknown backend 'openvino'; use tensorrt, tensorrt_rtx, onnx, torch or synthetic"):
         load_config(_write_config(tmp_path, backend="openvino", classes=["a"]))
     with pytest.raises(ValueError, match="needs 'decoder'"):
         load_config(_write_config(tmp_path, backend="tensorrt", vision_encoder="ve.engine", classes={"a": "a.npz"}))

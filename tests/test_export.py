@@ -104,6 +104,44 @@ def test_onnxruntime_matches_pytorch(exported, batch):
             assert relative_error(value, reference[name]) < 1e-3, name
 
 
+def test_float16_export_matches_the_float32_export(exported, tmp_path):
+    """export_onnx.py --dtype float16: the half model's graphs (what TensorRT-RTX's strongly typed
+    builder takes) are valid ONNX (strict type check), every float tensor is float16, and they
+    compute what the float32 graphs compute, within half precision."""
+    import onnx
+    import onnxruntime
+
+    _, (vision32, decoder32), references, _ = exported
+    half = Sam3Torch(None, dtype=np.float16, device="cpu", config=sam3_onnx.tiny_sam3_config(), seed=3)
+    vision16, decoder16 = sam3_onnx.export_onnx(half, str(tmp_path), batch=2)
+    for path in (vision16, decoder16):
+        onnx.checker.check_model(path, full_check=True)
+        model = onnx.load(path)
+        floats = {i.type.tensor_type.elem_type for i in list(model.graph.input) + list(model.graph.output)} - \
+            {onnx.TensorProto.BOOL}
+        assert floats == {onnx.TensorProto.FLOAT16}, path
+        sizes = {kind: sum(int(np.prod(w.dims)) for w in model.graph.initializer if w.data_type == kind)
+                 for kind in (onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT)}
+        # The encoder is all half; the half model computes its mask head in float (as PyTorch runs it),
+        # so some decoder weights stay float.
+        share = sizes[onnx.TensorProto.FLOAT16] / (sizes[onnx.TensorProto.FLOAT16] + sizes[onnx.TensorProto.FLOAT])
+        assert share == 1.0 if path == vision16 else share > 0.4, (path, share)
+    reference = references[3]
+    session32 = {p: onnxruntime.InferenceSession(p, providers=["CPUExecutionProvider"]) for p in (vision32, decoder32)}
+    session16 = {p: onnxruntime.InferenceSession(p, providers=["CPUExecutionProvider"]) for p in (vision16, decoder16)}
+    features32 = session32[vision32].run(list(FPN_TENSORS), {"images": reference["images"]})
+    features16 = session16[vision16].run(list(FPN_TENSORS), {"images": reference["images"].astype(np.float16)})
+    for name, a, b in zip(FPN_TENSORS, features16, features32):
+        assert a.dtype == np.float16 and relative_error(a, b) < 5e-3, name
+    feeds = dict(zip(FPN_TENSORS, features32), prompt_features=reference["prompt_features"],
+                 prompt_mask=reference["prompt_mask"])
+    out32 = session32[decoder32].run(list(DECODER_OUTPUTS), feeds)
+    out16 = session16[decoder16].run(list(DECODER_OUTPUTS), {n: v.astype(np.float16) if v.dtype == np.float32 else v
+                                                             for n, v in feeds.items()})
+    for name, a, b in zip(DECODER_OUTPUTS, out16, out32):
+        assert a.dtype == np.float16 and relative_error(a, b) < 5e-3, name
+
+
 def test_prompt_files_hold_padded_features_and_a_mask(exported):
     _, _, _, prompts = exported
     assert sorted(prompts) == sorted(CLASSES) and os.path.basename(prompts["blow gun"]) == "blow_gun.npz"
@@ -230,6 +268,8 @@ class FakeBuilderAPI:
             pass
 
     BuilderFlag = type("BuilderFlag", (), {"FP16": "FP16"})
+    NetworkDefinitionCreationFlag = type("NetworkDefinitionCreationFlag", (), {"STRONGLY_TYPED": 1})
+    ComputeCapability = type("ComputeCapability", (), {"SM80": 80, "SM86": 86, "SM89": 89, "SM120": 120})
 
     def __init__(self, parse_fails_on="never", build_fails=False):
         self.calls, fake = [], self
@@ -251,8 +291,13 @@ class FakeBuilderAPI:
                 fake.calls.append(("shape", name, smallest, best, largest))
 
         class Config:
+            num_compute_capabilities = 0
+
             def set_flag(self, flag):
                 fake.calls.append(("flag", flag))
+
+            def set_compute_capability(self, capability, index):
+                fake.calls.append(("compute_capability", capability, index, self.num_compute_capabilities))
 
             def add_optimization_profile(self, profile):
                 fake.calls.append(("profile",))
@@ -262,6 +307,7 @@ class FakeBuilderAPI:
                 pass
 
             def create_network(self, flags):
+                fake.calls.append(("network", flags))
                 return object()
 
             def create_builder_config(self):
@@ -285,10 +331,10 @@ def test_build_engines_with_the_tensorrt_python_builder(exported, tmp_path):
     folder = tmp_path / "b8_q200"
     assert (folder / "vision-encoder.engine").read_bytes() == b"plan" and (folder / "decoder.engine").is_file()
     assert os.path.isfile(config_path)
-    assert fake.calls[:5] == [("parse", "vision-encoder.onnx"), ("flag", "FP16"),
+    assert fake.calls[:6] == [("network", 0), ("parse", "vision-encoder.onnx"), ("flag", "FP16"),
                               ("shape", "images", (1, 3, 112, 112), (2, 3, 112, 112), (8, 3, 112, 112)),
                               ("profile",), ("build",)]
-    decoder_shapes = [c[1] for c in fake.calls[5:] if c[0] == "shape"]
+    decoder_shapes = [c[1] for c in fake.calls[6:] if c[0] == "shape"]
     assert decoder_shapes == list(DECODER_INPUTS)
     with pytest.raises(EngineError, match="cannot parse .*decoder.onnx:\n.*Einsum"):
         build_engines(str(out), str(tmp_path), prompts, builder="tensorrt", trt=FakeBuilderAPI("decoder"),
@@ -298,3 +344,37 @@ def test_build_engines_with_the_tensorrt_python_builder(exported, tmp_path):
                       log=lambda _: None)
     with pytest.raises(ValueError, match="builder must be"):
         build_engines(str(out), str(tmp_path), prompts, builder="onnx")
+
+
+def test_build_engines_with_tensorrt_rtx_for_another_gpu_and_all_classes_per_call(exported, tmp_path):
+    """--builder tensorrt-rtx: a strongly typed network, no FP16 flag (the graph's dtypes rule), a
+    target compute capability, the decoder's profile up to 8 cameras x 4 classes."""
+    out, _, _, prompts = exported
+    fake, notes = FakeBuilderAPI(), []
+    config_path = build_engines(str(out), str(tmp_path), prompts, max_batch=8, builder="tensorrt-rtx", trt=fake,
+                                classes_per_call=4, compute_capability="12.0", log=notes.append)
+    assert config_path == str(tmp_path / "b8_c4_q200" / "pipeline.json")
+    config = json.loads(open(config_path).read())
+    assert config["backend"] == "tensorrt_rtx" and config["classes_per_call"] == 4 and config["max_cameras"] == 8
+    assert ("network", 2) in fake.calls and not any(c[0] == "flag" for c in fake.calls)
+    assert fake.calls.count(("compute_capability", 120, 0, 1)) == 2
+    shapes = {c[1]: c[2:] for c in fake.calls if c[0] == "shape"}
+    assert shapes["images"][2][0] == 8 and shapes["prompt_features"][2][0] == 32 and shapes["fpn_feat_0"][1][0] == 32
+    assert any("float32" in n and "--dtype float16" in n for n in notes)   # the tiny graphs here are float32
+    with pytest.raises(ValueError, match="cannot build for compute capability 9.0; it knows"):
+        build_engines(str(out), str(tmp_path), prompts, builder="tensorrt-rtx", trt=FakeBuilderAPI(),
+                      compute_capability="9.0", log=lambda _: None)
+    with pytest.raises(ValueError, match="TensorRT-RTX option"):
+        build_engines(str(out), str(tmp_path), prompts, builder="tensorrt", trt=FakeBuilderAPI(),
+                      compute_capability="12.0", log=lambda _: None)
+    with pytest.raises(ValueError, match="classes_per_call must be a positive int"):
+        build_engines(str(out), str(tmp_path), prompts, builder="tensorrt", trt=FakeBuilderAPI(),
+                      classes_per_call=0, log=lambda _: None)
+
+
+def test_trtexec_commands_reach_the_classes_per_call_batch(exported):
+    out, _, _, _ = exported
+    vision, decoder = trtexec_commands(str(out), "engines", max_batch=8, opt_batch=4, classes_per_call=2)
+    assert "--maxShapes=images:8x3x112x112" in vision and "--optShapes=images:4x3x112x112" in vision
+    assert any(a.startswith("--maxShapes=fpn_feat_0:16x") for a in decoder)
+    assert any(a.startswith("--optShapes=fpn_feat_0:8x") for a in decoder)

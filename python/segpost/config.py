@@ -1,14 +1,15 @@
 """Pipeline config files (JSON): which engines, which classes and prompts, which thresholds.
 
     {
-      "backend": "tensorrt",                       # tensorrt | onnx | torch | synthetic
+      "backend": "tensorrt",                       # tensorrt | tensorrt_rtx | onnx | torch | synthetic
       "vision_encoder": "b8_q200/vision-encoder.engine",
       "decoder": "b8_q200/decoder.engine",
       "classes": {"person": "prompts/person.npz", "hand": "prompts/hand.npz"},
       "max_cameras": 8, "max_frame_size": [1080, 1920],
       "score_threshold": 0.5, "capacity": 128, "output": "full",
-      "resize": "antialias"                        # or "bilinear" (cv2.INTER_LINEAR-like)
-    }
+      "resize": "antialias",                       # or "bilinear" (cv2.INTER_LINEAR-like)
+      "classes_per_call": "all"                    # or 1, or a divisor of the classes; default: what
+    }                                              # the decoder's batch range allows
 
 Relative paths are relative to the config file. A prompt file is an .npz with ``features``
 [L, D] and optionally ``mask`` [L] (engines/extract_prompts.py writes them). The torch backend
@@ -32,7 +33,7 @@ from .postprocess import MaskMode, OutputKind
 
 _KNOWN = {"backend", "vision_encoder", "decoder", "weights", "classes", "max_cameras", "max_frame_size",
           "score_threshold", "mask_threshold", "mask_mode", "top_k", "capacity", "output", "dtype", "busy_ms",
-          "resize"}
+          "resize", "classes_per_call"}
 
 
 def load_config(path: str, device: str = "cuda") -> Tuple[Engine, Engine, PipelineConfig]:
@@ -57,18 +58,19 @@ def load_config(path: str, device: str = "cuda") -> Tuple[Engine, Engine, Pipeli
     classes = raw.get("classes")
     if not classes:
         raise ValueError(f"{path}: 'classes' must name at least one class")
-    cameras = raw.get("max_cameras", 8)
-    if backend in ("tensorrt", "onnx"):
+    if backend in ("tensorrt", "tensorrt_rtx", "onnx"):
         for key in ("vision_encoder", "decoder"):
             if key not in raw:
                 raise ValueError(f"{path}: the {backend} backend needs {key!r} (an engine or .onnx file)")
         if not isinstance(classes, dict):
             raise ValueError(f"{path}: 'classes' must map each class name to its prompt file (.npz)")
-        if backend == "tensorrt":
-            from .engines.tensorrt import TensorRTEngine
+        if backend in ("tensorrt", "tensorrt_rtx"):
+            from .engines.tensorrt import TensorRTEngine, TensorRTRtxEngine
 
-            vision_encoder = TensorRTEngine(resolve(raw["vision_encoder"]), max_batch=cameras)
-            decoder = TensorRTEngine(resolve(raw["decoder"]), max_batch=cameras)
+            kind = TensorRTEngine if backend == "tensorrt" else TensorRTRtxEngine
+            # The pipeline checks the batch ranges (F for the encoder, F x classes_per_call for the decoder).
+            vision_encoder = kind(resolve(raw["vision_encoder"]))
+            decoder = kind(resolve(raw["decoder"]))
         else:
             from .engines.onnx_runtime import OnnxRuntimeEngine
 
@@ -94,7 +96,7 @@ def load_config(path: str, device: str = "cuda") -> Tuple[Engine, Engine, Pipeli
         decoder = SyntheticDecoder(geometry, device=device, busy_ms=busy[1])
         prompts = [ClassPrompt(name, *prompt_for_class(i, geometry)) for i, name in enumerate(classes)]
     else:
-        raise ValueError(f"{path}: unknown backend {backend!r}; use tensorrt, onnx, torch or synthetic")
+        raise ValueError(f"{path}: unknown backend {backend!r}; use tensorrt, tensorrt_rtx, onnx, torch or synthetic")
     return vision_encoder, decoder, _pipeline_config(path, raw, prompts)
 
 
@@ -117,4 +119,4 @@ def _pipeline_config(path: str, raw: Dict[str, Any], prompts) -> PipelineConfig:
                           max_frame_size=tuple(raw.get("max_frame_size", (1080, 1920))),
                           score_threshold=raw.get("score_threshold", 0.5), mask_threshold=raw.get("mask_threshold"),
                           mask_mode=mode, top_k=raw.get("top_k"), capacity=raw.get("capacity", 128), output=output,
-                          resize=raw.get("resize", "antialias"))
+                          resize=raw.get("resize", "antialias"), classes_per_call=raw.get("classes_per_call"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -45,6 +45,26 @@ class PipelineConfig:
     capacity: int = 128          # detections per class-batch (all cameras); more sets overflow
     output: OutputKind = OutputKind.FULL
     resize: str = "antialias"    # the model's reference processor; "bilinear": cv2.INTER_LINEAR-like
+    # Classes per decoder call: 1 (one call per class, the users' plan C), k (a divisor of the
+    # class count), "all", or None: as many as the decoder's batch range allows (F x k <= its max).
+    classes_per_call: Union[int, str, None] = None
+
+
+def resolve_classes_per_call(value: Union[int, str, None], classes: int, cameras: int,
+                             decoder_max_batch: Optional[int], decoder_name: str = "decoder") -> int:
+    """How many classes share one decoder call (see PipelineConfig.classes_per_call)."""
+    fits = lambda k: decoder_max_batch is None or cameras * k <= decoder_max_batch  # noqa: E731
+    if value is None:
+        return max(k for k in range(1, classes + 1) if classes % k == 0 and (fits(k) or k == 1))
+    k = classes if value == "all" else value
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= classes or classes % k:
+        divisors = [d for d in range(1, classes + 1) if classes % d == 0]
+        raise ValueError(f"classes_per_call must be 'all' or a divisor of the {classes} classes {divisors}, got {value!r}")
+    if not fits(k):
+        raise EngineError(f"{decoder_name} takes batches up to {decoder_max_batch}; classes_per_call {value!r} needs "
+                          f"{cameras} cameras x {k} classes = {cameras * k}. Rebuild the decoder with "
+                          f"--classes-per-call {k} (engines/build_engines.sh) or lower classes_per_call")
+    return int(k)
 
 
 @dataclass(frozen=True)
@@ -128,12 +148,23 @@ class MultiCameraPipeline:
         self._pre = Preprocessor(max_frames=cameras, max_frame_size=self.max_frame_size,
                                  out_size=(g.image_size, g.image_size), dtype=g.image_dtype, device=self.device,
                                  resize=config.resize)
+        for engine, batch in ((vision_encoder, cameras),):
+            if engine.max_batch is not None and engine.max_batch < batch:
+                raise EngineError(f"{engine.name} takes batches up to {engine.max_batch}; the pipeline needs {batch} "
+                                  "(max_cameras): rebuild it with a larger max batch or lower max_cameras")
+        k = resolve_classes_per_call(config.classes_per_call, len(names), cameras, decoder.max_batch, decoder.name)
+        self.classes_per_call = k
+        # Decoder rows are class-major: in a call, rows j*n .. j*n + n - 1 are the n cameras of the
+        # call's class j. The encoder writes the first n rows of the FPN buffers; the other k - 1
+        # slices are device copies of them.
         self._buffers: Dict[str, Any] = {"images": self._pre.output}
         for name in FPN_TENSORS + DECODER_OUTPUTS:
             owner = vision_encoder if name in FPN_TENSORS else decoder
             spec = owner.tensors[name]
-            self._buffers[name] = xp.zeros(spec.with_batch(cameras), spec.dtype)
-        self._prompts = [self._replicated_prompt(c, cameras) for c in config.classes]
+            self._buffers[name] = xp.zeros(spec.with_batch(cameras * k), spec.dtype)
+        self._class_prompts = [self._prompt_rows(c) for c in config.classes]
+        self._prompts = [self._prompt_buffers(cameras * k) for _ in range(len(names) // k)]
+        self._prompt_cameras = 0   # the camera count the prompt buffers are laid out for
         vision_encoder.set_tensor_address("images", self._buffers["images"])
         for name in FPN_TENSORS:
             vision_encoder.set_tensor_address(name, self._buffers[name])   # the same buffer on both sides
@@ -145,13 +176,14 @@ class MultiCameraPipeline:
             max_frame_size=self.max_frame_size, score_threshold=config.score_threshold,
             mask_threshold=config.mask_threshold, mask_mode=config.mask_mode, top_k=config.top_k,
             output=config.output, device=self.device) for _ in config.classes]
-        marks = 3 + 2 * len(config.classes)
+        marks = 4 + 2 * len(self._prompts)
         self._events = [xp.cuda.Event() for _ in range(marks)] if self.device == "cuda" else None
         self._host_marks = [0.0] * marks
         self._pending: Optional[tuple] = None
         self._rounds = 0
 
-    def _replicated_prompt(self, prompt: ClassPrompt, cameras: int) -> Tuple[Any, Any]:
+    def _prompt_rows(self, prompt: ClassPrompt) -> Tuple[Any, Any]:
+        """A class's prompt padded to the decoder's P tokens: features [P, D] and mask [P], on the device."""
         g = self.geometry
         features = np.asarray(prompt.features)
         if features.ndim != 2 or features.shape[1] != g.prompt_width or not 1 <= features.shape[0] <= g.prompt_length:
@@ -168,8 +200,38 @@ class MultiCameraPipeline:
         valid = np.zeros(g.prompt_length, np.bool_)
         valid[: len(mask)] = mask != 0
         feature_spec, mask_spec = self.decoder.tensors["prompt_features"], self.decoder.tensors["prompt_mask"]
-        return (self.xp.asarray(np.ascontiguousarray(np.broadcast_to(padded, (cameras,) + padded.shape), feature_spec.dtype)),
-                self.xp.asarray(np.ascontiguousarray(np.broadcast_to(valid, (cameras,) + valid.shape), mask_spec.dtype)))
+        return self.xp.asarray(padded.astype(feature_spec.dtype)), self.xp.asarray(valid.astype(mask_spec.dtype))
+
+    def _prompt_buffers(self, rows: int) -> Tuple[Any, Any]:
+        g, xp = self.geometry, self.xp
+        feature_spec, mask_spec = self.decoder.tensors["prompt_features"], self.decoder.tensors["prompt_mask"]
+        return (xp.zeros((rows, g.prompt_length, g.prompt_width), feature_spec.dtype),
+                xp.zeros((rows, g.prompt_length), mask_spec.dtype))
+
+    def _lay_out_prompts(self, n: int) -> None:
+        """Fill each call's prompt buffers for n cameras (rows j*n .. j*n + n - 1: class j of the
+        call); done again only when the camera count changes. On the pipeline's stream."""
+        if n == self._prompt_cameras:
+            return
+        k = self.classes_per_call
+        with self._on_stream():
+            for call, (features, mask) in enumerate(self._prompts):
+                for j in range(k):
+                    class_features, class_mask = self._class_prompts[call * k + j]
+                    features[j * n:(j + 1) * n] = class_features
+                    mask[j * n:(j + 1) * n] = class_mask
+        self._prompt_cameras = n
+
+    def _replicate_features(self, n: int) -> None:
+        """FPN rows 0 .. n-1 (the encoder's output) copied to the call's other k - 1 class slices."""
+        with self._on_stream():
+            for name in FPN_TENSORS:
+                buffer = self._buffers[name]
+                for j in range(1, self.classes_per_call):
+                    buffer[j * n:(j + 1) * n] = buffer[:n]
+
+    def _on_stream(self):
+        return self._stream if self._stream is not None else _NoStream()
 
     # -- running -----------------------------------------------------------------------------
 
@@ -214,29 +276,36 @@ class MultiCameraPipeline:
             self._events[index].record(self._stream)
 
     def _enqueue_round(self, frames: List[Any], cameras: List[int]) -> None:
-        n, g = len(frames), self.geometry
+        n, g, k = len(frames), self.geometry, self.classes_per_call
         stream = 0 if self._stream is None else self._stream.ptr
         sizes = [(info.height, info.width) for info in map(describe_frame, frames)]
+        self._lay_out_prompts(n)
         self._mark(0)
         self._pre.run(frames, stream=stream, slots=cameras)
         self._mark(1)
         self.vision_encoder.set_input_shape("images", (n, 3, g.image_size, g.image_size))
         self.vision_encoder.enqueue(stream)
         self._mark(2)
+        self._replicate_features(n)
+        self._mark(3)
         for name in FPN_TENSORS:
-            self.decoder.set_input_shape(name, self.decoder.tensors[name].with_batch(n))
-        self.decoder.set_input_shape("prompt_features", (n, g.prompt_length, g.prompt_width))
-        self.decoder.set_input_shape("prompt_mask", (n, g.prompt_length))
+            self.decoder.set_input_shape(name, self.decoder.tensors[name].with_batch(n * k))
+        self.decoder.set_input_shape("prompt_features", (n * k, g.prompt_length, g.prompt_width))
+        self.decoder.set_input_shape("prompt_mask", (n * k, g.prompt_length))
         out = self._buffers
-        for c, (features, mask) in enumerate(self._prompts):
+        for call, (features, mask) in enumerate(self._prompts):
             self.decoder.set_tensor_address("prompt_features", features)
             self.decoder.set_tensor_address("prompt_mask", mask)
             self.decoder.enqueue(stream)
-            self._mark(3 + 2 * c)
-            # Compaction reads pred_masks on this stream before the next decoder overwrites it.
-            self._post[c].enqueue(out["pred_logits"][:n], out["presence_logits"][:n], out["pred_boxes"][:n],
-                                  out["pred_masks"][:n], sizes, class_id=c, stream=stream)
-            self._mark(4 + 2 * c)
+            self._mark(4 + 2 * call)
+            # Compaction reads pred_masks on this stream before the next call overwrites it; each
+            # class reads its own slice of the call's rows in place.
+            for j in range(k):
+                rows = slice(j * n, (j + 1) * n)
+                self._post[call * k + j].enqueue(out["pred_logits"][rows], out["presence_logits"][rows],
+                                                 out["pred_boxes"][rows], out["pred_masks"][rows], sizes,
+                                                 class_id=call * k + j, stream=stream)
+            self._mark(5 + 2 * call)
 
     def collect(self) -> RoundResult:
         """Wait for the submitted round and return its results."""
@@ -260,23 +329,24 @@ class MultiCameraPipeline:
         return RoundResult(index, cameras, skipped, timings, overflow)
 
     def _timings(self) -> Dict[str, float]:
-        classes = len(self.class_names)
+        calls = len(self._prompts)
         if self._events is None:
             marks = self._host_marks
             span = lambda a, b: (marks[b] - marks[a]) * 1e3  # noqa: E731
         else:
             self._events[-1].synchronize()
             span = lambda a, b: self.xp.cuda.get_elapsed_time(self._events[a], self._events[b])  # noqa: E731
-        return {"preprocess": span(0, 1), "vision_encoder": span(1, 2),
-                "decoder": sum(span(2 + 2 * c, 3 + 2 * c) for c in range(classes)),
-                "postprocess_enqueue": sum(span(3 + 2 * c, 4 + 2 * c) for c in range(classes)),
-                "gpu_busy": span(0, 2 + 2 * classes)}
+        return {"preprocess": span(0, 1), "vision_encoder": span(1, 2), "feature_copies": span(2, 3),
+                "decoder": sum(span(3 + 2 * c, 4 + 2 * c) for c in range(calls)),
+                "postprocess_enqueue": sum(span(4 + 2 * c, 5 + 2 * c) for c in range(calls)),
+                "gpu_busy": span(0, 3 + 2 * calls)}
 
     # -- reporting ---------------------------------------------------------------------------
 
     def memory_report(self) -> Dict[str, int]:
         """Bytes by owner, all allocated at construction; ``device_used`` is the whole GPU's use."""
         io = sum(int(b.nbytes) for b in self._buffers.values()) + sum(int(f.nbytes + m.nbytes) for f, m in self._prompts)
+        io += sum(int(f.nbytes + m.nbytes) for f, m in self._class_prompts)
         posts = [p.memory_report() for p in self._post]
         report = {"engines": self.vision_encoder.memory_bytes() + self.decoder.memory_bytes(),
                   "io_buffers": io, "postprocess": sum(p["device"] for p in posts),
@@ -288,3 +358,13 @@ class MultiCameraPipeline:
         return report
 
     vram_report = memory_report
+
+
+class _NoStream:
+    """The CPU pipeline's stand-in for ``with stream:``."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -53,6 +53,7 @@ class Engine(abc.ABC):
 
     name: str = "engine"
     device: str = "cuda"
+    max_batch: Optional[int] = None   # the largest batch it runs (a TensorRT profile's max); None: any
 
     @property
     @abc.abstractmethod

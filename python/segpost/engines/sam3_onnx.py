@@ -47,6 +47,7 @@ def tiny_sam3_config(width: int = 32, image_size: int = 112) -> Any:
 
 def _graphs(sam3: Sam3Torch) -> Tuple[Any, Any]:
     torch = sam3.torch
+    dtype = {np.dtype(np.float16): torch.float16, np.dtype(np.float32): torch.float32}[sam3.dtype]
 
     class VisionEncoder(torch.nn.Module):
         def __init__(self) -> None:
@@ -54,7 +55,7 @@ def _graphs(sam3: Sam3Torch) -> Tuple[Any, Any]:
             self.model = sam3.model  # registered, so the exporter sees the weights
 
         def forward(self, images):
-            return sam3.vision_features(images)
+            return tuple(t.to(dtype) for t in sam3.vision_features(images))
 
     class Decoder(torch.nn.Module):
         def __init__(self) -> None:
@@ -62,7 +63,10 @@ def _graphs(sam3: Sam3Torch) -> Tuple[Any, Any]:
             self.model = sam3.model
 
         def forward(self, fpn_feat_0, fpn_feat_1, fpn_feat_2, fpn_pos_2, prompt_features, prompt_mask):
-            return sam3.detect(fpn_feat_0, fpn_feat_1, fpn_feat_2, fpn_pos_2, prompt_features, prompt_mask)
+            # A half model computes some of its heads in float (type promotion): every output in the
+            # engine's dtype, as the contract's specs say.
+            return tuple(t.to(dtype) for t in sam3.detect(fpn_feat_0, fpn_feat_1, fpn_feat_2, fpn_pos_2,
+                                                          prompt_features, prompt_mask))
 
     return VisionEncoder().eval(), Decoder().eval()
 
@@ -86,7 +90,8 @@ def example_inputs(sam3: Sam3Torch, batch: int = 2, seed: int = 0) -> Dict[str, 
 
 
 def export_onnx(sam3: Sam3Torch, out_dir: str, *, batch: int = 2, opset: int = OPSET) -> Tuple[str, str]:
-    """Write both graphs into out_dir; returns their paths. Traced at `batch` with batch dynamic.
+    """Write both graphs into out_dir; returns their paths. Traced at `batch` with batch dynamic,
+    in the model's dtype: float16 graphs are what strongly typed builders (TensorRT-RTX) need.
 
     Exporting changes the state of a transformers Sam3Model (seen with 5.23: eager outputs
     differ afterwards), so compute any PyTorch reference before, or on another instance."""
@@ -111,17 +116,68 @@ def export_onnx(sam3: Sam3Torch, out_dir: str, *, batch: int = 2, opset: int = O
     return paths
 
 
+def _typed_graph(model: Any) -> Dict[str, int]:
+    """Element type of every tensor the graph names, from ONNX's (lenient) type inference."""
+    from onnx import shape_inference
+
+    inferred = shape_inference.infer_shapes(model, strict_mode=False)
+    types = {v.name: v.type.tensor_type.elem_type
+             for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
+    types.update({i.name: i.data_type for i in inferred.graph.initializer})
+    return types
+
+
+def make_half_graph_valid(model: Any) -> Tuple[int, int]:
+    """The two places where the exporter writes a half Sam3Model as ONNX that the standard does
+    not allow; fixed as PyTorch computes them (returns how many of each were fixed):
+    - Range on float16 (torch.arange(..., dtype=half) in the position encodings): computed in
+      float and cast back to float16;
+    - LayerNormalization of a float input with float16 weights (half + float position terms
+      promote to float in PyTorch, and its layer_norm accepts the mix): the weights are cast to
+      the input's type, so the layer keeps computing in float."""
+    from onnx import TensorProto, helper
+
+    types = _typed_graph(model)
+    nodes, ranges, norms = [], 0, 0
+    for node in model.graph.node:
+        if node.op_type == "Range" and any(types.get(i) == TensorProto.FLOAT16 for i in node.input):
+            floats = [f"{i}__float" for i in node.input]
+            nodes += [helper.make_node("Cast", [i], [f], to=TensorProto.FLOAT, name=f) for i, f in zip(node.input, floats)]
+            nodes.append(helper.make_node("Range", floats, [f"{node.output[0]}__float"], name=node.name))
+            nodes.append(helper.make_node("Cast", [f"{node.output[0]}__float"], [node.output[0]], to=TensorProto.FLOAT16,
+                                          name=f"{node.output[0]}__half"))
+            ranges += 1
+            continue
+        if node.op_type == "LayerNormalization" and len(node.input) > 1 and types.get(node.input[0]) \
+                and types.get(node.input[0]) != types.get(node.input[1]):
+            kind = types[node.input[0]]
+            weights = [f"{i}__as_input_type__{node.name}" for i in node.input[1:]]
+            nodes += [helper.make_node("Cast", [i], [w], to=kind, name=w) for i, w in zip(node.input[1:], weights)]
+            del node.input[1:]
+            node.input.extend(weights)
+            norms += 1
+        nodes.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    del model.graph.value_info[:]   # stale types; consumers infer them again
+    return ranges, norms
+
+
 def _fix_output_shapes(path: str, shapes: Dict[str, Tuple[int, ...]]) -> None:
     """The exporter leaves output axes it cannot infer symbolic (pred_masks [batch, Einsum...]);
-    write the sizes the model produced when Sam3Torch probed it, the contract's fixed axes."""
+    write the sizes the model produced when Sam3Torch probed it, the contract's fixed axes. A half
+    graph also gets make_half_graph_valid."""
     import onnx
 
     model = onnx.load(path, load_external_data=False)  # external weights stay where they are
+    if any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer) or \
+            any(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16 for v in model.graph.input):
+        make_half_graph_valid(model)
     for output in model.graph.output:
         for dim, size in zip(output.type.tensor_type.shape.dim[1:], shapes[output.name]):
             dim.dim_value = size
     onnx.save(model, path)
-    onnx.checker.check_model(path)
+    onnx.checker.check_model(path, full_check=True)   # strict type inference: an invalid graph fails here
 
 
 def onnx_tensor_shapes(path: str) -> Dict[str, Tuple[Any, ...]]:
@@ -163,9 +219,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--random", action="store_true", help="full-size model with random weights (shapes, timing)")
     which.add_argument("--tiny", action="store_true", help="toy-size model with random weights (tests)")
     parser.add_argument("--device", default="cpu", help="where to run the model while exporting (cpu or cuda)")
+    parser.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+                        help="float32 (TensorRT makes fp16 engines with --fp16), or float16: the graphs of the half "
+                             "model, for strongly typed builders (TensorRT-RTX)")
 
 
 def load_model(args: argparse.Namespace) -> Sam3Torch:
-    """The model the arguments name, in fp32 (TensorRT's --fp16 makes the half-precision engines)."""
-    return Sam3Torch(args.weights, dtype=np.float32, device=args.device,
+    """The model the arguments name, in the dtype they ask for."""
+    return Sam3Torch(args.weights, dtype=np.dtype(getattr(args, "dtype", "float32")), device=args.device,
                      config=tiny_sam3_config() if args.tiny else None)

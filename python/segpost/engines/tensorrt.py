@@ -1,14 +1,17 @@
-"""TensorRT >= 10 engines behind segpost's Engine interface (``tensorrt`` or ``tensorrt_lean``).
+"""TensorRT >= 10 engines (``tensorrt`` or ``tensorrt_lean``) and TensorRT-RTX engines
+(``tensorrt_rtx``; ``tensorrt_rtx_bindings`` from PyPI) behind segpost's Engine interface.
 
 Only the runtime API is used: Runtime.deserialize_cuda_engine, the name-based tensor queries,
-create_execution_context, set_input_shape, set_tensor_address and execute_async_v3. TensorRT
-cannot be installed on the machines segpost is developed on: this adapter is tested against a
-recording fake of that API (tests/test_engines_tensorrt.py), not against a real engine.
+create_execution_context, set_input_shape, set_tensor_address and execute_async_v3, which both
+families share. TensorRT cannot be installed on the machines segpost is developed on, and
+TensorRT-RTX refuses to run engines on their GPU (an H100): this adapter is tested against a
+recording fake of that API (tests/fake_tensorrt.py), not against a real engine.
 """
 from __future__ import annotations
 
 import importlib
 import os
+from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
@@ -19,32 +22,61 @@ _DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT32": np.int32, "INT64": 
            "INT8": np.int8, "UINT8": np.uint8}
 
 
-def import_tensorrt(module: Optional[str] = None) -> Any:
-    """The full ``tensorrt`` package, else the runtime-only ``tensorrt_lean``."""
-    names = (module,) if module else ("tensorrt", "tensorrt_lean")
+@dataclass(frozen=True)
+class Flavour:
+    """A TensorRT runtime family: its Python modules, oldest usable version, how to install it."""
+
+    title: str
+    modules: Tuple[str, ...]
+    min_major: int
+    install: str
+
+
+TENSORRT = Flavour("TensorRT", ("tensorrt", "tensorrt_lean"), 10,
+                   "pip install tensorrt (or tensorrt-lean), version 10 or newer")
+# NVIDIA's TensorRT for RTX GPUs: the same execution-context API; engines are compiled for the
+# GPU when loaded and run on Ampere, Ada and Blackwell (compute capability 8.0, 8.6, 8.9, 12.x).
+TENSORRT_RTX = Flavour("TensorRT-RTX", ("tensorrt_rtx", "tensorrt_rtx_bindings"), 1,
+                       'pip install "segpost[tensorrt-rtx]" (tensorrt-rtx-cu13-libs and tensorrt-rtx-cu13-bindings)')
+
+
+def import_tensorrt(module: Optional[str] = None, flavour: Flavour = TENSORRT) -> Any:
+    """The runtime module: `module` if named, else the flavour's first that imports."""
+    names = (module,) if module else flavour.modules
     for name in names:
         try:
             return importlib.import_module(name)
         except ImportError:
             continue
-    raise EngineError("TensorRT engines need the TensorRT Python runtime: pip install tensorrt (or tensorrt-lean), "
-                      "version 10 or newer")
+    raise EngineError(f"{flavour.title} engines need the {flavour.title} Python runtime: {flavour.install}")
+
+
+def _compute_capability() -> str:
+    try:
+        import cupy
+
+        major, minor = divmod(int(cupy.cuda.Device().compute_capability), 10)
+        return f"{major}.{minor}"
+    except Exception:  # no CuPy or no device: the message says what it can
+        return "unknown"
 
 
 class TensorRTEngine(Engine):
     """One serialized engine (.engine/.plan file) with one execution context."""
 
     device = "cuda"
+    flavour = TENSORRT
 
     def __init__(self, path: str, *, module: Optional[str] = None, trt: Any = None, max_batch: Optional[int] = None):
         self.name = str(path)
+        title = self.flavour.title
         if not os.path.isfile(path):
-            raise EngineError(f"TensorRT engine file not found: {path}")
-        self._trt = trt if trt is not None else import_tensorrt(module)
+            raise EngineError(f"{title} engine file not found: {path}")
+        self._trt = trt if trt is not None else import_tensorrt(module, self.flavour)
         major = int(str(getattr(self._trt, "__version__", "0")).split(".")[0] or 0)
-        if major < 10:
-            raise EngineError(f"TensorRT {getattr(self._trt, '__version__', '?')} is too old: segpost needs 10 or newer "
-                              "(the name-based tensor API and execute_async_v3)")
+        if major < self.flavour.min_major:
+            raise EngineError(f"{title} {getattr(self._trt, '__version__', '?')} is too old: segpost needs "
+                              f"{self.flavour.min_major} or newer (the name-based tensor API and execute_async_v3)")
         self._logger = self._trt.Logger(self._trt.Logger.WARNING)   # must outlive the runtime
         self._runtime = self._trt.Runtime(self._logger)
         with open(path, "rb") as f:
@@ -52,14 +84,19 @@ class TensorRTEngine(Engine):
         self._plan_bytes = len(plan)
         self._engine = self._runtime.deserialize_cuda_engine(plan)
         if self._engine is None:
-            raise EngineError(f"{path}: TensorRT could not deserialize this engine (built with another TensorRT "
-                              "version or for another GPU? the TensorRT log above says which)")
+            raise EngineError(f"{path}: {title} could not deserialize this engine ({self._why_not_loaded()}; "
+                              f"the {title} log above says which)")
         self._specs = self._read_specs()
-        if max_batch is not None:
-            self._check_profile(max_batch)
+        self.max_batch = self._profile_max_batch()
+        if max_batch is not None and self.max_batch is not None and self.max_batch < max_batch:
+            raise EngineError(f"{self.name}: built for batches up to {self.max_batch}; the pipeline needs {max_batch} "
+                              f"(rebuild with maxShapes batch {max_batch})")
         self._context = self._engine.create_execution_context()
         if self._context is None:
             raise EngineError(f"{path}: could not create an execution context (out of device memory?)")
+
+    def _why_not_loaded(self) -> str:
+        return "built with another TensorRT version or for another GPU?"
 
     def _read_specs(self) -> Dict[str, TensorSpec]:
         trt, engine = self._trt, self._engine
@@ -73,13 +110,11 @@ class TensorRTEngine(Engine):
                                      engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT)
         return dict(sorted(specs.items(), key=lambda item: not item[1].is_input))
 
-    def _check_profile(self, max_batch: int) -> None:
-        for spec in self._specs.values():
-            if spec.is_input and -1 in spec.shape:
-                _, _, largest = self._engine.get_tensor_profile_shape(spec.name, 0)
-                if int(largest[0]) < max_batch:
-                    raise EngineError(f"{self.name}: input {spec.name!r} was built for batches up to {int(largest[0])}; "
-                                      f"the pipeline needs {max_batch} (rebuild with maxShapes batch {max_batch})")
+    def _profile_max_batch(self) -> Optional[int]:
+        """The largest batch every dynamic input's optimization profile admits."""
+        largest = [int(self._engine.get_tensor_profile_shape(spec.name, 0)[2][0])
+                   for spec in self._specs.values() if spec.is_input and -1 in spec.shape]
+        return min(largest) if largest else None
 
     @property
     def tensors(self) -> Mapping[str, TensorSpec]:
@@ -105,3 +140,13 @@ class TensorRTEngine(Engine):
         weights' device bytes; the plan holds them, so this is close)."""
         size = getattr(self._engine, "device_memory_size_v2", None)
         return int(size if size is not None else self._engine.device_memory_size) + self._plan_bytes
+
+
+class TensorRTRtxEngine(TensorRTEngine):
+    """An engine built by TensorRT-RTX (``--builder tensorrt-rtx``): the same adapter, its runtime."""
+
+    flavour = TENSORRT_RTX
+
+    def _why_not_loaded(self) -> str:
+        return (f"TensorRT-RTX runs engines on Ampere, Ada and Blackwell GPUs (compute capability 8.0, 8.6, 8.9, "
+                f"12.x); this GPU is {_compute_capability()}. Or it was built by another TensorRT-RTX version")
