@@ -124,3 +124,51 @@ def test_tiny_sam3_all_classes_in_one_call_equal_one_call_per_class():
             np.testing.assert_allclose(scores_a, scores_b, rtol=1e-4, atol=1e-6)
             np.testing.assert_allclose(boxes_a, boxes_b, rtol=0, atol=1e-2)
             assert np.mean(masks_a != masks_b) < 1e-4, str(key)
+
+
+def test_tiny_sam3_compiled_equals_eager_and_never_recompiles(tmp_path, monkeypatch):
+    """compile="default" on the CPU (inductor's C++ backend): the same kept queries and scores as
+    eager; rounds with fewer cameras run the compiled batch (no new graphs)."""
+    torch = pytest.importorskip("torch")
+    try:
+        from segpost.engines.sam3_onnx import tiny_sam3_config
+        from segpost.engines.torch_sam3 import Sam3Torch
+        tiny_sam3_config()
+    except ImportError as exc:
+        pytest.skip(f"needs transformers >= 5 with Sam3Model: {exc}")
+    from segpost.pipeline import ClassPrompt
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    sizes = camera_sizes("cpu", 3)
+    scene = Scene(sizes, seed=3)
+    records, messages = {}, []
+    for mode in ("off", "default"):
+        sam3 = Sam3Torch(None, dtype=np.float32, device="cpu", config=tiny_sam3_config(), seed=3, compile=mode,
+                         log=messages.append)
+        classes = [ClassPrompt(*p) for p in sam3.text_prompts(["person", "hand", "counter", "blow gun"])]
+        config = PipelineConfig(classes, max_cameras=3, max_frame_size=(480, 640), score_threshold=0.0, top_k=5)
+        pipeline = MultiCameraPipeline(sam3.vision_encoder, sam3.decoder, config)
+        graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        records[mode] = rounds_of(pipeline, scene, [{0, 1, 2}, {0, 2}, {1}, {0, 1, 2}])
+        assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs, "a round recompiled"
+    assert any("compiling the sam3 decoder (torch) for batch 12" in m for m in messages)
+    assert any("compiled in" in m for m in messages)
+    for a, b in zip(records["off"], records["default"]):
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key][2], b[key][2], err_msg=str(key))
+            np.testing.assert_allclose(a[key][0], b[key][0], rtol=1e-4, atol=1e-5)
+
+
+def test_compile_settings_are_checked():
+    pytest.importorskip("torch")
+    from segpost.engines.base import EngineError as Error
+    from segpost.engines.torch_sam3 import torch_compile_mode
+
+    assert torch_compile_mode("off", False) is None
+    assert torch_compile_mode("default", True) == "reduce-overhead"
+    assert torch_compile_mode("max-autotune", False) == "max-autotune-no-cudagraphs"
+    with pytest.raises(Error, match="compile must be one of"):
+        torch_compile_mode("fast", False)
+    with pytest.raises(Error, match="cuda_graphs needs compile"):
+        torch_compile_mode("off", True)

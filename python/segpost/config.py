@@ -14,7 +14,9 @@
 Relative paths are relative to the config file. A prompt file is an .npz with ``features``
 [L, D] and optionally ``mask`` [L] (engines/extract_prompts.py writes them). The torch backend
 takes ``weights`` (a local Sam3Model directory, or omitted for random weights) instead of engine
-files and makes its prompts from the class names; the synthetic backend takes class names only.
+files and makes its prompts from the class names; ``compile`` ("off", "default", "max-autotune"),
+``cuda_graphs`` and ``compile_cache`` (a folder) run it through torch.compile; the synthetic
+backend takes class names only.
 The onnx backend is the tensorrt one with .onnx files run by onnxruntime on the CPU (device cpu).
 String values may name environment variables, ``"${NAME}"``, so that secrets stay out of files.
 """
@@ -33,7 +35,7 @@ from .postprocess import MaskMode, OutputKind
 
 _KNOWN = {"backend", "vision_encoder", "decoder", "weights", "classes", "max_cameras", "max_frame_size",
           "score_threshold", "mask_threshold", "mask_mode", "top_k", "capacity", "output", "dtype", "busy_ms",
-          "resize", "classes_per_call"}
+          "resize", "classes_per_call", "compile", "cuda_graphs", "compile_cache"}
 
 
 def load_config(path: str, device: str = "cuda") -> Tuple[Engine, Engine, PipelineConfig]:
@@ -81,7 +83,9 @@ def load_config(path: str, device: str = "cuda") -> Tuple[Engine, Engine, Pipeli
         from .engines.torch_sam3 import Sam3Torch
 
         weights = raw.get("weights")
-        sam3 = Sam3Torch(resolve(weights) if weights else None, dtype=raw.get("dtype", "float16"), device=device)
+        sam3 = Sam3Torch(resolve(weights) if weights else None, dtype=raw.get("dtype", "float16"), device=device,
+                         compile=raw.get("compile", "off"), cuda_graphs=bool(raw.get("cuda_graphs", False)),
+                         cache_dir=raw.get("compile_cache"))
         vision_encoder, decoder = sam3.vision_encoder, sam3.decoder
         prompts = [ClassPrompt(*p) for p in sam3.text_prompts(list(classes))]
     elif backend == "synthetic":

@@ -171,6 +171,10 @@ class MultiCameraPipeline:
             decoder.set_tensor_address(name, self._buffers[name])
         for name in DECODER_OUTPUTS:
             decoder.set_tensor_address(name, self._buffers[name])
+        decoder.set_tensor_address("prompt_features", self._prompts[0][0])
+        decoder.set_tensor_address("prompt_mask", self._prompts[0][1])
+        vision_encoder.prepare()
+        decoder.prepare()
         self._post = [Postprocessor(
             max_frames=cameras, num_queries=g.num_queries, mask_size=g.mask_size, capacity=config.capacity,
             max_frame_size=self.max_frame_size, score_threshold=config.score_threshold,

@@ -74,6 +74,10 @@ class Engine(abc.ABC):
         """Device memory the engine itself holds (weights, activations), not its bound buffers."""
         return 0
 
+    def prepare(self) -> None:
+        """Called once every tensor is bound, before the first round: the place to compile or warm
+        up for the bound buffers' batch (the PyTorch engine's torch.compile). Nothing by default."""
+
     def spec(self, name: str) -> TensorSpec:
         try:
             return self.tensors[name]

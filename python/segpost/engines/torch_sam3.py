@@ -6,10 +6,20 @@ vision embeddings and a class's text embeddings. Both read the bound input buffe
 (zero copy through ``__cuda_array_interface__``) and write the bound output buffers, on the
 caller's stream. Real weights come from a local directory; without one the weights are random
 (right shapes and compute, meaningless detections).
+
+``compile="default"`` or ``"max-autotune"`` runs both stages through torch.compile (and
+``cuda_graphs=True`` through CUDA graphs): compiled once, when the pipeline has bound its buffers
+(``prepare``), for the batch of those buffers. Rounds with fewer cameras run that same batch (the
+rows past the live cameras are computed and ignored), so nothing ever recompiles; compiled
+kernels are cached in ``cache_dir`` and a restart reuses them.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+import os
+import sys
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -17,6 +27,27 @@ from .base import ArrayEngine, EngineError, TensorSpec, buffer_address
 from .contract import DECODER_INPUTS, DECODER_OUTPUTS, FPN_TENSORS
 
 PROMPT_LENGTH = 32
+COMPILE_CHOICES = ("off", "default", "max-autotune")
+
+
+def torch_compile_mode(compile: str, cuda_graphs: bool) -> Optional[str]:
+    """torch.compile's mode for segpost's (compile, cuda_graphs) settings; None: eager."""
+    if compile not in COMPILE_CHOICES:
+        raise EngineError(f"compile must be one of {COMPILE_CHOICES}, got {compile!r}")
+    if compile == "off":
+        if cuda_graphs:
+            raise EngineError("cuda_graphs needs compile 'default' or 'max-autotune' (CUDA graphs of eager "
+                              "transformers code are not captured)")
+        return None
+    if compile == "default":
+        return "reduce-overhead" if cuda_graphs else "default"
+    return "max-autotune" if cuda_graphs else "max-autotune-no-cudagraphs"
+
+
+def default_cache_dir() -> str:
+    """Where compiled kernels are kept between runs (TORCHINDUCTOR_CACHE_DIR, when not set)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "segpost", "torch-compile")
 
 
 def _find(config: Any, key: str) -> Any:
@@ -34,7 +65,11 @@ class Sam3Torch:
     """Loads (or randomly initializes) one Sam3Model and exposes ``vision_encoder`` and ``decoder``."""
 
     def __init__(self, path: Optional[str] = None, *, dtype: Any = np.float16, device: str = "cuda",
-                 config: Any = None, prompt_length: int = PROMPT_LENGTH, seed: int = 0):
+                 config: Any = None, prompt_length: int = PROMPT_LENGTH, seed: int = 0, compile: str = "off",
+                 cuda_graphs: bool = False, cache_dir: Optional[str] = None,
+                 log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)):
+        self.compile_mode = torch_compile_mode(compile, cuda_graphs)
+        self.log = log
         try:
             import torch
             from transformers import Sam3Config, Sam3Model
@@ -83,6 +118,10 @@ class Sam3Torch:
 
         self.vision_encoder = _TorchStage("sam3 vision encoder (torch)", specs(("images",), FPN_TENSORS), self, self._encode)
         self.decoder = _TorchStage("sam3 decoder (torch)", specs(DECODER_INPUTS, DECODER_OUTPUTS), self, self._decode)
+        if self.compile_mode is not None:
+            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", cache_dir or default_cache_dir())
+            for stage in (self.vision_encoder, self.decoder):
+                stage.compiled = torch.compile(stage.run_tensors, mode=self.compile_mode, dynamic=False)
 
     def parameter_bytes(self) -> int:
         return sum(p.numel() * p.element_size() for p in self.model.parameters())
@@ -155,6 +194,7 @@ class _TorchStage(ArrayEngine):
         super().__init__(name, specs, owner.device if owner.device == "cpu" else "cuda")
         self._owner, self._run = owner, run
         self._views: Dict[tuple, Any] = {}  # (name, address, shape) -> torch view, made once
+        self.compiled: Optional[Callable[..., None]] = None
 
     def memory_bytes(self) -> int:
         # Both stages share one model: the encoder reports it (on CUDA: torch's allocator, weights included).
@@ -163,7 +203,11 @@ class _TorchStage(ArrayEngine):
         torch = self._owner.torch
         return torch.cuda.memory_reserved() if self.device == "cuda" else self._owner.parameter_bytes()
 
-    def execute(self, tensors: Dict[str, Any], stream: int) -> None:
+    def run_tensors(self, *tensors: Any) -> None:
+        """The stage on torch tensors in the order of its specs (what torch.compile compiles)."""
+        self._run(dict(zip(self._specs, tensors)))
+
+    def _torch_views(self, tensors: Dict[str, Any]) -> Dict[str, Any]:
         torch = self._owner.torch
         views = {}
         for name, array in tensors.items():
@@ -171,10 +215,55 @@ class _TorchStage(ArrayEngine):
             view = self._views.get(key)
             if view is None:
                 view = self._views[key] = torch.as_tensor(array, device=self._owner.device)
+                if self.compiled is not None:
+                    torch._dynamo.mark_static_address(view)   # allocated once: CUDA graphs may keep it
             views[name] = view
+        return views
+
+    def _full_batch(self) -> Dict[str, Any]:
+        """Every bound buffer at its whole batch (compiled stages always run that batch)."""
+        rows = {name: self._bound[name].size // int(np.prod(spec.shape[1:])) for name, spec in self._specs.items()}
+        batch = min(rows[name] for name, spec in self._specs.items() if spec.is_input and -1 in spec.shape)
+        return {name: self._view(name, spec.with_batch(batch)) for name, spec in self._specs.items()}
+
+    def execute(self, tensors: Dict[str, Any], stream: int) -> None:
+        torch = self._owner.torch
+        if self.compiled is not None:
+            tensors = self._full_batch()
+        views = self._torch_views(tensors)
+        run = self._run if self.compiled is None else (lambda v: self.compiled(*(v[n] for n in self._specs)))
         if self.device == "cuda":
             with torch.cuda.stream(torch.cuda.ExternalStream(stream)), torch.inference_mode():
-                self._run(views)
+                run(views)
         else:
             with torch.inference_mode():
-                self._run(views)
+                run(views)
+
+    def prepare(self) -> None:
+        """Compiles (and for CUDA graphs, records) the stage at the bound buffers' batch, showing
+        progress; a later start finds the kernels in the cache."""
+        if self.compiled is None:
+            return
+        missing = [n for n in self._specs if n not in self._bound]
+        if missing:
+            raise EngineError(f"{self.name}: bind every tensor before prepare(); missing {missing}")
+        log, started, done = self._owner.log, time.perf_counter(), threading.Event()
+        batch = next(iter(self._full_batch().values())).shape[0]
+        log(f"segpost: compiling the {self.name} for batch {batch} (torch.compile mode={self._owner.compile_mode}; "
+            f"cache {os.environ.get('TORCHINDUCTOR_CACHE_DIR')})")
+
+        def ticker():
+            while not done.wait(15.0):
+                log(f"segpost: ... still compiling the {self.name}, {time.perf_counter() - started:.0f} s")
+
+        thread = threading.Thread(target=ticker, daemon=True)
+        thread.start()
+        try:
+            stream = self._owner.torch.cuda.current_stream().cuda_stream if self.device == "cuda" else 0
+            for _ in range(3):   # compile; CUDA graphs warm up, then record
+                self.execute({}, stream)
+            if self.device == "cuda":
+                self._owner.torch.cuda.synchronize()
+        finally:
+            done.set()
+        log(f"segpost: {self.name} compiled in {time.perf_counter() - started:.1f} s")
