@@ -38,23 +38,33 @@ _KNOWN = {"backend", "vision_encoder", "decoder", "weights", "classes", "max_cam
           "resize", "classes_per_call", "compile", "cuda_graphs", "compile_cache"}
 
 
-def load_config(path: str, device: str = "cuda") -> Tuple[Engine, Engine, PipelineConfig]:
-    """Build both engines and the PipelineConfig a config file describes (EngineError/ValueError
-    name the file and the key at fault)."""
+def read_json(path: str, what: str = "config file") -> Dict[str, Any]:
+    """A JSON object from a file, with ${ENV} values expanded (errors name the file)."""
     try:
         with open(path) as f:
             raw = json.load(f)
     except FileNotFoundError:
-        raise EngineError(f"config file not found: {path}") from None
+        raise EngineError(f"{what} not found: {path}") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: the config must be a JSON object")
-    raw = expand_env(raw, path)
+    return expand_env(raw, path)
+
+
+def load_config(path: str, device: str = "cuda") -> Tuple[Engine, Engine, PipelineConfig]:
+    """Build both engines and the PipelineConfig a config file describes (EngineError/ValueError
+    name the file and the key at fault)."""
+    return build_from_config(read_json(path), os.path.dirname(os.path.abspath(path)), device, where=path)
+
+
+def build_from_config(raw: Dict[str, Any], base: str, device: str = "cuda", where: str = "config"
+                      ) -> Tuple[Engine, Engine, PipelineConfig]:
+    """load_config for a config already read: relative paths are relative to `base`."""
+    path = where
     unknown = sorted(set(raw) - _KNOWN)
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {unknown}; known keys are {sorted(_KNOWN)}")
-    base = os.path.dirname(os.path.abspath(path))
     resolve = lambda p: p if os.path.isabs(p) else os.path.join(base, p)  # noqa: E731
     backend = raw.get("backend", "tensorrt")
     classes = raw.get("classes")

@@ -7,13 +7,13 @@ import sys
 from typing import Optional, Sequence
 
 from ..engines.base import EngineError
-from . import demo, run
+from . import demo, fleet, run
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="segpost", description="GPU post-processing for SAM3-style engines")
     commands = parser.add_subparsers(dest="command", required=True)
-    for command in (demo, run):
+    for command in (demo, run, fleet):
         command.add_parser(commands)
     args = parser.parse_args(argv)
     try:

@@ -111,7 +111,10 @@ class CameraSource:
 
     def __init__(self, url: str, open_decoder: Callable[[str], Decoder], *, live: Optional[bool] = None,
                  redactor: Optional[Redactor] = None, stall_seconds: float = 10.0,
-                 backoff: Tuple[float, float] = (0.5, 30.0), clock: Callable[[], float] = time.monotonic):
+                 backoff: Tuple[float, float] = (0.5, 30.0), clock: Callable[[], float] = time.monotonic,
+                 start_index: int = 0):
+        """`start_index`: resume a camera (the fleet after a restart): a file skips its first
+        start_index frames; a live stream numbers its frames from start_index on."""
         self.redactor = redactor or Redactor()
         self.url = url
         self.shown_url = self.redactor.register(url)
@@ -123,7 +126,9 @@ class CameraSource:
         self.error: Optional[str] = None
         self.finished = False
         self.decoder_description: Optional[str] = None
-        self._index = 0
+        if start_index < 0:
+            raise ValueError(f"start_index must be >= 0, got {start_index}")
+        self._index = start_index
         self._closed = threading.Event()
         if not self.live:
             try:
@@ -150,6 +155,9 @@ class CameraSource:
             return None
         try:
             got = self._decoder.read()
+            while got is not None and self.stats["decoded"] < self._index:   # resuming: frames already done
+                self.stats["decoded"] += 1
+                got = self._decoder.read()
         except Exception as exc:  # a decoder failing mid-file: report it, finish the camera
             got = None
             self._fail(f"{self.shown_url}: decoding failed: {self.redactor(exc)}")

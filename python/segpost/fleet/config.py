@@ -1,0 +1,118 @@
+"""The fleet's config file (JSON):
+
+    {
+      "pipeline": "segpost.json",            # a `segpost run` config file, or the same object inline
+      "cameras": [{"name": "dock-1", "source": "rtsp://user:${DOCK_PASSWORD}@10.0.0.7/stream"}, ...],
+      "cameras_per_worker": 8,                # at most the engines' max batch (max_cameras)
+      "gpus_per_worker": 1,                   # a fraction shares a GPU between workers; 0: CPU workers
+      "cpus_per_worker": 1,
+      "decode": "auto",                       # auto | gpu | cpu, as `segpost run --decode`
+      "masks": "rle",                         # rle | none
+      "sink": {"per_camera": true,            # one JSON Lines file per camera in --out, or one merged file
+               "mqtt": "mqtt://broker/segpost/{camera}"},   # optional, in addition
+      "heartbeat_seconds": 5, "stall_seconds": 10, "watchdog_seconds": 300,
+      "restart_backoff": [1, 30]              # seconds: first delay, longest delay
+    }
+
+Engine and prompt paths are relative to the pipeline config's folder and must exist at the same
+path on every node. ``${NAME}`` values come from the environment.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+from ..config import read_json
+
+_KNOWN = {"pipeline", "cameras", "cameras_per_worker", "gpus_per_worker", "cpus_per_worker", "decode", "masks",
+          "sink", "heartbeat_seconds", "stall_seconds", "watchdog_seconds", "restart_backoff"}
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    name: str
+    source: str
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    pipeline: Dict[str, Any]          # the `segpost run` config object
+    pipeline_dir: str                 # what its relative paths are relative to
+    cameras: Tuple[CameraSpec, ...]
+    cameras_per_worker: int = 8
+    gpus_per_worker: float = 1.0
+    cpus_per_worker: float = 1.0
+    decode: str = "auto"
+    masks: str = "rle"
+    per_camera_files: bool = True
+    mqtt: Optional[str] = None
+    heartbeat_seconds: float = 5.0
+    stall_seconds: float = 10.0
+    watchdog_seconds: float = 300.0
+    restart_backoff: Tuple[float, float] = (1.0, 30.0)
+
+    def camera_groups(self) -> List[List[CameraSpec]]:
+        """Cameras in groups of cameras_per_worker, in config order: one worker each."""
+        n = self.cameras_per_worker
+        return [list(self.cameras[i:i + n]) for i in range(0, len(self.cameras), n)]
+
+
+def load_fleet_config(path: str) -> FleetConfig:
+    raw = read_json(path, "fleet config file")
+    where = path
+    unknown = sorted(set(raw) - _KNOWN)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(_KNOWN)}")
+    base = os.path.dirname(os.path.abspath(path))
+    pipeline = raw.get("pipeline")
+    if isinstance(pipeline, str):
+        pipeline_path = pipeline if os.path.isabs(pipeline) else os.path.join(base, pipeline)
+        pipeline_dir, pipeline = os.path.dirname(os.path.abspath(pipeline_path)), read_json(pipeline_path)
+    elif isinstance(pipeline, dict):
+        pipeline_dir = base
+    else:
+        raise ValueError(f"{where}: 'pipeline' must be a `segpost run` config file or object")
+    cameras = raw.get("cameras")
+    if not isinstance(cameras, list) or not cameras:
+        raise ValueError(f"{where}: 'cameras' must be a list of {{\"name\", \"source\"}} objects")
+    specs = []
+    for i, camera in enumerate(cameras):
+        if not isinstance(camera, dict) or not isinstance(camera.get("name"), str) or \
+                not isinstance(camera.get("source"), str) or not camera["name"]:
+            raise ValueError(f"{where}: cameras[{i}] needs a non-empty \"name\" and a \"source\"")
+        specs.append(CameraSpec(camera["name"], camera["source"]))
+    names = [c.name for c in specs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"{where}: camera names must be unique; repeated: {duplicates}")
+    per_worker = raw.get("cameras_per_worker", 8)
+    max_cameras = pipeline.get("max_cameras", 8)
+    if isinstance(per_worker, bool) or not isinstance(per_worker, int) or not 1 <= per_worker <= max_cameras:
+        raise ValueError(f"{where}: cameras_per_worker must be an int in [1, {max_cameras}] (the pipeline's "
+                         f"max_cameras, the engines' max batch), got {per_worker!r}")
+    numbers = {}
+    for key, default, low in (("gpus_per_worker", 1.0, 0.0), ("cpus_per_worker", 1.0, 0.0),
+                              ("heartbeat_seconds", 5.0, 0.5), ("stall_seconds", 10.0, 0.5),
+                              ("watchdog_seconds", 300.0, 1.0)):
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
+            raise ValueError(f"{where}: {key} must be a number >= {low}, got {value!r}")
+        numbers[key] = float(value)
+    if numbers["gpus_per_worker"] > 1 and numbers["gpus_per_worker"] != int(numbers["gpus_per_worker"]):
+        raise ValueError(f"{where}: gpus_per_worker above 1 must be a whole number")
+    backoff = raw.get("restart_backoff", [1, 30])
+    if not (isinstance(backoff, list) and len(backoff) == 2 and all(isinstance(v, (int, float)) for v in backoff)
+            and 0 < backoff[0] <= backoff[1]):
+        raise ValueError(f"{where}: restart_backoff must be [first, longest] seconds, got {backoff!r}")
+    decode, masks = raw.get("decode", "auto"), raw.get("masks", "rle")
+    if decode not in ("auto", "gpu", "cpu"):
+        raise ValueError(f"{where}: decode must be auto, gpu or cpu, got {decode!r}")
+    if masks not in ("rle", "none"):
+        raise ValueError(f"{where}: masks must be rle or none, got {masks!r}")
+    sink = raw.get("sink", {})
+    if not isinstance(sink, dict) or set(sink) - {"per_camera", "mqtt"}:
+        raise ValueError(f"{where}: sink takes \"per_camera\" (bool) and \"mqtt\" (a URL), got {sink!r}")
+    return FleetConfig(pipeline, pipeline_dir, tuple(specs), per_worker, decode=decode, masks=masks,
+                       per_camera_files=bool(sink.get("per_camera", True)), mqtt=sink.get("mqtt"),
+                       restart_backoff=(float(backoff[0]), float(backoff[1])), **numbers)
