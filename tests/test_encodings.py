@@ -246,3 +246,16 @@ def test_gpu_crop_adversarial_patterns(cp, size):
     assert_crop_matches_full(run_kind(segpost.OutputKind.CROP, to_device(cp, arrays), sizes, device="cuda"), full)
     assert_lowres_matches_full(run_kind(segpost.OutputKind.LOWRES, to_device(cp, arrays), sizes, device="cuda"),
                                full, arrays[3])
+
+
+def test_decode_coco_rle_matches_pycocotools():
+    from pycocotools import mask as mask_utils
+
+    rng = np.random.default_rng(11)
+    for h, w in [(1, 1), (7, 5), (240, 320), (31, 2)]:
+        dense = rng.random((h, w)) > 0.6
+        dense[: h // 2, : w // 3] = True
+        rle = mask_utils.encode(np.asfortranarray(dense.astype(np.uint8)))
+        decoded = segpost.decode_coco_rle({"size": rle["size"], "counts": rle["counts"].decode()})
+        np.testing.assert_array_equal(decoded, dense)
+        np.testing.assert_array_equal(segpost.decode_coco_rle(rle), dense)   # bytes counts too

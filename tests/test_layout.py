@@ -18,6 +18,7 @@ ALLOWED = {
     "service": {"io"},
     "cli": {"cli", "io", "service", "config", "synthetic", "fleet"},
     "fleet": {"fleet", "io", "service", "config", "synthetic"},
+    "client": {"fleet"},
 }
 
 

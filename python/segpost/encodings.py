@@ -168,6 +168,33 @@ class LowResMasks(_PerMaskList):
         return LowResMasks([m.copy() for m in self._items], self.height, self.width, self.threshold)
 
 
+def coco_rle_counts(text) -> np.ndarray:
+    """pycocotools' compressed RLE string (str or bytes) -> its run lengths (rleFrString in
+    pycocotools' maskApi.c; the inverse of what RleMasks[k]["counts"] holds)."""
+    text = text.decode("ascii") if isinstance(text, bytes) else text
+    counts, position = [], 0
+    while position < len(text):
+        value, shift, more = 0, 0, True
+        while more:
+            c = ord(text[position]) - 48
+            value |= (c & 0x1f) << (5 * shift)
+            more = bool(c & 0x20)
+            position += 1
+            shift += 1
+            if not more and (c & 0x10):
+                value |= -1 << (5 * shift)
+        if len(counts) > 2:
+            value += counts[-2]
+        counts.append(value)
+    return np.asarray(counts, np.int32)
+
+
+def decode_coco_rle(rle) -> np.ndarray:
+    """A COCO RLE dict {"size": [H, W], "counts": str} -> the (H, W) bool mask (no pycocotools needed)."""
+    height, width = rle["size"]
+    return RleMasks([coco_rle_counts(rle["counts"])], height, width).decode(0)
+
+
 def dense_mask(masks, k: int) -> np.ndarray:
     """Mask k of a FrameResult's masks as an (H, W) bool numpy array, whatever the output kind."""
     if hasattr(masks, "decode"):

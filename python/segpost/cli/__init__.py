@@ -7,13 +7,13 @@ import sys
 from typing import Optional, Sequence
 
 from ..engines.base import EngineError
-from . import demo, fleet, run
+from . import demo, fleet, run, serve
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="segpost", description="GPU post-processing for SAM3-style engines")
     commands = parser.add_subparsers(dest="command", required=True)
-    for command in (demo, run, fleet):
+    for command in (demo, run, fleet, serve):
         command.add_parser(commands)
     args = parser.parse_args(argv)
     try:

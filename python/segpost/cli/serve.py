@@ -1,0 +1,38 @@
+"""``segpost serve``: clients send frames over HTTP or gRPC, replicas batch them into pipeline rounds."""
+from __future__ import annotations
+
+import sys
+import threading
+
+from ..service.runner import stop_on_signals
+
+
+def add_parser(commands) -> None:
+    serve = commands.add_parser("serve", help="serve the pipeline to clients over HTTP and gRPC (Ray Serve)")
+    serve.add_argument("--config", help="the serve config (JSON); see segpost/fleet/serve.py")
+    serve.add_argument("--address", default=None, help="Ray cluster: auto or HOST:PORT (default: a local instance)")
+    serve.add_argument("--print-proto", action="store_true", help="print the gRPC service's .proto and exit")
+    serve.add_argument("--max-seconds", type=float, default=None, help="stop after this long")
+    serve.set_defaults(handler=run_command)
+
+
+def run_command(args) -> int:
+    from ..fleet import api
+
+    if args.print_proto:
+        print(api.proto_text(), end="")
+        return 0
+    if not args.config:
+        raise ValueError("segpost serve needs --config SERVE.json")
+    from ..fleet.serve import load_serve_config, start_serve, stop_serve
+
+    config = load_serve_config(args.config)
+    endpoints = start_serve(config, address=args.address)
+    print(f"segpost serve: HTTP POST {endpoints['http']} (JSON), gRPC {endpoints['grpc']} "
+          f"({api.FULL_METHOD}); Ctrl-C or SIGTERM stops", file=sys.stderr, flush=True)
+    stop = threading.Event()
+    with stop_on_signals(stop):
+        stop.wait(args.max_seconds)
+    stop_serve()
+    print("segpost serve: stopped", file=sys.stderr)
+    return 0

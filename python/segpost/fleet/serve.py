@@ -1,0 +1,248 @@
+"""``segpost serve``: a Ray Serve application that clients send frames to (HTTP and gRPC).
+
+    {
+      "pipeline": "segpost.json",      # a `segpost run` config (file or object); max_cameras = the batch
+      "num_replicas": 1,               # or "autoscaling": {"min_replicas": 1, "max_replicas": 4, ...}
+      "gpus_per_replica": 1,           # a fraction shares a GPU; 0: CPU replicas
+      "batch_wait_ms": 10,             # how long a replica waits to fill a round
+      "http_port": 8000, "grpc_port": 9000
+    }
+
+Every frame of every request is one item of ``@serve.batch``: frames from many clients fill the
+pipeline's rounds (up to its max_cameras), and a request with more frames than that spans several
+rounds. Bad input (an undecodable image, a wrong shape, an unknown class) is answered with HTTP
+400 or gRPC INVALID_ARGUMENT and a message; the replica goes on serving.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..config import build_from_config, read_json
+from ..encodings import decode_coco_rle
+from . import api, import_ray
+
+_KNOWN = {"pipeline", "num_replicas", "autoscaling", "gpus_per_replica", "cpus_per_replica", "batch_wait_ms",
+          "http_port", "grpc_port"}
+
+
+class BadRequest(ValueError):
+    """The client's fault: 400 / INVALID_ARGUMENT."""
+
+
+def decode_frame(frame: Dict[str, Any], max_size: Tuple[int, int], index: int) -> np.ndarray:
+    """A request frame -> BGR uint8 (H, W, 3), or BadRequest saying why not."""
+    if "image" in frame:
+        import cv2
+
+        image = cv2.imdecode(np.frombuffer(frame["image"], np.uint8), cv2.IMREAD_COLOR) if frame["image"] else None
+        if image is None:
+            raise BadRequest(f"frames[{index}]: not a decodable JPEG or PNG image")
+    else:
+        shape = frame.get("shape")
+        if not isinstance(shape, (list, tuple)) or len(shape) != 3 or shape[2] != 3 or min(shape) < 1:
+            raise BadRequest(f"frames[{index}]: raw pixels need \"shape\": [H, W, 3], got {shape!r}")
+        if len(frame["raw"]) != int(np.prod(shape)):
+            raise BadRequest(f"frames[{index}]: {len(frame['raw'])} bytes of pixels do not fill the shape {list(shape)}")
+        image = np.frombuffer(frame["raw"], np.uint8).reshape(shape)
+    if image.shape[0] > max_size[0] or image.shape[1] > max_size[1]:
+        raise BadRequest(f"frames[{index}]: {image.shape[0]}x{image.shape[1]} is larger than this server's "
+                         f"max_frame_size {list(max_size)}")
+    return np.ascontiguousarray(image)
+
+
+class SegmentationService:
+    """One replica: a MultiCameraPipeline whose rounds are the batches of @serve.batch."""
+
+    def __init__(self, pipeline: Dict[str, Any], pipeline_dir: str, batch_wait_ms: float = 10.0):
+        import ray
+
+        from ..pipeline import MultiCameraPipeline
+        from ..postprocess import OutputKind, cuda_available
+
+        device = "cuda" if ray.get_gpu_ids() and cuda_available() else "cpu"
+        vision_encoder, decoder, config = build_from_config(pipeline, pipeline_dir, device, where="pipeline")
+        self.pipeline = MultiCameraPipeline(vision_encoder, decoder, dataclasses.replace(config, output=OutputKind.RLE))
+        self.classes = set(self.pipeline.class_names)
+        self.max_size = self.pipeline.max_frame_size
+        self.rounds, self.batch_sizes = 0, {}
+        self._batched = self._make_batched(config.max_cameras, batch_wait_ms / 1e3)
+
+    def _make_batched(self, max_batch: int, wait_seconds: float):
+        """The round as @serve.batch sees it: one frame in, one answer out, max_batch frames a round."""
+        from ray import serve
+
+        @serve.batch(max_batch_size=max_batch, batch_wait_timeout_s=wait_seconds)
+        async def round_of(frames: List[np.ndarray]) -> List[Dict[str, Any]]:
+            loop = asyncio.get_running_loop()   # the GPU round runs off the event loop
+            return await loop.run_in_executor(None, self._process, frames)
+
+        return round_of
+
+    def _process(self, frames: List[np.ndarray]) -> List[Dict[str, Any]]:
+        """One pipeline round; results copied out (they are views valid until the next round)."""
+        result = self.pipeline.process(frames)
+        self.rounds += 1
+        self.batch_sizes[len(frames)] = self.batch_sizes.get(len(frames), 0) + 1
+        out = []
+        for slot in range(len(frames)):
+            if slot in result.skipped:
+                out.append({"error": result.skipped[slot]})
+                continue
+            camera = result.cameras[slot]
+            detections = []
+            for name, fr in camera.by_class.items():
+                for k in range(len(fr)):
+                    rle = fr.masks[k]
+                    detections.append({"class": name, "score": round(float(fr.scores[k]), 5),
+                                       "box": [round(float(v), 2) for v in fr.boxes[k]],
+                                       "mask": None if rle is None else {"size": rle["size"],
+                                                                         "counts": rle["counts"].decode("ascii")}})
+            out.append({"height": camera.frame_size[0], "width": camera.frame_size[1], "detections": detections,
+                        "round_frames": len(frames)})
+        return out
+
+    async def segment(self, frames: Sequence[Dict[str, Any]], classes: Sequence[str], masks: str) -> List[Dict[str, Any]]:
+        if masks not in api.MASK_ENCODINGS:
+            raise BadRequest(f"masks must be one of {api.MASK_ENCODINGS}, got {masks!r}")
+        unknown = sorted(set(classes) - self.classes)
+        if unknown:
+            raise BadRequest(f"unknown class(es) {unknown}; this server knows {sorted(self.classes)}")
+        if not frames:
+            raise BadRequest("the request has no frames")
+        images = [decode_frame(f, self.max_size, i) for i, f in enumerate(frames)]
+        answers = await asyncio.gather(*(self._batched(image) for image in images))
+        for i, answer in enumerate(answers):
+            if "error" in answer:
+                raise BadRequest(f"frames[{i}]: {answer['error']}")
+        wanted = set(classes) or self.classes
+        for answer in answers:
+            answer["detections"] = [_encoded(d, masks) for d in answer["detections"] if d["class"] in wanted]
+        return answers
+
+    async def __call__(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        path = request.url.path.rstrip("/")
+        if request.method == "GET" and path.endswith("/healthz"):
+            return JSONResponse({"status": "ok", "rounds": self.rounds})
+        if request.method == "GET" and path.endswith("/stats"):
+            return JSONResponse({"rounds": self.rounds,
+                                 "batch_sizes": {str(k): v for k, v in sorted(self.batch_sizes.items())}})
+        if request.method != "POST" or not path.endswith("/segment"):
+            return JSONResponse({"error": "POST /segment (JSON), GET /healthz or GET /stats"}, status_code=404)
+        try:
+            try:
+                body = json.loads(await request.body())
+            except ValueError:
+                raise BadRequest("the body is not JSON") from None
+            try:
+                frames, classes, masks = api.request_from_json(body)
+            except ValueError as exc:
+                raise BadRequest(str(exc)) from None
+            return JSONResponse(api.answer_to_json(await self.segment(frames, classes, masks)))
+        except BadRequest as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+
+    async def Segment(self, request: Any, grpc_context: Any = None) -> Any:  # noqa: N802 (the RPC's name)
+        import grpc
+
+        try:
+            frames, classes, masks = api.request_from_proto(request)
+            return api.answer_to_proto(await self.segment(frames, classes, masks))
+        except BadRequest as exc:
+            if grpc_context is not None:
+                grpc_context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
+                grpc_context.set_details(str(exc))
+            return api.SegmentResponse()
+
+
+def _encoded(detection: Dict[str, Any], masks: str) -> Dict[str, Any]:
+    if masks == "rle" or detection["mask"] is None:
+        return detection
+    if masks == "none":
+        return {**detection, "mask": None}
+    dense = decode_coco_rle(detection["mask"])
+    return {**detection, "mask": {"size": detection["mask"]["size"],
+                                  "packed": np.packbits(dense, bitorder="big").tobytes()}}
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeConfig:
+    pipeline: Dict[str, Any]
+    pipeline_dir: str
+    num_replicas: Optional[int] = 1
+    autoscaling: Optional[Dict[str, Any]] = None
+    gpus_per_replica: float = 1.0
+    cpus_per_replica: float = 1.0
+    batch_wait_ms: float = 10.0
+    http_port: int = 8000
+    grpc_port: int = 9000
+
+
+def load_serve_config(path: str) -> ServeConfig:
+    raw = read_json(path, "serve config file")
+    unknown = sorted(set(raw) - _KNOWN)
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {unknown}; known keys are {sorted(_KNOWN)}")
+    base = os.path.dirname(os.path.abspath(path))
+    pipeline = raw.get("pipeline")
+    if isinstance(pipeline, str):
+        pipeline_path = pipeline if os.path.isabs(pipeline) else os.path.join(base, pipeline)
+        base, pipeline = os.path.dirname(os.path.abspath(pipeline_path)), read_json(pipeline_path)
+    if not isinstance(pipeline, dict):
+        raise ValueError(f"{path}: 'pipeline' must be a `segpost run` config file or object")
+    autoscaling = raw.get("autoscaling")
+    if autoscaling is not None and not isinstance(autoscaling, dict):
+        raise ValueError(f"{path}: autoscaling must be an object (Ray Serve's autoscaling_config)")
+    replicas = None if autoscaling else raw.get("num_replicas", 1)
+    if replicas is not None and (isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1):
+        raise ValueError(f"{path}: num_replicas must be a positive int, got {replicas!r}")
+    numbers = {}
+    for key, default in (("gpus_per_replica", 1.0), ("cpus_per_replica", 1.0), ("batch_wait_ms", 10.0)):
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(f"{path}: {key} must be a number >= 0, got {value!r}")
+        numbers[key] = float(value)
+    ports = {}
+    for key, default in (("http_port", 8000), ("grpc_port", 9000)):
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+            raise ValueError(f"{path}: {key} must be a port number, got {value!r}")
+        ports[key] = value
+    return ServeConfig(pipeline, base, replicas, autoscaling, **numbers, **ports)
+
+
+def start_serve(config: ServeConfig, *, address: Optional[str] = None, name: str = "segpost") -> Dict[str, str]:
+    """Starts Ray (or joins `address`), Serve's HTTP and gRPC proxies, and the application; returns
+    the endpoints."""
+    ray = import_ray()
+    from ray import serve
+    from ray.serve.config import HTTPOptions, gRPCOptions
+
+    if not ray.is_initialized():
+        ray.init(address=address, namespace="segpost", log_to_driver=False, include_dashboard=False)
+    serve.start(http_options=HTTPOptions(host="0.0.0.0", port=config.http_port),
+                grpc_options=gRPCOptions(port=config.grpc_port,
+                                         grpc_servicer_functions=[f"{api.__name__}.add_SegmentationServicer_to_server"]))
+    options = {"ray_actor_options": {"num_gpus": config.gpus_per_replica, "num_cpus": config.cpus_per_replica},
+               "max_ongoing_requests": 256}
+    if config.autoscaling:
+        options["autoscaling_config"] = config.autoscaling
+    else:
+        options["num_replicas"] = config.num_replicas
+    deployment = serve.deployment(SegmentationService, name="segmentation", **options)
+    serve.run(deployment.bind(config.pipeline, config.pipeline_dir, config.batch_wait_ms), name=name,
+              route_prefix="/")
+    return {"http": f"http://127.0.0.1:{config.http_port}/segment", "grpc": f"127.0.0.1:{config.grpc_port}"}
+
+
+def stop_serve() -> None:
+    from ray import serve
+
+    serve.shutdown()

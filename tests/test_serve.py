@@ -1,0 +1,173 @@
+"""segpost serve on a real local Ray instance: 16 concurrent HTTP and gRPC clients get the
+in-process pipeline's answers, batched into shared rounds; bad input gets 400 / INVALID_ARGUMENT
+and the server keeps serving."""
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from brokers import free_port, http_get
+from segpost import decode_coco_rle
+from segpost.cli import main
+from segpost.config import load_config
+from segpost.pipeline import MultiCameraPipeline
+from segpost.postprocess import OutputKind
+from segpost.synthetic.scene import Scene
+
+pytest.importorskip("ray", reason="segpost serve runs on Ray Serve: pip install 'segpost[fleet]' (.ci/run does)")
+grpc = pytest.importorskip("grpc", reason="gRPC needs grpcio: pip install 'segpost[fleet]' (.ci/run does)")
+cv2 = pytest.importorskip("cv2")
+
+from segpost.client import SegpostClient, SegpostError  # noqa: E402
+from segpost.fleet import api  # noqa: E402
+from segpost.fleet.serve import load_serve_config, start_serve, stop_serve  # noqa: E402
+
+MAX_BATCH = 4
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    import ray
+
+    folder = tmp_path_factory.mktemp("serve")
+    (folder / "segpost.json").write_text(json.dumps({"backend": "synthetic", "classes": ["red", "green", "blue"],
+                                                     "max_frame_size": [240, 320], "max_cameras": MAX_BATCH}))
+    (folder / "serve.json").write_text(json.dumps({
+        "pipeline": "segpost.json", "gpus_per_replica": 0, "cpus_per_replica": 0.5, "batch_wait_ms": 50,
+        "http_port": free_port(), "grpc_port": free_port()}))
+    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, namespace="segpost")
+    endpoints = start_serve(load_serve_config(str(folder / "serve.json")))
+    ve, dec, config = load_config(str(folder / "segpost.json"), device="cpu")
+    reference = MultiCameraPipeline(ve, dec, config.__class__(**{**config.__dict__, "output": OutputKind.RLE}))
+    yield endpoints, reference
+    stop_serve()
+    ray.shutdown()
+
+
+def frames_for(client_index, count):
+    scene = Scene([(240, 320)], num_classes=3, seed=100 + client_index)
+    return [scene.render(r)[0][0] for r in range(count)]
+
+
+def expected(reference, frame, classes=None):
+    camera = reference.process([frame]).cameras[0]
+    detections = []
+    for name, fr in camera.by_class.items():
+        if classes and name not in classes:
+            continue
+        for k in range(len(fr)):
+            detections.append((name, round(float(fr.scores[k]), 5), [round(float(v), 2) for v in fr.boxes[k]],
+                               fr.masks[k]["counts"].decode()))
+    return detections
+
+
+def summary(frame):
+    return [(d["class"], round(d["score"], 5), [round(v, 2) for v in d["box"]], d["mask"]["counts"])
+            for d in frame["detections"]]
+
+
+def test_sixteen_concurrent_clients_get_the_pipelines_answers_in_shared_batches(server):
+    endpoints, reference = server
+    results, errors = {}, []
+
+    def client_thread(index):
+        transport = "http" if index % 2 else "grpc"
+        client = SegpostClient(http=endpoints["http"], grpc=endpoints["grpc"])
+        try:
+            frames = frames_for(index, 3)
+            answers = []
+            for batch in ([frames[0]], frames[1:3], [cv2.imencode(".png", frames[0])[1].tobytes()]):
+                answers.extend(client.segment(batch, transport=transport))
+            results[index] = (frames, answers)
+        except Exception as exc:  # reported below with the client's index
+            errors.append((index, repr(exc)))
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=client_thread, args=(i,)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    assert len(results) == 16
+    round_sizes = []
+    for index, (frames, answers) in results.items():
+        for frame, answer in zip(frames + [frames[0]], answers):
+            assert (answer["height"], answer["width"]) == (240, 320)
+            assert summary(answer) == expected(reference, frame), f"client {index}"
+            round_sizes.append(answer["round_frames"])
+    assert max(round_sizes) > 1 and max(round_sizes) <= MAX_BATCH
+    status, stats = http_get(endpoints["http"].replace("/segment", "/stats"))
+    assert status == 200 and any(int(size) > 1 for size in json.loads(stats)["batch_sizes"])
+
+
+def test_a_request_larger_than_the_batch_is_chunked(server):
+    endpoints, reference = server
+    frames = frames_for(50, 10)
+    client = SegpostClient(http=endpoints["http"])
+    answers = client.segment(frames, classes=["green"])
+    assert len(answers) == 10 and all(a["round_frames"] <= MAX_BATCH for a in answers)
+    for frame, answer in zip(frames, answers):
+        assert summary(answer) == expected(reference, frame, ["green"])
+        assert {d["class"] for d in answer["detections"]} == {"green"}
+
+
+def test_mask_encodings(server):
+    endpoints, reference = server
+    frame = frames_for(60, 1)[0]
+    client = SegpostClient(http=endpoints["http"], grpc=endpoints["grpc"])
+    rle = client.segment([frame])[0]["detections"]
+    for transport in ("http", "grpc"):
+        packed = client.segment([frame], masks="packed", transport=transport)[0]["detections"]
+        none = client.segment([frame], masks="none", transport=transport)[0]["detections"]
+        assert all(d["mask"] is None for d in none)
+        for a, b in zip(rle, packed):
+            import base64
+
+            bits = np.unpackbits(np.frombuffer(base64.b64decode(b["mask"]["packed"]), np.uint8), count=240 * 320)
+            np.testing.assert_array_equal(bits.reshape(240, 320).astype(bool), decode_coco_rle(a["mask"]))
+
+
+@pytest.mark.parametrize("transport", ["http", "grpc"])
+def test_bad_input_is_a_client_error_and_the_server_keeps_serving(server, transport):
+    endpoints, _ = server
+    client = SegpostClient(http=endpoints["http"], grpc=endpoints["grpc"])
+    good = frames_for(70, 1)[0]
+    code = 400 if transport == "http" else grpc.StatusCode.INVALID_ARGUMENT
+    for frames, kwargs, message in (
+            ([b"not an image"], {}, "not a decodable JPEG or PNG image"),
+            ([np.zeros((10, 10, 2), np.uint8)], {}, r"shape.*\[H, W, 3\]"),
+            ([np.zeros((480, 640, 3), np.uint8)], {}, "larger than this server's max_frame_size"),
+            ([good], {"classes": ["unicorn"]}, r"unknown class\(es\) \['unicorn'\]"),
+            ([good], {"masks": "png"}, "masks must be one of"),
+            ([], {}, "no frames")):
+        with pytest.raises(SegpostError, match=message) as error:
+            client.segment(frames, transport=transport, **kwargs)
+        assert error.value.status == code
+    assert len(client.segment([good], transport=transport)[0]["detections"]) > 0
+    assert http_get(endpoints["http"].replace("/segment", "/healthz"))[0] == 200
+
+
+def test_http_requests_that_are_not_segment_requests(server):
+    import urllib.request
+
+    endpoints, _ = server
+    request = urllib.request.Request(endpoints["http"], data=b"{not json", method="POST")
+    with pytest.raises(Exception) as error:
+        urllib.request.urlopen(request, timeout=10)
+    assert error.value.code == 400 and "not JSON" in error.value.read().decode()
+    assert http_get(endpoints["http"].replace("/segment", "/nothing"))[0] == 404
+
+
+def test_proto_and_client_arguments(capsys):
+    assert main(["serve", "--print-proto"]) == 0
+    text = capsys.readouterr().out
+    assert "service Segmentation" in text and "rpc Segment (SegmentRequest) returns (SegmentResponse);" in text
+    assert "repeated Detection detections = 3;" in text
+    with pytest.raises(ValueError, match="give the server's"):
+        SegpostClient()
+    request = api.SegmentRequest(classes=["a"], masks="rle")
+    request.frames.add(raw=b"\x00" * 12, shape=[2, 2, 3])
+    assert api.SegmentRequest.FromString(request.SerializeToString()) == request
