@@ -58,21 +58,26 @@ class FleetConfig:
         return [list(self.cameras[i:i + n]) for i in range(0, len(self.cameras), n)]
 
 
-def load_fleet_config(path: str) -> FleetConfig:
-    raw = read_json(path, "fleet config file")
-    where = path
-    unknown = sorted(set(raw) - _KNOWN)
+def read_app_config(path: str, known: set, what: str) -> Tuple[Dict[str, Any], Dict[str, Any], str]:
+    """A fleet or serve config: (its keys, the pipeline config object, the folder the pipeline's
+    relative paths start from); "pipeline" is a `segpost run` config file or the object inline."""
+    raw = read_json(path, what)
+    unknown = sorted(set(raw) - known)
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(_KNOWN)}")
+        raise ValueError(f"{path}: unknown key(s) {unknown}; known keys are {sorted(known)}")
     base = os.path.dirname(os.path.abspath(path))
     pipeline = raw.get("pipeline")
     if isinstance(pipeline, str):
         pipeline_path = pipeline if os.path.isabs(pipeline) else os.path.join(base, pipeline)
-        pipeline_dir, pipeline = os.path.dirname(os.path.abspath(pipeline_path)), read_json(pipeline_path)
-    elif isinstance(pipeline, dict):
-        pipeline_dir = base
-    else:
-        raise ValueError(f"{where}: 'pipeline' must be a `segpost run` config file or object")
+        base, pipeline = os.path.dirname(os.path.abspath(pipeline_path)), read_json(pipeline_path)
+    if not isinstance(pipeline, dict):
+        raise ValueError(f"{path}: 'pipeline' must be a `segpost run` config file or object")
+    return raw, pipeline, base
+
+
+def load_fleet_config(path: str) -> FleetConfig:
+    raw, pipeline, pipeline_dir = read_app_config(path, _KNOWN, "fleet config file")
+    where = path
     cameras = raw.get("cameras")
     if not isinstance(cameras, list) or not cameras:
         raise ValueError(f"{where}: 'cameras' must be a list of {{\"name\", \"source\"}} objects")

@@ -18,14 +18,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..config import build_from_config, read_json
+from ..config import build_from_config
 from ..encodings import decode_coco_rle
 from . import api, import_ray
+from .config import read_app_config
 
 _KNOWN = {"pipeline", "num_replicas", "autoscaling", "gpus_per_replica", "cpus_per_replica", "batch_wait_ms",
           "http_port", "grpc_port"}
@@ -186,17 +186,7 @@ class ServeConfig:
 
 
 def load_serve_config(path: str) -> ServeConfig:
-    raw = read_json(path, "serve config file")
-    unknown = sorted(set(raw) - _KNOWN)
-    if unknown:
-        raise ValueError(f"{path}: unknown key(s) {unknown}; known keys are {sorted(_KNOWN)}")
-    base = os.path.dirname(os.path.abspath(path))
-    pipeline = raw.get("pipeline")
-    if isinstance(pipeline, str):
-        pipeline_path = pipeline if os.path.isabs(pipeline) else os.path.join(base, pipeline)
-        base, pipeline = os.path.dirname(os.path.abspath(pipeline_path)), read_json(pipeline_path)
-    if not isinstance(pipeline, dict):
-        raise ValueError(f"{path}: 'pipeline' must be a `segpost run` config file or object")
+    raw, pipeline, base = read_app_config(path, _KNOWN, "serve config file")
     autoscaling = raw.get("autoscaling")
     if autoscaling is not None and not isinstance(autoscaling, dict):
         raise ValueError(f"{path}: autoscaling must be an object (Ray Serve's autoscaling_config)")
