@@ -8,7 +8,7 @@ preprocessing kernel and never cross PCIe.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Deque, List, Optional, Tuple
+from typing import Any, Deque, Dict, Optional, Tuple
 
 from ..preprocess import YuvFrame
 from .sources import Decoder
@@ -77,7 +77,7 @@ class NvdecDecoder(Decoder):
         self._timebase = self._timebase_seconds()
         self._packets = iter(self._demuxer)
         self._pending: Deque[Any] = deque()
-        self._slots: List[Optional[Any]] = [None, None, None]
+        self._slots: Dict[int, Any] = {}
         self._copy_stream = cupy.cuda.Stream(non_blocking=True)
 
     def _timebase_seconds(self) -> Optional[float]:
@@ -99,7 +99,7 @@ class NvdecDecoder(Decoder):
 
     def keep(self, image: YuvFrame, slot: int) -> YuvFrame:
         cp = self._cp
-        target = self._slots[slot]
+        target = self._slots.get(slot)
         if target is None or target.shape != image.data.shape:
             target = self._slots[slot] = cp.empty(image.data.shape, cp.uint8)
         with self._copy_stream:

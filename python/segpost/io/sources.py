@@ -76,7 +76,6 @@ class OpenCVDecoder(Decoder):
             self._capture = cv2.VideoCapture(url, cv2.CAP_ANY, timeouts)
         if not self._capture.isOpened():
             raise OSError("cannot open it (missing file, unreachable stream or unsupported codec)")
-        self._slots: List[Optional[np.ndarray]] = [None, None, None]
 
     def read(self) -> Optional[Tuple[Optional[float], np.ndarray]]:
         ok, frame = self._capture.read()
@@ -107,12 +106,17 @@ def backoff_delays(first: float, limit: float):
 class CameraSource:
     """One camera (see the module docstring). ``read()`` gives the next CameraFrame or None when
     there is nothing new; ``finished`` is True once a file ended or could not be opened;
-    ``drain_events()`` the events since the last call; ``stats`` the counters."""
+    ``drain_events()`` the events since the last call; ``stats`` the counters.
+
+    A thread decodes ahead for both kinds: a live stream keeps only its newest frame; a file
+    fills up to ``prefetch`` frames and waits for room (nothing dropped), so cameras decode in
+    parallel and while the GPU works. A frame read() returns stays valid until the next read().
+    """
 
     def __init__(self, url: str, open_decoder: Callable[[str], Decoder], *, live: Optional[bool] = None,
                  redactor: Optional[Redactor] = None, stall_seconds: float = 10.0,
                  backoff: Tuple[float, float] = (0.5, 30.0), clock: Callable[[], float] = time.monotonic,
-                 start_index: int = 0):
+                 start_index: int = 0, prefetch: int = 2):
         """`start_index`: resume a camera (the fleet after a restart): a file skips its first
         start_index frames; a live stream numbers its frames from start_index on."""
         self.redactor = redactor or Redactor()
@@ -121,6 +125,7 @@ class CameraSource:
         self.live = is_live(url) if live is None else live
         self._open_decoder, self._stall_seconds, self._backoff, self._clock = open_decoder, stall_seconds, backoff, clock
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)   # a slot freed, or a frame ready, or the end
         self._events: Deque[SourceEvent] = deque(maxlen=1000)
         self.stats = {"decoded": 0, "delivered": 0, "dropped": 0, "reconnects": 0, "errors": 0}
         self.error: Optional[str] = None
@@ -128,64 +133,56 @@ class CameraSource:
         self.decoder_description: Optional[str] = None
         if start_index < 0:
             raise ValueError(f"start_index must be >= 0, got {start_index}")
+        if prefetch < 1:
+            raise ValueError(f"prefetch must be >= 1, got {prefetch}")
         self._index = start_index
         self._closed = threading.Event()
-        if not self.live:
-            try:
-                self._decoder = self._open()
-            except Exception as exc:  # every decoder reports failures its own way
-                self._fail(f"cannot open {self.shown_url}: {self.redactor(exc)}")
-                self.finished = True
-            return
-        self._slots: List[Any] = [None, None, None]
-        self._latest: Optional[int] = None   # slot of the newest frame not yet delivered
+        self._slots: Dict[int, Any] = {}
+        self._slot_count = 3 if self.live else prefetch + 1   # + the one lent to the caller
+        self._ready: Deque[Tuple[int, int, Optional[float]]] = deque()   # (slot, frame index, pts), oldest first
         self._lent: Optional[int] = None     # slot handed out by the last read()
-        self._latest_meta: Tuple[int, Optional[float]] = (0, None)
+        self._ended = False                  # a file's thread is done (end of file or failure)
         self._generation = 0
         self._blocked_since: Optional[float] = None   # when the current decoder call began
         self._stalled_at: Optional[float] = None      # when the call of an abandoned thread began
-        self._start_pump()
+        if self.live:
+            self._start_pump(self._pump_live)
+            return
+        try:
+            decoder = self._open()   # at once: a missing file is reported before the first round
+        except Exception as exc:  # every decoder reports failures its own way
+            self._fail(f"cannot open {self.shown_url}: {self.redactor(exc)}")
+            self.finished = self._ended = True
+            return
+        self._start_pump(lambda generation: self._pump_file(decoder, start_index))
 
     # -- reading ------------------------------------------------------------------------------
 
     def read(self) -> Optional[CameraFrame]:
-        if self.live:
-            return self._read_live()
-        if self.finished:
-            return None
-        try:
-            got = self._decoder.read()
-            while got is not None and self.stats["decoded"] < self._index:   # resuming: frames already done
-                self.stats["decoded"] += 1
-                got = self._decoder.read()
-        except Exception as exc:  # a decoder failing mid-file: report it, finish the camera
-            got = None
-            self._fail(f"{self.shown_url}: decoding failed: {self.redactor(exc)}")
-        if got is None:
-            self.finished = True
-            self._decoder.close()
-            self._event("finished", f"{self.shown_url}: end of file after {self._index} frames",
-                        frames=self._index)
-            return None
-        pts, image = got
-        frame = CameraFrame(self._index, pts, image)
-        self._index += 1
-        self.stats["decoded"] += 1
-        self.stats["delivered"] += 1
-        return frame
-
-    def _read_live(self) -> Optional[CameraFrame]:
         with self._lock:
-            blocked = self._blocked_since
-            if blocked is not None and self._clock() - blocked > self._stall_seconds and not self._closed.is_set():
-                self._restart_stalled()
-            if self._latest is None:
+            if self._lent is not None:
+                self._lent = None
+                self._room.notify_all()
+            if self.live:
+                blocked = self._blocked_since
+                if blocked is not None and self._clock() - blocked > self._stall_seconds and not self._closed.is_set():
+                    self._restart_stalled()
+            else:
+                deadline = self._clock() + self._stall_seconds
+                while not self._ready and not self._ended and not self._closed.is_set():
+                    if self._clock() > deadline:
+                        self._fail(f"{self.shown_url}: no frame decoded for {self._stall_seconds:g} s; giving up")
+                        self._ended = True
+                        break
+                    self._room.wait(0.05)
+                if not self._ready and (self._ended or self._closed.is_set()):
+                    self.finished = True
+            if not self._ready:
                 return None
-            self._lent, self._latest = self._latest, None
-            index, pts = self._latest_meta
-            image = self._slots[self._lent]
+            slot, index, pts = self._ready.popleft()
+            self._lent = slot
             self.stats["delivered"] += 1
-        return CameraFrame(index, pts, image)
+            return CameraFrame(index, pts, self._slots[slot])
 
     def drain_events(self) -> List[SourceEvent]:
         events = []
@@ -195,10 +192,10 @@ class CameraSource:
         return events
 
     def close(self) -> None:
-        self._closed.set()
-        if not self.live and not self.finished:
-            self._decoder.close()
-        self.finished = True
+        with self._lock:
+            self._closed.set()
+            self.finished = True
+            self._room.notify_all()
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -213,13 +210,13 @@ class CameraSource:
             self._events.append(SourceEvent(kind, message, details))
 
     def _fail(self, message: str) -> None:
+        """Called with or without the lock (the events deque takes appends from any thread)."""
         self.error = message
         self.stats["errors"] += 1
-        self._event("error", message)
+        self._events.append(SourceEvent("error", message, {}))
 
-    def _start_pump(self) -> None:
-        generation = self._generation
-        thread = threading.Thread(target=self._pump, args=(generation,), daemon=True,
+    def _start_pump(self, target: Callable[[int], None]) -> None:
+        thread = threading.Thread(target=target, args=(self._generation,), daemon=True,
                                   name=f"segpost camera {self.shown_url}")
         thread.start()
 
@@ -232,7 +229,7 @@ class CameraSource:
         self.stats["errors"] += 1
         self._events.append(SourceEvent("disconnected", f"{self.shown_url}: no frame for {self._stall_seconds:g} s; "
                                         "reconnecting", {"reason": "stalled"}))
-        self._start_pump()
+        self._start_pump(self._pump_live)
 
     def _current(self, generation: int) -> bool:
         return generation == self._generation and not self._closed.is_set()
@@ -249,7 +246,61 @@ class CameraSource:
                 if generation == self._generation:
                     self._blocked_since = None
 
-    def _pump(self, generation: int) -> None:
+    def _publish(self, decoder: Decoder, got: Tuple[Optional[float], Any], generation: int) -> bool:
+        """Keeps a decoded frame in a free slot and queues it; a live stream replaces what was not
+        read yet (dropped), a file waits for room. False when this thread should stop."""
+        pts, image = got
+        with self._lock:
+            while True:
+                if not self._current(generation):
+                    return False
+                busy = {self._lent} | {slot for slot, _, _ in self._ready}
+                free = [s for s in range(self._slot_count) if s not in busy]
+                if free or self.live:
+                    break
+                self._room.wait(0.1)
+            if not free:   # live, every slot queued: the oldest unread frame goes
+                self._ready.popleft()
+                self.stats["dropped"] += 1
+                free = [s for s in range(self._slot_count) if s != self._lent and s not in {r[0] for r in self._ready}]
+        kept = decoder.keep(image, free[0])
+        with self._lock:
+            if not self._current(generation):
+                return False
+            if self.live:
+                self.stats["dropped"] += len(self._ready)
+                self._ready.clear()
+            self._slots[free[0]] = kept
+            self._ready.append((free[0], self._index, pts))
+            self._index += 1
+            self.stats["decoded"] += 1
+            self._room.notify_all()
+        return True
+
+    def _pump_file(self, decoder: Decoder, skip: int) -> None:
+        try:
+            while not self._closed.is_set():
+                try:
+                    got = decoder.read()
+                except Exception as exc:  # a decoder failing mid-file: report it, finish the camera
+                    self._fail(f"{self.shown_url}: decoding failed: {self.redactor(exc)}")
+                    break
+                if got is None:
+                    self._event("finished", f"{self.shown_url}: end of file after {self._index} frames",
+                                frames=self._index)
+                    break
+                if skip:   # resuming: frames already done
+                    skip -= 1
+                    continue
+                if not self._publish(decoder, got, 0):
+                    break
+        finally:
+            decoder.close()
+            with self._lock:
+                self._ended = True
+                self._room.notify_all()
+
+    def _pump_live(self, generation: int) -> None:
         delays = backoff_delays(*self._backoff)
         lost_at: Optional[float] = self._stalled_at
         connected_before = self.stats["decoded"] > 0 or self._generation > 0
@@ -281,7 +332,6 @@ class CameraSource:
             self._closed.wait(next(delays))
 
     def _decode_until_failure(self, decoder: Decoder, generation: int) -> str:
-        """Decodes into the free slot and publishes it as the latest, until the stream fails."""
         while self._current(generation):
             try:
                 got = self._call(generation, decoder.read)
@@ -289,22 +339,8 @@ class CameraSource:
                 return f"decoding failed ({self.redactor(exc)})"
             if got is None:
                 return "the stream ended"
-            pts, image = got
-            with self._lock:
-                if not self._current(generation):
-                    return "abandoned"
-                free = next(s for s in range(3) if s != self._lent and s != self._latest)
-            kept = decoder.keep(image, free)
-            with self._lock:
-                if not self._current(generation):
-                    return "abandoned"
-                if self._latest is not None:
-                    self.stats["dropped"] += 1
-                self._slots[free] = kept
-                self._latest = free
-                self._latest_meta = (self._index, pts)
-                self._index += 1
-                self.stats["decoded"] += 1
+            if not self._publish(decoder, got, generation):
+                return "abandoned"
         return "closed"
 
 
