@@ -115,8 +115,13 @@ def _run(args, device: str, redactor: Redactor) -> int:
         print("segpost run: error: no source could be read", file=sys.stderr)
         return 2
     how = "stopped by signal" if summary["stopped"] else "done"
+    pace = ""
+    if summary.get("round_ms_p50") is not None:
+        rate = summary.get("rounds_per_second")
+        pace = (f" ({'' if rate is None else f'{rate:.1f} rounds/s, '}round p50 {summary['round_ms_p50']:.1f} ms, "
+                f"p95 {summary['round_ms_p95']:.1f} ms)")
     print(f"segpost run: {how}: {summary['rounds']} rounds, {sum(summary['frames'].values())} frames written "
-          f"to {', '.join(_describe(s) for s in sinks)}", file=sys.stderr)
+          f"to {', '.join(_describe(s) for s in sinks)}{pace}", file=sys.stderr)
     return 0
 
 

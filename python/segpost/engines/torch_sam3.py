@@ -69,6 +69,7 @@ class Sam3Torch:
                  cuda_graphs: bool = False, cache_dir: Optional[str] = None,
                  log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)):
         self.compile_mode = torch_compile_mode(compile, cuda_graphs)
+        self.cuda_graphs = cuda_graphs
         self.log = log
         try:
             import torch
@@ -78,6 +79,7 @@ class Sam3Torch:
         from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
 
         self.torch, self.path = torch, path
+        self._tokenizer = None
         self._vision_output_type = Sam3VisionEncoderOutput
         self.dtype = np.dtype(dtype)
         torch_dtype = {np.dtype(np.float16): torch.float16, np.dtype(np.float32): torch.float32}.get(self.dtype)
@@ -159,32 +161,35 @@ class Sam3Torch:
             t[name].copy_(value)
 
     def text_prompts(self, names: Sequence[str]) -> List[Tuple[str, np.ndarray, np.ndarray]]:
-        """(name, features [L, D], mask [L]) per class, from the text encoder; once, at start-up.
-
-        With a weights directory holding the tokenizer, the names are tokenized; with random
-        weights, each name gets fixed pseudo-random token ids (deterministic in the name)."""
+        """(name, features [L, D], mask [L]) per class, from the text encoder; once, at start-up."""
         torch = self.torch
         prompts = []
-        tokenizer = None
-        if self.path is not None:
-            from transformers import AutoProcessor
-
-            tokenizer = AutoProcessor.from_pretrained(self.path)
         for name in names:
-            if tokenizer is not None:
-                tokens = tokenizer(text=name, return_tensors="pt", padding="max_length", max_length=PROMPT_LENGTH)
-                ids, mask = tokens["input_ids"], tokens["attention_mask"]
-            else:
-                generator = torch.Generator().manual_seed(sum(map(ord, name)))
-                ids = torch.randint(1, 1000, (1, PROMPT_LENGTH), generator=generator)
-                mask = torch.zeros(1, PROMPT_LENGTH, dtype=torch.long)
-                mask[:, : 2 + len(name.split())] = 1
+            ids, mask = self.token_ids(name)
             with torch.inference_mode():
                 out = self.model.get_text_features(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                                                    return_dict=True)
             features = out.pooler_output if hasattr(out, "pooler_output") else out[1]
             prompts.append((name, features[0].float().cpu().numpy(), mask[0].bool().numpy()))
         return prompts
+
+    def token_ids(self, name: str) -> Tuple[Any, Any]:
+        """A class name's token ids and attention mask, [1, L] each. With a weights directory
+        holding the tokenizer, the name is tokenized; with random weights, it gets fixed
+        pseudo-random ids (deterministic in the name), as the reference comparisons use too."""
+        torch = self.torch
+        if self.path is not None:
+            if self._tokenizer is None:
+                from transformers import AutoProcessor
+
+                self._tokenizer = AutoProcessor.from_pretrained(self.path)
+            tokens = self._tokenizer(text=name, return_tensors="pt", padding="max_length", max_length=PROMPT_LENGTH)
+            return tokens["input_ids"], tokens["attention_mask"]
+        generator = torch.Generator().manual_seed(sum(map(ord, name)))
+        ids = torch.randint(1, 1000, (1, PROMPT_LENGTH), generator=generator)
+        mask = torch.zeros(1, PROMPT_LENGTH, dtype=torch.long)
+        mask[:, : 2 + len(name.split())] = 1
+        return ids, mask
 
 
 class _TorchStage(ArrayEngine):
@@ -215,7 +220,7 @@ class _TorchStage(ArrayEngine):
             view = self._views.get(key)
             if view is None:
                 view = self._views[key] = torch.as_tensor(array, device=self._owner.device)
-                if self.compiled is not None:
+                if self.compiled is not None and self._owner.cuda_graphs:
                     torch._dynamo.mark_static_address(view)   # allocated once: CUDA graphs may keep it
             views[name] = view
         return views

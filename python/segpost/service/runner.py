@@ -16,8 +16,11 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
 
 from ..io.records import event_record, frame_record
 from ..io.sinks import Sink
@@ -113,6 +116,8 @@ class CameraRunner:
         self.extra, self.on_round = dict(extra or {}), on_round
         self.rounds = 0
         self.frames: Dict[Any, int] = {camera: 0 for camera, _ in self.cameras}
+        self._round_ms: deque = deque(maxlen=100000)
+        self._first_round: Optional[float] = None
         self._described = set()
         self._stage = "idle"
         self.watchdog = None if not watchdog_seconds else Watchdog(watchdog_seconds, lambda: self._stage, self.flush,
@@ -162,15 +167,24 @@ class CameraRunner:
                 source.close()
             for sink in self.sinks:
                 sink.close()
-        return {"rounds": self.rounds, "frames": dict(self.frames), "seconds": time.monotonic() - started,
-                "stopped": stop.is_set()}
+        summary = {"rounds": self.rounds, "frames": dict(self.frames), "seconds": time.monotonic() - started,
+                   "stopped": stop.is_set()}
+        if self._round_ms:
+            rounds = np.asarray(self._round_ms)
+            busy = time.monotonic() - self._first_round
+            summary.update(round_ms_p50=float(np.percentile(rounds, 50)), round_ms_p95=float(np.percentile(rounds, 95)),
+                           rounds_per_second=(self.rounds - 1) / busy if self.rounds > 1 and busy > 0 else None)
+        return summary
 
     def _round(self, got: List[Any]) -> None:
         frames = [None if g is None else g.image for g in got]
+        if self._first_round is None:
+            self._first_round = time.monotonic()
         if self.watchdog:
             self.watchdog.round_started()
         self._stage = f"round {self.rounds}: pipeline (preprocess, engines, postprocess)"
         result = self.pipeline.process(frames)
+        self._round_ms.append(result.timings_ms["round"])
         self._stage = f"round {self.rounds}: writing records"
         for slot, reason in result.skipped.items():
             camera, source = self.cameras[slot]
