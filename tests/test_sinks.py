@@ -62,6 +62,15 @@ def test_json_lines_flush_is_visible_to_readers(tmp_path):
     sink.close()   # twice is fine
 
 
+def test_json_lines_to_dev_null_and_a_pipe(tmp_path):
+    sink = JsonLinesSink("/dev/null")
+    sink.write({"a": 1})
+    sink.flush()
+    sink.close()
+    with pytest.raises(ValueError, match="/dev/null cannot be rotated"):
+        JsonLinesSink("/dev/null", rotate_bytes=100)
+
+
 def test_json_lines_bad_settings(tmp_path):
     with pytest.raises(ValueError, match="rotate_bytes must be positive"):
         JsonLinesSink(str(tmp_path / "x"), rotate_bytes=0)

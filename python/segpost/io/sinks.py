@@ -45,8 +45,8 @@ class JsonLinesSink(Sink):
         for name, value in (("rotate_bytes", rotate_bytes), ("rotate_seconds", rotate_seconds), ("keep", keep)):
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")
-        if path == "-" and (rotate_bytes or rotate_seconds):
-            raise ValueError("stdout cannot be rotated: give a file path")
+        if (path == "-" or (os.path.exists(path) and not os.path.isfile(path))) and (rotate_bytes or rotate_seconds):
+            raise ValueError(f"{'stdout' if path == '-' else path} cannot be rotated: give a file path")
         self.path, self.rotate_bytes, self.rotate_seconds, self.keep = path, rotate_bytes, rotate_seconds, keep
         self._flush_seconds, self._clock = flush_seconds, clock
         self._lock = threading.Lock()
@@ -60,9 +60,11 @@ class JsonLinesSink(Sink):
             folder = os.path.dirname(os.path.abspath(self.path))
             os.makedirs(folder, exist_ok=True)
             self._file = open(self.path, "a", encoding="utf-8")
+        # fsync and rotation apply to files; /dev/null or a pipe refuses fsync (EINVAL).
+        self._regular = self.path != "-" and os.path.isfile(self.path)
         self._opened_at = self._clock()
         self._flushed_at = self._clock()
-        self._bytes = self._file.tell() if self.path != "-" else 0
+        self._bytes = self._file.tell() if self._regular else 0
 
     def write(self, record: Dict[str, Any]) -> None:
         line = dumps(record) + "\n"
@@ -80,7 +82,7 @@ class JsonLinesSink(Sink):
 
     def _sync(self) -> None:
         self._file.flush()
-        if self.path != "-":
+        if self._regular:
             os.fsync(self._file.fileno())
         self._flushed_at = self._clock()
 
