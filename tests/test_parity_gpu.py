@@ -11,6 +11,7 @@ pytestmark = pytest.mark.gpu
 NAMES = ["person", "hand", "counter", "blow gun"]
 SIZES = [(1080, 1920), (720, 1280), (480, 640)]
 SCORE_EPSILON = 2e-3   # fp16 scores: a detection this close to the threshold may fall on either side
+FP16_BAND = 1e-3       # how far from 0.5 transformers' fp16 interpolation can move a probability
 
 
 def test_pipeline_equals_transformers_path(cp):
@@ -38,9 +39,13 @@ def test_pipeline_equals_transformers_path(cp):
                             mask_mode=segpost.MaskMode.PROBABILITY, mask_threshold=0.5, capacity=800)
     pipeline = MultiCameraPipeline(sam3.vision_encoder, sam3.decoder, config)
     result = pipeline.process(frames)
+    assert pipeline.classes_per_call == len(NAMES)   # one decoder call: every class's maps stay in pred_masks
+    import torch
+
+    pred_masks = torch.as_tensor(pipeline._buffers["pred_masks"], device="cuda")
     images = pipeline._buffers["images"][: len(frames)].get()
     kept = compared = 0
-    agreement = []
+    agreement, off_band = [], 0
     for b, frame in enumerate(frames):
         # The same pixel values: the antialias filter is the processor's, bit for bit.
         expected_pixels = reference[b][NAMES[0]]["pixel_values"][0].numpy().astype(np.float16)
@@ -61,12 +66,22 @@ def test_pipeline_equals_transformers_path(cp):
                 assert abs(float(ours.scores[k]) - float(theirs["scores"][i])) < SCORE_EPSILON
                 np.testing.assert_allclose(ours.boxes[k], theirs["boxes"][i], atol=0.5, rtol=0,
                                            err_msg=f"frame {b} {name} query {q}")
-                agreement.append(np.mean(np.asarray(ours.masks[k]) == theirs["masks"][i]))
+                differ = np.asarray(ours.masks[k]) != theirs["masks"][i]
+                agreement.append(1.0 - differ.mean())
+                # The float32 probability at each pixel (what segpost thresholds): every pixel on
+                # which the two disagree must lie within fp16 rounding of the 0.5 threshold.
+                row = NAMES.index(name) * len(frames) + b
+                probability = torch.nn.functional.interpolate(
+                    pred_masks[row, int(q)].float().sigmoid()[None, None], size=frame.shape[:2], mode="bilinear",
+                    align_corners=False)[0, 0].cpu().numpy()
+                off_band += int(np.count_nonzero(np.abs(probability[differ] - 0.5) > FP16_BAND))
                 compared += 1
     assert kept >= 30 and compared >= kept - 4, (kept, compared)
-    # transformers thresholds probabilities it interpolated in fp16 (resolution 2^-11 at 0.5), segpost
-    # in float32: pixels within that rounding of 0.5 may differ. Random weights put many there.
+    # transformers thresholds probabilities it interpolated in fp16 (steps of 2^-11 at 0.5), segpost
+    # in float32: pixels within that rounding of 0.5 may differ. Random weights' mask logits are near
+    # 0, so many pixels sit there; trained weights' are not.
     agreement = np.asarray(agreement)
     print(f"mask agreement over {len(agreement)} masks: mean {agreement.mean():.5f}, min {agreement.min():.5f}, "
-          f"5th percentile {np.percentile(agreement, 5):.5f}")
-    assert agreement.mean() >= 0.999 and agreement.min() >= 0.99, (agreement.mean(), agreement.min())
+          f"5th percentile {np.percentile(agreement, 5):.5f}; disagreeing pixels off the fp16 band: {off_band}")
+    assert off_band == 0
+    assert agreement.mean() >= 0.99

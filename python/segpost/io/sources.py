@@ -143,6 +143,7 @@ class CameraSource:
         self._lent: Optional[int] = None     # slot handed out by the last read()
         self._ended = False                  # a file's thread is done (end of file or failure)
         self._generation = 0
+        self._threads: List[threading.Thread] = []
         self._blocked_since: Optional[float] = None   # when the current decoder call began
         self._stalled_at: Optional[float] = None      # when the call of an abandoned thread began
         if self.live:
@@ -191,11 +192,16 @@ class CameraSource:
                 events.append(self._events.popleft())
         return events
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
+        """Stops the decoding thread and waits for it (a decoder's own threads must not outlive the
+        interpreter); a thread stuck in a stalled call is left behind after `timeout`."""
         with self._lock:
             self._closed.set()
             self.finished = True
             self._room.notify_all()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -218,6 +224,7 @@ class CameraSource:
     def _start_pump(self, target: Callable[[int], None]) -> None:
         thread = threading.Thread(target=target, args=(self._generation,), daemon=True,
                                   name=f"segpost camera {self.shown_url}")
+        self._threads.append(thread)
         thread.start()
 
     def _restart_stalled(self) -> None:
