@@ -78,20 +78,27 @@ def run(video: str, backend: str, workers: int, gpus: float, folder: str, second
             time.sleep(1.0)
 
     threading.Thread(target=sample_memory, daemon=True).start()
-    try:
-        fleet.supervise(stop, max_seconds=seconds)
-    finally:
-        stop.set()
-        stats = [dict(s.stats) for s in fleet.slots]
-        restarts = [s.restarts for s in fleet.slots]
-        fleet.shutdown()
-    ran = [s for s in stats if s.get("first_round_end")]
-    if not ran:
-        raise RuntimeError(f"no worker finished a round: {[s.get('last_error') for s in stats]}")
-    first, last = min(s["first_round_end"] for s in ran), max(s["last_round_end"] for s in ran)
-    frames = sum(s["frames"] for s in stats)
+    supervisor = threading.Thread(target=fleet.supervise, args=(stop,), daemon=True)
+    supervisor.start()
+    started = time.monotonic()
+    # The window starts once every worker has finished a round (start-up is reported apart).
+    while time.monotonic() - started < 180 and not all(s.stats.get("frames") for s in fleet.slots):
+        time.sleep(0.2)
+    startup = time.monotonic() - started
+    before = {s.name: s.stats.get("frames", 0) for s in fleet.slots}
+    time.sleep(seconds)
+    after = {s.name: s.stats.get("frames", 0) for s in fleet.slots}
+    stop.set()
+    supervisor.join(timeout=30)
+    stats = [dict(s.stats) for s in fleet.slots]
+    restarts = [s.restarts for s in fleet.slots]
+    errors = [s.last_error or s.stats.get("last_error") for s in fleet.slots]
+    fleet.shutdown()
+    if not all(s.get("frames") for s in stats):
+        raise RuntimeError(f"not every worker ran a round in 180 s; errors {errors}, stats {stats}")
+    frames = sum(after[name] - before[name] for name in after)
     return {"backend": backend, "workers": workers, "gpus_per_worker": gpus, "cameras": 8 * workers,
-            "fps": frames / (last - first), "frames": frames, "seconds": last - first,
+            "fps": frames / seconds, "frames": frames, "seconds": seconds, "startup_s": startup,
             "round_ms_p50": [s.get("round_ms_p50") for s in stats], "gpu_memory_mib": memory,
             "visible_devices": [s.get("visible_devices") for s in stats], "restarts": restarts, "kill": killed or None}
 

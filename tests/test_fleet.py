@@ -227,3 +227,13 @@ def test_status_command_and_config_errors(ray_cluster, videos, tmp_path, capsys)
             load_fleet_config(str(tmp_path / "bad.json"))
     assert main(["fleet", "--config", str(tmp_path / "bad.json")]) == 2
     assert "needs --config FLEET.json and --out PATH" in capsys.readouterr().err
+
+
+def test_a_finished_worker_gives_its_resources_back(ray_cluster, videos, tmp_path):
+    """Workers that finished their files are ended, so the cluster's CPUs (and GPU shares) serve the
+    next fleet: two fleets in a row that each need 6 of the 8 CPUs."""
+    _, paths, _ = videos
+    for run in range(2):
+        config = write_configs(tmp_path / f"run{run}", [("a", paths[0])], per_worker=1, cpus_per_worker=6)
+        fleet, _ = run_fleet(config, tmp_path / f"run{run}" / "out", max_seconds=60)
+        assert [s.state for s in fleet.slots] == ["finished"], f"fleet {run} did not finish"

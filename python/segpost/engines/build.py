@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .base import EngineError
@@ -201,8 +202,10 @@ def build_engines(onnx_dir: str, out_root: str, classes: Dict[str, str], *, max_
             onnx_path, engine_path = os.path.join(onnx_dir, onnx_file), os.path.join(folder, engine_file)
             log(f"{'TensorRT-RTX' if rtx else 'TensorRT'} builder: {onnx_path} -> {engine_path}")
             batches = graph_batches(max_batch, opt_batch, classes_per_call, per_class)
+            started = time.perf_counter()
             build_with_tensorrt(trt, onnx_path, engine_path, profile_shapes(onnx_path, inputs, *batches), fp16,
                                 rtx=rtx, compute_capability=compute_capability)
+            log(f"built {engine_file} in {time.perf_counter() - started:.1f} s: {os.path.getsize(engine_path) / 2**20:.1f} MiB")
     copied = {}
     for name, file in classes.items():
         copied[name] = shutil.copy(file, os.path.join(folder, "prompts", os.path.basename(file)))

@@ -28,6 +28,7 @@ from .sink import RecordSink
 from .worker import CameraWorker, worker_options
 
 STATUS_ACTOR = "segpost-fleet-status"
+_WAITING = "waiting for the cluster to place it (resources) or still constructing"
 NAMESPACE = "segpost"
 
 
@@ -55,8 +56,9 @@ class Slot:
     stats_ref: Any = None
     stats_sent: float = 0.0
     stats: Dict[str, Any] = field(default_factory=dict)
-    state: str = "starting"          # starting, running, finished, restarting
+    state: str = "starting"          # starting (waiting for resources or constructing), running, finished, restarting
     restarts: int = 0
+    answered: bool = False           # the actor answered once: it was placed and constructed
     last_error: Optional[str] = None
     restart_at: float = 0.0
     started_at: float = 0.0
@@ -125,8 +127,8 @@ class Fleet:
                                 self.config.decode, self.config.masks, self.config.stall_seconds,
                                 self.config.watchdog_seconds)
         slot.run_ref = slot.actor.run.remote(self.sink)
-        slot.stats_ref, slot.stats_sent = None, 0.0
-        slot.state, slot.started_at = "running", time.monotonic()
+        slot.stats_ref, slot.stats_sent, slot.answered = None, 0.0, False
+        slot.state, slot.started_at = "starting", time.monotonic()
         resumed = {name: start for name, _, start in cameras if start}
         if resumed:
             self.log(f"segpost fleet: {slot.name}: started, resuming {resumed}")
@@ -155,13 +157,14 @@ class Fleet:
         while not stop.is_set() and (max_seconds is None or time.monotonic() - started < max_seconds):
             now = time.monotonic()
             for slot in self.slots:
-                if slot.state == "running":
+                if slot.state in ("starting", "running"):
                     done, _ = ray.wait([slot.run_ref], timeout=0)
                     if done:
                         try:
                             summary = ray.get(slot.run_ref)
                             slot.stats = ray.get(slot.actor.stats.remote(), timeout=self.config.heartbeat_seconds)
                             slot.state = "finished"
+                            ray.kill(slot.actor, no_restart=True)   # its GPU share and CPUs go back to Ray
                             self.log(f"segpost fleet: {slot.name} finished: {summary['rounds']} rounds")
                         except Exception as exc:  # RayActorError, a worker exception: both mean restart
                             self._died(slot, _short(exc))
@@ -175,6 +178,8 @@ class Fleet:
             stop.wait(0.25)
 
     def _heartbeat(self, slot: Slot, now: float) -> None:
+        """A worker that answered once and then stops answering is hung; one that never answered
+        is still waiting for its resources or constructing (said once, never killed for it)."""
         ray = import_ray()
         if slot.stats_ref is not None:
             done, _ = ray.wait([slot.stats_ref], timeout=0)
@@ -184,10 +189,15 @@ class Fleet:
                 except Exception as exc:  # the actor is gone; run() will say so too
                     self._died(slot, _short(exc))
                     return
-                slot.stats_ref = None
-            elif now - slot.stats_sent > self.config.heartbeat_seconds:
+                slot.stats_ref, slot.answered, slot.state = None, True, "running"
+            elif slot.answered and now - slot.stats_sent > self.config.heartbeat_seconds:
                 self._died(slot, f"no heartbeat for {self.config.heartbeat_seconds:g} s (hung)")
                 return
+            elif not slot.answered and now - slot.started_at > 60.0 and slot.last_error != _WAITING:
+                slot.last_error = _WAITING
+                self.log(f"segpost fleet: {slot.name} has not started after 60 s: {_WAITING} "
+                         f"(it needs {self.config.gpus_per_worker:g} GPU and {self.config.cpus_per_worker:g} CPUs; "
+                         f"free now: {ray.available_resources()})")
         if slot.stats_ref is None and now - slot.stats_sent >= 1.0:
             slot.stats_ref, slot.stats_sent = slot.actor.stats.remote(), now
 
@@ -219,7 +229,7 @@ class Fleet:
     def shutdown(self, grace_seconds: float = 8.0) -> Dict[str, Any]:
         """Workers finish their round and send their records; the sink flushes, fsyncs, closes."""
         ray = import_ray()
-        running = [s for s in self.slots if s.state == "running"]
+        running = [s for s in self.slots if s.state in ("starting", "running")]
         for slot in running:
             slot.actor.stop.remote()
         refs = [s.run_ref for s in running]

@@ -115,7 +115,9 @@ class SegmentationService:
             raise BadRequest(f"unknown class(es) {unknown}; this server knows {sorted(self.classes)}")
         if not frames:
             raise BadRequest("the request has no frames")
-        images = [decode_frame(f, self.max_size, i) for i, f in enumerate(frames)]
+        loop = asyncio.get_running_loop()   # JPEG decoding off the event loop: requests decode in parallel
+        images = await asyncio.gather(*(loop.run_in_executor(None, decode_frame, f, self.max_size, i)
+                                        for i, f in enumerate(frames)))
         answers = await asyncio.gather(*(self._batched(image) for image in images))
         for i, answer in enumerate(answers):
             if "error" in answer:
