@@ -70,8 +70,8 @@ def read_out(folder):
     return records
 
 
-def run_fleet(config_path, out, stop=None, max_seconds=120, during=None):
-    fleet = Fleet(load_fleet_config(config_path), str(out), status_every=0)
+def run_fleet(config_path, out, stop=None, max_seconds=120, during=None, metrics=None):
+    fleet = Fleet(load_fleet_config(config_path), str(out), status_every=0, metrics=metrics)
     stop = stop or threading.Event()
     fleet.start()
     if during:
@@ -207,10 +207,22 @@ def test_throughput_scales_with_workers(ray_cluster, videos, tmp_path):
     assert two >= 0.9 * 2 * one and four >= 0.9 * 4 * one, (one, two, four)
 
 
-def test_status_command_and_config_errors(ray_cluster, videos, tmp_path, capsys):
+def test_status_command_metrics_and_config_errors(ray_cluster, videos, tmp_path, capsys):
+    from brokers import http_get
+    from segpost.service.metrics import Metrics, MetricsServer
+
     folder, paths, _ = videos
     config = write_configs(tmp_path, [("a", paths[0]), ("b", paths[1])], per_worker=2)
-    run_fleet(config, tmp_path / "out")
+    metrics = Metrics(stale_seconds=60)
+    server = MetricsServer(metrics, 0, host="127.0.0.1")
+    try:
+        run_fleet(config, tmp_path / "out", metrics=metrics)
+        status, body = http_get(f"http://127.0.0.1:{server.port}/metrics")
+        assert status == 200 and 'segpost_frames_total{camera="a"} 12.0' in body
+        assert 'segpost_fleet_worker_restarts{worker="worker-0"} 0.0' in body
+        assert http_get(f"http://127.0.0.1:{server.port}/healthz")[0] == 200
+    finally:
+        server.close()
     assert main(["fleet", "status", "--status-file", str(tmp_path / "out" / "fleet-status.json")]) == 0
     printed = capsys.readouterr().out
     assert "worker-0" in printed and "finished" in printed and "a, b" in printed

@@ -18,6 +18,10 @@ def add_parser(commands) -> None:
     fleet.add_argument("--status-every", type=float, default=10.0, help="a status line on stderr this often (s)")
     fleet.add_argument("--status-file", help="status: read this file instead of asking the Ray cluster")
     fleet.add_argument("--max-seconds", type=float, default=None, help="stop after this long")
+    fleet.add_argument("--metrics-port", type=int, default=None,
+                       help="serve /metrics (per worker and camera) and /healthz on this port")
+    fleet.add_argument("--health-seconds", type=float, default=60.0,
+                       help="/healthz turns unhealthy when no worker finished a round for this long")
     fleet.set_defaults(handler=run_command)
 
 
@@ -34,7 +38,14 @@ def run_command(args) -> int:
     config = load_fleet_config(args.config)
     if not config.per_camera_files and not args.out.endswith(".jsonl"):
         raise ValueError("with sink.per_camera false, --out is the merged file and must end in .jsonl")
-    fleet = Fleet(config, args.out, address=args.address, status_every=args.status_every)
+    metrics = server = None
+    if args.metrics_port is not None:
+        from ..service.metrics import Metrics, MetricsServer
+
+        metrics = Metrics(stale_seconds=args.health_seconds)
+        server = MetricsServer(metrics, args.metrics_port)
+        print(f"segpost fleet: metrics on http://0.0.0.0:{server.port}/metrics, health on /healthz", file=sys.stderr)
+    fleet = Fleet(config, args.out, address=args.address, status_every=args.status_every, metrics=metrics)
     stop = threading.Event()
     try:
         fleet.start()
@@ -43,6 +54,8 @@ def run_command(args) -> int:
             fleet.supervise(stop, max_seconds=args.max_seconds)
     finally:
         stats = fleet.shutdown()
+        if server is not None:
+            server.close()
     how = "stopped by signal" if stop.is_set() else "done"
     print(f"segpost fleet: {how}: {stats.get('written', 0)} records written to {args.out} "
           f"({stats.get('duplicates_dropped', 0)} duplicates dropped)", file=sys.stderr)

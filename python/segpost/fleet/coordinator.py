@@ -71,7 +71,7 @@ class Slot:
 class Fleet:
     def __init__(self, config: FleetConfig, out: str, *, address: Optional[str] = None, status_every: float = 10.0,
                  log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
-                 ray_init: Optional[Dict[str, Any]] = None):
+                 ray_init: Optional[Dict[str, Any]] = None, metrics: Any = None):
         self.config, self.out, self.address, self.status_every = config, out, address, status_every
         self.redactor = Redactor()
         for camera in config.cameras:
@@ -82,6 +82,7 @@ class Fleet:
         self.slots = [Slot(i, group) for i, group in enumerate(config.camera_groups())]
         self._started_ray = False
         self._last_line = 0.0
+        self.metrics, self._committed_ref = metrics, None
         self.sink = self.board = None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -210,7 +211,7 @@ class Fleet:
                             "frames": s.get("frames", 0), "fps": round(s.get("fps", 0.0), 2),
                             "round_ms_p50": s.get("round_ms_p50"), "round_ms_p95": s.get("round_ms_p95"),
                             "restarts": slot.restarts, "last_error": slot.last_error or s.get("last_error"),
-                            "pid": s.get("pid")})
+                            "pid": s.get("pid"), "last_round_end": s.get("last_round_end")})
         return {"time": round(time.time(), 3), "workers": workers}
 
     def _publish(self) -> None:
@@ -220,11 +221,25 @@ class Fleet:
             json.dump(status, f)
         os.replace(tmp, self.status_path)
         self.board.publish.remote(status)
+        if self.metrics is not None:
+            self._observe_metrics(status)
         if self.status_every and time.monotonic() - self._last_line >= self.status_every:
             self._last_line = time.monotonic()
             self.log("segpost fleet: " + "; ".join(
                 f"{w['worker']} {w['state']} {w['fps']:.1f} fps p50 {_ms(w['round_ms_p50'])} restarts {w['restarts']}"
                 for w in status["workers"]))
+
+    def _observe_metrics(self, status: Dict[str, Any]) -> None:
+        """Per-camera frames come from the sink's committed indices (asked without waiting)."""
+        ray = import_ray()
+        committed = {}
+        if self._committed_ref is not None:
+            done, _ = ray.wait([self._committed_ref], timeout=0)
+            if done:
+                committed, self._committed_ref = ray.get(self._committed_ref), None
+        if self._committed_ref is None:
+            self._committed_ref = self.sink.committed.remote()
+        self.metrics.observe_fleet(status, committed)
 
     def shutdown(self, grace_seconds: float = 8.0) -> Dict[str, Any]:
         """Workers finish their round and send their records; the sink flushes, fsyncs, closes."""

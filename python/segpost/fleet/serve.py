@@ -16,6 +16,7 @@ rounds. Bad input (an undecodable image, a wrong shape, an unknown class) is ans
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import json
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -71,6 +72,8 @@ class SegmentationService:
         self.classes = set(self.pipeline.class_names)
         self.max_size = self.pipeline.max_frame_size
         self.rounds, self.batch_sizes = 0, {}
+        # Rounds run one at a time on their own thread, never queued behind image decoding.
+        self._gpu = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="segpost round")
         self._batched = self._make_batched(config.max_cameras, batch_wait_ms / 1e3)
 
     def _make_batched(self, max_batch: int, wait_seconds: float):
@@ -80,7 +83,7 @@ class SegmentationService:
         @serve.batch(max_batch_size=max_batch, batch_wait_timeout_s=wait_seconds)
         async def round_of(frames: List[np.ndarray]) -> List[Dict[str, Any]]:
             loop = asyncio.get_running_loop()   # the GPU round runs off the event loop
-            return await loop.run_in_executor(None, self._process, frames)
+            return await loop.run_in_executor(self._gpu, self._process, frames)
 
         return round_of
 

@@ -58,6 +58,7 @@ class Metrics:
         self._seen: Dict[tuple, float] = {}
         self._last_round: Optional[float] = None
         self._started = clock()
+        self._fleet: Optional[Dict[str, Any]] = None
 
     # -- what the runner reports ---------------------------------------------------------------
 
@@ -98,6 +99,36 @@ class Metrics:
 
     def count_error(self, camera: Any) -> None:
         self.errors.labels(camera=str(camera)).inc()
+
+    def observe_fleet(self, status: Dict[str, Any], committed: Dict[Any, int]) -> None:
+        """The fleet coordinator's view: per worker its state, frames/s, round p50/p95 and
+        restarts; per camera the frames the sink committed; health from the workers' last rounds."""
+        if self._fleet is None:
+            prom = self._prom
+            self._fleet = {key: prom.Gauge(f"segpost_fleet_worker_{key}", help_, ["worker"], registry=self.registry)
+                           for key, help_ in (("fps", "Frames per second of the worker, over the last 10 s"),
+                                              ("round_ms_p50", "Round time, median of the last 200 rounds"),
+                                              ("round_ms_p95", "Round time, 95th percentile of the last 200 rounds"),
+                                              ("restarts", "Times the worker was replaced"),
+                                              ("running", "1 while the worker runs"))}
+        last = None
+        for worker in status.get("workers", []):
+            name = worker["worker"]
+            for key in ("fps", "round_ms_p50", "round_ms_p95", "restarts"):
+                if worker.get(key) is not None:
+                    self._fleet[key].labels(worker=name).set(worker[key])
+            self._fleet["running"].labels(worker=name).set(1.0 if worker["state"] == "running" else 0.0)
+            if worker.get("last_round_end"):
+                last = max(last or 0.0, worker["last_round_end"])
+        for camera, index in committed.items():
+            previous = self._seen.get((camera, "committed"), -1)
+            if index > previous:
+                self.frames.labels(camera=str(camera)).inc(index - previous)
+                self._seen[(camera, "committed")] = index
+        if last is not None:
+            with self._lock:
+                self._last_round = last
+            self.last_round.set(last)
 
     def observe_memory(self, report: Dict[str, int]) -> None:
         for owner, value in report.items():
