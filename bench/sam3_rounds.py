@@ -4,8 +4,8 @@ against the compute floor.
     python bench/sam3_rounds.py --out DIR [--modes eager_per_class eager_all compiled_all cudagraphs_all]
 
 Modes: eager PyTorch with one decoder call per class (plan C), eager with every class in one
-call (batch 32), torch.compile (default mode) with every class in one call, and the same with
-CUDA graphs. Also: the FLOPs of a round (torch.utils.flop_counter), a dense fp16 matmul's rate
+call (batch 32), torch.compile (default mode) with every class in one call, the same with CUDA
+graphs, and AOTInductor packages (engines/aoti.py, built here at batch 8 / 32). Also: the FLOPs of a round (torch.utils.flop_counter), a dense fp16 matmul's rate
 (the roof), each row's round over the floor; VRAM per mode; the compiled rounds' agreement with
 eager (same kept queries, mask IoU); a cold and a warm start of the compiled engine (the warm one
 in a fresh process reading the kernel cache).
@@ -70,14 +70,22 @@ def build(compile_mode: str, cuda_graphs: bool, per_call, output, cache: str, sa
 
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
     started = time.perf_counter()
+    aoti = compile_mode == "aoti"
     if sam3 is None:
-        sam3 = Sam3Torch(None, dtype=np.float16, device="cuda", seed=0, compile=compile_mode, cuda_graphs=cuda_graphs)
+        sam3 = Sam3Torch(None, dtype=np.float16, device="cuda", seed=0, compile="off" if aoti else compile_mode,
+                         cuda_graphs=cuda_graphs)
+        if aoti:
+            from segpost.engines.aoti import AotiEngine, build_aoti
+
+            paths = build_aoti(sam3, os.path.join(cache, "aoti"), max_batch=CAMERAS, classes_per_call=len(NAMES))
+            sam3.aoti = [AotiEngine(paths[key]) for key in ("vision_encoder", "decoder")]
     prompts = [ClassPrompt(*p) for p in sam3.text_prompts(NAMES)]
     # Random weights score at random: keep the 5 best per camera and class (40 kept masks per
     # class-batch at 1080p, the users' measurement).
     config = PipelineConfig(prompts, max_cameras=CAMERAS, max_frame_size=SIZE, output=output, score_threshold=0.0,
                             top_k=5, classes_per_call=per_call)
-    pipeline = MultiCameraPipeline(sam3.vision_encoder, sam3.decoder, config)
+    vision_encoder, decoder = getattr(sam3, "aoti", (sam3.vision_encoder, sam3.decoder))
+    pipeline = MultiCameraPipeline(vision_encoder, decoder, config)
     return sam3, pipeline, time.perf_counter() - started
 
 
@@ -136,7 +144,8 @@ def warm_start(cache: str, compile_mode: str, cuda_graphs: bool) -> float:
 
 
 MODES = {"eager_per_class": ("off", False, 1), "eager_all": ("off", False, "all"),
-         "compiled_all": ("default", False, "all"), "cudagraphs_all": ("default", True, "all")}
+         "compiled_all": ("default", False, "all"), "cudagraphs_all": ("default", True, "all"),
+         "aoti_all": ("aoti", False, "all")}
 
 
 def main() -> int:
@@ -172,7 +181,7 @@ def main() -> int:
                     eager_detections = detections
                 elif compile_mode != "off" and eager_detections is not None:
                     row["agreement_with_eager"] = agreement(eager_detections, detections)
-                if compile_mode != "off":
+                if compile_mode not in ("off", "aoti"):
                     row["cold_start_s"] = build_s
                     try:
                         row["warm_start_s"] = warm_start(cache, compile_mode, graphs)

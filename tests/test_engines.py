@@ -150,7 +150,7 @@ def test_config_file_errors(tmp_path):
         load_config(str(tmp_path / "broken.json"))
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['thresold'\]"):
         load_config(_write_config(tmp_path, backend="synthetic", classes=["a"], thresold=0.5))
-    with pytest.raises(ValueError, match="unknown backend 'openvino'; use tensorrt, tensorrt_rtx, onnx, torch or synthetic"):
+    with pytest.raises(ValueError, match="unknown backend 'openvino'; use tensorrt, tensorrt_rtx, aoti, onnx, torch or synthetic"):
         load_config(_write_config(tmp_path, backend="openvino", classes=["a"]))
     with pytest.raises(ValueError, match="needs 'decoder'"):
         load_config(_write_config(tmp_path, backend="tensorrt", vision_encoder="ve.engine", classes={"a": "a.npz"}))

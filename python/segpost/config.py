@@ -1,7 +1,7 @@
 """Pipeline config files (JSON): which engines, which classes and prompts, which thresholds.
 
     {
-      "backend": "tensorrt",                       # tensorrt | tensorrt_rtx | onnx | torch | synthetic
+      "backend": "tensorrt",                       # tensorrt | tensorrt_rtx | aoti | onnx | torch | synthetic
       "vision_encoder": "b8_q200/vision-encoder.engine",
       "decoder": "b8_q200/decoder.engine",
       "classes": {"person": "prompts/person.npz", "hand": "prompts/hand.npz"},
@@ -70,7 +70,7 @@ def build_from_config(raw: Dict[str, Any], base: str, device: str = "cuda", wher
     classes = raw.get("classes")
     if not classes:
         raise ValueError(f"{path}: 'classes' must name at least one class")
-    if backend in ("tensorrt", "tensorrt_rtx", "onnx"):
+    if backend in ("tensorrt", "tensorrt_rtx", "aoti", "onnx"):
         for key in ("vision_encoder", "decoder"):
             if key not in raw:
                 raise ValueError(f"{path}: the {backend} backend needs {key!r} (an engine or .onnx file)")
@@ -83,6 +83,11 @@ def build_from_config(raw: Dict[str, Any], base: str, device: str = "cuda", wher
             # The pipeline checks the batch ranges (F for the encoder, F x classes_per_call for the decoder).
             vision_encoder = kind(resolve(raw["vision_encoder"]))
             decoder = kind(resolve(raw["decoder"]))
+        elif backend == "aoti":
+            from .engines.aoti import AotiEngine
+
+            vision_encoder = AotiEngine(resolve(raw["vision_encoder"]), device=device)
+            decoder = AotiEngine(resolve(raw["decoder"]), device=device)
         else:
             from .engines.onnx_runtime import OnnxRuntimeEngine
 
@@ -110,7 +115,7 @@ def build_from_config(raw: Dict[str, Any], base: str, device: str = "cuda", wher
         decoder = SyntheticDecoder(geometry, device=device, busy_ms=busy[1])
         prompts = [ClassPrompt(name, *prompt_for_class(i, geometry)) for i, name in enumerate(classes)]
     else:
-        raise ValueError(f"{path}: unknown backend {backend!r}; use tensorrt, tensorrt_rtx, onnx, torch or synthetic")
+        raise ValueError(f"{path}: unknown backend {backend!r}; use tensorrt, tensorrt_rtx, aoti, onnx, torch or synthetic")
     return vision_encoder, decoder, _pipeline_config(path, raw, prompts)
 
 

@@ -33,7 +33,7 @@ DECODER_ENGINE = "decoder.engine"
 CONFIG_FILE = "pipeline.json"
 
 
-BUILDERS = ("trtexec", "tensorrt", "tensorrt-rtx")
+BUILDERS = ("trtexec", "tensorrt", "tensorrt-rtx", "aoti")
 
 
 def engine_folder(out_root: str, max_batch: int, num_queries: int, classes_per_call: int = 1) -> str:
@@ -170,8 +170,8 @@ def build_engines(onnx_dir: str, out_root: str, classes: Dict[str, str], *, max_
 
     builder "trtexec" runs that program; "tensorrt" and "tensorrt-rtx" use the Python builder API
     of the ``tensorrt`` or TensorRT-RTX package (`trt`: that module, imported when None)."""
-    if builder not in BUILDERS:
-        raise ValueError(f"builder must be one of {BUILDERS}, got {builder!r}")
+    if builder not in BUILDERS or builder == "aoti":
+        raise ValueError(f"builder must be one of {BUILDERS[:3]} (aoti: engines.aoti.build_aoti_engines), got {builder!r}")
     rtx = builder == "tensorrt-rtx"
     queries = decoder_queries(onnx_dir)
     graph_batches(max_batch, opt_batch, classes_per_call, True)   # checks classes_per_call
@@ -216,16 +216,18 @@ def build_engines(onnx_dir: str, out_root: str, classes: Dict[str, str], *, max_
     return config
 
 
-def _class_arg(value: str) -> Tuple[str, str]:
+def _class_arg(value: str) -> Tuple[str, Optional[str]]:
+    """NAME=PROMPT.npz, or NAME alone (aoti: the prompt comes from the model's text encoder)."""
     name, sep, file = value.partition("=")
-    if not sep or not name or not file:
-        raise argparse.ArgumentTypeError(f"expected NAME=PROMPT.npz, got {value!r}")
-    return name, file
+    if not name or (sep and not file):
+        raise argparse.ArgumentTypeError(f"expected NAME=PROMPT.npz (or NAME with --builder aoti), got {value!r}")
+    return name, file or None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m segpost.engines.build", description=__doc__.split("\n\n")[0])
-    parser.add_argument("onnx_dir", help="folder with vision-encoder.onnx and decoder.onnx")
+    parser.add_argument("onnx_dir", help="folder with vision-encoder.onnx and decoder.onnx; with --builder aoti the "
+                                         "model: a Sam3Model weights folder, 'random' or 'tiny'")
     parser.add_argument("out_root", help="the engines go to OUT_ROOT/b{B}_q{Q}/")
     parser.add_argument("--class", dest="classes", action="append", type=_class_arg, default=[],
                         metavar="NAME=PROMPT.npz", help="a class and its prompt file (repeat)")
@@ -236,7 +238,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--no-fp16", dest="fp16", action="store_false", help="fp32 engines (trtexec, tensorrt)")
     parser.add_argument("--trtexec", default="trtexec", help="path of trtexec")
     parser.add_argument("--builder", choices=BUILDERS, default="trtexec",
-                        help="trtexec; tensorrt: the tensorrt package's builder API; tensorrt-rtx: TensorRT-RTX's")
+                        help="trtexec; tensorrt: the tensorrt package's builder API; tensorrt-rtx: TensorRT-RTX's; "
+                             "aoti: PyTorch's AOTInductor (.pt2 packages, any NVIDIA GPU with torch)")
+    parser.add_argument("--device", default="cuda", help="aoti: where to compile and run (cuda or cpu)")
     parser.add_argument("--compute-capability", metavar="X.Y",
                         help="tensorrt-rtx: build for this GPU instead of the one here (e.g. 12.0: RTX 5090)")
     parser.add_argument("--print-commands", action="store_true", help="print the trtexec commands, build nothing")
@@ -251,6 +255,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 0
         if not args.classes:
             parser.error("name at least one --class NAME=PROMPT.npz (engines/extract_prompts.py writes them)")
+        if args.builder == "aoti":
+            from .aoti import build_aoti_engines
+
+            build_aoti_engines(args.onnx_dir, args.out_root, dict(args.classes), max_batch=args.max_batch,
+                               classes_per_call=args.classes_per_call, device=args.device)
+            return 0
+        missing = [name for name, file in args.classes if file is None]
+        if missing:
+            parser.error(f"--class {missing[0]} needs =PROMPT.npz with the {args.builder} builder")
         build_engines(args.onnx_dir, args.out_root, dict(args.classes), max_batch=args.max_batch,
                       opt_batch=args.opt_batch, fp16=args.fp16, builder=args.builder, trtexec=args.trtexec,
                       classes_per_call=args.classes_per_call, compute_capability=args.compute_capability)

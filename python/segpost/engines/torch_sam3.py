@@ -23,7 +23,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .base import ArrayEngine, EngineError, TensorSpec, buffer_address
+from .base import EngineError, TensorSpec
+from .torch_stage import TorchStage
 from .contract import DECODER_INPUTS, DECODER_OUTPUTS, FPN_TENSORS
 
 PROMPT_LENGTH = 32
@@ -192,14 +193,21 @@ class Sam3Torch:
         return ids, mask
 
 
-class _TorchStage(ArrayEngine):
-    """One half of Sam3Model; bound CuPy buffers are viewed as torch tensors without a copy."""
+class _TorchStage(TorchStage):
+    """One half of Sam3Model, eager or compiled."""
 
     def __init__(self, name: str, specs: Dict[str, TensorSpec], owner: Sam3Torch, run):
         super().__init__(name, specs, owner.device if owner.device == "cpu" else "cuda")
         self._owner, self._run = owner, run
-        self._views: Dict[tuple, Any] = {}  # (name, address, shape) -> torch view, made once
         self.compiled: Optional[Callable[..., None]] = None
+
+    @property
+    def static_batch(self) -> bool:
+        return self.compiled is not None
+
+    @property
+    def static_addresses(self) -> bool:
+        return self.compiled is not None and self._owner.cuda_graphs
 
     def memory_bytes(self) -> int:
         # Both stages share one model: the encoder reports it (on CUDA: torch's allocator, weights included).
@@ -212,37 +220,11 @@ class _TorchStage(ArrayEngine):
         """The stage on torch tensors in the order of its specs (what torch.compile compiles)."""
         self._run(dict(zip(self._specs, tensors)))
 
-    def _torch_views(self, tensors: Dict[str, Any]) -> Dict[str, Any]:
-        torch = self._owner.torch
-        views = {}
-        for name, array in tensors.items():
-            key = (name, buffer_address(array), array.shape)
-            view = self._views.get(key)
-            if view is None:
-                view = self._views[key] = torch.as_tensor(array, device=self._owner.device)
-                if self.compiled is not None and self._owner.cuda_graphs:
-                    torch._dynamo.mark_static_address(view)   # allocated once: CUDA graphs may keep it
-            views[name] = view
-        return views
-
-    def _full_batch(self) -> Dict[str, Any]:
-        """Every bound buffer at its whole batch (compiled stages always run that batch)."""
-        rows = {name: self._bound[name].size // int(np.prod(spec.shape[1:])) for name, spec in self._specs.items()}
-        batch = min(rows[name] for name, spec in self._specs.items() if spec.is_input and -1 in spec.shape)
-        return {name: self._view(name, spec.with_batch(batch)) for name, spec in self._specs.items()}
-
-    def execute(self, tensors: Dict[str, Any], stream: int) -> None:
-        torch = self._owner.torch
-        if self.compiled is not None:
-            tensors = self._full_batch()
-        views = self._torch_views(tensors)
-        run = self._run if self.compiled is None else (lambda v: self.compiled(*(v[n] for n in self._specs)))
-        if self.device == "cuda":
-            with torch.cuda.stream(torch.cuda.ExternalStream(stream)), torch.inference_mode():
-                run(views)
+    def compute(self, views: Dict[str, Any]) -> None:
+        if self.compiled is None:
+            self._run(views)
         else:
-            with torch.inference_mode():
-                run(views)
+            self.compiled(*(views[n] for n in self._specs))
 
     def prepare(self) -> None:
         """Compiles (and for CUDA graphs, records) the stage at the bound buffers' batch, showing
@@ -253,7 +235,7 @@ class _TorchStage(ArrayEngine):
         if missing:
             raise EngineError(f"{self.name}: bind every tensor before prepare(); missing {missing}")
         log, started, done = self._owner.log, time.perf_counter(), threading.Event()
-        batch = next(iter(self._full_batch().values())).shape[0]
+        batch = next(iter(self.full_batch().values())).shape[0]
         log(f"segpost: compiling the {self.name} for batch {batch} (torch.compile mode={self._owner.compile_mode}; "
             f"cache {os.environ.get('TORCHINDUCTOR_CACHE_DIR')})")
 
