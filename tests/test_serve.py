@@ -3,6 +3,7 @@ in-process pipeline's answers, batched into shared rounds; bad input gets 400 / 
 and the server keeps serving."""
 import json
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ cv2 = pytest.importorskip("cv2")
 
 from segpost.client import SegpostClient, SegpostError  # noqa: E402
 from segpost.fleet import api  # noqa: E402
-from segpost.fleet.serve import load_serve_config, start_serve, stop_serve  # noqa: E402
+from segpost.fleet.serve import SegmentationService, load_serve_config, start_serve, stop_serve  # noqa: E402
 
 MAX_BATCH = 4
 
@@ -36,8 +37,11 @@ def server(tmp_path_factory):
     (folder / "serve.json").write_text(json.dumps({
         "pipeline": "segpost.json", "gpus_per_replica": 0, "cpus_per_replica": 0.5, "batch_wait_ms": 50,
         "http_port": free_port(), "grpc_port": free_port()}))
-    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, namespace="segpost")
+    metrics_port = free_port()
+    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, namespace="segpost",
+             _metrics_export_port=metrics_port)
     endpoints = start_serve(load_serve_config(str(folder / "serve.json")))
+    endpoints["metrics"] = f"http://127.0.0.1:{metrics_port}/metrics"
     ve, dec, config = load_config(str(folder / "segpost.json"), device="cpu")
     reference = MultiCameraPipeline(ve, dec, config.__class__(**{**config.__dict__, "output": OutputKind.RLE}))
     yield endpoints, reference
@@ -159,6 +163,68 @@ def test_http_requests_that_are_not_segment_requests(server):
         urllib.request.urlopen(request, timeout=10)
     assert error.value.code == 400 and "not JSON" in error.value.read().decode()
     assert http_get(endpoints["http"].replace("/segment", "/nothing"))[0] == 404
+
+
+def scraped(url, name):
+    """{labels: value} of one metric in a Prometheus scrape."""
+    status, body = http_get(url)
+    assert status == 200
+    samples = {}
+    for line in body.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            labels, _, value = line.rpartition(" ")
+            samples[labels] = float(value)
+    return samples
+
+
+def test_metrics_count_what_was_served(server):
+    """Runs after the tests above: Ray exports the replicas' metrics every few seconds."""
+    endpoints, _ = server
+    sizes = json.loads(http_get(endpoints["http"].replace("/segment", "/stats"))[1])["batch_sizes"]
+    served = sum(int(size) * count for size, count in sizes.items())
+    deadline, frames = time.monotonic() + 60, None
+    while time.monotonic() < deadline:
+        frames = sum(scraped(endpoints["metrics"], "ray_segpost_serve_frames_total").values())
+        if frames == served:
+            break
+        time.sleep(2)
+    assert frames == served > 16 * 4
+    outcomes = scraped(endpoints["metrics"], "ray_segpost_serve_requests_total")
+    assert sum(v for k, v in outcomes.items() if 'outcome="bad_request"' in k) >= 12   # the bad-input test's
+    assert sum(v for k, v in outcomes.items() if 'outcome="ok"' in k) >= 16 * 3
+    rounds = scraped(endpoints["metrics"], "ray_segpost_serve_round_frames_count")
+    assert sum(rounds.values()) == sum(sizes.values())
+    classes = scraped(endpoints["metrics"], "ray_segpost_serve_detections_total")
+    assert {c for c in ("red", "green", "blue") if any(f'class="{c}"' in k for k in classes)} == {"red", "green", "blue"}
+    assert scraped(endpoints["metrics"], "ray_serve_num_http_requests_total")   # Ray Serve's own, same port
+
+
+def test_a_round_running_past_its_timeout_fails_the_health_check(server, tmp_path):
+    (tmp_path / "segpost.json").write_text(json.dumps({"backend": "synthetic", "classes": ["red"],
+                                                       "max_frame_size": [64, 64], "max_cameras": 1}))
+    service = SegmentationService(json.loads((tmp_path / "segpost.json").read_text()), str(tmp_path),
+                                  round_timeout_s=5)
+    service.check_health()                                          # idle: healthy
+    service._process([np.zeros((64, 64, 3), np.uint8)])
+    service.check_health()                                          # a round that finished: healthy
+    service._round_started = time.monotonic() - 6                   # as a round stuck in the engine leaves it
+    with pytest.raises(RuntimeError, match=r"a pipeline round has run for 6 s \(round_timeout_s 5\): the engine is hung"):
+        service.check_health()
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("num_replicas", 0, "num_replicas must be a positive int, got 0"),
+    ("gpus_per_replica", -1, r"gpus_per_replica must be a number >= 0.0, got -1"),
+    ("round_timeout_s", 0, r"round_timeout_s must be a number >= 1.0, got 0"),
+    ("batch_wait_ms", "soon", r"batch_wait_ms must be a number >= 0.0, got 'soon'"),
+    ("http_port", 70000, "http_port must be a port number, got 70000"),
+    ("autoscaling", 3, "autoscaling must be an object"),
+    ("replicas", 2, r"unknown key\(s\) \['replicas'\]")])
+def test_serve_config_errors_name_the_key(tmp_path, key, value, message):
+    (tmp_path / "serve.json").write_text(json.dumps({"pipeline": {"backend": "synthetic", "classes": ["red"]},
+                                                     key: value}))
+    with pytest.raises(ValueError, match=message):
+        load_serve_config(str(tmp_path / "serve.json"))
 
 
 def test_proto_and_client_arguments(capsys):

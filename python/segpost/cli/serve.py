@@ -13,6 +13,9 @@ def add_parser(commands) -> None:
     serve.add_argument("--address", default=None, help="Ray cluster: auto or HOST:PORT (default: a local instance)")
     serve.add_argument("--print-proto", action="store_true", help="print the gRPC service's .proto and exit")
     serve.add_argument("--max-seconds", type=float, default=None, help="stop after this long")
+    serve.add_argument("--metrics-port", type=int, default=None,
+                       help="Prometheus metrics (segpost's and Ray Serve's, prefixed ray_) of the local Ray instance "
+                            "on this port")
     serve.set_defaults(handler=run_command)
 
 
@@ -27,9 +30,10 @@ def run_command(args) -> int:
     from ..fleet.serve import load_serve_config, start_serve, stop_serve
 
     config = load_serve_config(args.config)
-    endpoints = start_serve(config, address=args.address)
+    endpoints = start_serve(config, address=args.address, metrics_port=args.metrics_port)
+    metrics = f", metrics {endpoints['metrics']}" if "metrics" in endpoints else ""
     print(f"segpost serve: HTTP POST {endpoints['http']} (JSON), gRPC {endpoints['grpc']} "
-          f"({api.FULL_METHOD}); Ctrl-C or SIGTERM stops", file=sys.stderr, flush=True)
+          f"({api.FULL_METHOD}){metrics}; Ctrl-C or SIGTERM stops", file=sys.stderr, flush=True)
     stop = threading.Event()
     with stop_on_signals(stop):
         stop.wait(args.max_seconds)

@@ -5,6 +5,7 @@
       "num_replicas": 1,               # or "autoscaling": {"min_replicas": 1, "max_replicas": 4, ...}
       "gpus_per_replica": 1,           # a fraction shares a GPU; 0: CPU replicas
       "batch_wait_ms": 10,             # how long a replica waits to fill a round
+      "round_timeout_s": 60,           # a round running longer marks the replica unhealthy: Serve replaces it
       "http_port": 8000, "grpc_port": 9000
     }
 
@@ -12,6 +13,11 @@ Every frame of every request is one item of ``@serve.batch``: frames from many c
 pipeline's rounds (up to its max_cameras), and a request with more frames than that spans several
 rounds. Bad input (an undecodable image, a wrong shape, an unknown class) is answered with HTTP
 400 or gRPC INVALID_ARGUMENT and a message; the replica goes on serving.
+
+Metrics are Ray metrics (ray.util.metrics), exported with Ray Serve's own on every node's metrics
+port (``segpost serve --metrics-port``, or ``ray start --metrics-export-port``), prefixed ``ray_``:
+segpost_serve_frames_total, segpost_serve_requests_total{outcome}, segpost_serve_round_seconds,
+segpost_serve_round_frames, segpost_serve_detections_total{class}.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import json
+import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -29,7 +36,7 @@ from . import api, import_ray
 from .config import read_app_config
 
 _KNOWN = {"pipeline", "num_replicas", "autoscaling", "gpus_per_replica", "cpus_per_replica", "batch_wait_ms",
-          "http_port", "grpc_port"}
+          "round_timeout_s", "http_port", "grpc_port"}
 
 
 class BadRequest(ValueError):
@@ -60,8 +67,10 @@ def decode_frame(frame: Dict[str, Any], max_size: Tuple[int, int], index: int) -
 class SegmentationService:
     """One replica: a MultiCameraPipeline whose rounds are the batches of @serve.batch."""
 
-    def __init__(self, pipeline: Dict[str, Any], pipeline_dir: str, batch_wait_ms: float = 10.0):
+    def __init__(self, pipeline: Dict[str, Any], pipeline_dir: str, batch_wait_ms: float = 10.0,
+                 round_timeout_s: float = 60.0):
         import ray
+        from ray.util import metrics
 
         from ..pipeline import MultiCameraPipeline
         from ..postprocess import OutputKind, cuda_available
@@ -72,6 +81,16 @@ class SegmentationService:
         self.classes = set(self.pipeline.class_names)
         self.max_size = self.pipeline.max_frame_size
         self.rounds, self.batch_sizes = 0, {}
+        self.round_timeout_s, self._round_started = round_timeout_s, None
+        self._frames = metrics.Counter("segpost_serve_frames_total", description="frames segmented")
+        self._requests = metrics.Counter("segpost_serve_requests_total", description="requests by outcome",
+                                         tag_keys=("outcome",))
+        self._round_seconds = metrics.Histogram("segpost_serve_round_seconds", description="pipeline round time",
+                                                boundaries=[0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
+        self._round_frames = metrics.Histogram("segpost_serve_round_frames", description="frames per round",
+                                               boundaries=[float(b) for b in range(1, config.max_cameras + 1)])
+        self._detections = metrics.Counter("segpost_serve_detections_total", description="detections by class",
+                                           tag_keys=("class",))
         # Rounds run one at a time on their own thread, never queued behind image decoding.
         self._gpu = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="segpost round")
         self._batched = self._make_batched(config.max_cameras, batch_wait_ms / 1e3)
@@ -89,9 +108,14 @@ class SegmentationService:
 
     def _process(self, frames: List[np.ndarray]) -> List[Dict[str, Any]]:
         """One pipeline round; results copied out (they are views valid until the next round)."""
+        self._round_started = time.monotonic()
         result = self.pipeline.process(frames)
+        self._round_seconds.observe(time.monotonic() - self._round_started)
+        self._round_started = None
         self.rounds += 1
         self.batch_sizes[len(frames)] = self.batch_sizes.get(len(frames), 0) + 1
+        self._frames.inc(len(frames))
+        self._round_frames.observe(len(frames))
         out = []
         for slot in range(len(frames)):
             if slot in result.skipped:
@@ -100,6 +124,8 @@ class SegmentationService:
             camera = result.cameras[slot]
             detections = []
             for name, fr in camera.by_class.items():
+                if len(fr):
+                    self._detections.inc(len(fr), tags={"class": name})
                 for k in range(len(fr)):
                     rle = fr.masks[k]
                     detections.append({"class": name, "score": round(float(fr.scores[k]), 5),
@@ -110,7 +136,24 @@ class SegmentationService:
                         "round_frames": len(frames)})
         return out
 
+    def check_health(self) -> None:
+        """Ray Serve's health check: a round stuck on the GPU makes the replica unhealthy, and Serve
+        replaces it (requests waiting on it fail instead of hanging)."""
+        started = self._round_started
+        if started is not None and time.monotonic() - started > self.round_timeout_s:
+            raise RuntimeError(f"a pipeline round has run for {time.monotonic() - started:.0f} s "
+                               f"(round_timeout_s {self.round_timeout_s:g}): the engine is hung")
+
     async def segment(self, frames: Sequence[Dict[str, Any]], classes: Sequence[str], masks: str) -> List[Dict[str, Any]]:
+        try:
+            answers = await self._segment(frames, classes, masks)
+        except BadRequest:
+            self._requests.inc(tags={"outcome": "bad_request"})
+            raise
+        self._requests.inc(tags={"outcome": "ok"})
+        return answers
+
+    async def _segment(self, frames: Sequence[Dict[str, Any]], classes: Sequence[str], masks: str) -> List[Dict[str, Any]]:
         if masks not in api.MASK_ENCODINGS:
             raise BadRequest(f"masks must be one of {api.MASK_ENCODINGS}, got {masks!r}")
         unknown = sorted(set(classes) - self.classes)
@@ -186,6 +229,7 @@ class ServeConfig:
     gpus_per_replica: float = 1.0
     cpus_per_replica: float = 1.0
     batch_wait_ms: float = 10.0
+    round_timeout_s: float = 60.0
     http_port: int = 8000
     grpc_port: int = 9000
 
@@ -199,10 +243,11 @@ def load_serve_config(path: str) -> ServeConfig:
     if replicas is not None and (isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1):
         raise ValueError(f"{path}: num_replicas must be a positive int, got {replicas!r}")
     numbers = {}
-    for key, default in (("gpus_per_replica", 1.0), ("cpus_per_replica", 1.0), ("batch_wait_ms", 10.0)):
+    for key, default, low in (("gpus_per_replica", 1.0, 0.0), ("cpus_per_replica", 1.0, 0.0),
+                              ("batch_wait_ms", 10.0, 0.0), ("round_timeout_s", 60.0, 1.0)):
         value = raw.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ValueError(f"{path}: {key} must be a number >= 0, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
+            raise ValueError(f"{path}: {key} must be a number >= {low}, got {value!r}")
         numbers[key] = float(value)
     ports = {}
     for key, default in (("http_port", 8000), ("grpc_port", 9000)):
@@ -213,28 +258,39 @@ def load_serve_config(path: str) -> ServeConfig:
     return ServeConfig(pipeline, base, replicas, autoscaling, **numbers, **ports)
 
 
-def start_serve(config: ServeConfig, *, address: Optional[str] = None, name: str = "segpost") -> Dict[str, str]:
+def start_serve(config: ServeConfig, *, address: Optional[str] = None, name: str = "segpost",
+                metrics_port: Optional[int] = None) -> Dict[str, str]:
     """Starts Ray (or joins `address`), Serve's HTTP and gRPC proxies, and the application; returns
-    the endpoints."""
+    the endpoints. `metrics_port`: where a Ray instance started here exports Prometheus metrics (a
+    cluster's nodes export on their own `ray start --metrics-export-port`)."""
     ray = import_ray()
     from ray import serve
     from ray.serve.config import HTTPOptions, gRPCOptions
 
     if not ray.is_initialized():
-        ray.init(address=address, namespace="segpost", log_to_driver=False, include_dashboard=False)
+        if metrics_port is not None and address is not None:
+            raise ValueError("--metrics-port applies to a Ray instance segpost starts; on a cluster, each node "
+                             "exports metrics on its `ray start --metrics-export-port`")
+        ray.init(address=address, namespace="segpost", log_to_driver=False, include_dashboard=False,
+                 **({"_metrics_export_port": metrics_port} if metrics_port is not None else {}))
     serve.start(http_options=HTTPOptions(host="0.0.0.0", port=config.http_port),
                 grpc_options=gRPCOptions(port=config.grpc_port,
                                          grpc_servicer_functions=[f"{api.__name__}.add_SegmentationServicer_to_server"]))
     options = {"ray_actor_options": {"num_gpus": config.gpus_per_replica, "num_cpus": config.cpus_per_replica},
-               "max_ongoing_requests": 256}
+               "max_ongoing_requests": 256, "health_check_period_s": min(10.0, config.round_timeout_s / 2),
+               "health_check_timeout_s": 30.0}
     if config.autoscaling:
         options["autoscaling_config"] = config.autoscaling
     else:
         options["num_replicas"] = config.num_replicas
     deployment = serve.deployment(SegmentationService, name="segmentation", **options)
-    serve.run(deployment.bind(config.pipeline, config.pipeline_dir, config.batch_wait_ms), name=name,
+    serve.run(deployment.bind(config.pipeline, config.pipeline_dir, config.batch_wait_ms, config.round_timeout_s),
+              name=name,
               route_prefix="/")
-    return {"http": f"http://127.0.0.1:{config.http_port}/segment", "grpc": f"127.0.0.1:{config.grpc_port}"}
+    endpoints = {"http": f"http://127.0.0.1:{config.http_port}/segment", "grpc": f"127.0.0.1:{config.grpc_port}"}
+    if metrics_port is not None:
+        endpoints["metrics"] = f"http://127.0.0.1:{metrics_port}/metrics"
+    return endpoints
 
 
 def stop_serve() -> None:
