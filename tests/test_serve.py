@@ -2,6 +2,7 @@
 in-process pipeline's answers, batched into shared rounds; bad input gets 400 / INVALID_ARGUMENT
 and the server keeps serving."""
 import json
+import os
 import threading
 import time
 
@@ -163,6 +164,29 @@ def test_http_requests_that_are_not_segment_requests(server):
         urllib.request.urlopen(request, timeout=10)
     assert error.value.code == 400 and "not JSON" in error.value.read().decode()
     assert http_get(endpoints["http"].replace("/segment", "/nothing"))[0] == 404
+
+
+def test_the_client_example_prints_each_detection(server, tmp_path):
+    import subprocess
+    import sys
+
+    endpoints, reference = server
+    frame = frames_for(80, 1)[0]
+    cv2.imwrite(str(tmp_path / "shot.png"), frame)
+    example = os.path.join(os.path.dirname(__file__), "..", "examples", "serve_client.py")
+    done = subprocess.run([sys.executable, example, "--grpc", endpoints["grpc"], "--class", "red", "--class", "blue",
+                           "--save-masks", str(tmp_path / "masks"), str(tmp_path / "shot.png")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    wanted = [d for d in expected(reference, frame, ["red", "blue"])]
+    lines = done.stdout.splitlines()
+    assert lines[0].endswith(f"shot.png: 320x240, {len(wanted)} detections") and len(lines) == 1 + len(wanted)
+    for line, (name, score, box, counts) in zip(lines[1:], wanted):
+        assert line.split()[0] == name and f"score {score:.3f}" in line
+    assert len(os.listdir(tmp_path / "masks")) == len(wanted) > 0
+    refused = subprocess.run([sys.executable, example, "--http", endpoints["http"], "--class", "unicorn",
+                              str(tmp_path / "shot.png")], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1 and "unknown class(es) ['unicorn']" in refused.stderr
 
 
 def scraped(url, name):
