@@ -22,6 +22,7 @@ import numpy as np
 
 import segpost
 from segpost.io.sources import CameraSource, decoder_factory
+from tables import print_table, save_json  # noqa: E402  (bench/, this script's folder)
 
 
 class DecoderUtilization:
@@ -108,18 +109,16 @@ def main() -> int:
                 rows.append({"decode": decode, "streams": n, "error": f"{type(exc).__name__}: {exc}"})
             print(json.dumps(rows[-1]), flush=True)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
-    print(f"\n| decoder | streams | preprocess | paced at (fps) | frames/s | CPU cores busy | NVDEC utilization | decoder |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        if "error" in r:
-            print(f"| {r['decode']} | {r['streams']} | | | error: {r['error'][:120]} | | | |")
-            continue
+        save_json(args.json, rows)
+
+    def cells(r):
         util = "" if r["decoder_utilization_pct"] is None else f"{r['decoder_utilization_pct']:.0f}%"
         paced = f"{r['realtime']:g}" if r["realtime"] else "as fast as possible"
-        print(f"| {r['decode']} | {r['streams']} | {'yes' if r['preprocess'] else 'no'} | {paced} | {r['fps']:.0f} | "
-              f"{r['cpu_cores']:.2f} | {util} | {r['decoder']} |")
+        return [r["decode"], str(r["streams"]), "yes" if r["preprocess"] else "no", paced, f"{r['fps']:.0f}",
+                f"{r['cpu_cores']:.2f}", util, r["decoder"]]
+
+    print_table(["decoder", "streams", "preprocess", "paced at (fps)", "frames/s", "CPU cores busy",
+                 "NVDEC utilization", "decoder"], rows, cells, ["decode", "streams"])
     return 0
 
 

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from tables import print_table, save_json  # noqa: E402  (bench/, this script's folder)
 
 
 def gpu_memory_by_pid() -> dict:
@@ -125,19 +126,18 @@ def main() -> int:
         except Exception as exc:  # report and go on
             rows.append({"backend": args.backend, "layout": layout, "error": f"{type(exc).__name__}: {exc}"[:400]})
         print(json.dumps(rows[-1]), flush=True)
-    with open(os.path.join(args.out, f"fleet_gpu_{args.backend}.json"), "w") as f:
-        json.dump(rows, f, indent=1)
+    save_json(os.path.join(args.out, f"fleet_gpu_{args.backend}.json"), rows)
     base = next((r["fps"] for r in rows if "fps" in r), None)
-    print("\n| engines | workers x GPU | cameras | frames/s | vs first row | round p50 per worker (ms) | GPU memory per worker (MiB) | restarts |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        if "error" in r:
-            print(f"| {r['backend']} | {r['layout']} | error: {r['error'][:150]} ||||||")
-            continue
+
+    def cells(r):
         mem = ", ".join(f"{v[0]:.0f}" for _, v in sorted(r["gpu_memory_mib"].items()))
         p50 = ", ".join("-" if v is None else f"{v:.0f}" for v in r["round_ms_p50"])
-        print(f"| {r['backend']} | {r['workers']} x {r['gpus_per_worker']:g} | {r['cameras']} | {r['fps']:.1f} | "
-              f"{r['fps'] / base:.2f}x | {p50} | {mem} | {r['restarts']} |")
+        return [r["backend"], f"{r['workers']} x {r['gpus_per_worker']:g}", str(r["cameras"]), f"{r['fps']:.1f}",
+                f"{r['fps'] / base:.2f}x", p50, mem, str(r["restarts"])]
+
+    print_table(["engines", "workers x GPU", "cameras", "frames/s", "vs first row", "round p50 per worker (ms)",
+                 "GPU memory per worker (MiB)", "restarts"], rows, cells, ["backend", "layout"])
+    for r in rows:
         if r.get("kill"):
             print(f"\nkilled a worker: its cameras committed frames again {r['kill'].get('resumed_after_s', float('nan')):.1f} s later")
     ray.shutdown()

@@ -25,6 +25,7 @@ from segpost.synthetic.engines import SyntheticDecoder, SyntheticGeometry, Synth
 from segpost.synthetic.evaluation import score_camera  # noqa: E402
 from segpost.pipeline import ClassPrompt, MultiCameraPipeline, PipelineConfig  # noqa: E402
 from segpost.synthetic.scene import Scene  # noqa: E402
+from tables import print_table, save_json  # noqa: E402  (bench/, this script's folder)
 
 CAMERAS, SIZE, NAMES = 8, (1080, 1920), ("red", "green", "blue", "yellow")
 
@@ -56,9 +57,10 @@ def staged(pipeline, frames):
     return slots
 
 
-def measure(pipeline, frames, rounds: int, truths=None) -> dict:
-    frames = staged(pipeline, frames)
-    results = [pipeline.process(frames) for _ in range(3)]   # warm-up
+def timed_rounds(pipeline, frames, rounds: int):
+    """(round p50/p95 and per-stage medians over `rounds` after 3 warm-up rounds, the last result)."""
+    for _ in range(3):
+        pipeline.process(frames)
     rounds_ms, stages = [], {}
     for _ in range(rounds):
         result = pipeline.process(frames)
@@ -66,14 +68,19 @@ def measure(pipeline, frames, rounds: int, truths=None) -> dict:
         for k, v in result.timings_ms.items():
             stages.setdefault(k, []).append(v)
     row = {"round_ms": float(np.median(rounds_ms)), "round_ms_p95": float(np.percentile(rounds_ms, 95)),
-           "stages_ms": {k: float(np.median(v)) for k, v in stages.items()},
-           "engines_alone_ms": engines_alone_ms(pipeline, rounds),
-           "memory_mb": {k: v / 2**20 for k, v in pipeline.memory_report().items()},
-           "detections": result.num_detections}
+           "stages_ms": {k: float(np.median(v)) for k, v in stages.items()}}
+    return row, result
+
+
+def measure(pipeline, frames, rounds: int, truths=None) -> dict:
+    frames = staged(pipeline, frames)
+    row, result = timed_rounds(pipeline, frames, rounds)
+    row.update(engines_alone_ms=engines_alone_ms(pipeline, rounds),
+               memory_mb={k: v / 2**20 for k, v in pipeline.memory_report().items()},
+               detections=result.num_detections)
     if truths is not None:
         ious = [i for c, r in result.cameras.items() for i in score_camera(r, truths[c], NAMES).ious]
         row["mean_iou"] = float(np.mean(ious))
-    del results
     return row
 
 
@@ -132,20 +139,18 @@ def main() -> int:
         except Exception as exc:  # noqa: BLE001 - report and keep the synthetic rows
             print(f"sam3 backend failed: {type(exc).__name__}: {exc}", flush=True)
             rows.append({"backend": "sam3 torch", "error": f"{type(exc).__name__}: {exc}"})
-    with open(os.path.join(args.out, "pipeline.json"), "w") as f:
-        json.dump(rows, f, indent=1)
-    print("\n| backend | output | busy T (ms) | engines alone E (ms) | round p50 (ms) | p95 | bar on T | met | bar on E | met | preprocess (ms) | mean IoU |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        if "error" in r:
-            print(f"| {r['backend']} | error: {r['error']} |||||||||||")
-            continue
+    save_json(os.path.join(args.out, "pipeline.json"), rows)
+
+    def cells(r):
         t = r.get("busy_ms")
         met = lambda bar: "yes" if r["round_ms"] <= bar else "NO"  # noqa: E731
-        print(f"| {r['backend']} | {r['output']} | {'' if t is None else f'{t:.0f}'} | {r['engines_alone_ms']:.2f} | "
-              f"{r['round_ms']:.2f} | {r['round_ms_p95']:.2f} | {r['bar_ms']:.2f} | {met(r['bar_ms'])} | "
-              f"{r['bar_engines_ms']:.2f} | {met(r['bar_engines_ms'])} | {r['stages_ms']['preprocess']:.2f} | "
-              f"{r.get('mean_iou', float('nan')):.4f} |")
+        return [r["backend"], r["output"], "" if t is None else f"{t:.0f}", f"{r['engines_alone_ms']:.2f}",
+                f"{r['round_ms']:.2f}", f"{r['round_ms_p95']:.2f}", f"{r['bar_ms']:.2f}", met(r["bar_ms"]),
+                f"{r['bar_engines_ms']:.2f}", met(r["bar_engines_ms"]), f"{r['stages_ms']['preprocess']:.2f}",
+                f"{r.get('mean_iou', float('nan')):.4f}"]
+
+    print_table(["backend", "output", "busy T (ms)", "engines alone E (ms)", "round p50 (ms)", "p95", "bar on T", "met",
+                 "bar on E", "met", "preprocess (ms)", "mean IoU"], rows, cells, ["backend"])
     return 0
 
 

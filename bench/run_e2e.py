@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import time
+from tables import print_table, save_json  # noqa: E402  (bench/, this script's folder)
 
 
 def run(video: str, cameras: int, decode: str, busy: str, folder: str, max_rounds: int) -> dict:
@@ -55,16 +56,11 @@ def main() -> int:
         for decode in args.decoders:
             rows.append(run(args.video, cameras, decode, args.busy_ms, args.out, args.max_rounds))
             print(json.dumps(rows[-1]), flush=True)
-    with open(os.path.join(args.out, "run_e2e.json"), "w") as f:
-        json.dump(rows, f, indent=1)
-    print("\n| cameras | decode | rounds/s | frames/s | round p50 (ms) | p95 (ms) | CPU cores busy |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        if "error" in r:
-            print(f"| {r['cameras']} | {r['decode']} | error: {r['error'][-200:]!r} |||||")
-        else:
-            print(f"| {r['cameras']} | {r['decode']} | {r['rounds_per_s']:.1f} | {r['frames_per_s']:.0f} | "
-                  f"{r['round_ms_p50']:.1f} | {r['round_ms_p95']:.1f} | {r['cpu_cores']:.2f} |")
+    save_json(os.path.join(args.out, "run_e2e.json"), rows)
+    print_table(["cameras", "decode", "rounds/s", "frames/s", "round p50 (ms)", "p95 (ms)", "CPU cores busy"], rows,
+                lambda r: [str(r["cameras"]), r["decode"], f"{r['rounds_per_s']:.1f}", f"{r['frames_per_s']:.0f}",
+                           f"{r['round_ms_p50']:.1f}", f"{r['round_ms_p95']:.1f}", f"{r['cpu_cores']:.2f}"],
+                ["cameras", "decode"])
     return 0
 
 

@@ -23,6 +23,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+from pipeline_round import staged, timed_rounds  # noqa: E402  (bench/, this script's folder)
+from tables import print_table, save_json  # noqa: E402  (bench/, this script's folder)
 
 NAMES = ["person", "hand", "counter", "blow gun"]
 CAMERAS, SIZE = 8, (1080, 1920)
@@ -92,25 +94,14 @@ def build(compile_mode: str, cuda_graphs: bool, per_call, output, cache: str, sa
 def measure(pipeline, frames, rounds: int) -> dict:
     import torch
 
-    slots = [pipeline.staging(c, *f.shape[:2]) for c, f in enumerate(frames)]
-    for slot, frame in zip(slots, frames):
-        slot[...] = frame
-    for _ in range(3):
-        pipeline.process(slots)
+    slots = staged(pipeline, frames)
     torch.cuda.reset_peak_memory_stats()
-    times, stages = [], {}
-    for _ in range(rounds):
-        result = pipeline.process(slots)
-        times.append(result.timings_ms["round"])
-        for k, v in result.timings_ms.items():
-            stages.setdefault(k, []).append(v)
+    row, result = timed_rounds(pipeline, slots, rounds)
     detections = {(c, n): (fr.query_ids.copy(), np.asarray(fr.masks).copy() if pipeline.config.output.value == "full" else None)
                   for c, cam in result.cameras.items() for n, fr in cam.by_class.items()}
     report = pipeline.memory_report()
-    return {"round_ms": float(np.median(times)), "round_ms_p95": float(np.percentile(times, 95)),
-            "stages_ms": {k: float(np.median(v)) for k, v in stages.items()},
-            "vram_gb": {"device_used": report["device_used"] / 2**30, "io_buffers": report["io_buffers"] / 2**30,
-                        "torch_peak_allocated": torch.cuda.max_memory_allocated() / 2**30}}, detections
+    return {**row, "vram_gb": {"device_used": report["device_used"] / 2**30, "io_buffers": report["io_buffers"] / 2**30,
+                               "torch_peak_allocated": torch.cuda.max_memory_allocated() / 2**30}}, detections
 
 
 def agreement(eager: dict, compiled: dict) -> dict:
@@ -196,23 +187,22 @@ def main() -> int:
         torch.cuda.empty_cache()
     floor_ms = (flops["encoder_tflop"] + len(NAMES) * flops["decoder_tflop_per_class"]) / roof * 1e3 if flops else None
     summary = {"matmul_roof_tflops": roof, "flops": flops, "floor_ms": floor_ms, "rows": rows}
-    with open(os.path.join(args.out, "sam3_rounds.json"), "w") as f:
-        json.dump(summary, f, indent=1)
+    save_json(os.path.join(args.out, "sam3_rounds.json"), summary)
     print(f"\nroof {roof:.0f} TFLOP/s; encoder {flops['encoder_tflop']:.2f} TFLOP (batch 8), decoder "
           f"{flops['decoder_tflop_per_class']:.2f} TFLOP per class (batch 8); floor {floor_ms:.1f} ms a round")
-    print("| mode | output | classes per call | round p50 (ms) | p95 | round / floor | encoder (ms) | decoder (ms) | "
-          "VRAM used (GB) | I/O buffers (GB) | build (s) | warm start (s) | same kept / mask IoU min |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        if "error" in r:
-            print(f"| {r['mode']} | {r['output']} | error: {r['error'][:150]} |||||||||||")
-            continue
+
+    def cells(r):
         agree = r.get("agreement_with_eager")
         agreed = f"{agree['same_kept_queries']:.3f} / {agree['mask_iou_min']:.4f}" if agree and agree["mask_iou_min"] is not None else ""
-        print(f"| {r['mode']} | {r['output']} | {r['classes_per_call']} | {r['round_ms']:.1f} | {r['round_ms_p95']:.1f} | "
-              f"{r['round_ms'] / floor_ms:.2f} | {r['stages_ms']['vision_encoder']:.1f} | {r['stages_ms']['decoder']:.1f} | "
-              f"{r['vram_gb']['device_used']:.2f} | {r['vram_gb']['io_buffers']:.2f} | {r['build_s']:.0f} | "
-              f"{r.get('warm_start_s', float('nan')):.0f} | {agreed} |")
+        return [r["mode"], r["output"], str(r["classes_per_call"]), f"{r['round_ms']:.1f}", f"{r['round_ms_p95']:.1f}",
+                f"{r['round_ms'] / floor_ms:.2f}", f"{r['stages_ms']['vision_encoder']:.1f}",
+                f"{r['stages_ms']['decoder']:.1f}", f"{r['vram_gb']['device_used']:.2f}",
+                f"{r['vram_gb']['io_buffers']:.2f}", f"{r['build_s']:.0f}", f"{r.get('warm_start_s', float('nan')):.0f}",
+                agreed]
+
+    print_table(["mode", "output", "classes per call", "round p50 (ms)", "p95", "round / floor", "encoder (ms)",
+                 "decoder (ms)", "VRAM used (GB)", "I/O buffers (GB)", "build (s)", "warm start (s)",
+                 "same kept / mask IoU min"], rows, cells, ["mode", "output"])
     return 0
 
 
