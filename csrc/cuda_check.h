@@ -26,11 +26,11 @@ namespace segpost {
 
 namespace segpost {
 
-// Lets `kernel` take `bytes` of dynamic shared memory, or says which setting asks too much. The
-// attribute is one per kernel and device, shared by every Postprocessor: it is set to the most
-// the device allows (always the same value), so a smaller Postprocessor built later cannot lower
+// Lets `kernel` take `bytes` of dynamic shared memory, or says which setting of `owner` asks too
+// much. The attribute is one per kernel and device, shared by every instance: it is set to the
+// most the device allows (always the same value), so a smaller instance built later cannot lower
 // it under a larger one's launches.
-inline void reserve_dynamic_shared_memory(const void* kernel, size_t bytes, const char* setting) {
+inline void reserve_dynamic_shared_memory(const void* kernel, const char* owner, size_t bytes, const char* setting) {
   int device = 0, limit = 0;
   SEGPOST_CUDA_CHECK(cudaGetDevice(&device), "shared memory setup");
   SEGPOST_CUDA_CHECK(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
@@ -39,7 +39,7 @@ inline void reserve_dynamic_shared_memory(const void* kernel, size_t bytes, cons
   SEGPOST_CUDA_CHECK(cudaFuncGetAttributes(&attributes, kernel), "shared memory setup");
   const size_t available = static_cast<size_t>(limit) - attributes.sharedSizeBytes;
   if (bytes > available) {
-    throw std::invalid_argument(std::string("segpost.Postprocessor: ") + setting + " needs " + std::to_string(bytes) +
+    throw std::invalid_argument(std::string(owner) + ": " + setting + " needs " + std::to_string(bytes) +
                                 " bytes of shared memory per block; this GPU has " + std::to_string(available));
   }
   SEGPOST_CUDA_CHECK(

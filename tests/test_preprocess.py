@@ -300,3 +300,15 @@ def test_cuda_device_frames_are_read_in_place(cp, resize):
     pre.wait_released()
     stream.synchronize()
     np.testing.assert_array_equal(out.get(), expected)
+
+
+@pytest.mark.gpu
+def test_cuda_antialias_rows_wider_than_the_default_shared_memory(cp):
+    """The antialias filter holds a source row in shared memory (4 bytes a pixel): rows over 12288
+    pixels take the opt-in shared memory, and still give the twin's result."""
+    sizes = [(4, 14000), (6, 600)]
+    frames = [YuvFrame(yuv_of(4, 14000, seed=20)), frames_of([(6, 600)], seed=21)[0]]
+    expected = preprocessor("cpu", sizes, out_size=(8, 64)).run(frames).copy()
+    gpu = preprocessor("cuda", sizes, out_size=(8, 64)).run([YuvFrame(cp.asarray(frames[0].data)), frames[1]])
+    cp.cuda.runtime.deviceSynchronize()
+    np.testing.assert_array_equal(gpu.get(), expected)

@@ -219,8 +219,8 @@ void lowres_masks_cuda(const MaskParams& params, const Records& records, int cap
 
 void prepare_resize_masks_cuda(int max_frame_w, int mask_w) {
   const size_t bytes = resize_shared_bytes(max_frame_w, mask_w);
-  reserve_dynamic_shared_memory(reinterpret_cast<const void*>(resize_masks_kernel<8>), bytes, "max_frame_size width");
-  reserve_dynamic_shared_memory(reinterpret_cast<const void*>(resize_masks_kernel<1>), bytes, "max_frame_size width");
+  reserve_dynamic_shared_memory(reinterpret_cast<const void*>(resize_masks_kernel<8>), "segpost.Postprocessor", bytes, "max_frame_size width");
+  reserve_dynamic_shared_memory(reinterpret_cast<const void*>(resize_masks_kernel<1>), "segpost.Postprocessor", bytes, "max_frame_size width");
 }
 
 void resize_masks_cuda(const FrameSizes& sizes, const MaskParams& params, const Records& records, int capacity,

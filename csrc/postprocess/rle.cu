@@ -299,8 +299,8 @@ __global__ void __launch_bounds__(kRleCopyThreads)
 
 void prepare_rle_masks_cuda(int max_frame_h, int max_frame_w, int mask_w) {
   const size_t bytes = rle_shared_bytes(max_frame_h, max_frame_w, mask_w);
-  reserve_dynamic_shared_memory(reinterpret_cast<const void*>(rle_columns_kernel<false>), bytes, "max_frame_size height");
-  reserve_dynamic_shared_memory(reinterpret_cast<const void*>(rle_columns_kernel<true>), bytes, "max_frame_size height");
+  reserve_dynamic_shared_memory(reinterpret_cast<const void*>(rle_columns_kernel<false>), "segpost.Postprocessor", bytes, "max_frame_size height");
+  reserve_dynamic_shared_memory(reinterpret_cast<const void*>(rle_columns_kernel<true>), "segpost.Postprocessor", bytes, "max_frame_size height");
 }
 
 void rle_masks_cuda(const FrameSizes& sizes, const MaskParams& params, const RleParams& rle, const Records& records,

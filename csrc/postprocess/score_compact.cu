@@ -122,7 +122,7 @@ size_t score_compact_shared_bytes(int n) { return static_cast<size_t>(n) * (size
 }  // namespace
 
 void prepare_score_compact_cuda(int max_elements) {
-  reserve_dynamic_shared_memory(reinterpret_cast<const void*>(score_compact_kernel),
+  reserve_dynamic_shared_memory(reinterpret_cast<const void*>(score_compact_kernel), "segpost.Postprocessor",
                                 score_compact_shared_bytes(max_elements), "max_frames * num_queries");
 }
 

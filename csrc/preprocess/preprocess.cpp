@@ -31,8 +31,9 @@ void preprocess_cpu(const PreprocessBatch& batch, const PreprocessOutput& out, R
     build_axis_taps(frame.height, out.height, scratch.max_taps, rows);
     build_axis_taps(frame.width, out.width, scratch.max_taps, columns);
     for (int y = 0; y < frame.height; ++y) {
+      const auto row_pixel = [&](int j) { return fetch_rgb(frame, j, y); };
       for (int x = 0; x < out.width; ++x) {
-        write_horizontal_sample(frame, columns + (x + 1) * row_ints, columns[0], b, y, x, out.width, scratch);
+        write_horizontal_sample(row_pixel, columns + (x + 1) * row_ints, columns[0], b, y, x, out.width, scratch);
       }
     }
     for (int c = 0; c < 3; ++c) {

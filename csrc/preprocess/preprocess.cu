@@ -5,7 +5,9 @@ namespace segpost {
 namespace {
 
 constexpr int kThreads = 128;
-constexpr int kTapThreads = 256;
+constexpr int kTapThreads = 1024;  // an output sample per thread up to 1024: the tables are latency-bound
+constexpr int kRowThreads = 256;
+constexpr size_t kDefaultSharedBytes = 48 * 1024;
 
 // One thread per output pixel (all three channels); a block covers part of one output row of one
 // frame, so the plane writes are coalesced.
@@ -43,17 +45,29 @@ __global__ void __launch_bounds__(kTapThreads)
   for (int i = threadIdx.x; i < out_size; i += blockDim.x) aa_write_row(a, i, precision, table + (i + 1) * row_ints);
 }
 
-// First pass: a thread per (source row, output column) of a frame.
-__global__ void __launch_bounds__(kThreads)
+// First pass: a block per (source row, frame). The row is converted to RGB once, into shared
+// memory, then each thread weighs the taps of some output columns.
+__global__ void __launch_bounds__(kRowThreads)
     aa_horizontal_kernel(PreprocessBatch batch, int out_w, AntialiasScratch scratch) {
-  const int x = blockIdx.x * blockDim.x + threadIdx.x;
-  const int y = blockIdx.y;
-  const int b = blockIdx.z;
+  extern __shared__ uchar4 row[];
+  const int y = blockIdx.x;
+  const int b = blockIdx.y;
   const FrameSource frame = batch.frames[b];
-  if (x >= out_w || y >= frame.height) return;
+  if (y >= frame.height) return;
+  for (int x = threadIdx.x; x < frame.width; x += blockDim.x) {
+    const Rgb p = fetch_rgb(frame, x, y);
+    row[x] = make_uchar4(p.r, p.g, p.b, 0);
+  }
+  __syncthreads();
+  const auto row_pixel = [&](int j) {
+    const uchar4 p = row[j];
+    return Rgb{p.x, p.y, p.z};
+  };
   const int32_t* columns = aa_axis_table(scratch, b, 1);
-  write_horizontal_sample(frame, columns + (x + 1) * aa_row_ints(scratch.max_taps), columns[0], b, y, x, out_w,
-                          scratch);
+  const int row_ints = aa_row_ints(scratch.max_taps);
+  for (int x = threadIdx.x; x < out_w; x += blockDim.x) {
+    write_horizontal_sample(row_pixel, columns + (x + 1) * row_ints, columns[0], b, y, x, out_w, scratch);
+  }
 }
 
 // Second pass: a thread per output pixel, all three channels.
@@ -79,11 +93,19 @@ void preprocess_cuda(const PreprocessBatch& batch, const PreprocessOutput& out, 
     SEGPOST_CHECK_LAUNCH("preprocess (bilinear)");
     return;
   }
-  int tallest = 0;
-  for (int b = 0; b < batch.num_frames; ++b) tallest = batch.frames[b].height > tallest ? batch.frames[b].height : tallest;
+  int tallest = 0, widest = 0;
+  for (int b = 0; b < batch.num_frames; ++b) {
+    tallest = batch.frames[b].height > tallest ? batch.frames[b].height : tallest;
+    widest = batch.frames[b].width > widest ? batch.frames[b].width : widest;
+  }
+  const size_t row_bytes = static_cast<size_t>(widest) * sizeof(uchar4);
+  if (row_bytes > kDefaultSharedBytes) {  // rows over 12288 pixels need the opt-in shared memory
+    reserve_dynamic_shared_memory(reinterpret_cast<const void*>(aa_horizontal_kernel), "segpost.Preprocessor",
+                                  row_bytes, "a frame's width (the antialias filter holds a row)");
+  }
   aa_taps_kernel<<<dim3(2, batch.num_frames), kTapThreads, 0, s>>>(batch, out, scratch);
   SEGPOST_CHECK_LAUNCH("preprocess (antialias taps)");
-  aa_horizontal_kernel<<<dim3(column_blocks, tallest, batch.num_frames), kThreads, 0, s>>>(batch, out.width, scratch);
+  aa_horizontal_kernel<<<dim3(tallest, batch.num_frames), kRowThreads, row_bytes, s>>>(batch, out.width, scratch);
   SEGPOST_CHECK_LAUNCH("preprocess (antialias, horizontal pass)");
   aa_vertical_kernel<<<dim3(column_blocks, out.height, batch.num_frames), kThreads, 0, s>>>(out, scratch);
   SEGPOST_CHECK_LAUNCH("preprocess (antialias, vertical pass)");

@@ -67,12 +67,15 @@ SEGPOST_HD void write_bilinear_pixel(const FrameSource& frame, LinearTap ty, Lin
 }
 
 // Antialias, first pass: source row y, output column x of frame b, all three channels.
-SEGPOST_HD void write_horizontal_sample(const FrameSource& frame, const int32_t* column_taps, int precision, int b,
-                                        int y, int x, int out_w, const AntialiasScratch& s) {
+// row_pixel(j) is pixel j of the source row (the GPU converts each pixel of a row once, into
+// shared memory: an NV12 pixel costs more to convert than to weigh, and feeds several columns).
+template <typename RowPixel>
+SEGPOST_HD void write_horizontal_sample(RowPixel row_pixel, const int32_t* column_taps, int precision, int b, int y,
+                                        int x, int out_w, const AntialiasScratch& s) {
   int32_t sum[3] = {0, 0, 0};
   const int first = column_taps[0], count = column_taps[1];
   for (int j = 0; j < count; ++j) {
-    const Rgb p = fetch_rgb(frame, first + j, y);
+    const Rgb p = row_pixel(first + j);
     const int32_t w = column_taps[kAaTapHeader + j];
     sum[0] += p.r * w;
     sum[1] += p.g * w;

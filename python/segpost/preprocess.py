@@ -108,16 +108,26 @@ def describe_frame(frame: Any) -> _Frame:
                   host=None if ref.on_device else frame)
 
 
+def checked_frame(frame: Any, max_size, device: str = "cuda") -> _Frame:
+    """describe_frame, for a Preprocessor on `device` with `max_size`: ValueError says why the frame
+    cannot be preprocessed."""
+    try:
+        info = describe_frame(frame)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
+    if info.height > max_size[0] or info.width > max_size[1]:
+        raise ValueError(f"is {info.height}x{info.width}, larger than max_frame_size {tuple(max_size)}")
+    if info.on_device and device != "cuda":
+        raise ValueError("is in device memory but this pipeline runs on the CPU")
+    return info
+
+
 def frame_problem(frame: Any, max_size, device: str = "cuda") -> Optional[str]:
     """Why a camera frame cannot be preprocessed (by a Preprocessor on `device`), or None when it can."""
     try:
-        info = describe_frame(frame)
-    except (TypeError, ValueError) as exc:
+        checked_frame(frame, max_size, device)
+    except ValueError as exc:
         return str(exc)
-    if info.height > max_size[0] or info.width > max_size[1]:
-        return f"is {info.height}x{info.width}, larger than max_frame_size {tuple(max_size)}"
-    if info.on_device and device != "cuda":
-        return "is in device memory but this pipeline runs on the CPU"
     return None
 
 
@@ -217,10 +227,10 @@ class Preprocessor:
             raise ValueError(f"slots must give each frame its own staging slot in 0 .. {self.max_frames - 1}, got {slots}")
         infos = []
         for i, f in enumerate(frames):
-            problem = frame_problem(f, self.max_frame_size, self.device)
-            if problem:
-                raise ValueError(f"frames[{i}]: {problem}")
-            infos.append(describe_frame(f))
+            try:
+                infos.append(checked_frame(f, self.max_frame_size, self.device))
+            except ValueError as exc:
+                raise ValueError(f"frames[{i}]: {exc}") from None
         out = self._out[: len(frames)]
         args = (*self.out_size, DTYPE_CODES[self.dtype], RESIZE_FILTERS[self.resize])
         if self.device == "cpu":

@@ -178,9 +178,15 @@ class SegmentationService:
 
         path = request.url.path.rstrip("/")
         if request.method == "GET" and path.endswith("/healthz"):
+            try:
+                self.check_health()
+            except RuntimeError as exc:
+                return JSONResponse({"status": "hung", "error": str(exc), "rounds": self.rounds}, status_code=503)
             return JSONResponse({"status": "ok", "rounds": self.rounds})
         if request.method == "GET" and path.endswith("/stats"):
-            return JSONResponse({"rounds": self.rounds,
+            from ray import serve
+
+            return JSONResponse({"replica": serve.get_replica_context().replica_id.unique_id, "rounds": self.rounds,
                                  "batch_sizes": {str(k): v for k, v in sorted(self.batch_sizes.items())}})
         if request.method != "POST" or not path.endswith("/segment"):
             return JSONResponse({"error": "POST /segment (JSON), GET /healthz or GET /stats"}, status_code=404)
@@ -278,7 +284,9 @@ def start_serve(config: ServeConfig, *, address: Optional[str] = None, name: str
                                          grpc_servicer_functions=[f"{api.__name__}.add_SegmentationServicer_to_server"]))
     options = {"ray_actor_options": {"num_gpus": config.gpus_per_replica, "num_cpus": config.cpus_per_replica},
                "max_ongoing_requests": 256, "health_check_period_s": min(10.0, config.round_timeout_s / 2),
-               "health_check_timeout_s": 30.0}
+               "health_check_timeout_s": 30.0,
+               # Serve stops a replica that failed its health check gracefully: its round gets a round's time.
+               "graceful_shutdown_timeout_s": config.round_timeout_s}
     if config.autoscaling:
         options["autoscaling_config"] = config.autoscaling
     else:
