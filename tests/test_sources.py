@@ -219,3 +219,25 @@ def test_decoder_choice():
 @needs_ffmpeg
 def test_env_free_paths_are_untouched(videos):
     assert expand_env(videos["short"]) == videos["short"] and os.path.exists(videos["short"])
+
+
+@needs_ffmpeg
+def test_auto_falls_back_to_opencv_for_a_camera_nvdec_cannot_decode(videos, monkeypatch):
+    """--decode auto on a machine with PyNvVideoCodec, for a camera whose codec the GPU does not
+    decode: that camera gets OpenCV, and its description says why. (No GPU here: NVDEC's import
+    and its refusal are stood in for.)"""
+    from segpost.io import nvdec
+
+    def refuse(url, gpu=0):
+        raise nvdec.NvdecUnavailable("this GPU does not decode MJPEG")
+
+    monkeypatch.setattr(nvdec, "import_nvdec", lambda: None)
+    monkeypatch.setattr(nvdec, "NvdecDecoder", refuse)
+    open_decoder, why = decoder_factory("auto")
+    assert "NVDEC (GPU) where the GPU decodes" in why
+    decoder = open_decoder(videos["short"])
+    try:
+        assert isinstance(decoder, OpenCVDecoder)
+        assert decoder.describe() == "OpenCV (CPU), because this GPU does not decode MJPEG"
+    finally:
+        decoder.close()

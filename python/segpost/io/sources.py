@@ -378,8 +378,9 @@ def decoder_factory(decode: str, *, gpu: int = 0, timeout_seconds: float = 10.0
         try:
             return NvdecDecoder(url, gpu=gpu)
         except NvdecUnavailable as exc:
+            reason = str(exc)   # `exc` itself is unbound once the except block ends
             decoder = opencv(url)
-            decoder.describe = lambda: f"OpenCV (CPU), because {exc}"  # type: ignore[method-assign]
+            decoder.describe = lambda: f"OpenCV (CPU), because {reason}"  # type: ignore[method-assign]
             return decoder
 
     return auto, "NVDEC (GPU) where the GPU decodes the camera's codec, OpenCV (CPU) otherwise"
