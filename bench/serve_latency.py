@@ -29,7 +29,7 @@ def main() -> int:
     import cv2
 
     from brokers import free_port
-    from segpost.client import SegpostClient
+    from segpost.fleet.client import SegpostClient
     from segpost.fleet.serve import load_serve_config, start_serve, stop_serve
     from segpost.synthetic.scene import Scene
 

@@ -8,7 +8,7 @@ import segpost
 
 PACKAGE = os.path.dirname(segpost.__file__)
 CORE = ("_arrays", "postprocess", "preprocess", "encodings", "results", "pipeline", "engines")
-APPLICATION = ("io", "service", "cli", "fleet", "config", "synthetic", "client")
+APPLICATION = ("io", "service", "cli", "fleet", "config", "synthetic")
 OPTIONAL = ("ray", "prometheus_client", "paho", "PyNvVideoCodec", "fastapi", "grpc", "starlette")
 # Who may import what, besides the core (and besides optional libraries, imported lazily where used).
 ALLOWED = {
@@ -18,7 +18,6 @@ ALLOWED = {
     "service": {"io"},
     "cli": {"cli", "io", "service", "config", "synthetic", "fleet"},
     "fleet": {"fleet", "io", "service", "config", "synthetic"},
-    "client": {"fleet"},
 }
 
 
@@ -66,7 +65,7 @@ def test_core_never_imports_the_application_or_optional_services():
         elif role in ALLOWED:
             bad = inside & set(APPLICATION) - ALLOWED[role] - {role}
             assert not bad, f"{path} ({role}) imports {sorted(bad)}"
-        if role not in ("fleet", "io", "service", "cli", "client"):
+        if role not in ("fleet", "io", "service", "cli"):
             assert not outside & set(OPTIONAL), f"{path} imports optional {sorted(outside & set(OPTIONAL))}"
     assert checked >= 10
 

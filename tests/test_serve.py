@@ -21,7 +21,7 @@ pytest.importorskip("ray", reason="segpost serve runs on Ray Serve: pip install 
 grpc = pytest.importorskip("grpc", reason="gRPC needs grpcio: pip install 'segpost[fleet]' (.ci/run does)")
 cv2 = pytest.importorskip("cv2")
 
-from segpost.client import SegpostClient, SegpostError  # noqa: E402
+from segpost.fleet.client import SegpostClient, SegpostError  # noqa: E402
 from segpost.fleet import api  # noqa: E402
 from segpost.fleet.serve import SegmentationService, load_serve_config, start_serve, stop_serve  # noqa: E402
 

@@ -8,7 +8,7 @@
 - coordinator: the driver side: places workers (spread over GPUs and nodes), watches them
   (actor death, node loss, missed heartbeats), restarts them with backoff where their cameras
   left off, publishes status, shuts down cleanly.
-- serve: a Ray Serve application for clients that send frames (HTTP and gRPC).
+- serve: a Ray Serve application for clients that send frames (HTTP and gRPC); client: their side.
 This package imports the library; the library never imports it.
 """
 

@@ -1,6 +1,6 @@
-"""A small client for ``segpost serve``, over HTTP (JSON) or gRPC.
+"""A small client for ``segpost serve``, over HTTP (JSON) or gRPC (``pip install segpost[fleet]``).
 
-    from segpost.client import SegpostClient
+    from segpost.fleet.client import SegpostClient
     client = SegpostClient(http="http://gpu-box:8000/segment")        # or grpc="gpu-box:9000"
     frames = client.segment([bgr_frame, open("shot.jpg", "rb").read()], classes=["person"])
     for frame in frames:
@@ -58,9 +58,12 @@ class SegpostClient:
             raise SegpostError(message, error.code) from None
 
     def _segment_grpc(self, frames, classes, masks) -> List[Dict[str, Any]]:
-        import grpc
+        try:
+            import grpc
 
-        from .fleet import api
+            from . import api
+        except ImportError as exc:
+            raise ValueError(f"the gRPC transport needs grpcio and protobuf: pip install 'segpost[fleet]' ({exc})") from None
 
         if self._call is None:
             self._channel = grpc.insecure_channel(self.grpc_target, options=[
