@@ -19,7 +19,7 @@ import numpy as np
 from .engines.base import Engine, EngineError
 from .engines.contract import DECODER_OUTPUTS, FPN_TENSORS, Geometry, check_engines
 from .postprocess import MaskMode, OutputKind, Postprocessor, _pair
-from .preprocess import RESIZE_FILTERS, Preprocessor, describe_frame, frame_problem
+from .preprocess import RESIZE_FILTERS, Preprocessor, checked_frame
 from .results import BatchResult, FrameResult
 
 
@@ -251,18 +251,19 @@ class MultiCameraPipeline:
         if not isinstance(frames, (list, tuple)) or len(frames) > self.config.max_cameras:
             raise ValueError(f"frames must be a list of at most {self.config.max_cameras} entries (one per camera, "
                              f"None for a camera without a frame), got {type(frames).__name__} of {len(frames) if hasattr(frames, '__len__') else '?'}")
-        live, skipped = [], {}
+        live, infos, skipped = [], [], {}
         for camera, frame in enumerate(frames):
             if frame is None:
                 continue
-            problem = frame_problem(frame, self.max_frame_size, self.device)
-            if problem:
-                skipped[camera] = f"frame {problem}"
-            else:
-                live.append(camera)
+            try:
+                infos.append(checked_frame(frame, self.max_frame_size, self.device))
+            except ValueError as exc:
+                skipped[camera] = f"frame {exc}"
+                continue
+            live.append(camera)
         started = time.perf_counter()
         if live:
-            self._enqueue_round([frames[c] for c in live], live)
+            self._enqueue_round(infos, live)
             self._pre.wait_released()   # so the caller may refill its frames or the staging slots now
         self._pending = (live, skipped, started)
 
@@ -280,12 +281,13 @@ class MultiCameraPipeline:
             self._events[index].record(self._stream)
 
     def _enqueue_round(self, frames: List[Any], cameras: List[int]) -> None:
+        """`frames`: the live cameras' frames as checked_frame described them."""
         n, g, k = len(frames), self.geometry, self.classes_per_call
         stream = 0 if self._stream is None else self._stream.ptr
-        sizes = [(info.height, info.width) for info in map(describe_frame, frames)]
+        sizes = [(info.height, info.width) for info in frames]
         self._lay_out_prompts(n)
         self._mark(0)
-        self._pre.run(frames, stream=stream, slots=cameras)
+        self._pre.run_checked(frames, stream=stream, slots=cameras)
         self._mark(1)
         self.vision_encoder.set_input_shape("images", (n, 3, g.image_size, g.image_size))
         self.vision_encoder.enqueue(stream)

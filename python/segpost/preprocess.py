@@ -122,15 +122,6 @@ def checked_frame(frame: Any, max_size, device: str = "cuda") -> _Frame:
     return info
 
 
-def frame_problem(frame: Any, max_size, device: str = "cuda") -> Optional[str]:
-    """Why a camera frame cannot be preprocessed (by a Preprocessor on `device`), or None when it can."""
-    try:
-        checked_frame(frame, max_size, device)
-    except ValueError as exc:
-        return str(exc)
-    return None
-
-
 class Preprocessor:
     """Resize, colour conversion to RGB, normalization to [-1, 1], HWC -> CHW, in one GPU pass
     (two for the antialias filter).
@@ -222,16 +213,22 @@ class Preprocessor:
         ``slots[b]`` (default b): when it already lives there (``staging``), nothing is copied."""
         if not isinstance(frames, (list, tuple)) or not 1 <= len(frames) <= self.max_frames:
             raise ValueError(f"frames must be a list of 1 to {self.max_frames} frames")
-        slots = list(range(len(frames))) if slots is None else [int(s) for s in slots]
-        if len(slots) != len(frames) or len(set(slots)) != len(slots) or not all(0 <= s < self.max_frames for s in slots):
-            raise ValueError(f"slots must give each frame its own staging slot in 0 .. {self.max_frames - 1}, got {slots}")
         infos = []
         for i, f in enumerate(frames):
             try:
                 infos.append(checked_frame(f, self.max_frame_size, self.device))
             except ValueError as exc:
                 raise ValueError(f"frames[{i}]: {exc}") from None
-        out = self._out[: len(frames)]
+        return self.run_checked(infos, stream, slots)
+
+    def run_checked(self, infos: Sequence[_Frame], stream: Any = None, slots: Optional[Sequence[int]] = None):
+        """``run`` for frames already described by ``checked_frame`` with this Preprocessor's
+        max_frame_size and device (the pipeline checks each frame once, when it is submitted);
+        the frames themselves must stay alive until ``wait_released``."""
+        slots = list(range(len(infos))) if slots is None else [int(s) for s in slots]
+        if len(slots) != len(infos) or len(set(slots)) != len(slots) or not all(0 <= s < self.max_frames for s in slots):
+            raise ValueError(f"slots must give each frame its own staging slot in 0 .. {self.max_frames - 1}, got {slots}")
+        out = self._out[: len(infos)]
         args = (*self.out_size, DTYPE_CODES[self.dtype], RESIZE_FILTERS[self.resize])
         if self.device == "cpu":
             _ext.preprocess_cpu([info.spec() for info in infos], out.__array_interface__["data"][0], *args,
