@@ -67,6 +67,23 @@ def test_file_source_reads_every_frame_in_order(videos):
     assert source.stats["decoded"] == source.stats["delivered"] == 12 and source.stats["dropped"] == 0
 
 
+@needs_ffmpeg
+def test_a_files_end_is_reported_after_its_last_frame_was_read(videos):
+    """The decoding thread reaches the end of a file ahead of the reader; the "finished" event
+    waits until the reader has had every frame, so it follows the last frame's record."""
+    source = CameraSource(videos["short"], OpenCVDecoder, prefetch=20)
+    deadline = time.monotonic() + 10
+    while source.stats["decoded"] < 12 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)   # the thread has met the end of the file
+    for index in range(12):
+        assert source.read().index == index
+        assert source.drain_events() == []
+    assert source.read() is None and source.finished
+    assert [(e.kind, e.details) for e in source.drain_events()] == [("finished", {"frames": 12})]
+    source.close()
+
+
 def test_missing_file_is_an_error_event(tmp_path):
     source = CameraSource(str(tmp_path / "missing.mp4"), OpenCVDecoder)
     assert source.finished and source.read() is None

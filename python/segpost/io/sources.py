@@ -142,6 +142,7 @@ class CameraSource:
         self._ready: Deque[Tuple[int, int, Optional[float]]] = deque()   # (slot, frame index, pts), oldest first
         self._lent: Optional[int] = None     # slot handed out by the last read()
         self._ended = False                  # a file's thread is done (end of file or failure)
+        self._file_frames: Optional[int] = None   # the file's frame count, once its end was decoded
         self._generation = 0
         self._threads: List[threading.Thread] = []
         self._blocked_since: Optional[float] = None   # when the current decoder call began
@@ -178,6 +179,10 @@ class CameraSource:
                     self._room.wait(0.05)
                 if not self._ready and (self._ended or self._closed.is_set()):
                     self.finished = True
+                    if self._file_frames is not None:   # reported once its last frame was read, not decoded
+                        self._events.append(SourceEvent("finished", f"{self.shown_url}: end of file after "
+                                                        f"{self._file_frames} frames", {"frames": self._file_frames}))
+                        self._file_frames = None
             if not self._ready:
                 return None
             slot, index, pts = self._ready.popleft()
@@ -293,8 +298,7 @@ class CameraSource:
                     self._fail(f"{self.shown_url}: decoding failed: {self.redactor(exc)}")
                     break
                 if got is None:
-                    self._event("finished", f"{self.shown_url}: end of file after {self._index} frames",
-                                frames=self._index)
+                    self._file_frames = self._index
                     break
                 if skip:   # resuming: frames already done
                     skip -= 1
