@@ -134,10 +134,10 @@ class Decoded:
 
 
 def _as_array(image: Any) -> Any:
-    if hasattr(image, "__cuda_array_interface__"):
+    if image.buffer_kind == type(image.buffer_kind).STRIDED_DEVICE:
         import cupy
 
-        return cupy.asarray(image)
+        return cupy.asarray(image)   # a view: the pipeline reads the decoder's device buffer in place
     return np.asarray(image)
 
 
