@@ -278,28 +278,6 @@ def test_metrics_count_what_was_served(server):
     assert scraped(endpoints["metrics"], "ray_serve_num_http_requests_total")   # Ray Serve's own, same port
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("num_replicas", 0, r"num_replicas: Input should be greater than or equal to 1 \(got 0\)"),
-    ("num_replicas", True, r"num_replicas: Input should be a valid integer \(got True\)"),
-    ("gpus_per_replica", -1, r"gpus_per_replica: Input should be greater than or equal to 0 \(got -1\)"),
-    ("round_timeout_s", 0, r"round_timeout_s: Input should be greater than or equal to 1 \(got 0\)"),
-    ("batch_wait_ms", "soon", r"batch_wait_ms: Input should be a valid number \(got 'soon'\)"),
-    ("http_port", 70000, r"http_port: Input should be less than or equal to 65535 \(got 70000\)"),
-    ("autoscaling", 3, r"autoscaling: Input should be a valid dictionary \(got 3\)"),
-    ("decode", "fast", r"decode: Input should be 'auto', 'gpu' or 'cpu' \(got 'fast'\)"),
-    ("max_frames_per_request", 0, r"max_frames_per_request: Input should be greater than or equal to 1"),
-    ("tls", {"certfile": "a.pem"}, r"tls.keyfile: Field required"),
-    ("tls", {"certfile": "a.pem", "keyfile": "b.key"}, r"tls.certfile: no such file .*a.pem"),
-    ("api_keys", ["too-short"], r"api_keys\[0\] is shorter than 16 characters"),
-    ("api_keys", [7], r"api_keys.0: Input should be a valid string$"),
-    ("replicas", 2, r"unknown key\(s\) \['replicas'\]")])
-def test_serve_config_errors_name_the_key(tmp_path, key, value, message):
-    (tmp_path / "serve.json").write_text(json.dumps({"pipeline": {"backend": "synthetic", "classes": ["red"]},
-                                                     key: value}))
-    with pytest.raises(ValueError, match=message):
-        load_serve_config(str(tmp_path / "serve.json"))
-
-
 def test_proto_and_client_arguments(capsys):
     assert main(["serve", "--print-proto"]) == 0
     text = capsys.readouterr().out

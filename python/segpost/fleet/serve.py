@@ -264,7 +264,7 @@ def start_serve(config: ServeConfig, *, address: Optional[str] = None, name: str
                  **({"_metrics_export_port": metrics_port} if metrics_port is not None else {}))
     tls = {}
     if config.tls is not None:
-        tls = {"ssl_certfile": config.tls.certfile, "ssl_keyfile": config.tls.keyfile, "ssl_ca_certs": config.tls.ca_certs,
+        tls = {"ssl_certfile": config.tls.certfile, "ssl_keyfile": config.tls.keyfile,
                "ssl_keyfile_password": config.tls.keyfile_password.get_secret_value()
                if config.tls.keyfile_password else None}
     grpc = {}

@@ -8,7 +8,7 @@ and ``segpost serve --print-schema`` prints its JSON Schema.
       "grpc_port": null,                   # e.g. 9000; Ray Serve's gRPC proxy listens on every interface
       "api_keys": ["${SEGPOST_KEY}"],      # clients send "Authorization: Bearer KEY" (HTTP header, gRPC metadata)
       "allow_unauthenticated": false,      # true: listen beyond loopback without keys (a trusted network)
-      "tls": {"certfile": "server.pem", "keyfile": "server.key", "ca_certs": null},   # HTTPS
+      "tls": {"certfile": "server.pem", "keyfile": "server.key"},   # HTTPS
       "max_body_bytes": 16777216, "max_frames_per_request": 32, "body_timeout_s": 30,
       "decode": "auto",                    # gpu: nvImageCodec (JPEG) | cpu: OpenCV | auto
       "decode_threads": 4,                 # CPU decoding threads (PNG, and every image with decode cpu)
@@ -42,8 +42,8 @@ class TlsConfig(BaseModel):
     certfile: str = Field(description="PEM certificate chain of the server")
     keyfile: str = Field(description="PEM private key of the server")
     keyfile_password: Optional[SecretStr] = None
-    ca_certs: Optional[str] = Field(None, description="CA bundle to verify client certificates with (uvicorn's "
-                                                      "ssl_ca_certs; Ray Serve does not make them required)")
+    # No ca_certs: Ray Serve 2.x passes uvicorn's ssl_ca_certs but not ssl_cert_reqs, so client
+    # certificates would never be requested. Require them at a proxy in front (README).
 
 
 class ServeConfig(BaseModel):
@@ -120,16 +120,16 @@ def load_serve_config(path: str) -> ServeConfig:
     raw, pipeline, base = read_app_config(path, set(ServeConfig.model_fields), "serve config file")
     folder = os.path.dirname(os.path.abspath(path))
     if isinstance(raw.get("tls"), dict):
-        raw["tls"] = {k: (os.path.join(folder, v) if k in ("certfile", "keyfile", "ca_certs") and isinstance(v, str)
+        raw["tls"] = {k: (os.path.join(folder, v) if k in ("certfile", "keyfile") and isinstance(v, str)
                           else v) for k, v in raw["tls"].items()}
     try:
         config = ServeConfig.model_validate({**raw, "pipeline": pipeline})
     except ValidationError as exc:
         raise ValueError(f"{path}: " + "; ".join(_describe(error) for error in exc.errors())) from None
     if config.tls is not None:
-        for key in ("certfile", "keyfile", "ca_certs"):
+        for key in ("certfile", "keyfile"):
             file = getattr(config.tls, key)
-            if file is not None and not os.path.isfile(file):
+            if not os.path.isfile(file):
                 raise ValueError(f"{path}: tls.{key}: no such file {file}")
     config._pipeline_dir = base
     return config
