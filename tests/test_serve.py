@@ -41,7 +41,7 @@ def server(tmp_path_factory):
         "pipeline": "segpost.json", "gpus_per_replica": 0, "cpus_per_replica": 0.5, "batch_wait_ms": 50,
         "http_port": free_port(), "grpc_port": free_port(), "api_keys": ["${SEGPOST_TEST_SERVE_KEY}"]}))
     metrics_port = free_port()
-    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, namespace="segpost",
+    ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False, namespace="segpost",
              _metrics_export_port=metrics_port)
     endpoints = start_serve(load_serve_config(str(folder / "serve.json")))
     assert endpoints["decode"] == "decode auto chose cpu (OpenCV): the pipeline runs on the CPU"

@@ -72,7 +72,7 @@ def server(tmp_path_factory):
                      "max_cameras": 2},
         "gpus_per_replica": 0, "cpus_per_replica": 0.5, "http_port": free_port(), "grpc_port": free_port(),
         "api_keys": [KEY], "tls": {"certfile": "server.pem", "keyfile": "server.key"}}))
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, namespace="segpost-tls")
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False, namespace="segpost-tls")
     endpoints = start_serve(load_serve_config(str(folder / "serve.json")))
     yield endpoints, certificates, folder
     stop_serve()

@@ -17,6 +17,7 @@ segpost_serve_round_frames, segpost_serve_detections_total{class}.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import dataclasses
 import logging
@@ -70,7 +71,7 @@ class SegmentationService:
         except (RuntimeError, AttributeError):   # constructed outside Serve
             self.replica = f"pid-{os.getpid()}"
         logger.info("segpost serve replica %s: %s", self.replica, self.decoder.why)
-        self.rounds, self.batch_sizes = 0, {}
+        self.rounds, self.batch_sizes, self.round_ms = 0, {}, collections.deque(maxlen=256)
         self.round_timeout_s, self._round_started = options.round_timeout_s, None
         self._frames = metrics.Counter("segpost_serve_frames_total", description="frames segmented")
         self._requests = metrics.Counter("segpost_serve_requests_total", description="requests by outcome",
@@ -106,7 +107,9 @@ class SegmentationService:
             result = self.pipeline.process([d.frame for d in frames])
         finally:
             self.decoder.recycle(frames)
-        self._round_seconds.observe(time.monotonic() - self._round_started)
+        seconds = time.monotonic() - self._round_started
+        self._round_seconds.observe(seconds)
+        self.round_ms.append(round(seconds * 1e3, 2))
         self._round_started = None
         self.rounds += 1
         self.batch_sizes[len(frames)] = self.batch_sizes.get(len(frames), 0) + 1
@@ -143,7 +146,8 @@ class SegmentationService:
     def stats(self) -> Dict[str, Any]:
         return {"replica": self.replica, "rounds": self.rounds, "decode": self.decoder.choice,
                 "decode_why": self.decoder.why, "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-                "batch_sizes": {str(k): v for k, v in sorted(self.batch_sizes.items())}}
+                "batch_sizes": {str(k): v for k, v in sorted(self.batch_sizes.items())},
+                "recent_round_ms": list(self.round_ms)}
 
     async def segment(self, frames: Sequence[Dict[str, Any]], classes: Sequence[str], masks: str) -> List[Dict[str, Any]]:
         answers = await self._segment(frames, classes, masks)
@@ -260,7 +264,9 @@ def start_serve(config: ServeConfig, *, address: Optional[str] = None, name: str
         # Serve's gRPC proxy takes messages up to this size (its default is 2 GiB); its processes
         # inherit the variable from the Ray instance started here.
         os.environ.setdefault("RAY_SERVE_GRPC_MAX_MESSAGE_SIZE", str(config.max_body_bytes + 4096))
-        ray.init(address=address, namespace="segpost", log_to_driver=False, include_dashboard=False,
+        # "local": a new instance, never one that happens to run on this machine (Ray's default for
+        # no address is to join any local instance it finds).
+        ray.init(address=address or "local", namespace="segpost", log_to_driver=False, include_dashboard=False,
                  **({"_metrics_export_port": metrics_port} if metrics_port is not None else {}))
     tls = {}
     if config.tls is not None:
