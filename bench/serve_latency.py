@@ -126,7 +126,7 @@ def serve_phase(spec: dict) -> list:
     from segpost.fleet.serve import load_serve_config, start_serve, stop_serve
 
     folder = spec["folder"]
-    config = {"pipeline": spec["pipeline"], "gpus_per_replica": spec["gpus"], "cpus_per_replica": 2,
+    config = {"pipeline": spec["pipeline"], "gpus_per_replica": spec["gpus"], "cpus_per_replica": 2 if spec["gpus"] else 0.5,
               "num_replicas": spec["replicas"], "decode": spec["decode"], "batch_wait_ms": spec["batch_wait_ms"],
               "http_port": free_port(), "api_keys": [KEY], "max_frames_per_request": 8, "round_timeout_s": 600}
     path = os.path.join(folder, f"serve-{spec['decode']}-{spec['replicas']}.json")
@@ -200,10 +200,10 @@ def main() -> int:
     parser.add_argument("--replicas", type=int, nargs="+", default=[1])
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--seconds", type=float, default=15)
-    parser.add_argument("--frames", type=int, default=100, help="JPEGs per camera (segpost run reads them all)")
+    parser.add_argument("--frames", type=int, default=60, help="JPEGs per camera (segpost run reads them all)")
     parser.add_argument("--batch-wait-ms", type=float, default=10)
     parser.add_argument("--run-side", action="store_true", help="also run `segpost run` on the same JPEGs")
-    parser.add_argument("--phase-timeout", type=float, default=300)
+    parser.add_argument("--phase-timeout", type=float, default=180, help="seconds per phase (start, compile, load)")
     parser.add_argument("--compile-cache", default=None, help="kernel cache shared by every phase (default OUT/compile-cache)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--phase", help=argparse.SUPPRESS)   # internal: one serve configuration, as JSON
