@@ -159,7 +159,8 @@ class SegmentationService:
             raise RequestError(f"masks must be one of {api.MASK_ENCODINGS}, got {masks[:40]!r}")
         unknown = sorted(set(classes) - self.classes)
         if unknown:
-            raise RequestError(f"unknown class(es) {unknown[:10]}; this server knows {sorted(self.classes)}")
+            raise RequestError(f"unknown class(es) {[c[:40] for c in unknown[:10]]}; this server knows "
+                               f"{sorted(self.classes)}")
         if not frames:
             raise RequestError("the request has no frames")
         loop = asyncio.get_running_loop()   # headers are walked off the event loop (a PNG's CRCs)

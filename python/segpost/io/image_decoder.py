@@ -102,9 +102,12 @@ class FrameDecoder:
         kwargs = {"images": reuse} if reuse else {}
         if self._stream is not None:
             kwargs["cuda_stream"] = self._stream.ptr
-        images = self._decoder.decode(streams, params=self._params, **kwargs)
-        if self._stream is not None:
-            self._stream.synchronize()   # the frames are complete before any other stream reads them
+        try:
+            images = self._decoder.decode(streams, params=self._params, **kwargs)
+            if self._stream is not None:
+                self._stream.synchronize()   # the frames are complete before any other stream reads them
+        except RuntimeError:   # the whole batch refused (a decoder failure): OpenCV decodes or judges each image
+            return [None] * len(items)
         out = []
         for image, (_, header) in zip(images, items):
             frame = None if image is None else _as_array(image)
@@ -144,7 +147,10 @@ def _as_array(image: Any) -> Any:
 def _opencv(data: bytes, header: ImageHeader) -> Union[Decoded, ImageError]:
     import cv2
 
-    frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    try:
+        frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    except cv2.error:
+        frame = None
     if frame is None:
         return ImageError(f"a {header.kind.upper()} whose pixels could not be decoded (corrupt)")
     if frame.shape != (header.height, header.width, 3):
