@@ -98,8 +98,9 @@ if [ -n "$video" ] && want fleet; then
 fi
 
 if want serve; then
-  step "serve latency (Sam3Model fp16 replica, 1 / 8 / 32 clients)"
-  "$py" bench/serve_latency.py --backend torch --json "$out/serve.json" 2>&1 | tee "$out/serve.log" | tail -n 7 || status=1
+  step "serve vs segpost run (Sam3Model fp16 compiled, 1080p JPEGs, decode gpu and cpu, 1 / 32 clients)"
+  "$py" bench/serve_latency.py --backend torch --compile default --decode gpu cpu --clients 1 32 --run-side \
+    --out "$out/serve" 2>&1 | tee "$out/serve.log" | tail -n 9 || status=1
 fi
 
 if want sanitize && [ "${SEGPOST_SANITIZE:-0}" = 1 ]; then

@@ -2,6 +2,7 @@
 
     python examples/serve_client.py --http http://gpu-box:8000/segment shot1.jpg shot2.png
     python examples/serve_client.py --grpc gpu-box:9000 --class person --class hand --save-masks masks/ shot1.jpg
+    SEGPOST_API_KEY=... python examples/serve_client.py --http https://gpu-box:8000/segment --ca-file ca.pem shot1.jpg
 
 Each image goes as its encoded bytes (the server decodes it); all images of one call share the
 server's rounds with other clients' frames.
@@ -26,6 +27,8 @@ def main(argv=None) -> int:
     parser.add_argument("--class", dest="classes", action="append", default=[],
                         help="only this class (repeat; default: every class the server has)")
     parser.add_argument("--save-masks", metavar="DIR", help="write each mask as a .npy of bools")
+    parser.add_argument("--ca-file", help="CA certificate(s) that signed the server's (HTTPS, or gRPC with --grpc-tls)")
+    parser.add_argument("--grpc-tls", action="store_true", help="the gRPC target speaks TLS (a proxy in front)")
     args = parser.parse_args(argv)
     if not args.http and not args.grpc:
         parser.error("give --http or --grpc")
@@ -33,7 +36,9 @@ def main(argv=None) -> int:
     for path in args.images:
         with open(path, "rb") as f:
             frames.append(f.read())
-    client = SegpostClient(http=args.http, grpc=args.grpc)
+    # The key comes from the environment: a command line is visible to every user of the machine.
+    client = SegpostClient(http=args.http, grpc=args.grpc, api_key=os.environ.get("SEGPOST_API_KEY"),
+                           ca_file=args.ca_file, grpc_tls=args.grpc_tls)
     try:
         answers = client.segment(frames, classes=args.classes)
     except SegpostError as exc:

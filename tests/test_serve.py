@@ -1,6 +1,6 @@
 """segpost serve on a real local Ray instance: 16 concurrent HTTP and gRPC clients get the
-in-process pipeline's answers, batched into shared rounds; bad input gets 400 / INVALID_ARGUMENT
-and the server keeps serving."""
+in-process pipeline's answers, frames of different clients sharing rounds; bad input gets 400 /
+INVALID_ARGUMENT and the server keeps serving; without the API key, 401 / UNAUTHENTICATED."""
 import json
 import os
 import threading
@@ -23,9 +23,10 @@ cv2 = pytest.importorskip("cv2")
 
 from segpost.fleet.client import SegpostClient, SegpostError  # noqa: E402
 from segpost.fleet import api  # noqa: E402
-from segpost.fleet.serve import SegmentationService, load_serve_config, start_serve, stop_serve  # noqa: E402
+from segpost.fleet.serve import load_serve_config, start_serve, stop_serve  # noqa: E402
 
 MAX_BATCH = 4
+KEY = "test-key-" + "k" * 24
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +36,15 @@ def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("serve")
     (folder / "segpost.json").write_text(json.dumps({"backend": "synthetic", "classes": ["red", "green", "blue"],
                                                      "max_frame_size": [240, 320], "max_cameras": MAX_BATCH}))
+    os.environ["SEGPOST_TEST_SERVE_KEY"] = KEY
     (folder / "serve.json").write_text(json.dumps({
         "pipeline": "segpost.json", "gpus_per_replica": 0, "cpus_per_replica": 0.5, "batch_wait_ms": 50,
-        "http_port": free_port(), "grpc_port": free_port()}))
+        "http_port": free_port(), "grpc_port": free_port(), "api_keys": ["${SEGPOST_TEST_SERVE_KEY}"]}))
     metrics_port = free_port()
-    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, namespace="segpost",
+    ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False, namespace="segpost",
              _metrics_export_port=metrics_port)
     endpoints = start_serve(load_serve_config(str(folder / "serve.json")))
+    assert endpoints["decode"] == "decode auto chose cpu (OpenCV): the pipeline runs on the CPU"
     endpoints["metrics"] = f"http://127.0.0.1:{metrics_port}/metrics"
     ve, dec, config = load_config(str(folder / "segpost.json"), device="cpu")
     reference = MultiCameraPipeline(ve, dec, config.__class__(**{**config.__dict__, "output": OutputKind.RLE}))
@@ -72,16 +75,36 @@ def summary(frame):
             for d in frame["detections"]]
 
 
-def test_sixteen_concurrent_clients_get_the_pipelines_answers_in_shared_batches(server):
+def connect(endpoints, **kwargs):
+    return SegpostClient(http=endpoints["http"], grpc=endpoints.get("grpc"), api_key=KEY, **kwargs)
+
+
+def get(endpoints, path, key=KEY):
+    """(status, body) of a GET on the server, with the key."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(endpoints["http"].replace("/segment", path),
+                                     headers={"Authorization": f"Bearer {key}"} if key else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_sixteen_concurrent_clients_get_the_pipelines_answers_in_shared_rounds(server):
     endpoints, reference = server
     results, errors = {}, []
+    start = threading.Barrier(16)
 
     def client_thread(index):
         transport = "http" if index % 2 else "grpc"
-        client = SegpostClient(http=endpoints["http"], grpc=endpoints["grpc"])
+        client = connect(endpoints)
         try:
             frames = frames_for(index, 3)
             answers = []
+            start.wait(timeout=60)
             for batch in ([frames[0]], frames[1:3], [cv2.imencode(".png", frames[0])[1].tobytes()]):
                 answers.extend(client.segment(batch, transport=transport))
             results[index] = (frames, answers)
@@ -97,21 +120,26 @@ def test_sixteen_concurrent_clients_get_the_pipelines_answers_in_shared_batches(
         thread.join(timeout=120)
     assert not errors, errors
     assert len(results) == 16
-    round_sizes = []
+    clients_of_round, sizes = {}, {}
     for index, (frames, answers) in results.items():
         for frame, answer in zip(frames + [frames[0]], answers):
             assert (answer["height"], answer["width"]) == (240, 320)
             assert summary(answer) == expected(reference, frame), f"client {index}"
-            round_sizes.append(answer["round_frames"])
-    assert max(round_sizes) > 1 and max(round_sizes) <= MAX_BATCH
-    status, stats = http_get(endpoints["http"].replace("/segment", "/stats"))
+            key = (answer["replica"], answer["round"])
+            clients_of_round.setdefault(key, set()).add(index)
+            sizes[key] = answer["round_frames"]
+    # Each answer names its round: a round holds frames of several clients.
+    shared = [clients for clients in clients_of_round.values() if len(clients) > 1]
+    assert shared, clients_of_round
+    assert max(sizes.values()) <= MAX_BATCH and sum(len(c) for c in shared) >= 8, clients_of_round
+    status, stats = get(endpoints, "/stats")
     assert status == 200 and any(int(size) > 1 for size in json.loads(stats)["batch_sizes"])
 
 
 def test_a_request_larger_than_the_batch_is_chunked(server):
     endpoints, reference = server
     frames = frames_for(50, 10)
-    client = SegpostClient(http=endpoints["http"])
+    client = connect(endpoints)
     answers = client.segment(frames, classes=["green"])
     assert len(answers) == 10 and all(a["round_frames"] <= MAX_BATCH for a in answers)
     for frame, answer in zip(frames, answers):
@@ -120,17 +148,20 @@ def test_a_request_larger_than_the_batch_is_chunked(server):
 
 
 def test_mask_encodings(server):
+    import base64
+
     endpoints, reference = server
     frame = frames_for(60, 1)[0]
-    client = SegpostClient(http=endpoints["http"], grpc=endpoints["grpc"])
+    client = connect(endpoints)
     rle = client.segment([frame])[0]["detections"]
+    assert len(rle) >= 3 and all(decode_coco_rle(d["mask"]).any() for d in rle)
     for transport in ("http", "grpc"):
         packed = client.segment([frame], masks="packed", transport=transport)[0]["detections"]
         none = client.segment([frame], masks="none", transport=transport)[0]["detections"]
+        assert len(packed) == len(none) == len(rle)
         assert all(d["mask"] is None for d in none)
+        np.testing.assert_allclose([d["box"] for d in none], [d["box"] for d in rle], atol=1e-3)   # gRPC: float32
         for a, b in zip(rle, packed):
-            import base64
-
             bits = np.unpackbits(np.frombuffer(base64.b64decode(b["mask"]["packed"]), np.uint8), count=240 * 320)
             np.testing.assert_array_equal(bits.reshape(240, 320).astype(bool), decode_coco_rle(a["mask"]))
 
@@ -138,13 +169,19 @@ def test_mask_encodings(server):
 @pytest.mark.parametrize("transport", ["http", "grpc"])
 def test_bad_input_is_a_client_error_and_the_server_keeps_serving(server, transport):
     endpoints, _ = server
-    client = SegpostClient(http=endpoints["http"], grpc=endpoints["grpc"])
+    client = connect(endpoints)
     good = frames_for(70, 1)[0]
+    png = cv2.imencode(".png", good)[1].tobytes()
     code = 400 if transport == "http" else grpc.StatusCode.INVALID_ARGUMENT
     for frames, kwargs, message in (
-            ([b"not an image"], {}, "not a decodable JPEG or PNG image"),
+            ([b"not an image"], {}, "not a JPEG or PNG image"),
+            ([png[:-20]], {}, r"frames\[0\]: PNG: truncated"),
+            ([good, cv2.imencode(".jpg", good)[1].tobytes()[:-2]], {}, r"frames\[1\]: JPEG: truncated"),
             ([np.zeros((10, 10, 2), np.uint8)], {}, r"shape.*\[H, W, 3\]"),
             ([np.zeros((480, 640, 3), np.uint8)], {}, "larger than this server's max_frame_size"),
+            ([cv2.imencode(".jpg", np.zeros((480, 64, 3), np.uint8))[1].tobytes()], {},
+             r"the JPEG declares 64x480 pixels \(height 480\), larger than this server's max_frame_size"),
+            ([good] * 33, {}, r"more than 32 frames \(this server's max_frames_per_request\)"),
             ([good], {"classes": ["unicorn"]}, r"unknown class\(es\) \['unicorn'\]"),
             ([good], {"masks": "png"}, "masks must be one of"),
             ([], {}, "no frames")):
@@ -155,15 +192,31 @@ def test_bad_input_is_a_client_error_and_the_server_keeps_serving(server, transp
     assert http_get(endpoints["http"].replace("/segment", "/healthz"))[0] == 200
 
 
+@pytest.mark.parametrize("transport", ["http", "grpc"])
+def test_without_the_key_nothing_is_served(server, transport):
+    endpoints, _ = server
+    good = frames_for(71, 1)[0]
+    code = 401 if transport == "http" else grpc.StatusCode.UNAUTHENTICATED
+    for key in (None, "wrong-" + KEY, KEY[:-1], KEY + "x"):
+        client = SegpostClient(http=endpoints["http"], grpc=endpoints["grpc"], api_key=key)
+        with pytest.raises(SegpostError, match="a valid API key is required") as error:
+            client.segment([good], transport=transport)
+        assert error.value.status == code
+        assert KEY not in str(error.value) and "***" in repr(SegpostClient(http="http://x", api_key=KEY))
+    assert get(endpoints, "/stats", key=None)[0] == 401 and get(endpoints, "/stats", key="x" * 40)[0] == 401
+    assert get(endpoints, "/healthz", key=None)[0] == 200   # open for load balancers; it tells nothing else
+
+
 def test_http_requests_that_are_not_segment_requests(server):
     import urllib.request
 
     endpoints, _ = server
-    request = urllib.request.Request(endpoints["http"], data=b"{not json", method="POST")
+    request = urllib.request.Request(endpoints["http"], data=b"{not json", method="POST",
+                                     headers={"Authorization": f"Bearer {KEY}"})
     with pytest.raises(Exception) as error:
         urllib.request.urlopen(request, timeout=10)
     assert error.value.code == 400 and "not JSON" in error.value.read().decode()
-    assert http_get(endpoints["http"].replace("/segment", "/nothing"))[0] == 404
+    assert get(endpoints, "/nothing")[0] == 404
 
 
 def test_the_client_example_prints_each_detection(server, tmp_path):
@@ -174,9 +227,10 @@ def test_the_client_example_prints_each_detection(server, tmp_path):
     frame = frames_for(80, 1)[0]
     cv2.imwrite(str(tmp_path / "shot.png"), frame)
     example = os.path.join(os.path.dirname(__file__), "..", "examples", "serve_client.py")
+    env = {**os.environ, "SEGPOST_API_KEY": KEY}
     done = subprocess.run([sys.executable, example, "--grpc", endpoints["grpc"], "--class", "red", "--class", "blue",
                            "--save-masks", str(tmp_path / "masks"), str(tmp_path / "shot.png")],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     wanted = [d for d in expected(reference, frame, ["red", "blue"])]
     lines = done.stdout.splitlines()
@@ -185,7 +239,7 @@ def test_the_client_example_prints_each_detection(server, tmp_path):
         assert line.split()[0] == name and f"score {score:.3f}" in line
     assert len(os.listdir(tmp_path / "masks")) == len(wanted) > 0
     refused = subprocess.run([sys.executable, example, "--http", endpoints["http"], "--class", "unicorn",
-                              str(tmp_path / "shot.png")], capture_output=True, text=True, timeout=120)
+                              str(tmp_path / "shot.png")], capture_output=True, text=True, timeout=120, env=env)
     assert refused.returncode == 1 and "unknown class(es) ['unicorn']" in refused.stderr
 
 
@@ -204,7 +258,7 @@ def scraped(url, name):
 def test_metrics_count_what_was_served(server):
     """Runs after the tests above: Ray exports the replicas' metrics every few seconds."""
     endpoints, _ = server
-    sizes = json.loads(http_get(endpoints["http"].replace("/segment", "/stats"))[1])["batch_sizes"]
+    sizes = json.loads(get(endpoints, "/stats")[1])["batch_sizes"]
     served = sum(int(size) * count for size, count in sizes.items())
     deadline, frames = time.monotonic() + 60, None
     while time.monotonic() < deadline:
@@ -214,41 +268,14 @@ def test_metrics_count_what_was_served(server):
         time.sleep(2)
     assert frames == served > 16 * 4
     outcomes = scraped(endpoints["metrics"], "ray_segpost_serve_requests_total")
-    assert sum(v for k, v in outcomes.items() if 'outcome="bad_request"' in k) >= 12   # the bad-input test's
+    assert sum(v for k, v in outcomes.items() if 'outcome="bad_request"' in k) >= 20   # the bad-input test's
+    assert sum(v for k, v in outcomes.items() if 'outcome="unauthorized"' in k) >= 8
     assert sum(v for k, v in outcomes.items() if 'outcome="ok"' in k) >= 16 * 3
     rounds = scraped(endpoints["metrics"], "ray_segpost_serve_round_frames_count")
     assert sum(rounds.values()) == sum(sizes.values())
     classes = scraped(endpoints["metrics"], "ray_segpost_serve_detections_total")
     assert {c for c in ("red", "green", "blue") if any(f'class="{c}"' in k for k in classes)} == {"red", "green", "blue"}
     assert scraped(endpoints["metrics"], "ray_serve_num_http_requests_total")   # Ray Serve's own, same port
-
-
-def test_a_round_running_past_its_timeout_fails_the_health_check(server, tmp_path):
-    (tmp_path / "segpost.json").write_text(json.dumps({"backend": "synthetic", "classes": ["red"],
-                                                       "max_frame_size": [64, 64], "max_cameras": 1}))
-    service = SegmentationService(json.loads((tmp_path / "segpost.json").read_text()), str(tmp_path),
-                                  round_timeout_s=5)
-    service.check_health()                                          # idle: healthy
-    service._process([np.zeros((64, 64, 3), np.uint8)])
-    service.check_health()                                          # a round that finished: healthy
-    service._round_started = time.monotonic() - 6                   # as a round stuck in the engine leaves it
-    with pytest.raises(RuntimeError, match=r"a pipeline round has run for 6 s \(round_timeout_s 5\): the engine is hung"):
-        service.check_health()
-
-
-@pytest.mark.parametrize("key, value, message", [
-    ("num_replicas", 0, "num_replicas must be a positive int, got 0"),
-    ("gpus_per_replica", -1, r"gpus_per_replica must be a number >= 0.0, got -1"),
-    ("round_timeout_s", 0, r"round_timeout_s must be a number >= 1.0, got 0"),
-    ("batch_wait_ms", "soon", r"batch_wait_ms must be a number >= 0.0, got 'soon'"),
-    ("http_port", 70000, "http_port must be a port number, got 70000"),
-    ("autoscaling", 3, "autoscaling must be an object"),
-    ("replicas", 2, r"unknown key\(s\) \['replicas'\]")])
-def test_serve_config_errors_name_the_key(tmp_path, key, value, message):
-    (tmp_path / "serve.json").write_text(json.dumps({"pipeline": {"backend": "synthetic", "classes": ["red"]},
-                                                     key: value}))
-    with pytest.raises(ValueError, match=message):
-        load_serve_config(str(tmp_path / "serve.json"))
 
 
 def test_proto_and_client_arguments(capsys):

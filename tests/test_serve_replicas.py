@@ -23,7 +23,7 @@ FRAME = np.zeros((64, 64, 3), np.uint8)
 
 @pytest.fixture(scope="module")
 def ray_instance():
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, namespace="segpost-replicas")
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False, namespace="segpost-replicas")
     yield
     ray.shutdown()
 
@@ -33,7 +33,7 @@ def serve_config(folder, busy_ms, **serve):
         "pipeline": {"backend": "synthetic", "classes": ["red"], "max_frame_size": [64, 64], "max_cameras": 1,
                      "busy_ms": busy_ms},
         "gpus_per_replica": 0, "cpus_per_replica": 0.5, "batch_wait_ms": 0,
-        "http_port": free_port(), "grpc_port": free_port(), **serve}))
+        "http_port": free_port(), **serve}))
     return load_serve_config(str(folder / "serve.json"))
 
 

@@ -12,6 +12,7 @@ def add_parser(commands) -> None:
     serve.add_argument("--config", help="the serve config (JSON); see segpost/fleet/serve.py")
     serve.add_argument("--address", default=None, help="Ray cluster: auto or HOST:PORT (default: a local instance)")
     serve.add_argument("--print-proto", action="store_true", help="print the gRPC service's .proto and exit")
+    serve.add_argument("--print-schema", action="store_true", help="print the serve config's JSON Schema and exit")
     serve.add_argument("--max-seconds", type=float, default=None, help="stop after this long")
     serve.add_argument("--metrics-port", type=int, default=None,
                        help="Prometheus metrics (segpost's and Ray Serve's, prefixed ray_) of the local Ray instance "
@@ -25,15 +26,24 @@ def run_command(args) -> int:
     if args.print_proto:
         print(api.proto_text(), end="")
         return 0
+    if args.print_schema:
+        import json
+
+        from ..fleet.serve_config import schema
+
+        print(json.dumps(schema(), indent=1))
+        return 0
     if not args.config:
         raise ValueError("segpost serve needs --config SERVE.json")
     from ..fleet.serve import load_serve_config, start_serve, stop_serve
 
     config = load_serve_config(args.config)
     endpoints = start_serve(config, address=args.address, metrics_port=args.metrics_port)
+    grpc = f", gRPC {endpoints['grpc']} ({api.FULL_METHOD})" if "grpc" in endpoints else ""
     metrics = f", metrics {endpoints['metrics']}" if "metrics" in endpoints else ""
-    print(f"segpost serve: HTTP POST {endpoints['http']} (JSON), gRPC {endpoints['grpc']} "
-          f"({api.FULL_METHOD}){metrics}; Ctrl-C or SIGTERM stops", file=sys.stderr, flush=True)
+    keys = f"{len(config.api_keys)} API key(s)" if config.api_keys else "no API keys"
+    print(f"segpost serve: HTTP POST {endpoints['http']} (JSON){grpc}{metrics}; {keys}; "
+          f"Ctrl-C or SIGTERM stops\nsegpost serve: {endpoints['decode']}", file=sys.stderr, flush=True)
     stop = threading.Event()
     with stop_on_signals(stop):
         stop.wait(args.max_seconds)

@@ -34,7 +34,8 @@ _MESSAGES = {
                   ("box", 3, _T.TYPE_FLOAT, True, None), ("mask", 4, _T.TYPE_MESSAGE, False, "Mask")],
     "FrameResult": [("height", 1, _T.TYPE_INT32, False, None), ("width", 2, _T.TYPE_INT32, False, None),
                     ("detections", 3, _T.TYPE_MESSAGE, True, "Detection"),
-                    ("round_frames", 4, _T.TYPE_INT32, False, None)],
+                    ("round_frames", 4, _T.TYPE_INT32, False, None), ("round", 5, _T.TYPE_INT64, False, None),
+                    ("replica", 6, _T.TYPE_STRING, False, None)],
     "SegmentResponse": [("frames", 1, _T.TYPE_MESSAGE, True, "FrameResult")],
 }
 
@@ -79,17 +80,20 @@ FULL_METHOD = f"/{PACKAGE}.{SERVICE}/{METHOD}"
 
 def add_SegmentationServicer_to_server(servicer: Any, server: Any) -> None:  # noqa: N802 (gRPC's naming)
     """What protoc's generated code would define: registers ``servicer.Segment`` on a gRPC server
-    (Ray Serve's gRPC proxy takes this function)."""
+    (Ray Serve's gRPC proxy takes this function). The request reaches the servicer as its raw bytes
+    (no deserializer): the replica checks its size and structure before parsing it, and answers a
+    message that does not parse with INVALID_ARGUMENT (a deserializer's failure would be INTERNAL)."""
     import grpc
 
-    handler = grpc.unary_unary_rpc_method_handler(servicer.Segment, request_deserializer=SegmentRequest.FromString,
+    handler = grpc.unary_unary_rpc_method_handler(servicer.Segment,
                                                   response_serializer=SegmentResponse.SerializeToString)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(f"{PACKAGE}.{SERVICE}", {METHOD: handler}),))
 
 
 def proto_text() -> str:
     """The service as a .proto file, for clients in other languages."""
-    names = {_T.TYPE_BYTES: "bytes", _T.TYPE_INT32: "int32", _T.TYPE_STRING: "string", _T.TYPE_FLOAT: "float"}
+    names = {_T.TYPE_BYTES: "bytes", _T.TYPE_INT32: "int32", _T.TYPE_INT64: "int64", _T.TYPE_STRING: "string",
+             _T.TYPE_FLOAT: "float"}
     lines = ['syntax = "proto3";', f"package {PACKAGE};", ""]
     for name, fields in _MESSAGES.items():
         lines.append(f"message {name} {{")
@@ -102,33 +106,98 @@ def proto_text() -> str:
 
 # -- the JSON form (HTTP) and the protobuf form (gRPC) of the same request and answer --------------
 
-def request_from_json(body: Dict[str, Any]) -> Tuple[List[Dict[str, Any]], List[str], str]:
-    """(frames as {"image": bytes} or {"raw": bytes, "shape": [H, W, 3]}, classes, masks); ValueError
-    says what is wrong."""
+def request_from_json(body: Any, max_frames: int) -> Tuple[List[Dict[str, Any]], List[str], str]:
+    """(frames as {"image": bytes} or {"raw": bytes, "shape": [...]}, classes, masks); ValueError
+    says what is wrong. At most `max_frames` frames are looked at."""
     if not isinstance(body, dict) or not isinstance(body.get("frames"), list):
         raise ValueError('the request must be a JSON object with "frames": [...]')
+    unknown = sorted(set(body) - {"frames", "classes", "masks"})
+    if unknown:
+        raise ValueError(f"unknown request key(s) {unknown[:5]}; a request has \"frames\", \"classes\", \"masks\"")
+    _check_count(len(body["frames"]), max_frames)
     frames = []
     for i, frame in enumerate(body["frames"]):
-        if not isinstance(frame, dict):
-            raise ValueError(f"frames[{i}] must be an object with \"image\" or \"raw\" and \"shape\"")
+        if not isinstance(frame, dict) or len(frame.keys() & {"image", "raw"}) != 1 or set(frame) - {"image", "raw", "shape"}:
+            raise ValueError(f"frames[{i}] must be an object with \"image\" (base64 JPEG/PNG), or \"raw\" (base64 "
+                             "BGR pixels) and \"shape\"")
+        key = "image" if "image" in frame else "raw"
+        if not isinstance(frame[key], str):
+            raise ValueError(f"frames[{i}].{key} must be a base64 string, got {type(frame[key]).__name__}")
         try:
-            if "image" in frame:
-                frames.append({"image": base64.b64decode(frame["image"], validate=True)})
-            elif "raw" in frame:
-                frames.append({"raw": base64.b64decode(frame["raw"], validate=True), "shape": frame.get("shape")})
-            else:
-                raise ValueError(f"frames[{i}] needs \"image\" (JPEG/PNG) or \"raw\" with \"shape\"")
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"frames[{i}]: {exc}") from None
-    classes = body.get("classes") or []
+            data = base64.b64decode(frame[key], validate=True)
+        except ValueError as exc:
+            raise ValueError(f"frames[{i}].{key}: not base64 ({exc})") from None
+        frames.append({"image": data} if key == "image" else {"raw": data, "shape": frame.get("shape")})
+    classes = body.get("classes", [])
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
         raise ValueError('"classes" must be a list of class names')
-    return frames, classes, body.get("masks") or "rle"
+    masks = body.get("masks", "rle")
+    if not isinstance(masks, str):
+        raise ValueError(f'"masks" must be one of {MASK_ENCODINGS}')
+    return frames, classes, masks
 
 
-def request_from_proto(request: Any) -> Tuple[List[Dict[str, Any]], List[str], str]:
-    frames = [{"image": f.image} if f.image else {"raw": f.raw, "shape": list(f.shape)} for f in request.frames]
+def request_from_bytes(data: bytes, max_frames: int) -> Tuple[List[Dict[str, Any]], List[str], str]:
+    """A serialized SegmentRequest -> what request_from_json gives; ValueError says what is wrong.
+    Its top-level fields are counted on the wire before it is parsed, so a message of a million
+    empty frames is refused without building them."""
+    from google.protobuf.message import DecodeError
+
+    _check_wire(data, max_frames)
+    try:
+        request = SegmentRequest.FromString(data)
+    except DecodeError as exc:
+        raise ValueError(f"not a segpost.v1.SegmentRequest ({exc})") from None
+    _check_count(len(request.frames), max_frames)
+    frames = []
+    for f in request.frames:
+        frames.append({"image": f.image} if f.image else
+                      {"raw": f.raw, "shape": list(f.shape) if len(f.shape) <= 3 else ["more than 3 values"]})
     return frames, list(request.classes), request.masks or "rle"
+
+
+def _check_count(count: int, max_frames: int) -> None:
+    if count > max_frames:
+        raise ValueError(f"the request has more than {max_frames} frames (this server's max_frames_per_request)")
+
+
+def _check_wire(data: bytes, max_frames: int, max_other: int = 1024) -> None:
+    """Walks the top-level fields of a serialized request: ValueError for a broken wire format, more
+    than `max_frames` frames (field 1) or more than `max_other` other fields."""
+    pos, n, frames, other = 0, len(data), 0, 0
+    while pos < n:
+        tag, pos = _varint(data, pos)
+        kind = tag & 7
+        if kind == 0:
+            _, pos = _varint(data, pos)
+        elif kind == 2:
+            length, pos = _varint(data, pos)
+            pos += length
+        elif kind in (1, 5):
+            pos += 8 if kind == 1 else 4
+        else:
+            raise ValueError(f"not a segpost.v1.SegmentRequest (wire type {kind} at byte {pos})")
+        if pos > n:
+            raise ValueError("not a segpost.v1.SegmentRequest (a field runs past the end of the message)")
+        if tag >> 3 == 1:
+            frames += 1
+            _check_count(frames, max_frames)
+        else:
+            other += 1
+            if other > max_other:
+                raise ValueError(f"the request has more than {max_other} classes")
+
+
+def _varint(data: bytes, pos: int) -> Tuple[int, int]:
+    value, shift = 0, 0
+    while pos < len(data) and shift < 64:
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        pos += 1
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+    raise ValueError("not a segpost.v1.SegmentRequest (a truncated varint)")
 
 
 def answer_to_json(frames: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -141,14 +210,15 @@ def answer_to_json(frames: List[Dict[str, Any]]) -> Dict[str, Any]:
                 mask = {"size": mask["size"], "packed": base64.b64encode(mask["packed"]).decode("ascii")}
             detections.append({"class": d["class"], "score": d["score"], "box": d["box"], "mask": mask})
         out.append({"height": frame["height"], "width": frame["width"], "round_frames": frame["round_frames"],
-                    "detections": detections})
+                    "round": frame["round"], "replica": frame["replica"], "detections": detections})
     return {"frames": out}
 
 
 def answer_to_proto(frames: List[Dict[str, Any]]) -> Any:
     response = SegmentResponse()
     for frame in frames:
-        result = response.frames.add(height=frame["height"], width=frame["width"], round_frames=frame["round_frames"])
+        result = response.frames.add(height=frame["height"], width=frame["width"], round_frames=frame["round_frames"],
+                                     round=frame["round"], replica=frame["replica"])
         for d in frame["detections"]:
             detection = result.detections.add(class_name=d["class"], score=d["score"], box=d["box"])
             if d["mask"] is not None:
@@ -172,5 +242,6 @@ def answer_from_proto(response: Any) -> List[Dict[str, Any]]:
                 mask.update({"counts": d.mask.counts} if d.mask.counts else
                             {"packed": base64.b64encode(d.mask.packed).decode("ascii")})
             detections.append({"class": d.class_name, "score": d.score, "box": list(d.box), "mask": mask})
-        frames.append({"height": f.height, "width": f.width, "round_frames": f.round_frames, "detections": detections})
+        frames.append({"height": f.height, "width": f.width, "round_frames": f.round_frames, "round": f.round,
+                       "replica": f.replica, "detections": detections})
     return frames

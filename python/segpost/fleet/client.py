@@ -8,12 +8,15 @@
             mask = segpost.decode_coco_rle(d["mask"])                  # (H, W) bool
 
 Frames are BGR uint8 (H, W, 3) arrays (sent as raw pixels) or encoded JPEG/PNG bytes. Errors the
-server reports (bad input) raise SegpostError with its message.
+server reports (bad input, a missing key) raise SegpostError with its message and status.
+``api_key`` is sent as "Authorization: Bearer KEY" (HTTP header, gRPC metadata); ``ca_file``
+verifies the server's certificate (HTTPS, or gRPC over TLS through a proxy such as nginx).
 """
 from __future__ import annotations
 
 import base64
 import json
+import ssl
 import urllib.error
 import urllib.request
 from typing import Any, Dict, List, Optional, Sequence
@@ -28,11 +31,17 @@ class SegpostError(RuntimeError):
 
 
 class SegpostClient:
-    def __init__(self, http: Optional[str] = None, grpc: Optional[str] = None, timeout: float = 60.0):
+    def __init__(self, http: Optional[str] = None, grpc: Optional[str] = None, timeout: float = 60.0,
+                 api_key: Optional[str] = None, ca_file: Optional[str] = None, grpc_tls: bool = False):
+        """`grpc_tls`: the gRPC target speaks TLS (a TLS-terminating proxy in front of the server)."""
         if not http and not grpc:
             raise ValueError("give the server's http URL (http://host:8000/segment) or grpc target (host:9000)")
         self.http, self.grpc_target, self.timeout = http, grpc, timeout
+        self._key, self._ca_file, self._grpc_tls = api_key, ca_file, grpc_tls
         self._channel = self._call = None
+
+    def __repr__(self) -> str:   # never the key
+        return f"SegpostClient(http={self.http!r}, grpc={self.grpc_target!r}, api_key={'***' if self._key else None})"
 
     def segment(self, frames: Sequence[Any], classes: Sequence[str] = (), masks: str = "rle",
                 transport: Optional[str] = None) -> List[Dict[str, Any]]:
@@ -44,10 +53,13 @@ class SegpostClient:
 
     def _segment_http(self, frames, classes, masks) -> List[Dict[str, Any]]:
         body = {"frames": [_frame_json(f) for f in frames], "classes": list(classes), "masks": masks}
-        request = urllib.request.Request(self.http, data=json.dumps(body).encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json"}
+        if self._key:
+            headers["Authorization"] = f"Bearer {self._key}"
+        request = urllib.request.Request(self.http, data=json.dumps(body).encode(), method="POST", headers=headers)
+        context = ssl.create_default_context(cafile=self._ca_file) if self.http.startswith("https:") else None
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=context) as response:
                 return json.loads(response.read())["frames"]
         except urllib.error.HTTPError as error:
             text = error.read().decode(errors="replace")
@@ -66,8 +78,15 @@ class SegpostClient:
             raise ValueError(f"the gRPC transport needs grpcio and protobuf: pip install 'segpost[fleet]' ({exc})") from None
 
         if self._call is None:
-            self._channel = grpc.insecure_channel(self.grpc_target, options=[
-                ("grpc.max_send_message_length", 256 << 20), ("grpc.max_receive_message_length", 256 << 20)])
+            options = [("grpc.max_send_message_length", 256 << 20), ("grpc.max_receive_message_length", 256 << 20)]
+            if self._grpc_tls:
+                roots = None
+                if self._ca_file:
+                    with open(self._ca_file, "rb") as f:
+                        roots = f.read()
+                self._channel = grpc.secure_channel(self.grpc_target, grpc.ssl_channel_credentials(roots), options=options)
+            else:
+                self._channel = grpc.insecure_channel(self.grpc_target, options=options)
             self._call = self._channel.unary_unary(api.FULL_METHOD, request_serializer=api.SegmentRequest.SerializeToString,
                                                    response_deserializer=api.SegmentResponse.FromString)
         request = api.SegmentRequest(classes=list(classes), masks=masks)
@@ -78,7 +97,8 @@ class SegpostClient:
                 frame = np.ascontiguousarray(frame)
                 request.frames.add(raw=frame.tobytes(), shape=list(frame.shape))
         try:
-            return api.answer_from_proto(self._call(request, timeout=self.timeout))
+            metadata = (("authorization", f"Bearer {self._key}"),) if self._key else None
+            return api.answer_from_proto(self._call(request, timeout=self.timeout, metadata=metadata))
         except grpc.RpcError as error:
             raise SegpostError(error.details() or str(error), error.code()) from None
 

@@ -1,18 +1,13 @@
 """``segpost serve``: a Ray Serve application that clients send frames to (HTTP and gRPC).
 
-    {
-      "pipeline": "segpost.json",      # a `segpost run` config (file or object); max_cameras = the batch
-      "num_replicas": 1,               # or "autoscaling": {"min_replicas": 1, "max_replicas": 4, ...}
-      "gpus_per_replica": 1,           # a fraction shares a GPU; 0: CPU replicas
-      "batch_wait_ms": 10,             # how long a replica waits to fill a round
-      "round_timeout_s": 60,           # a round running longer marks the replica unhealthy: Serve replaces it
-      "http_port": 8000, "grpc_port": 9000
-    }
+The config is fleet/serve_config.py's model. Every frame of every request is one item of two
+``@serve.batch`` stages: decoding (a batch of JPEGs in one nvImageCodec call on the GPU, or OpenCV
+threads) and the pipeline round (frames from many clients fill a round, up to max_cameras; a
+request with more frames spans several rounds). Each answer names its replica and round.
 
-Every frame of every request is one item of ``@serve.batch``: frames from many clients fill the
-pipeline's rounds (up to its max_cameras), and a request with more frames than that spans several
-rounds. Bad input (an undecodable image, a wrong shape, an unknown class) is answered with HTTP
-400 or gRPC INVALID_ARGUMENT and a message; the replica goes on serving.
+Before any work: the API key (401 / UNAUTHENTICATED), the body's size (413), the request's shape
+and frame count, every image's structure and declared size read from its header (400 /
+INVALID_ARGUMENT, nothing decoded). Bad input gets a message; the replica goes on serving.
 
 Metrics are Ray metrics (ray.util.metrics), exported with Ray Serve's own on every node's metrics
 port (``segpost serve --metrics-port``, or ``ray start --metrics-export-port``), prefixed ``ray_``:
@@ -22,54 +17,43 @@ segpost_serve_round_frames, segpost_serve_detections_total{class}.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import dataclasses
-import json
+import logging
+import os
+import resource
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from ..config import build_from_config
 from ..encodings import decode_coco_rle
+from ..io.image_decoder import Decoded, FrameDecoder
+from ..io.image_header import ImageError
 from . import api, import_ray
-from .config import read_app_config
+from .serve_config import ServeConfig, load_serve_config  # noqa: F401 (load_serve_config: the module's API)
+from .serve_guard import Limits, RequestError, check_frame, key_digests
 
-_KNOWN = {"pipeline", "num_replicas", "autoscaling", "gpus_per_replica", "cpus_per_replica", "batch_wait_ms",
-          "round_timeout_s", "http_port", "grpc_port"}
-
-
-class BadRequest(ValueError):
-    """The client's fault: 400 / INVALID_ARGUMENT."""
+logger = logging.getLogger("segpost.serve")
 
 
-def decode_frame(frame: Dict[str, Any], max_size: Tuple[int, int], index: int) -> np.ndarray:
-    """A request frame -> BGR uint8 (H, W, 3), or BadRequest saying why not."""
-    if "image" in frame:
-        import cv2
-
-        image = cv2.imdecode(np.frombuffer(frame["image"], np.uint8), cv2.IMREAD_COLOR) if frame["image"] else None
-        if image is None:
-            raise BadRequest(f"frames[{index}]: not a decodable JPEG or PNG image")
-    else:
-        shape = frame.get("shape")
-        if not isinstance(shape, (list, tuple)) or len(shape) != 3 or shape[2] != 3 or min(shape) < 1:
-            raise BadRequest(f"frames[{index}]: raw pixels need \"shape\": [H, W, 3], got {shape!r}")
-        if len(frame["raw"]) != int(np.prod(shape)):
-            raise BadRequest(f"frames[{index}]: {len(frame['raw'])} bytes of pixels do not fill the shape {list(shape)}")
-        image = np.frombuffer(frame["raw"], np.uint8).reshape(shape)
-    if image.shape[0] > max_size[0] or image.shape[1] > max_size[1]:
-        raise BadRequest(f"frames[{index}]: {image.shape[0]}x{image.shape[1]} is larger than this server's "
-                         f"max_frame_size {list(max_size)}")
-    return np.ascontiguousarray(image)
+@dataclasses.dataclass(frozen=True)
+class ReplicaOptions:
+    limits: Limits = Limits()
+    batch_wait_ms: float = 10.0
+    round_timeout_s: float = 60.0
+    decode: str = "auto"
+    decode_threads: int = 4
 
 
 class SegmentationService:
     """One replica: a MultiCameraPipeline whose rounds are the batches of @serve.batch."""
 
-    def __init__(self, pipeline: Dict[str, Any], pipeline_dir: str, batch_wait_ms: float = 10.0,
-                 round_timeout_s: float = 60.0):
+    def __init__(self, pipeline: Dict[str, Any], pipeline_dir: str, options: ReplicaOptions = ReplicaOptions()):
         import ray
+        from ray import serve
         from ray.util import metrics
 
         from ..pipeline import MultiCameraPipeline
@@ -80,8 +64,15 @@ class SegmentationService:
         self.pipeline = MultiCameraPipeline(vision_encoder, decoder, dataclasses.replace(config, output=OutputKind.RLE))
         self.classes = set(self.pipeline.class_names)
         self.max_size = self.pipeline.max_frame_size
-        self.rounds, self.batch_sizes = 0, {}
-        self.round_timeout_s, self._round_started = round_timeout_s, None
+        self.limits = options.limits
+        self.decoder = FrameDecoder(options.decode, device, options.decode_threads, pool_size=4 * config.max_cameras)
+        try:
+            self.replica = serve.get_replica_context().replica_id.unique_id
+        except (RuntimeError, AttributeError):   # constructed outside Serve
+            self.replica = f"pid-{os.getpid()}"
+        logger.info("segpost serve replica %s: %s", self.replica, self.decoder.why)
+        self.rounds, self.batch_sizes, self.round_ms = 0, {}, collections.deque(maxlen=256)
+        self.round_timeout_s, self._round_started = options.round_timeout_s, None
         self._frames = metrics.Counter("segpost_serve_frames_total", description="frames segmented")
         self._requests = metrics.Counter("segpost_serve_requests_total", description="requests by outcome",
                                          tag_keys=("outcome",))
@@ -91,26 +82,34 @@ class SegmentationService:
                                                boundaries=[float(b) for b in range(1, config.max_cameras + 1)])
         self._detections = metrics.Counter("segpost_serve_detections_total", description="detections by class",
                                            tag_keys=("class",))
-        # Rounds run one at a time on their own thread, never queued behind image decoding.
+        # Rounds run one at a time on their own thread, decoding on another: the next frames are
+        # decoded while the GPU runs a round.
         self._gpu = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="segpost round")
-        self._batched = self._make_batched(config.max_cameras, batch_wait_ms / 1e3)
+        self._decoding = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="segpost decode batch")
+        self._decode_batched = self._batched(self._decoding, self.decoder.decode, config.max_cameras, 0.0)
+        self._round_batched = self._batched(self._gpu, self._process, config.max_cameras, options.batch_wait_ms / 1e3)
 
-    def _make_batched(self, max_batch: int, wait_seconds: float):
-        """The round as @serve.batch sees it: one frame in, one answer out, max_batch frames a round."""
+    @staticmethod
+    def _batched(executor, work, max_batch: int, wait_seconds: float):
+        """A stage as @serve.batch sees it: one item in, one answer out, `work` on `executor`."""
         from ray import serve
 
         @serve.batch(max_batch_size=max_batch, batch_wait_timeout_s=wait_seconds)
-        async def round_of(frames: List[np.ndarray]) -> List[Dict[str, Any]]:
-            loop = asyncio.get_running_loop()   # the GPU round runs off the event loop
-            return await loop.run_in_executor(self._gpu, self._process, frames)
+        async def stage(items: List[Any]) -> List[Any]:
+            return await asyncio.get_running_loop().run_in_executor(executor, work, items)
 
-        return round_of
+        return stage
 
-    def _process(self, frames: List[np.ndarray]) -> List[Dict[str, Any]]:
+    def _process(self, frames: List[Decoded]) -> List[Dict[str, Any]]:
         """One pipeline round; results copied out (they are views valid until the next round)."""
         self._round_started = time.monotonic()
-        result = self.pipeline.process(frames)
-        self._round_seconds.observe(time.monotonic() - self._round_started)
+        try:
+            result = self.pipeline.process([d.frame for d in frames])
+        finally:
+            self.decoder.recycle(frames)
+        seconds = time.monotonic() - self._round_started
+        self._round_seconds.observe(seconds)
+        self.round_ms.append(round(seconds * 1e3, 2))
         self._round_started = None
         self.rounds += 1
         self.batch_sizes[len(frames)] = self.batch_sizes.get(len(frames), 0) + 1
@@ -133,7 +132,7 @@ class SegmentationService:
                                        "mask": None if rle is None else {"size": rle["size"],
                                                                          "counts": rle["counts"].decode("ascii")}})
             out.append({"height": camera.frame_size[0], "width": camera.frame_size[1], "detections": detections,
-                        "round_frames": len(frames)})
+                        "round_frames": len(frames), "round": result.round_index, "replica": self.replica})
         return out
 
     def check_health(self) -> None:
@@ -144,76 +143,99 @@ class SegmentationService:
             raise RuntimeError(f"a pipeline round has run for {time.monotonic() - started:.0f} s "
                                f"(round_timeout_s {self.round_timeout_s:g}): the engine is hung")
 
+    def stats(self) -> Dict[str, Any]:
+        return {"replica": self.replica, "rounds": self.rounds, "decode": self.decoder.choice,
+                "decode_why": self.decoder.why, "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                "batch_sizes": {str(k): v for k, v in sorted(self.batch_sizes.items())},
+                "recent_round_ms": list(self.round_ms)}
+
     async def segment(self, frames: Sequence[Dict[str, Any]], classes: Sequence[str], masks: str) -> List[Dict[str, Any]]:
-        try:
-            answers = await self._segment(frames, classes, masks)
-        except BadRequest:
-            self._requests.inc(tags={"outcome": "bad_request"})
-            raise
+        answers = await self._segment(frames, classes, masks)
         self._requests.inc(tags={"outcome": "ok"})
         return answers
 
     async def _segment(self, frames: Sequence[Dict[str, Any]], classes: Sequence[str], masks: str) -> List[Dict[str, Any]]:
         if masks not in api.MASK_ENCODINGS:
-            raise BadRequest(f"masks must be one of {api.MASK_ENCODINGS}, got {masks!r}")
+            raise RequestError(f"masks must be one of {api.MASK_ENCODINGS}, got {masks[:40]!r}")
         unknown = sorted(set(classes) - self.classes)
         if unknown:
-            raise BadRequest(f"unknown class(es) {unknown}; this server knows {sorted(self.classes)}")
+            raise RequestError(f"unknown class(es) {[c[:40] for c in unknown[:10]]}; this server knows "
+                               f"{sorted(self.classes)}")
         if not frames:
-            raise BadRequest("the request has no frames")
-        loop = asyncio.get_running_loop()   # JPEG decoding off the event loop: requests decode in parallel
-        images = await asyncio.gather(*(loop.run_in_executor(None, decode_frame, f, self.max_size, i)
-                                        for i, f in enumerate(frames)))
-        answers = await asyncio.gather(*(self._batched(image) for image in images))
+            raise RequestError("the request has no frames")
+        loop = asyncio.get_running_loop()   # headers are walked off the event loop (a PNG's CRCs)
+        checked = await loop.run_in_executor(None, lambda: [check_frame(f, self.max_size, i) for i, f in enumerate(frames)])
+        decoded = await asyncio.gather(*(self._decode_batched(value) if kind == "image" else _ready(Decoded(value))
+                                         for kind, value in checked))
+        failed = [(i, d) for i, d in enumerate(decoded) if isinstance(d, ImageError)]
+        if failed:
+            self.decoder.recycle(decoded)
+            raise RequestError(f"frames[{failed[0][0]}]: {failed[0][1]}")
+        answers = await asyncio.gather(*(self._round_batched(d) for d in decoded))
         for i, answer in enumerate(answers):
             if "error" in answer:
-                raise BadRequest(f"frames[{i}]: {answer['error']}")
+                raise RequestError(f"frames[{i}]: {answer['error']}")
         wanted = set(classes) or self.classes
         for answer in answers:
             answer["detections"] = [_encoded(d, masks) for d in answer["detections"] if d["class"] in wanted]
         return answers
 
+    def _refused(self, exc: RequestError) -> None:
+        self._requests.inc(tags={"outcome": "unauthorized" if exc.status == 401 else "bad_request"})
+
     async def __call__(self, request: Any) -> Any:
         from starlette.responses import JSONResponse
 
         path = request.url.path.rstrip("/")
-        if request.method == "GET" and path.endswith("/healthz"):
+        if request.method == "GET" and path.endswith("/healthz"):   # open: for load balancers; says nothing else
             try:
                 self.check_health()
             except RuntimeError as exc:
-                return JSONResponse({"status": "hung", "error": str(exc), "rounds": self.rounds}, status_code=503)
-            return JSONResponse({"status": "ok", "rounds": self.rounds})
-        if request.method == "GET" and path.endswith("/stats"):
-            from ray import serve
-
-            return JSONResponse({"replica": serve.get_replica_context().replica_id.unique_id, "rounds": self.rounds,
-                                 "batch_sizes": {str(k): v for k, v in sorted(self.batch_sizes.items())}})
-        if request.method != "POST" or not path.endswith("/segment"):
-            return JSONResponse({"error": "POST /segment (JSON), GET /healthz or GET /stats"}, status_code=404)
+                return JSONResponse({"status": "hung", "error": str(exc)}, status_code=503)
+            return JSONResponse({"status": "ok"})
         try:
+            self.limits.check_key(request.headers.get("authorization"))   # before the body is read
+            if request.method == "GET" and path.endswith("/stats"):
+                return JSONResponse(self.stats())
+            if request.method != "POST" or not path.endswith("/segment"):
+                return JSONResponse({"error": "POST /segment (JSON), GET /healthz or GET /stats"}, status_code=404)
+            body = await self.limits.read_json(request)
             try:
-                body = json.loads(await request.body())
-            except ValueError:
-                raise BadRequest("the body is not JSON") from None
-            try:
-                frames, classes, masks = api.request_from_json(body)
+                frames, classes, masks = api.request_from_json(body, self.limits.max_frames)
             except ValueError as exc:
-                raise BadRequest(str(exc)) from None
+                raise RequestError(str(exc)) from None
             return JSONResponse(api.answer_to_json(await self.segment(frames, classes, masks)))
-        except BadRequest as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
+        except RequestError as exc:
+            self._refused(exc)
+            headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+            return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=headers)
 
     async def Segment(self, request: Any, grpc_context: Any = None) -> Any:  # noqa: N802 (the RPC's name)
         import grpc
 
         try:
-            frames, classes, masks = api.request_from_proto(request)
+            metadata = dict(grpc_context.invocation_metadata()) if grpc_context is not None else {}
+            self.limits.check_key(metadata.get("authorization"))
+            data = request if isinstance(request, bytes) else request.SerializeToString()
+            if len(data) > self.limits.max_body_bytes:
+                raise RequestError(f"the message is {len(data)} bytes; this server takes at most "
+                                   f"{self.limits.max_body_bytes} (max_body_bytes)", 413)
+            try:
+                frames, classes, masks = api.request_from_bytes(data, self.limits.max_frames)
+            except ValueError as exc:
+                raise RequestError(str(exc)) from None
             return api.answer_to_proto(await self.segment(frames, classes, masks))
-        except BadRequest as exc:
+        except RequestError as exc:
+            self._refused(exc)
             if grpc_context is not None:
-                grpc_context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
+                grpc_context.set_code(grpc.StatusCode.UNAUTHENTICATED if exc.status == 401
+                                      else grpc.StatusCode.INVALID_ARGUMENT)
                 grpc_context.set_details(str(exc))
             return api.SegmentResponse()
+
+
+async def _ready(value: Any) -> Any:
+    return value
 
 
 def _encoded(detection: Dict[str, Any], masks: str) -> Dict[str, Any]:
@@ -226,49 +248,12 @@ def _encoded(detection: Dict[str, Any], masks: str) -> Dict[str, Any]:
                                   "packed": np.packbits(dense, bitorder="big").tobytes()}}
 
 
-@dataclasses.dataclass(frozen=True)
-class ServeConfig:
-    pipeline: Dict[str, Any]
-    pipeline_dir: str
-    num_replicas: Optional[int] = 1
-    autoscaling: Optional[Dict[str, Any]] = None
-    gpus_per_replica: float = 1.0
-    cpus_per_replica: float = 1.0
-    batch_wait_ms: float = 10.0
-    round_timeout_s: float = 60.0
-    http_port: int = 8000
-    grpc_port: int = 9000
-
-
-def load_serve_config(path: str) -> ServeConfig:
-    raw, pipeline, base = read_app_config(path, _KNOWN, "serve config file")
-    autoscaling = raw.get("autoscaling")
-    if autoscaling is not None and not isinstance(autoscaling, dict):
-        raise ValueError(f"{path}: autoscaling must be an object (Ray Serve's autoscaling_config)")
-    replicas = None if autoscaling else raw.get("num_replicas", 1)
-    if replicas is not None and (isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1):
-        raise ValueError(f"{path}: num_replicas must be a positive int, got {replicas!r}")
-    numbers = {}
-    for key, default, low in (("gpus_per_replica", 1.0, 0.0), ("cpus_per_replica", 1.0, 0.0),
-                              ("batch_wait_ms", 10.0, 0.0), ("round_timeout_s", 60.0, 1.0)):
-        value = raw.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
-            raise ValueError(f"{path}: {key} must be a number >= {low}, got {value!r}")
-        numbers[key] = float(value)
-    ports = {}
-    for key, default in (("http_port", 8000), ("grpc_port", 9000)):
-        value = raw.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
-            raise ValueError(f"{path}: {key} must be a port number, got {value!r}")
-        ports[key] = value
-    return ServeConfig(pipeline, base, replicas, autoscaling, **numbers, **ports)
-
-
 def start_serve(config: ServeConfig, *, address: Optional[str] = None, name: str = "segpost",
-                metrics_port: Optional[int] = None) -> Dict[str, str]:
-    """Starts Ray (or joins `address`), Serve's HTTP and gRPC proxies, and the application; returns
-    the endpoints. `metrics_port`: where a Ray instance started here exports Prometheus metrics (a
-    cluster's nodes export on their own `ray start --metrics-export-port`)."""
+                metrics_port: Optional[int] = None) -> Dict[str, Any]:
+    """Starts Ray (or joins `address`), Serve's HTTP (and gRPC) proxies, and the application; returns
+    the endpoints and the replicas' decoding choice. `metrics_port`: where a Ray instance started
+    here exports Prometheus metrics (a cluster's nodes export on their own `ray start
+    --metrics-export-port`)."""
     ray = import_ray()
     from ray import serve
     from ray.serve.config import HTTPOptions, gRPCOptions
@@ -277,11 +262,23 @@ def start_serve(config: ServeConfig, *, address: Optional[str] = None, name: str
         if metrics_port is not None and address is not None:
             raise ValueError("--metrics-port applies to a Ray instance segpost starts; on a cluster, each node "
                              "exports metrics on its `ray start --metrics-export-port`")
-        ray.init(address=address, namespace="segpost", log_to_driver=False, include_dashboard=False,
+        # Serve's gRPC proxy takes messages up to this size (its default is 2 GiB); its processes
+        # inherit the variable from the Ray instance started here.
+        os.environ.setdefault("RAY_SERVE_GRPC_MAX_MESSAGE_SIZE", str(config.max_body_bytes + 4096))
+        # "local": a new instance, never one that happens to run on this machine (Ray's default for
+        # no address is to join any local instance it finds).
+        ray.init(address=address or "local", namespace="segpost", log_to_driver=False, include_dashboard=False,
                  **({"_metrics_export_port": metrics_port} if metrics_port is not None else {}))
-    serve.start(http_options=HTTPOptions(host="0.0.0.0", port=config.http_port),
-                grpc_options=gRPCOptions(port=config.grpc_port,
-                                         grpc_servicer_functions=[f"{api.__name__}.add_SegmentationServicer_to_server"]))
+    tls = {}
+    if config.tls is not None:
+        tls = {"ssl_certfile": config.tls.certfile, "ssl_keyfile": config.tls.keyfile,
+               "ssl_keyfile_password": config.tls.keyfile_password.get_secret_value()
+               if config.tls.keyfile_password else None}
+    grpc = {}
+    if config.grpc_port is not None:
+        grpc["grpc_options"] = gRPCOptions(port=config.grpc_port,
+                                           grpc_servicer_functions=[f"{api.__name__}.add_SegmentationServicer_to_server"])
+    serve.start(http_options=HTTPOptions(host=config.host, port=config.http_port, **tls), **grpc)
     options = {"ray_actor_options": {"num_gpus": config.gpus_per_replica, "num_cpus": config.cpus_per_replica},
                "max_ongoing_requests": 256, "health_check_period_s": min(10.0, config.round_timeout_s / 2),
                "health_check_timeout_s": 30.0,
@@ -291,11 +288,17 @@ def start_serve(config: ServeConfig, *, address: Optional[str] = None, name: str
         options["autoscaling_config"] = config.autoscaling
     else:
         options["num_replicas"] = config.num_replicas
+    limits = Limits(key_digests(config.key_values()), config.max_body_bytes, config.max_frames_per_request,
+                    config.body_timeout_s)
+    replica = ReplicaOptions(limits, config.batch_wait_ms, config.round_timeout_s, config.decode, config.decode_threads)
     deployment = serve.deployment(SegmentationService, name="segmentation", **options)
-    serve.run(deployment.bind(config.pipeline, config.pipeline_dir, config.batch_wait_ms, config.round_timeout_s),
-              name=name,
-              route_prefix="/")
-    endpoints = {"http": f"http://127.0.0.1:{config.http_port}/segment", "grpc": f"127.0.0.1:{config.grpc_port}"}
+    handle = serve.run(deployment.bind(config.pipeline, config.pipeline_dir, replica), name=name, route_prefix="/")
+    local = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
+    local = f"[{local}]" if ":" in local else local
+    endpoints: Dict[str, Any] = {"http": f"{'https' if config.tls else 'http'}://{local}:{config.http_port}/segment",
+                                 "decode": handle.stats.remote().result()["decode_why"]}
+    if config.grpc_port is not None:
+        endpoints["grpc"] = f"127.0.0.1:{config.grpc_port}"
     if metrics_port is not None:
         endpoints["metrics"] = f"http://127.0.0.1:{metrics_port}/metrics"
     return endpoints
