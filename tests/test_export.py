@@ -159,7 +159,7 @@ def test_pipeline_runs_on_the_exported_graphs_like_on_pytorch(exported, tmp_path
     """The whole pipeline on onnxruntime engines (CPU) against the same pipeline on the PyTorch
     model: the same kept queries and boxes, and masks equal but for pixels at the threshold."""
     from segpost.config import load_config
-    from segpost.engines.build import write_pipeline_config
+    from segpost.engines.pipeline_file import write_pipeline_config
     from segpost.pipeline import ClassPrompt, MultiCameraPipeline
 
     out, paths, _, prompts = exported

@@ -124,7 +124,7 @@ def build_aoti_engines(model: str, out_root: str, classes: Dict[str, Any], *, ma
     encoder. Writes OUT_ROOT/b{B}[_c{K}]_q{Q}/ with both packages, prompts/ and pipeline.json."""
     import shutil
 
-    from .build import CONFIG_FILE, engine_folder, write_pipeline_config
+    from .pipeline_file import CONFIG_FILE, engine_folder, write_pipeline_config
     from .sam3_onnx import tiny_sam3_config, write_prompts
     from .torch_sam3 import Sam3Torch
 
