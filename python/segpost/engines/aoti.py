@@ -16,11 +16,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Callable, Dict, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .base import EngineError, TensorSpec
+from .base import EngineError, EngineUnreadable, TensorSpec
+from .tensor_names import TensorNames, rename_tensors
 from .torch_stage import TorchStage
 
 VISION_ENCODER_PACKAGE = "vision-encoder.pt2"
@@ -31,23 +32,37 @@ def _spec_path(package: str) -> str:
     return os.path.splitext(package)[0] + ".json"
 
 
-class AotiEngine(TorchStage):
-    static_batch = True
-
-    def __init__(self, path: str, device: str = "cuda"):
-        try:
-            import torch  # noqa: F401
-        except ImportError as exc:
-            raise EngineError("AOTInductor packages need torch (pip install torch)") from exc
-        for file in (path, _spec_path(path)):
-            if not os.path.isfile(file):
-                raise EngineError(f"AOTInductor engine file not found: {file} (engines/build_engines.sh --builder aoti "
-                                  "writes the .pt2 and its .json)")
+def read_aoti_spec(path: str) -> Tuple[Dict[str, TensorSpec], Dict[str, Any]]:
+    """A package's tensors (by their names) and build facts (batch, device, torch, gpu), from the
+    .json beside the .pt2: no torch needed."""
+    for file in (path, _spec_path(path)):
+        if not os.path.isfile(file):
+            raise EngineUnreadable(f"AOTInductor engine file not found: {file} (engines/build_engines.sh --builder aoti "
+                                   "writes the .pt2 and its .json)")
+    try:
         with open(_spec_path(path)) as f:
             meta = json.load(f)
         specs = {t["name"]: TensorSpec(t["name"], tuple(t["shape"]), np.dtype(t["dtype"]), t["input"])
                  for t in meta["tensors"]}
-        super().__init__(f"{path} (AOTInductor)", specs, device)
+        int(meta["batch"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EngineUnreadable(f"{_spec_path(path)} is not the tensor spec of an AOTInductor package: {exc!r}") from exc
+    return specs, meta
+
+
+class AotiEngine(TorchStage):
+    """`tensor_names` maps contract names to the package's own (tensor_names.py)."""
+
+    static_batch = True
+
+    def __init__(self, path: str, device: str = "cuda", *, tensor_names: Optional[TensorNames] = None):
+        specs, meta = read_aoti_spec(path)
+        try:
+            import torch  # noqa: F401
+        except ImportError as exc:
+            raise EngineUnreadable("AOTInductor packages need torch (pip install torch)") from exc
+        name = f"{path} (AOTInductor)"
+        super().__init__(name, rename_tensors(name, specs, tensor_names), device)
         self.batch = self.max_batch = int(meta["batch"])
         if meta.get("device", device) != device:
             raise EngineError(f"{path} was compiled for {meta['device']}, not {device}")
@@ -56,8 +71,9 @@ class AotiEngine(TorchStage):
         except Exception as exc:  # a package of another torch or GPU
             raise EngineError(f"{path}: torch {self.torch.__version__} cannot load this package (built with torch "
                               f"{meta.get('torch')} for {meta.get('gpu')}?): {exc}") from exc
-        self._inputs = [n for n, s in specs.items() if s.is_input]
-        self._outputs = [n for n, s in specs.items() if not s.is_input]
+        # The package takes and gives its tensors in the spec's order.
+        self._inputs = [n for n, s in self._specs.items() if s.is_input]
+        self._outputs = [n for n, s in self._specs.items() if not s.is_input]
 
     def prepare(self) -> None:
         rows = next(iter(self.full_batch().values())).shape[0]

@@ -15,8 +15,8 @@ from typing import Any, Dict, Sequence, Tuple
 
 import numpy as np
 
-from .base import EngineError
 from .contract import DECODER_INPUTS, DECODER_OUTPUTS, FPN_TENSORS, VISION_INPUTS
+from .onnx_runtime import load_onnx_graph
 from .torch_sam3 import Sam3Torch
 
 VISION_ENCODER_FILE = "vision-encoder.onnx"
@@ -183,14 +183,7 @@ def _fix_output_shapes(path: str, shapes: Dict[str, Tuple[int, ...]]) -> None:
 def onnx_tensor_shapes(path: str) -> Dict[str, Tuple[Any, ...]]:
     """name -> shape of every graph input and output (a dynamic axis is its name, e.g. 'batch');
     reads the graph only, not the weights."""
-    import onnx
-
-    if not os.path.isfile(path):
-        raise EngineError(f"ONNX file not found: {path}")
-    try:
-        model = onnx.load(path, load_external_data=False)
-    except Exception as exc:  # protobuf's DecodeError and friends: not an ONNX model
-        raise EngineError(f"{path} is not a readable ONNX model: {exc}") from exc
+    model = load_onnx_graph(path)
     shapes = {}
     for value in list(model.graph.input) + list(model.graph.output):
         dims = value.type.tensor_type.shape.dim
