@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -100,11 +100,16 @@ def _package(sam3: Any, module: Any, names_in: Sequence[str], engine: Any, batch
         raise EngineError(f"AOTInductor could not compile {os.path.basename(path)} with torch {torch.__version__} on "
                           f"{sam3.device}: {type(exc).__name__}: {first_line}") from exc
     gpu = torch.cuda.get_device_name() if sam3.device == "cuda" else "cpu"
-    tensors = [{"name": n, "shape": list(s.shape), "dtype": np.dtype(s.dtype).name, "input": s.is_input}
-               for n, s in engine.tensors.items()]
-    with open(_spec_path(path), "w") as f:
-        json.dump({"batch": batch, "device": sam3.device, "torch": torch.__version__, "gpu": gpu, "tensors": tensors},
-                  f, indent=1)
+    write_aoti_spec(path, engine.tensors, batch, device=sam3.device, torch=torch.__version__, gpu=gpu)
+
+
+def write_aoti_spec(package: str, tensors: Mapping[str, TensorSpec], batch: int, **facts: str) -> None:
+    """The .json beside a package: its tensors in the order it takes and gives them, its batch,
+    and `facts` about the build (device, torch, gpu)."""
+    listed = [{"name": n, "shape": list(s.shape), "dtype": np.dtype(s.dtype).name, "input": s.is_input}
+              for n, s in tensors.items()]
+    with open(_spec_path(package), "w") as f:
+        json.dump({"batch": batch, **facts, "tensors": listed}, f, indent=1)
 
 
 def build_aoti(sam3: Any, out_dir: str, *, max_batch: int, classes_per_call: int = 1,

@@ -141,7 +141,8 @@ def _roles(vision: Tensors, decoder: Tensors, maps: List[Dict[str, str]]) -> Dic
             for role in own:
                 if mapping.get(role) in options and role not in options[mapping[role]]:
                     options[mapping[role]].append(role)
-        roles[title] = {name: " or ".join(found) if found else "?" for name, found in options.items()}
+        roles[title] = {name: " or ".join(sorted(found, key=CONTRACT_TENSORS.index)) if found else "?"
+                        for name, found in options.items()}
     return roles
 
 
@@ -170,7 +171,8 @@ def match_engines(vision: Tensors, decoder: Tensors, given: Optional[TensorNames
         open_roles = [r for r in CONTRACT_TENSORS if len({m.get(r) for m in maps}) > 1]
         tensors = sorted({m[r] for m in maps for r in open_roles if r in m})
         return Match(False, f"the shapes cannot tell which of {', '.join(tensors)} is {' / '.join(open_roles)} "
-                            "(same shape and dtype, and their names do not say): name them in tensor_names",
+                            "(same shape and dtype, and their names do not say): name them in tensor_names (segpost "
+                            f"inspect --tensor-names '{{\"{open_roles[0]}\": ...}}' checks a map)",
                      roles=_roles(vision, decoder, maps))
     settled = {**_fixed(vision, True, VISION_INPUTS, given), **_fixed(vision, False, FPN_TENSORS, given),
                **_fixed(decoder, True, DECODER_INPUTS, given), **_fixed(decoder, False, DECODER_OUTPUTS, given)}
