@@ -70,7 +70,9 @@ class Tensors:
     device: str = "any"
 
     def renamed(self, mapping: TensorNames, roles: Tuple[str, ...]) -> "Tensors":
-        return Tensors(self.name, rename_tensors(self.name, self.tensors, {r: mapping[r] for r in roles if r in mapping}))
+        """By contract name, through `mapping`'s entries for `roles` (those that rename)."""
+        entries = {r: mapping[r] for r in roles if mapping.get(r, r) != r}
+        return Tensors(self.name, rename_tensors(self.name, self.tensors, entries))
 
 
 @dataclass(frozen=True)
