@@ -506,3 +506,19 @@ def test_inspect_onnx_pairs(exported, users_exported, tmp_path, capsys):
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     code, _, err = _inspect(capsys, str(tmp_path / "junk.onnx"), paths[1])
     assert code == 2 and "junk.onnx is not a readable ONNX model" in err
+
+
+def test_a_maskless_export_with_the_contract_names_builds_and_inspects(users_exported, tmp_path, capsys):
+    """Without prompt_mask the builder's profiles leave it out, and no map is needed."""
+    import users_engines
+
+    folder = tmp_path / "maskless"
+    folder.mkdir()
+    back = {own: name for name, own in users_engines.OTHER_NAMES.items()}
+    paths = [_renamed_graph(p, folder / os.path.basename(p), back) for p in users_exported]
+    vision, decoder = trtexec_commands(str(folder), "/engines", max_batch=4)
+    assert "--maxShapes=images:4x3x112x112" in vision
+    assert ("--maxShapes=fpn_feat_0:4x32x32x32,fpn_feat_1:4x32x16x16,fpn_feat_2:4x32x8x8,fpn_pos_2:4x32x8x8,"
+            "prompt_features:4x32x32") in decoder
+    code, out, _ = _inspect(capsys, *paths)
+    assert code == 0 and "no prompt_mask input" in out and "no tensor_names needed" in out

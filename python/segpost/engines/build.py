@@ -23,7 +23,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .base import EngineError
-from .contract import DECODER_INPUTS, VISION_INPUTS
+from .contract import DECODER_INPUTS, OPTIONAL, VISION_INPUTS
 from .pipeline_file import CONFIG_FILE, engine_folder, write_pipeline_config
 from .sam3_onnx import DECODER_FILE, VISION_ENCODER_FILE, onnx_tensor_shapes
 from .tensorrt import TENSORRT, TENSORRT_RTX, import_tensorrt
@@ -56,10 +56,11 @@ def profile_shapes(onnx_path: str, inputs: Sequence[str], max_batch: int, opt_ba
     if not 1 <= opt_batch <= max_batch:
         raise ValueError(f"opt_batch must be in [1, max_batch={max_batch}], got {opt_batch}")
     shapes = onnx_tensor_shapes(onnx_path)
-    missing = [n for n in inputs if n not in shapes]
+    missing = [n for n in inputs if n not in shapes and n not in OPTIONAL]
     if missing:
         raise EngineError(f"{onnx_path}: missing input(s) {missing}; was it written by engines/export_onnx.py?")
-    return {n: tuple((batch,) + tuple(shapes[n][1:]) for batch in (1, opt_batch, max_batch)) for n in inputs}
+    return {n: tuple((batch,) + tuple(shapes[n][1:]) for batch in (1, opt_batch, max_batch)) for n in inputs
+            if n in shapes}
 
 
 def trtexec_commands(onnx_dir: str, engine_dir: str, *, max_batch: int = 8, opt_batch: Optional[int] = None,

@@ -45,7 +45,12 @@ def read_engine_file(path: str, backend: Optional[str] = None) -> EngineFile:
     read; EngineError when a tensor has a type segpost cannot bind."""
     kind = file_format(path, backend)
     if kind in ("tensorrt", "tensorrt_rtx"):
-        plan = TensorRTPlan(path, TENSORRT if kind == "tensorrt" else TENSORRT_RTX)
+        try:
+            plan = TensorRTPlan(path, TENSORRT if kind == "tensorrt" else TENSORRT_RTX)
+        except EngineUnreadable as exc:
+            if backend is None and os.path.isfile(path):   # the extension cannot tell a TensorRT-RTX engine
+                raise EngineUnreadable(f"{exc} (a TensorRT-RTX engine? name it with --backend tensorrt_rtx)") from exc
+            raise
         batch = {name: f"{low}..{high} (opt {opt})" for name, (low, opt, high) in plan.profiles.items()}
         tensors = plan.tensors
     elif kind == "onnx":
