@@ -1,8 +1,6 @@
 """engines/: SAM3 -> ONNX with the contract's names, onnxruntime vs PyTorch, the pipeline on the
-exported graphs (CPU), and the TensorRT builder against a stand-in trtexec.
-
-Needs torch, transformers >= 5 (Sam3Model), onnx and onnxruntime; CI installs them and sets
-SEGPOST_EXPECT_EXPORT=1 so that a missing one fails instead of skipping.
+exported graphs (CPU), and the TensorRT builder against a stand-in trtexec. The graphs come from
+conftest.py's `exported` (export_cases.py); graphs named otherwise: test_export_names.py.
 """
 import dataclasses
 import json
@@ -13,29 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-REQUIRED = ("torch", "transformers", "onnx", "onnxruntime")
+from export_cases import CLASSES, frames, skip_without_export_packages, tiny_model
 
-
-def _missing():
-    import importlib
-
-    missing = []
-    for name in REQUIRED:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            missing.append(name)
-    if not missing:
-        from transformers import Sam3Model  # noqa: F401  (transformers < 5 has no SAM3)
-    return missing
-
-
-try:
-    MISSING = _missing()
-except ImportError:
-    MISSING = ["transformers>=5 (Sam3Model)"]
-if MISSING and os.environ.get("SEGPOST_EXPECT_EXPORT") != "1":
-    pytest.skip(f"export tests need {', '.join(MISSING)} (pip install segpost[export])", allow_module_level=True)
+skip_without_export_packages()
 
 from segpost.engines import sam3_onnx  # noqa: E402
 from segpost.engines.base import EngineError  # noqa: E402
@@ -43,33 +21,9 @@ from segpost.engines.build import build_engines, main as build_main, trtexec_com
 from segpost.engines.contract import DECODER_INPUTS, DECODER_OUTPUTS, FPN_TENSORS, VISION_INPUTS  # noqa: E402
 from segpost.engines.torch_sam3 import Sam3Torch  # noqa: E402
 
-CLASSES = ["person", "blow gun"]
-
-
-def tiny_model():
-    return Sam3Torch(None, dtype=np.float32, device="cpu", config=sam3_onnx.tiny_sam3_config(), seed=3)
-
 
 def relative_error(ours, reference):
     return float(np.linalg.norm(ours.astype(np.float64) - reference) / max(np.linalg.norm(reference), 1e-30))
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """The tiny model's graphs, with PyTorch outputs computed before exporting (see export_onnx)."""
-    import torch
-
-    sam3 = tiny_model()
-    references = {}
-    for batch in (1, 3):
-        inputs = sam3_onnx.example_inputs(sam3, batch, seed=batch)
-        with torch.inference_mode():
-            outputs = dict(zip(DECODER_OUTPUTS, sam3.detect(*(inputs[n] for n in DECODER_INPUTS))))
-        references[batch] = {n: t.numpy() for n, t in {**inputs, **outputs}.items()}
-    out = tmp_path_factory.mktemp("onnx")
-    paths = sam3_onnx.export_onnx(sam3, str(out), batch=2)
-    prompts = sam3_onnx.write_prompts(sam3, CLASSES, str(out / "prompts"))
-    return out, paths, references, prompts
 
 
 def test_graphs_have_the_contract_names_ranks_and_a_dynamic_batch(exported):
@@ -148,11 +102,6 @@ def test_prompt_files_hold_padded_features_and_a_mask(exported):
     with np.load(prompts["person"]) as data:
         assert data["features"].shape == (32, 32) and data["features"].dtype == np.float32
         assert data["mask"].dtype == np.bool_ and 0 < data["mask"].sum() < 32
-
-
-def frames(seed, sizes):
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in sizes]
 
 
 def test_pipeline_runs_on_the_exported_graphs_like_on_pytorch(exported, tmp_path):
@@ -378,147 +327,3 @@ def test_trtexec_commands_reach_the_classes_per_call_batch(exported):
     assert "--maxShapes=images:8x3x112x112" in vision and "--optShapes=images:4x3x112x112" in vision
     assert any(a.startswith("--maxShapes=fpn_feat_0:16x") for a in decoder)
     assert any(a.startswith("--optShapes=fpn_feat_0:8x") for a in decoder)
-
-
-# -- engines named otherwise, without a prompt-mask input (tests/users_engines.py) --------------
-
-
-@pytest.fixture(scope="module")
-def users_exported(tmp_path_factory):
-    """The same weights as `exported`, written with other names and no prompt-mask input."""
-    import users_engines
-
-    return users_engines.export(str(tmp_path_factory.mktemp("users")))
-
-
-def _renamed_graph(source, target, renames=None, drop_outputs=()):
-    """A copy of an ONNX graph with tensors renamed and outputs left out (the nodes still compute them)."""
-    import onnx
-
-    model = onnx.load(source)
-    renames = renames or {}
-    for node in model.graph.node:
-        for field in (node.input, node.output):
-            names = [renames.get(n, n) for n in field]
-            del field[:]
-            field.extend(names)
-    for value in list(model.graph.input) + list(model.graph.output) + list(model.graph.value_info):
-        value.name = renames.get(value.name, value.name)
-    kept = [o for o in model.graph.output if o.name not in drop_outputs]
-    del model.graph.output[:]
-    model.graph.output.extend(kept)
-    onnx.save(model, str(target))
-    return str(target)
-
-
-def _onnx_pipeline(tmp_path, name, paths, prompts, tensor_names=None):
-    from segpost.config import load_config
-    from segpost.engines.pipeline_file import write_pipeline_config
-    from segpost.pipeline import MultiCameraPipeline
-
-    path = write_pipeline_config(str(tmp_path / f"{name}.json"), "onnx", *paths, prompts, max_cameras=3,
-                                 max_frame_size=(120, 160))
-    if tensor_names is not None:
-        config = json.loads(open(path).read())
-        open(path, "w").write(json.dumps(dict(config, tensor_names=tensor_names)))
-    vision_encoder, decoder, config = load_config(path, device="cpu")
-    return MultiCameraPipeline(vision_encoder, decoder, dataclasses.replace(config, score_threshold=0.0, top_k=4))
-
-
-def _every_token(prompts, folder):
-    """The text encoder's prompts as a decoder without prompt_mask takes them: P tokens, no mask."""
-    files = {}
-    for name, file in prompts.items():
-        with np.load(file) as data:
-            files[name] = str(folder / os.path.basename(file))
-            np.savez(files[name], features=data["features"])
-    return files
-
-
-def test_engines_named_otherwise_run_through_the_map_like_the_contract_export(exported, users_exported, tmp_path):
-    """onnxruntime runs the graphs with other names and no prompt-mask input through tensor_names
-    and detects what the contract-named graphs detect with the same prompts (all P tokens valid);
-    without a presence output, the same queries with scores sigmoid(logit)."""
-    import users_engines
-
-    out, paths, _, prompts = exported
-    full = _every_token(prompts, tmp_path)
-    contract = _onnx_pipeline(tmp_path, "contract", paths, full)
-    users = _onnx_pipeline(tmp_path, "users", users_exported, full, users_engines.OTHER_NAMES)
-    assert not users.geometry.prompt_mask and users.geometry.presence
-    decoder = users_exported[1]
-    no_presence = _renamed_graph(decoder, tmp_path / "decoder-without-presence.onnx", drop_outputs=("presence",))
-    without = {n: v for n, v in users_engines.OTHER_NAMES.items() if n != "presence_logits"}
-    bare = _onnx_pipeline(tmp_path, "bare", (users_exported[0], no_presence), full, without)
-    assert not bare.geometry.presence
-    for seed, sizes in ((0, [(120, 160), (90, 120), (120, 160)]), (1, [(64, 96), (120, 160)])):
-        ours, theirs, scored = (p.process(frames(seed, sizes)) for p in (users, contract, bare))
-        for camera in range(len(sizes)):
-            for name in CLASSES:
-                a, b, c = (r.cameras[camera].by_class[name] for r in (ours, theirs, scored))
-                assert len(a) == len(b) == 4
-                # the same computation (all tokens valid either way): the same bits
-                for field in ("query_ids", "scores", "boxes"):
-                    np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
-                np.testing.assert_array_equal(np.asarray(a.masks), np.asarray(b.masks))
-                # no presence: the same ranking, every score divided by the frame's sigmoid(presence)
-                np.testing.assert_array_equal(c.query_ids, a.query_ids)
-                ratio = a.scores / c.scores
-                assert 0 < ratio[0] < 1 and np.allclose(ratio, ratio[0], rtol=1e-5)
-    # the text encoder's own prompt files pad with a mask that this decoder cannot honour
-    with pytest.raises(EngineError, match=r"decoder.onnx \(onnxruntime\) has no prompt_mask input, so it attends to "
-                                          r"all 32 prompt tokens, padding included"):
-        _onnx_pipeline(tmp_path, "padded", users_exported, prompts, users_engines.OTHER_NAMES)
-
-
-def _inspect(capsys, *args):
-    from segpost.cli import main
-
-    code = main(["inspect", *args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def test_inspect_onnx_pairs(exported, users_exported, tmp_path, capsys):
-    import users_engines
-
-    _, paths, _, _ = exported
-    code, out, _ = _inspect(capsys, *paths)
-    assert code == 0 and "(ONNX)" in out and "prompt_mask      input   [B,32]" in out
-    assert "fits the contract: images 112x112 float32, 200 queries, masks 32x32, prompts [32,32]" in out
-    assert "no tensor_names needed" in out
-    code, out, _ = _inspect(capsys, *users_exported)
-    assert code == 0 and "pixel_values  input   [B,3,112,112]  float32  dynamic  images" in out
-    assert "no prompt_mask input" in out
-    assert json.loads(out.split('"tensor_names": ', 1)[1]) == users_engines.OTHER_NAMES
-    # fpn_feat_2 and fpn_pos_2 under names that do not say which: asked for, never guessed
-    levels = {"fpn_feat_2": "fpn_2", "fpn_pos_2": "pos_2"}
-    ambiguous = [_renamed_graph(p, tmp_path / os.path.basename(p), levels) for p in users_exported]
-    code, out, _ = _inspect(capsys, *ambiguous)
-    assert code == 1 and "the shapes cannot tell which of fpn_2, pos_2 is fpn_feat_2 / fpn_pos_2" in out
-    assert "fpn_2        input   [B,32,8,8]     float32  dynamic  fpn_feat_2 or fpn_pos_2" in out
-    code, out, _ = _inspect(capsys, "--tensor-names", json.dumps(levels), *ambiguous)
-    assert code == 0 and json.loads(out.split('"tensor_names": ', 1)[1]) == dict(users_engines.OTHER_NAMES, **levels)
-    # a pair from two exporters: the decoder does not take the encoder's outputs by their names
-    code, out, _ = _inspect(capsys, paths[0], users_exported[1])
-    assert code == 1 and "does not fit the contract: decoder engine" in out
-    assert "missing input tensor(s) ['fpn_feat_0', 'fpn_feat_1', 'prompt_features']" in out
-    (tmp_path / "junk.onnx").write_bytes(b"not a model")
-    code, _, err = _inspect(capsys, str(tmp_path / "junk.onnx"), paths[1])
-    assert code == 2 and "junk.onnx is not a readable ONNX model" in err
-
-
-def test_a_maskless_export_with_the_contract_names_builds_and_inspects(users_exported, tmp_path, capsys):
-    """Without prompt_mask the builder's profiles leave it out, and no map is needed."""
-    import users_engines
-
-    folder = tmp_path / "maskless"
-    folder.mkdir()
-    back = {own: name for name, own in users_engines.OTHER_NAMES.items()}
-    paths = [_renamed_graph(p, folder / os.path.basename(p), back) for p in users_exported]
-    vision, decoder = trtexec_commands(str(folder), "/engines", max_batch=4)
-    assert "--maxShapes=images:4x3x112x112" in vision
-    assert ("--maxShapes=fpn_feat_0:4x32x32x32,fpn_feat_1:4x32x16x16,fpn_feat_2:4x32x8x8,fpn_pos_2:4x32x8x8,"
-            "prompt_features:4x32x32") in decoder
-    code, out, _ = _inspect(capsys, *paths)
-    assert code == 0 and "no prompt_mask input" in out and "no tensor_names needed" in out

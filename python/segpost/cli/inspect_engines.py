@@ -37,7 +37,9 @@ def _given(text: Optional[str]) -> Optional[Dict[str, str]]:
         if os.path.isfile(text):
             with open(text) as f:
                 value = json.load(f)
-            return value.get("tensor_names", value) if isinstance(value, dict) else value
+            if isinstance(value, dict) and "classes" in value:   # a pipeline config
+                return value.get("tensor_names", {})
+            return value
         return json.loads(text)
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"--tensor-names: neither a JSON object nor a readable JSON file ({exc})") from None
