@@ -173,7 +173,7 @@ def match_engines(vision: Tensors, decoder: Tensors, given: Optional[TensorNames
         open_roles = [r for r in CONTRACT_TENSORS if len({m.get(r) for m in maps}) > 1]
         tensors = sorted({m[r] for m in maps for r in open_roles if r in m})
         return Match(False, f"the shapes cannot tell which of {', '.join(tensors)} is {' / '.join(open_roles)} "
-                            "(same shape and dtype, and their names do not say): name them in tensor_names (segpost "
+                            "(the contract fits either way and their names do not say): name them in tensor_names (segpost "
                             f"inspect --tensor-names '{{\"{open_roles[0]}\": ...}}' checks a map)",
                      roles=_roles(vision, decoder, maps))
     settled = {**_fixed(vision, True, VISION_INPUTS, given), **_fixed(vision, False, FPN_TENSORS, given),
