@@ -6,8 +6,6 @@ tensor names and a decoder without a prompt-mask input (it attends to all P prom
 """
 import sys
 
-import numpy as np
-
 # Contract name -> the name written. fpn_feat_2 and fpn_pos_2 keep theirs, as in the users'
 # engines: they have one shape, so only their names tell them apart.
 OTHER_NAMES = {"images": "pixel_values", "fpn_feat_0": "fpn_0", "fpn_feat_1": "fpn_1", "prompt_features": "text_embeds",
@@ -15,12 +13,11 @@ OTHER_NAMES = {"images": "pixel_values", "fpn_feat_0": "fpn_0", "fpn_feat_1": "f
 
 
 def export(out_dir: str):
-    """(vision encoder, decoder) paths; the weights are tests/test_export.py's tiny model's (seed 3)."""
+    """(vision encoder, decoder) paths; the weights are the export tests' tiny model's."""
+    from export_cases import tiny_model
     from segpost.engines import sam3_onnx
-    from segpost.engines.torch_sam3 import Sam3Torch
 
-    sam3 = Sam3Torch(None, dtype=np.float32, device="cpu", config=sam3_onnx.tiny_sam3_config(), seed=3)
-    return sam3_onnx.export_onnx(sam3, out_dir, tensor_names=OTHER_NAMES, prompt_mask=False)
+    return sam3_onnx.export_onnx(tiny_model(), out_dir, tensor_names=OTHER_NAMES, prompt_mask=False)
 
 
 if __name__ == "__main__":
