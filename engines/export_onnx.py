@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from segpost.engines.build import write_pipeline_config
+from segpost.engines.pipeline_file import write_pipeline_config
 from segpost.engines.sam3_onnx import add_model_arguments, export_onnx, load_model, onnx_tensor_shapes, write_prompts
 
 

@@ -34,3 +34,19 @@ def pytest_runtest_makereport(item, call):
             and ".ci/run does" in str(report.longrepr[2])):
         report.outcome = "failed"
         report.longrepr = f"SEGPOST_EXPECT_SERVICES=1 but: {report.longrepr[2]}"
+
+
+# The tiny SAM3 exported once per session for the export tests (export_cases.py): its
+# contract-named graphs, and the same weights written as other exporters do (users_engines.py).
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    from export_cases import export_contract
+
+    return export_contract(tmp_path_factory.mktemp("onnx"))
+
+
+@pytest.fixture(scope="session")
+def users_exported(tmp_path_factory):
+    import users_engines
+
+    return users_engines.export(str(tmp_path_factory.mktemp("users")))

@@ -118,3 +118,30 @@ class FakeContext:
         else:
             engine.compute(tensors)
         return True
+
+
+# The users' engines (background.md, "The engines"): the contract's names but for the presence
+# output, and no prompt-mask input.
+USERS_NAMES = {"presence_logits": "presence"}
+
+
+class RenamedEngine:
+    """A synthetic engine as another exporter would have written it, for FakeTensorRT's plans:
+    tensors renamed (contract name -> its name) and some left out (a decoder without prompt_mask
+    computes as if every token were valid; one without presence_logits just does not give it)."""
+
+    def __init__(self, engine, names: dict, without=()):
+        import dataclasses
+
+        self.engine, self.without = engine, tuple(without)
+        self.own = {n: names.get(n, n) for n in engine.tensors if n not in self.without}
+        self.tensors = {own: dataclasses.replace(engine.tensors[n], name=own) for n, own in self.own.items()}
+
+    def compute(self, tensors):
+        xp = self.engine.xp
+        batch = next(iter(tensors.values())).shape[0]
+        full = {n: tensors[own] for n, own in self.own.items()}
+        for name in self.without:   # what the engine does not take or give: all valid, or scratch
+            spec = self.engine.tensors[name]
+            full[name] = (xp.ones if name == "prompt_mask" else xp.zeros)(spec.with_batch(batch), spec.dtype)
+        self.engine.compute(full)

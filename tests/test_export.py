@@ -1,8 +1,6 @@
 """engines/: SAM3 -> ONNX with the contract's names, onnxruntime vs PyTorch, the pipeline on the
-exported graphs (CPU), and the TensorRT builder against a stand-in trtexec.
-
-Needs torch, transformers >= 5 (Sam3Model), onnx and onnxruntime; CI installs them and sets
-SEGPOST_EXPECT_EXPORT=1 so that a missing one fails instead of skipping.
+exported graphs (CPU), and the TensorRT builder against a stand-in trtexec. The graphs come from
+conftest.py's `exported` (export_cases.py); graphs named otherwise: test_export_names.py.
 """
 import dataclasses
 import json
@@ -13,29 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-REQUIRED = ("torch", "transformers", "onnx", "onnxruntime")
+from export_cases import CLASSES, frames, skip_without_export_packages, tiny_model
 
-
-def _missing():
-    import importlib
-
-    missing = []
-    for name in REQUIRED:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            missing.append(name)
-    if not missing:
-        from transformers import Sam3Model  # noqa: F401  (transformers < 5 has no SAM3)
-    return missing
-
-
-try:
-    MISSING = _missing()
-except ImportError:
-    MISSING = ["transformers>=5 (Sam3Model)"]
-if MISSING and os.environ.get("SEGPOST_EXPECT_EXPORT") != "1":
-    pytest.skip(f"export tests need {', '.join(MISSING)} (pip install segpost[export])", allow_module_level=True)
+skip_without_export_packages()
 
 from segpost.engines import sam3_onnx  # noqa: E402
 from segpost.engines.base import EngineError  # noqa: E402
@@ -43,33 +21,9 @@ from segpost.engines.build import build_engines, main as build_main, trtexec_com
 from segpost.engines.contract import DECODER_INPUTS, DECODER_OUTPUTS, FPN_TENSORS, VISION_INPUTS  # noqa: E402
 from segpost.engines.torch_sam3 import Sam3Torch  # noqa: E402
 
-CLASSES = ["person", "blow gun"]
-
-
-def tiny_model():
-    return Sam3Torch(None, dtype=np.float32, device="cpu", config=sam3_onnx.tiny_sam3_config(), seed=3)
-
 
 def relative_error(ours, reference):
     return float(np.linalg.norm(ours.astype(np.float64) - reference) / max(np.linalg.norm(reference), 1e-30))
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """The tiny model's graphs, with PyTorch outputs computed before exporting (see export_onnx)."""
-    import torch
-
-    sam3 = tiny_model()
-    references = {}
-    for batch in (1, 3):
-        inputs = sam3_onnx.example_inputs(sam3, batch, seed=batch)
-        with torch.inference_mode():
-            outputs = dict(zip(DECODER_OUTPUTS, sam3.detect(*(inputs[n] for n in DECODER_INPUTS))))
-        references[batch] = {n: t.numpy() for n, t in {**inputs, **outputs}.items()}
-    out = tmp_path_factory.mktemp("onnx")
-    paths = sam3_onnx.export_onnx(sam3, str(out), batch=2)
-    prompts = sam3_onnx.write_prompts(sam3, CLASSES, str(out / "prompts"))
-    return out, paths, references, prompts
 
 
 def test_graphs_have_the_contract_names_ranks_and_a_dynamic_batch(exported):
@@ -150,16 +104,11 @@ def test_prompt_files_hold_padded_features_and_a_mask(exported):
         assert data["mask"].dtype == np.bool_ and 0 < data["mask"].sum() < 32
 
 
-def frames(seed, sizes):
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in sizes]
-
-
 def test_pipeline_runs_on_the_exported_graphs_like_on_pytorch(exported, tmp_path):
     """The whole pipeline on onnxruntime engines (CPU) against the same pipeline on the PyTorch
     model: the same kept queries and boxes, and masks equal but for pixels at the threshold."""
     from segpost.config import load_config
-    from segpost.engines.build import write_pipeline_config
+    from segpost.engines.pipeline_file import write_pipeline_config
     from segpost.pipeline import ClassPrompt, MultiCameraPipeline
 
     out, paths, _, prompts = exported

@@ -107,9 +107,9 @@ def test_config_errors_are_single_clear_messages():
     good = prompts(geometry)
     # a decoder whose tensor is named differently
     renamed = dict(dec.tensors)
-    renamed["text_mask"] = renamed.pop("prompt_mask")
+    renamed["text_features"] = renamed.pop("prompt_features")
     dec._specs = renamed
-    with pytest.raises(EngineError, match=r"decoder engine .*missing input tensor\(s\) \['prompt_mask'\]"):
+    with pytest.raises(EngineError, match=r"decoder engine .*missing input tensor\(s\) \['prompt_features'\]"):
         MultiCameraPipeline(ve, dec, PipelineConfig(good))
     # engines not built as a pair
     ve, _, _ = _engines()

@@ -8,8 +8,10 @@
       "max_cameras": 8, "max_frame_size": [1080, 1920],
       "score_threshold": 0.5, "capacity": 128, "output": "full",
       "resize": "antialias",                       # or "bilinear" (cv2.INTER_LINEAR-like)
-      "classes_per_call": "all"                    # or 1, or a divisor of the classes; default: what
-    }                                              # the decoder's batch range allows
+      "classes_per_call": "all",                   # or 1, or a divisor of the classes; default: what
+                                                   # the decoder's batch range allows
+      "tensor_names": {"presence_logits": "presence"}   # contract name -> the engines' own, where they differ
+    }
 
 Relative paths are relative to the config file. A prompt file is an .npz with ``features``
 [L, D] and optionally ``mask`` [L] (engines/extract_prompts.py writes them). The torch backend
@@ -18,6 +20,8 @@ files and makes its prompts from the class names; ``compile`` ("off", "default",
 ``cuda_graphs`` and ``compile_cache`` (a folder) run it through torch.compile; the synthetic
 backend takes class names only.
 The onnx backend is the tensorrt one with .onnx files run by onnxruntime on the CPU (device cpu).
+``tensor_names`` (engine-file backends) binds engines that name the contract's tensors otherwise;
+``segpost inspect VISION_ENGINE DECODER_ENGINE`` prints the map a pair needs.
 String values may name environment variables, ``"${NAME}"``, so that secrets stay out of files.
 """
 from __future__ import annotations
@@ -29,13 +33,14 @@ from typing import Any, Dict, Tuple
 import numpy as np
 
 from .engines.base import Engine, EngineError
+from .engines.tensor_names import split_tensor_names
 from .io.secrets import expand_env
 from .pipeline import ClassPrompt, PipelineConfig
 from .postprocess import MaskMode, OutputKind
 
 _KNOWN = {"backend", "vision_encoder", "decoder", "weights", "classes", "max_cameras", "max_frame_size",
           "score_threshold", "mask_threshold", "mask_mode", "top_k", "capacity", "output", "dtype", "busy_ms",
-          "resize", "classes_per_call", "compile", "cuda_graphs", "compile_cache"}
+          "resize", "classes_per_call", "compile", "cuda_graphs", "compile_cache", "tensor_names"}
 
 
 def read_json(path: str, what: str = "config file") -> Dict[str, Any]:
@@ -70,7 +75,12 @@ def build_from_config(raw: Dict[str, Any], base: str, device: str = "cuda", wher
     classes = raw.get("classes")
     if not classes:
         raise ValueError(f"{path}: 'classes' must name at least one class")
-    if backend in ("tensorrt", "tensorrt_rtx", "aoti", "onnx"):
+    files = backend in ("tensorrt", "tensorrt_rtx", "aoti", "onnx")
+    if "tensor_names" in raw and not files:
+        raise ValueError(f"{path}: tensor_names is for engine files (backends tensorrt, tensorrt_rtx, aoti, onnx), "
+                         f"not the {backend} backend")
+    if files:
+        ve_names, decoder_names = split_tensor_names(raw.get("tensor_names"), path)
         for key in ("vision_encoder", "decoder"):
             if key not in raw:
                 raise ValueError(f"{path}: the {backend} backend needs {key!r} (an engine or .onnx file)")
@@ -81,18 +91,18 @@ def build_from_config(raw: Dict[str, Any], base: str, device: str = "cuda", wher
 
             kind = TensorRTEngine if backend == "tensorrt" else TensorRTRtxEngine
             # The pipeline checks the batch ranges (F for the encoder, F x classes_per_call for the decoder).
-            vision_encoder = kind(resolve(raw["vision_encoder"]))
-            decoder = kind(resolve(raw["decoder"]))
+            vision_encoder = kind(resolve(raw["vision_encoder"]), tensor_names=ve_names)
+            decoder = kind(resolve(raw["decoder"]), tensor_names=decoder_names)
         elif backend == "aoti":
             from .engines.aoti import AotiEngine
 
-            vision_encoder = AotiEngine(resolve(raw["vision_encoder"]), device=device)
-            decoder = AotiEngine(resolve(raw["decoder"]), device=device)
+            vision_encoder = AotiEngine(resolve(raw["vision_encoder"]), device=device, tensor_names=ve_names)
+            decoder = AotiEngine(resolve(raw["decoder"]), device=device, tensor_names=decoder_names)
         else:
             from .engines.onnx_runtime import OnnxRuntimeEngine
 
-            vision_encoder = OnnxRuntimeEngine(resolve(raw["vision_encoder"]))
-            decoder = OnnxRuntimeEngine(resolve(raw["decoder"]))
+            vision_encoder = OnnxRuntimeEngine(resolve(raw["vision_encoder"]), tensor_names=ve_names)
+            decoder = OnnxRuntimeEngine(resolve(raw["decoder"]), tensor_names=decoder_names)
         prompts = [_load_prompt(name, resolve(file)) for name, file in classes.items()]
     elif backend == "torch":
         from .engines.torch_sam3 import Sam3Torch

@@ -17,7 +17,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .engines.base import Engine, EngineError
-from .engines.contract import DECODER_OUTPUTS, FPN_TENSORS, Geometry, check_engines
+from .engines.contract import DECODER_OUTPUTS, FPN_TENSORS, Geometry, check_engines, padded_prompt
 from .postprocess import MaskMode, OutputKind, Postprocessor, _pair
 from .preprocess import RESIZE_FILTERS, Preprocessor, checked_frame
 from .results import BatchResult, FrameResult
@@ -158,7 +158,8 @@ class MultiCameraPipeline:
         # call's class j. The encoder writes the first n rows of the FPN buffers; the other k - 1
         # slices are device copies of them.
         self._buffers: Dict[str, Any] = {"images": self._pre.output}
-        for name in FPN_TENSORS + DECODER_OUTPUTS:
+        outputs = [n for n in DECODER_OUTPUTS if n in decoder.tensors]   # presence_logits is optional
+        for name in FPN_TENSORS + tuple(outputs):
             owner = vision_encoder if name in FPN_TENSORS else decoder
             spec = owner.tensors[name]
             self._buffers[name] = xp.zeros(spec.with_batch(cameras * k), spec.dtype)
@@ -169,10 +170,9 @@ class MultiCameraPipeline:
         for name in FPN_TENSORS:
             vision_encoder.set_tensor_address(name, self._buffers[name])   # the same buffer on both sides
             decoder.set_tensor_address(name, self._buffers[name])
-        for name in DECODER_OUTPUTS:
+        for name in outputs:
             decoder.set_tensor_address(name, self._buffers[name])
-        decoder.set_tensor_address("prompt_features", self._prompts[0][0])
-        decoder.set_tensor_address("prompt_mask", self._prompts[0][1])
+        self._bind_prompts(*self._prompts[0])
         vision_encoder.prepare()
         decoder.prepare()
         self._post = [Postprocessor(
@@ -188,29 +188,24 @@ class MultiCameraPipeline:
 
     def _prompt_rows(self, prompt: ClassPrompt) -> Tuple[Any, Any]:
         """A class's prompt padded to the decoder's P tokens: features [P, D] and mask [P], on the device."""
-        g = self.geometry
-        features = np.asarray(prompt.features)
-        if features.ndim != 2 or features.shape[1] != g.prompt_width or not 1 <= features.shape[0] <= g.prompt_length:
-            raise EngineError(f"prompt of class {prompt.name!r} has shape {list(features.shape)}; the decoder takes "
-                              f"prompt_features [B,{g.prompt_length},{g.prompt_width}], so it must be [L,{g.prompt_width}] "
-                              f"with 1 <= L <= {g.prompt_length}")
-        if not np.all(np.isfinite(features)):
-            raise ValueError(f"prompt of class {prompt.name!r} contains NaN or Inf")
-        mask = np.ones(len(features), np.bool_) if prompt.mask is None else np.asarray(prompt.mask)
-        if mask.shape != (len(features),):
-            raise EngineError(f"prompt mask of class {prompt.name!r} has shape {list(mask.shape)}, expected [{len(features)}]")
-        padded = np.zeros((g.prompt_length, g.prompt_width), np.float32)
-        padded[: len(features)] = features
-        valid = np.zeros(g.prompt_length, np.bool_)
-        valid[: len(mask)] = mask != 0
-        feature_spec, mask_spec = self.decoder.tensors["prompt_features"], self.decoder.tensors["prompt_mask"]
-        return self.xp.asarray(padded.astype(feature_spec.dtype)), self.xp.asarray(valid.astype(mask_spec.dtype))
+        padded, valid = padded_prompt(prompt.name, prompt.features, prompt.mask, self.geometry, self.decoder.name)
+        return self.xp.asarray(padded.astype(self._prompt_dtypes[0])), self.xp.asarray(valid.astype(self._prompt_dtypes[1]))
+
+    @property
+    def _prompt_dtypes(self) -> Tuple[np.dtype, np.dtype]:
+        """prompt_features' and prompt_mask's (a decoder without that input gets an unbound bool mask)."""
+        mask = self.decoder.tensors.get("prompt_mask")
+        return self.decoder.tensors["prompt_features"].dtype, mask.dtype if mask is not None else np.dtype(np.bool_)
 
     def _prompt_buffers(self, rows: int) -> Tuple[Any, Any]:
         g, xp = self.geometry, self.xp
-        feature_spec, mask_spec = self.decoder.tensors["prompt_features"], self.decoder.tensors["prompt_mask"]
-        return (xp.zeros((rows, g.prompt_length, g.prompt_width), feature_spec.dtype),
-                xp.zeros((rows, g.prompt_length), mask_spec.dtype))
+        return (xp.zeros((rows, g.prompt_length, g.prompt_width), self._prompt_dtypes[0]),
+                xp.zeros((rows, g.prompt_length), self._prompt_dtypes[1]))
+
+    def _bind_prompts(self, features: Any, mask: Any) -> None:
+        self.decoder.set_tensor_address("prompt_features", features)
+        if self.geometry.prompt_mask:
+            self.decoder.set_tensor_address("prompt_mask", mask)
 
     def _lay_out_prompts(self, n: int) -> None:
         """Fill each call's prompt buffers for n cameras (rows j*n .. j*n + n - 1: class j of the
@@ -297,18 +292,19 @@ class MultiCameraPipeline:
         for name in FPN_TENSORS:
             self.decoder.set_input_shape(name, self.decoder.tensors[name].with_batch(n * k))
         self.decoder.set_input_shape("prompt_features", (n * k, g.prompt_length, g.prompt_width))
-        self.decoder.set_input_shape("prompt_mask", (n * k, g.prompt_length))
+        if g.prompt_mask:
+            self.decoder.set_input_shape("prompt_mask", (n * k, g.prompt_length))
         out = self._buffers
+        presence = out.get("presence_logits")   # None: score = sigmoid(logit)
         for call, (features, mask) in enumerate(self._prompts):
-            self.decoder.set_tensor_address("prompt_features", features)
-            self.decoder.set_tensor_address("prompt_mask", mask)
+            self._bind_prompts(features, mask)
             self.decoder.enqueue(stream)
             self._mark(4 + 2 * call)
             # Compaction reads pred_masks on this stream before the next call overwrites it; each
             # class reads its own slice of the call's rows in place.
             for j in range(k):
                 rows = slice(j * n, (j + 1) * n)
-                self._post[call * k + j].enqueue(out["pred_logits"][rows], out["presence_logits"][rows],
+                self._post[call * k + j].enqueue(out["pred_logits"][rows], None if presence is None else presence[rows],
                                                  out["pred_boxes"][rows], out["pred_masks"][rows], sizes,
                                                  class_id=call * k + j, stream=stream)
             self._mark(5 + 2 * call)

@@ -1,5 +1,5 @@
-"""The ``segpost`` command. One module per subcommand (demo, run, ...), each with ``add_parser``
-registering its arguments and a handler; common.py holds what they share."""
+"""The ``segpost`` command. One module per subcommand (demo, run, inspect_engines, ...), each
+with ``add_parser`` registering its arguments and a handler; common.py holds what they share."""
 from __future__ import annotations
 
 import argparse
@@ -7,13 +7,13 @@ import sys
 from typing import Optional, Sequence
 
 from ..engines.base import EngineError
-from . import demo, fleet, run, serve
+from . import demo, fleet, inspect_engines, run, serve
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="segpost", description="GPU post-processing for SAM3-style engines")
     commands = parser.add_subparsers(dest="command", required=True)
-    for command in (demo, run, fleet, serve):
+    for command in (demo, run, fleet, serve, inspect_engines):
         command.add_parser(commands)
     args = parser.parse_args(argv)
     try:

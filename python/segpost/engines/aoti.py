@@ -16,11 +16,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Callable, Dict, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .base import EngineError, TensorSpec
+from .base import EngineError, EngineUnreadable, TensorSpec
+from .tensor_names import TensorNames, rename_tensors
 from .torch_stage import TorchStage
 
 VISION_ENCODER_PACKAGE = "vision-encoder.pt2"
@@ -31,23 +32,37 @@ def _spec_path(package: str) -> str:
     return os.path.splitext(package)[0] + ".json"
 
 
-class AotiEngine(TorchStage):
-    static_batch = True
-
-    def __init__(self, path: str, device: str = "cuda"):
-        try:
-            import torch  # noqa: F401
-        except ImportError as exc:
-            raise EngineError("AOTInductor packages need torch (pip install torch)") from exc
-        for file in (path, _spec_path(path)):
-            if not os.path.isfile(file):
-                raise EngineError(f"AOTInductor engine file not found: {file} (engines/build_engines.sh --builder aoti "
-                                  "writes the .pt2 and its .json)")
+def read_aoti_spec(path: str) -> Tuple[Dict[str, TensorSpec], Dict[str, Any]]:
+    """A package's tensors (by their names) and build facts (batch, device, torch, gpu), from the
+    .json beside the .pt2: no torch needed."""
+    for file in (path, _spec_path(path)):
+        if not os.path.isfile(file):
+            raise EngineUnreadable(f"AOTInductor engine file not found: {file} (engines/build_engines.sh --builder aoti "
+                                   "writes the .pt2 and its .json)")
+    try:
         with open(_spec_path(path)) as f:
             meta = json.load(f)
         specs = {t["name"]: TensorSpec(t["name"], tuple(t["shape"]), np.dtype(t["dtype"]), t["input"])
                  for t in meta["tensors"]}
-        super().__init__(f"{path} (AOTInductor)", specs, device)
+        int(meta["batch"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EngineUnreadable(f"{_spec_path(path)} is not the tensor spec of an AOTInductor package: {exc!r}") from exc
+    return specs, meta
+
+
+class AotiEngine(TorchStage):
+    """`tensor_names` maps contract names to the package's own (tensor_names.py)."""
+
+    static_batch = True
+
+    def __init__(self, path: str, device: str = "cuda", *, tensor_names: Optional[TensorNames] = None):
+        specs, meta = read_aoti_spec(path)
+        try:
+            import torch  # noqa: F401
+        except ImportError as exc:
+            raise EngineUnreadable("AOTInductor packages need torch (pip install torch)") from exc
+        name = f"{path} (AOTInductor)"
+        super().__init__(name, rename_tensors(name, specs, tensor_names), device)
         self.batch = self.max_batch = int(meta["batch"])
         if meta.get("device", device) != device:
             raise EngineError(f"{path} was compiled for {meta['device']}, not {device}")
@@ -56,8 +71,9 @@ class AotiEngine(TorchStage):
         except Exception as exc:  # a package of another torch or GPU
             raise EngineError(f"{path}: torch {self.torch.__version__} cannot load this package (built with torch "
                               f"{meta.get('torch')} for {meta.get('gpu')}?): {exc}") from exc
-        self._inputs = [n for n, s in specs.items() if s.is_input]
-        self._outputs = [n for n, s in specs.items() if not s.is_input]
+        # The package takes and gives its tensors in the spec's order.
+        self._inputs = [n for n, s in self._specs.items() if s.is_input]
+        self._outputs = [n for n, s in self._specs.items() if not s.is_input]
 
     def prepare(self) -> None:
         rows = next(iter(self.full_batch().values())).shape[0]
@@ -84,11 +100,16 @@ def _package(sam3: Any, module: Any, names_in: Sequence[str], engine: Any, batch
         raise EngineError(f"AOTInductor could not compile {os.path.basename(path)} with torch {torch.__version__} on "
                           f"{sam3.device}: {type(exc).__name__}: {first_line}") from exc
     gpu = torch.cuda.get_device_name() if sam3.device == "cuda" else "cpu"
-    tensors = [{"name": n, "shape": list(s.shape), "dtype": np.dtype(s.dtype).name, "input": s.is_input}
-               for n, s in engine.tensors.items()]
-    with open(_spec_path(path), "w") as f:
-        json.dump({"batch": batch, "device": sam3.device, "torch": torch.__version__, "gpu": gpu, "tensors": tensors},
-                  f, indent=1)
+    write_aoti_spec(path, engine.tensors, batch, device=sam3.device, torch=torch.__version__, gpu=gpu)
+
+
+def write_aoti_spec(package: str, tensors: Mapping[str, TensorSpec], batch: int, **facts: str) -> None:
+    """The .json beside a package: its tensors in the order it takes and gives them, its batch,
+    and `facts` about the build (device, torch, gpu)."""
+    listed = [{"name": n, "shape": list(s.shape), "dtype": np.dtype(s.dtype).name, "input": s.is_input}
+              for n, s in tensors.items()]
+    with open(_spec_path(package), "w") as f:
+        json.dump({"batch": batch, **facts, "tensors": listed}, f, indent=1)
 
 
 def build_aoti(sam3: Any, out_dir: str, *, max_batch: int, classes_per_call: int = 1,
@@ -124,7 +145,7 @@ def build_aoti_engines(model: str, out_root: str, classes: Dict[str, Any], *, ma
     encoder. Writes OUT_ROOT/b{B}[_c{K}]_q{Q}/ with both packages, prompts/ and pipeline.json."""
     import shutil
 
-    from .build import CONFIG_FILE, engine_folder, write_pipeline_config
+    from .pipeline_file import CONFIG_FILE, engine_folder, write_pipeline_config
     from .sam3_onnx import tiny_sam3_config, write_prompts
     from .torch_sam3 import Sam3Torch
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Protocol, Tuple
 
 import numpy as np
 
@@ -19,21 +19,46 @@ class EngineError(ValueError):
     """An engine cannot be used as configured: missing file, wrong tensor names, shapes or dtypes."""
 
 
+class EngineUnreadable(EngineError):
+    """The engine file, or the package that reads it, is missing, or the file cannot be read."""
+
+
 @dataclass(frozen=True)
 class TensorSpec:
-    """One I/O tensor. A -1 dimension is the dynamic batch axis (always axis 0)."""
+    """One I/O tensor. A -1 dimension is the dynamic batch axis (always axis 0); 0 an axis whose
+    size the file leaves open. ``engine_name``: the tensor's name in the engine file when a
+    tensor_names map gave it its contract ``name`` (empty when they agree)."""
 
     name: str
     shape: Tuple[int, ...]
     dtype: np.dtype
     is_input: bool
+    engine_name: str = ""
+
+    @property
+    def in_engine(self) -> str:
+        """The name the engine file knows it by (what its runtime is called with)."""
+        return self.engine_name or self.name
 
     def with_batch(self, batch: int) -> Tuple[int, ...]:
         return tuple(batch if d == -1 else d for d in self.shape)
 
+    def dims(self) -> str:
+        return "[" + ",".join("B" if d == -1 and i == 0 else "?" if d < 1 else str(d) for i, d in enumerate(self.shape)) + "]"
+
     def describe(self) -> str:
-        dims = ",".join("B" if d == -1 else str(d) for d in self.shape)
-        return f"{self.name} [{dims}] {np.dtype(self.dtype).name}"
+        alias = f" (the engine's {self.engine_name!r})" if self.engine_name and self.engine_name != self.name else ""
+        return f"{self.name}{alias} {self.dims()} {np.dtype(self.dtype).name}"
+
+
+class TensorTable(Protocol):
+    """What the contract check reads: an engine, or an engine file's declared tensors."""
+
+    name: str
+    device: str
+
+    @property
+    def tensors(self) -> Mapping[str, TensorSpec]: ...
 
 
 def buffer_address(array: Any) -> int:

@@ -15,7 +15,6 @@ in one decoder call (faster) for K times the decoder's activations and pred_mask
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -24,21 +23,14 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .base import EngineError
-from .contract import DECODER_INPUTS, VISION_INPUTS
+from .contract import DECODER_INPUTS, OPTIONAL, VISION_INPUTS
+from .pipeline_file import CONFIG_FILE, engine_folder, write_pipeline_config
 from .sam3_onnx import DECODER_FILE, VISION_ENCODER_FILE, onnx_tensor_shapes
 from .tensorrt import TENSORRT, TENSORRT_RTX, import_tensorrt
 
 VISION_ENCODER_ENGINE = "vision-encoder.engine"
 DECODER_ENGINE = "decoder.engine"
-CONFIG_FILE = "pipeline.json"
-
-
 BUILDERS = ("trtexec", "tensorrt", "tensorrt-rtx", "aoti")
-
-
-def engine_folder(out_root: str, max_batch: int, num_queries: int, classes_per_call: int = 1) -> str:
-    per_call = f"_c{classes_per_call}" if classes_per_call > 1 else ""
-    return os.path.join(out_root, f"b{max_batch}{per_call}_q{num_queries}")
 
 
 # (ONNX file, engine file, the inputs that get a batch profile, whether its batch is B x K) of the pair.
@@ -64,10 +56,11 @@ def profile_shapes(onnx_path: str, inputs: Sequence[str], max_batch: int, opt_ba
     if not 1 <= opt_batch <= max_batch:
         raise ValueError(f"opt_batch must be in [1, max_batch={max_batch}], got {opt_batch}")
     shapes = onnx_tensor_shapes(onnx_path)
-    missing = [n for n in inputs if n not in shapes]
+    missing = [n for n in inputs if n not in shapes and n not in OPTIONAL]
     if missing:
         raise EngineError(f"{onnx_path}: missing input(s) {missing}; was it written by engines/export_onnx.py?")
-    return {n: tuple((batch,) + tuple(shapes[n][1:]) for batch in (1, opt_batch, max_batch)) for n in inputs}
+    return {n: tuple((batch,) + tuple(shapes[n][1:]) for batch in (1, opt_batch, max_batch)) for n in inputs
+            if n in shapes}
 
 
 def trtexec_commands(onnx_dir: str, engine_dir: str, *, max_batch: int = 8, opt_batch: Optional[int] = None,
@@ -132,22 +125,6 @@ def decoder_queries(onnx_dir: str) -> int:
     if len(shape) != 2 or not isinstance(shape[1], int) or shape[1] < 1:
         raise EngineError(f"{path}: pred_logits should be [batch, Q] with Q fixed, got {list(shape)}")
     return shape[1]
-
-
-def write_pipeline_config(path: str, backend: str, vision_encoder: str, decoder: str, classes: Dict[str, str],
-                          max_cameras: int, max_frame_size: Tuple[int, int] = (1080, 1920),
-                          classes_per_call: Optional[int] = None) -> str:
-    """A config file for ``segpost run``; paths are written relative to the config's folder."""
-    base = os.path.dirname(os.path.abspath(path))
-    relative = lambda p: os.path.relpath(os.path.abspath(p), base)  # noqa: E731
-    config = {"backend": backend, "vision_encoder": relative(vision_encoder), "decoder": relative(decoder),
-              "classes": {name: relative(file) for name, file in classes.items()},
-              "max_cameras": max_cameras, "max_frame_size": list(max_frame_size), "score_threshold": 0.5}
-    if classes_per_call is not None:
-        config["classes_per_call"] = classes_per_call
-    with open(path, "w") as f:
-        json.dump(config, f, indent=2)
-    return path
 
 
 def _graph_is_half(onnx_path: str) -> bool:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import os
 import warnings
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .base import EngineError
 from .contract import DECODER_INPUTS, DECODER_OUTPUTS, FPN_TENSORS, VISION_INPUTS
+from .onnx_runtime import load_onnx_graph
 from .torch_sam3 import Sam3Torch
 
 VISION_ENCODER_FILE = "vision-encoder.onnx"
@@ -89,31 +89,53 @@ def example_inputs(sam3: Sam3Torch, batch: int = 2, seed: int = 0) -> Dict[str, 
     return inputs
 
 
-def export_onnx(sam3: Sam3Torch, out_dir: str, *, batch: int = 2, opset: int = OPSET) -> Tuple[str, str]:
+def export_onnx(sam3: Sam3Torch, out_dir: str, *, batch: int = 2, opset: int = OPSET,
+                tensor_names: Optional[Mapping[str, str]] = None, prompt_mask: bool = True) -> Tuple[str, str]:
     """Write both graphs into out_dir; returns their paths. Traced at `batch` with batch dynamic,
     in the model's dtype: float16 graphs are what strongly typed builders (TensorRT-RTX) need.
+    `tensor_names` (contract name -> name to write) and ``prompt_mask=False`` (a decoder that
+    attends to all P prompt tokens) write graphs as other exporters do: the engines users bring.
 
     Exporting changes the state of a transformers Sam3Model (seen with 5.23: eager outputs
     differ afterwards), so compute any PyTorch reference before, or on another instance."""
     torch = sam3.torch
     os.makedirs(out_dir, exist_ok=True)
     vision_encoder, decoder = _graphs(sam3)
+    decoder_inputs = DECODER_INPUTS if prompt_mask else DECODER_INPUTS[:-1]
+    if not prompt_mask:
+        decoder = _every_token_valid(torch, decoder)
     inputs = example_inputs(sam3, batch)
     paths = os.path.join(out_dir, VISION_ENCODER_FILE), os.path.join(out_dir, DECODER_FILE)
+    named = lambda names: [(tensor_names or {}).get(n, n) for n in names]  # noqa: E731
     # The TorchScript exporter: torch.export (dynamo=True) fails on Sam3Model's decoder views.
     for module, engine, path, names_in, names_out in (
             (vision_encoder, sam3.vision_encoder, paths[0], VISION_INPUTS, FPN_TENSORS),
-            (decoder, sam3.decoder, paths[1], DECODER_INPUTS, DECODER_OUTPUTS)):
+            (decoder, sam3.decoder, paths[1], decoder_inputs, DECODER_OUTPUTS)):
         args = tuple(inputs[n] for n in names_in)
         with torch.no_grad(), warnings.catch_warnings():
             # The tracer's notes on Python-level branches of Sam3Model; the tests check the graphs.
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.simplefilter("ignore", UserWarning)
-            torch.onnx.export(module, args, path, input_names=list(names_in), output_names=list(names_out),
+            torch.onnx.export(module, args, path, input_names=named(names_in), output_names=named(names_out),
                               opset_version=opset, dynamo=False,
-                              dynamic_axes={n: {0: "batch"} for n in (*names_in, *names_out)})
-        _fix_output_shapes(path, {n: engine.tensors[n].shape[1:] for n in names_out})
+                              dynamic_axes={n: {0: "batch"} for n in named(names_in) + named(names_out)})
+        _fix_output_shapes(path, dict(zip(named(names_out), (engine.tensors[n].shape[1:] for n in names_out))))
     return paths
+
+
+def _every_token_valid(torch: Any, decoder: Any) -> Any:
+    """The decoder graph without a prompt_mask input: every prompt token is attended to."""
+
+    class Maskless(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.decoder = decoder
+
+        def forward(self, fpn_feat_0, fpn_feat_1, fpn_feat_2, fpn_pos_2, prompt_features):
+            valid = torch.ones(prompt_features.shape[:2], dtype=torch.bool, device=prompt_features.device)
+            return self.decoder(fpn_feat_0, fpn_feat_1, fpn_feat_2, fpn_pos_2, prompt_features, valid)
+
+    return Maskless().eval()
 
 
 def _typed_graph(model: Any) -> Dict[str, int]:
@@ -183,14 +205,7 @@ def _fix_output_shapes(path: str, shapes: Dict[str, Tuple[int, ...]]) -> None:
 def onnx_tensor_shapes(path: str) -> Dict[str, Tuple[Any, ...]]:
     """name -> shape of every graph input and output (a dynamic axis is its name, e.g. 'batch');
     reads the graph only, not the weights."""
-    import onnx
-
-    if not os.path.isfile(path):
-        raise EngineError(f"ONNX file not found: {path}")
-    try:
-        model = onnx.load(path, load_external_data=False)
-    except Exception as exc:  # protobuf's DecodeError and friends: not an ONNX model
-        raise EngineError(f"{path} is not a readable ONNX model: {exc}") from exc
+    model = load_onnx_graph(path)
     shapes = {}
     for value in list(model.graph.input) + list(model.graph.output):
         dims = value.type.tensor_type.shape.dim

@@ -12,43 +12,15 @@ from __future__ import annotations
 import importlib
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
-from .base import Engine, EngineError, TensorSpec, buffer_address
+from .base import Engine, EngineError, EngineUnreadable, TensorSpec, buffer_address
+from .tensor_names import TensorNames, rename_tensors
 
 _DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT32": np.int32, "INT64": np.int64, "BOOL": np.bool_,
            "INT8": np.int8, "UINT8": np.uint8}
-
-
-@dataclass(frozen=True)
-class Flavour:
-    """A TensorRT runtime family: its Python modules, oldest usable version, how to install it."""
-
-    title: str
-    modules: Tuple[str, ...]
-    min_major: int
-    install: str
-
-
-TENSORRT = Flavour("TensorRT", ("tensorrt", "tensorrt_lean"), 10,
-                   "pip install tensorrt (or tensorrt-lean), version 10 or newer")
-# NVIDIA's TensorRT for RTX GPUs: the same execution-context API; engines are compiled for the
-# GPU when loaded and run on Ampere, Ada and Blackwell (compute capability 8.0, 8.6, 8.9, 12.x).
-TENSORRT_RTX = Flavour("TensorRT-RTX", ("tensorrt_rtx", "tensorrt_rtx_bindings"), 1,
-                       'pip install "segpost[tensorrt-rtx]" (tensorrt-rtx-cu13-libs and tensorrt-rtx-cu13-bindings)')
-
-
-def import_tensorrt(module: Optional[str] = None, flavour: Flavour = TENSORRT) -> Any:
-    """The runtime module: `module` if named, else the flavour's first that imports."""
-    names = (module,) if module else flavour.modules
-    for name in names:
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
-    raise EngineError(f"{flavour.title} engines need the {flavour.title} Python runtime: {flavour.install}")
 
 
 def _compute_capability() -> str:
@@ -61,33 +33,99 @@ def _compute_capability() -> str:
         return "unknown"
 
 
+@dataclass(frozen=True)
+class Flavour:
+    """A TensorRT runtime family: its Python modules, oldest usable version, how to install it,
+    and what to suspect when it cannot deserialize an engine file."""
+
+    title: str
+    modules: Tuple[str, ...]
+    min_major: int
+    install: str
+    not_loaded: Callable[[], str]
+
+
+TENSORRT = Flavour("TensorRT", ("tensorrt", "tensorrt_lean"), 10,
+                   "pip install tensorrt (or tensorrt-lean), version 10 or newer",
+                   lambda: "built with another TensorRT version or for another GPU?")
+# NVIDIA's TensorRT for RTX GPUs: the same execution-context API; engines are compiled for the
+# GPU when loaded and run on Ampere, Ada and Blackwell (compute capability 8.0, 8.6, 8.9, 12.x).
+TENSORRT_RTX = Flavour("TensorRT-RTX", ("tensorrt_rtx", "tensorrt_rtx_bindings"), 1,
+                       'pip install "segpost[tensorrt-rtx]" (tensorrt-rtx-cu13-libs and tensorrt-rtx-cu13-bindings)',
+                       lambda: "TensorRT-RTX runs engines on Ampere, Ada and Blackwell GPUs (compute capability 8.0, "
+                               f"8.6, 8.9, 12.x); this GPU is {_compute_capability()}. Or it was built by another "
+                               "TensorRT-RTX version")
+
+
+def import_tensorrt(module: Optional[str] = None, flavour: Flavour = TENSORRT) -> Any:
+    """The runtime module: `module` if named, else the flavour's first that imports."""
+    names = (module,) if module else flavour.modules
+    for name in names:
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    raise EngineUnreadable(f"{flavour.title} engines need the {flavour.title} Python runtime: {flavour.install}")
+
+
+class TensorRTPlan:
+    """An engine file deserialized: its tensors by the engine's names and each dynamic input's
+    batch profile (min, opt, max), without an execution context (what ``segpost inspect`` reads)."""
+
+    def __init__(self, path: str, flavour: Flavour = TENSORRT, *, module: Optional[str] = None, trt: Any = None):
+        title = flavour.title
+        if not os.path.isfile(path):
+            raise EngineUnreadable(f"{title} engine file not found: {path}")
+        self.trt = trt if trt is not None else import_tensorrt(module, flavour)
+        major = int(str(getattr(self.trt, "__version__", "0")).split(".")[0] or 0)
+        if major < flavour.min_major:
+            raise EngineUnreadable(f"{title} {getattr(self.trt, '__version__', '?')} is too old: segpost needs "
+                                   f"{flavour.min_major} or newer (the name-based tensor API and execute_async_v3)")
+        self._logger = self.trt.Logger(self.trt.Logger.WARNING)   # must outlive the runtime
+        self._runtime = self.trt.Runtime(self._logger)
+        with open(path, "rb") as f:
+            plan = f.read()
+        self.nbytes = len(plan)
+        self.engine = self._runtime.deserialize_cuda_engine(plan)
+        if self.engine is None:
+            raise EngineUnreadable(f"{path}: {title} could not deserialize this engine ({flavour.not_loaded()}; "
+                                   f"the {title} log above says which)")
+        self.tensors = self._read_specs(path)
+        self.profiles = {spec.name: tuple(int(shape[0]) for shape in self.engine.get_tensor_profile_shape(spec.name, 0))
+                         for spec in self.tensors.values() if spec.is_input and -1 in spec.shape}
+
+    def _read_specs(self, path: str) -> Dict[str, TensorSpec]:
+        trt, engine = self.trt, self.engine
+        specs = {}
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            dtype_name = getattr(engine.get_tensor_dtype(name), "name", str(engine.get_tensor_dtype(name)))
+            if dtype_name not in _DTYPES:
+                raise EngineError(f"{path}: tensor {name!r} has TensorRT type {dtype_name}, which segpost does not bind")
+            specs[name] = TensorSpec(name, tuple(int(d) for d in engine.get_tensor_shape(name)), np.dtype(_DTYPES[dtype_name]),
+                                     engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT)
+        return dict(sorted(specs.items(), key=lambda item: not item[1].is_input))
+
+    @property
+    def max_batch(self) -> Optional[int]:
+        """The largest batch every dynamic input's optimization profile admits."""
+        return min(largest for _, _, largest in self.profiles.values()) if self.profiles else None
+
+
 class TensorRTEngine(Engine):
-    """One serialized engine (.engine/.plan file) with one execution context."""
+    """One serialized engine (.engine/.plan file) with one execution context. `tensor_names` maps
+    contract names to the engine's own (tensor_names.py)."""
 
     device = "cuda"
     flavour = TENSORRT
 
-    def __init__(self, path: str, *, module: Optional[str] = None, trt: Any = None, max_batch: Optional[int] = None):
+    def __init__(self, path: str, *, module: Optional[str] = None, trt: Any = None, max_batch: Optional[int] = None,
+                 tensor_names: Optional[TensorNames] = None):
         self.name = str(path)
-        title = self.flavour.title
-        if not os.path.isfile(path):
-            raise EngineError(f"{title} engine file not found: {path}")
-        self._trt = trt if trt is not None else import_tensorrt(module, self.flavour)
-        major = int(str(getattr(self._trt, "__version__", "0")).split(".")[0] or 0)
-        if major < self.flavour.min_major:
-            raise EngineError(f"{title} {getattr(self._trt, '__version__', '?')} is too old: segpost needs "
-                              f"{self.flavour.min_major} or newer (the name-based tensor API and execute_async_v3)")
-        self._logger = self._trt.Logger(self._trt.Logger.WARNING)   # must outlive the runtime
-        self._runtime = self._trt.Runtime(self._logger)
-        with open(path, "rb") as f:
-            plan = f.read()
-        self._plan_bytes = len(plan)
-        self._engine = self._runtime.deserialize_cuda_engine(plan)
-        if self._engine is None:
-            raise EngineError(f"{path}: {title} could not deserialize this engine ({self._why_not_loaded()}; "
-                              f"the {title} log above says which)")
-        self._specs = self._read_specs()
-        self.max_batch = self._profile_max_batch()
+        plan = TensorRTPlan(path, self.flavour, module=module, trt=trt)
+        self._trt, self._engine, self._plan_bytes = plan.trt, plan.engine, plan.nbytes
+        self._specs = rename_tensors(self.name, plan.tensors, tensor_names)
+        self.max_batch = plan.max_batch
         if max_batch is not None and self.max_batch is not None and self.max_batch < max_batch:
             raise EngineError(f"{self.name}: built for batches up to {self.max_batch}; the pipeline needs {max_batch} "
                               f"(rebuild with maxShapes batch {max_batch})")
@@ -95,39 +133,17 @@ class TensorRTEngine(Engine):
         if self._context is None:
             raise EngineError(f"{path}: could not create an execution context (out of device memory?)")
 
-    def _why_not_loaded(self) -> str:
-        return "built with another TensorRT version or for another GPU?"
-
-    def _read_specs(self) -> Dict[str, TensorSpec]:
-        trt, engine = self._trt, self._engine
-        specs = {}
-        for i in range(engine.num_io_tensors):
-            name = engine.get_tensor_name(i)
-            dtype_name = getattr(engine.get_tensor_dtype(name), "name", str(engine.get_tensor_dtype(name)))
-            if dtype_name not in _DTYPES:
-                raise EngineError(f"{self.name}: tensor {name!r} has TensorRT type {dtype_name}, which segpost does not bind")
-            specs[name] = TensorSpec(name, tuple(int(d) for d in engine.get_tensor_shape(name)), np.dtype(_DTYPES[dtype_name]),
-                                     engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT)
-        return dict(sorted(specs.items(), key=lambda item: not item[1].is_input))
-
-    def _profile_max_batch(self) -> Optional[int]:
-        """The largest batch every dynamic input's optimization profile admits."""
-        largest = [int(self._engine.get_tensor_profile_shape(spec.name, 0)[2][0])
-                   for spec in self._specs.values() if spec.is_input and -1 in spec.shape]
-        return min(largest) if largest else None
-
     @property
     def tensors(self) -> Mapping[str, TensorSpec]:
         return self._specs
 
     def set_input_shape(self, name: str, shape: Tuple[int, ...]) -> None:
-        if not self._context.set_input_shape(name, tuple(int(d) for d in shape)):
+        if not self._context.set_input_shape(self.spec(name).in_engine, tuple(int(d) for d in shape)):
             raise EngineError(f"{self.name}: TensorRT refused shape {list(shape)} for {self.spec(name).describe()} "
                               "(outside the optimization profile?)")
 
     def set_tensor_address(self, name: str, buffer: Any) -> None:
-        self.spec(name)
-        if not self._context.set_tensor_address(name, buffer_address(buffer)):
+        if not self._context.set_tensor_address(self.spec(name).in_engine, buffer_address(buffer)):
             raise EngineError(f"{self.name}: TensorRT refused the address bound to {name!r}")
 
     def enqueue(self, stream: int) -> None:
@@ -146,7 +162,3 @@ class TensorRTRtxEngine(TensorRTEngine):
     """An engine built by TensorRT-RTX (``--builder tensorrt-rtx``): the same adapter, its runtime."""
 
     flavour = TENSORRT_RTX
-
-    def _why_not_loaded(self) -> str:
-        return (f"TensorRT-RTX runs engines on Ampere, Ada and Blackwell GPUs (compute capability 8.0, 8.6, 8.9, "
-                f"12.x); this GPU is {_compute_capability()}. Or it was built by another TensorRT-RTX version")

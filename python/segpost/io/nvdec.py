@@ -11,7 +11,7 @@ from collections import deque
 from typing import Any, Deque, Dict, Optional, Tuple
 
 from ..preprocess import YuvFrame
-from .sources import Decoder
+from .decoders import Decoder
 
 
 class NvdecUnavailable(RuntimeError):

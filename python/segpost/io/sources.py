@@ -1,7 +1,7 @@
 """Camera sources: video files read frame by frame, live streams read latest-frame-first.
 
 A ``CameraSource`` is one camera. It drives a ``Decoder`` (one open connection: OpenCV on the
-CPU here, NVDEC in nvdec.py) and adds what cameras need:
+CPU in decoders.py, NVDEC in nvdec.py) and adds what cameras need:
 - files: every frame, in order; the end of the file finishes the camera;
 - live streams (RTSP/HTTP URLs, device indices): a thread decodes every frame (P-frames need the
   frames before them) and keeps only the latest, so a slow round skips stale frames (counted as
@@ -19,8 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
-import numpy as np
-
+from .decoders import Decoder, OpenCVDecoder
 from .secrets import Redactor
 
 
@@ -40,59 +39,6 @@ class SourceEvent:
     kind: str               # "error", "disconnected", "reconnected", "finished"
     message: str
     details: Dict[str, Any] = field(default_factory=dict)
-
-
-class Decoder:
-    """One open connection to a camera. ``read()`` gives the next decoded frame as (pts, image),
-    valid until the next read(), or None when the stream ended or failed; ``keep(image, slot)``
-    gives a copy that stays valid (slot 0..2 of the decoder's own storage); ``describe()`` says
-    what decodes (shown once)."""
-
-    def read(self) -> Optional[Tuple[Optional[float], Any]]:
-        raise NotImplementedError
-
-    def keep(self, image: Any, slot: int) -> Any:
-        raise NotImplementedError
-
-    def describe(self) -> str:
-        return type(self).__name__
-
-    def close(self) -> None:
-        pass
-
-
-class OpenCVDecoder(Decoder):
-    """CPU decoding through OpenCV (FFmpeg backend); frames are BGR uint8 arrays."""
-
-    def __init__(self, url: str, timeout_seconds: float = 5.0):
-        import cv2
-
-        self._cv2 = cv2
-        timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(timeout_seconds * 1000),
-                    cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(timeout_seconds * 1000)]
-        if url.isdigit():
-            self._capture = cv2.VideoCapture(int(url))
-        else:
-            self._capture = cv2.VideoCapture(url, cv2.CAP_ANY, timeouts)
-        if not self._capture.isOpened():
-            raise OSError("cannot open it (missing file, unreachable stream or unsupported codec)")
-
-    def read(self) -> Optional[Tuple[Optional[float], np.ndarray]]:
-        ok, frame = self._capture.read()
-        if not ok:
-            return None
-        pts = self._capture.get(self._cv2.CAP_PROP_POS_MSEC)
-        return (pts / 1000.0 if pts >= 0 else None), frame
-
-    def keep(self, image: np.ndarray, slot: int) -> np.ndarray:
-        # OpenCV hands out a new array per read: nothing to copy.
-        return image
-
-    def describe(self) -> str:
-        return "OpenCV (CPU)"
-
-    def close(self) -> None:
-        self._capture.release()
 
 
 def backoff_delays(first: float, limit: float):
