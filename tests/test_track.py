@@ -7,7 +7,7 @@ import pytest
 
 import segpost
 from segpost import TrackerConfig
-from track_cases import FRAME, QUERIES, Rig, bar_mask, box_mask, disc_mask
+from track_cases import FRAME, QUERIES, Rig, bar_mask, blob_rounds, box_mask, disc_mask, run_round, tracked_side
 
 FAST = TrackerConfig(min_hits=1)
 
@@ -31,66 +31,36 @@ def numpy_iou(a: np.ndarray, b: np.ndarray) -> np.float32:
     return np.float32(inter) / np.float32(union) if union else np.float32(0)
 
 
-def graded_field(size, cx, cy, radius, rng):
-    """Logits falling from +3 at the centre through 0 at `radius`, with noise: the threshold decides."""
-    y, x = np.mgrid[0:size[0], 0:size[1]] + 0.5
-    d = np.sqrt((x - cx) ** 2 + (y - cy) ** 2)
-    return (3.0 * (1 - d / radius) + rng.normal(0, 0.3, size)).astype(np.float32)
-
-
 def reference_run(size, dtype, mode, threshold, rounds=14, cameras=2, classes=2, seed=0):
-    """Rounds of moving blobs (some leaving the map, some vanishing) through Postprocessors and a
-    Tracker; every round's IoU matrix must equal numpy's on the thresholded maps, with each track's
-    last mask moved by the shift the tracker planned for it."""
-    rng = np.random.default_rng(seed)
+    """Rounds of moving blobs through Postprocessors and a Tracker; every round's IoU matrix must
+    equal numpy's on the thresholded maps, each track's last mask moved by the shift the tracker
+    planned for it."""
     logit_threshold = threshold if mode is segpost.MaskMode.LOGIT else math.log(threshold / (1 - threshold))
-    posts = [segpost.Postprocessor(max_frames=cameras, num_queries=QUERIES, mask_size=size, capacity=40,
-                                   max_frame_size=FRAME, score_threshold=0.05, mask_mode=mode,
-                                   mask_threshold=threshold, device="cpu") for _ in range(classes)]
-    tracker = segpost.Tracker(TrackerConfig(min_hits=1, max_age=4, match_threshold=0.05), cameras=cameras,
-                              class_names=[str(c) for c in range(classes)], capacity=40, mask_size=size, device="cpu")
-    h, w = size
-    blobs = [[[(rng.uniform(0, w), rng.uniform(0, h), rng.uniform(-w / 8, w / 8), rng.uniform(-h / 8, h / 8),
-                rng.uniform(4, 12)) for _ in range(4)] for _ in range(classes)] for _ in range(cameras)]
+    posts, tracker = tracked_side(size, cameras, classes, "cpu", TrackerConfig(min_hits=1, max_age=4, match_threshold=0.05),
+                                  mask_mode=mode, mask_threshold=threshold)
     pool, plan = {}, tracker._core.slot_plan().copy()
     stats = {"shifted": 0, "partial": 0, "clipped": 0}
-    for r in range(rounds):
-        det_masks, frame_of = [], []
-        for c, post in enumerate(posts):
-            logits = np.full((cameras, QUERIES), -12.0, np.float32)
-            boxes = np.zeros((cameras, QUERIES, 4), np.float32)
-            maps = np.full((cameras, QUERIES, h, w), -5.0, np.float32)
-            for f in range(cameras):
-                slots = rng.permutation(QUERIES)
-                for i, (x, y, vx, vy, radius) in enumerate(blobs[f][c]):
-                    if rng.random() < 0.15:   # missed this frame
-                        continue
-                    cx, cy = x + vx * r, y + vy * r
-                    logits[f, slots[i]] = 3.0
-                    maps[f, slots[i]] = graded_field(size, cx, cy, radius, rng)
-                    boxes[f, slots[i]] = np.clip([(cx - radius) / w, (cy - radius) / h, (cx + radius) / w,
-                                                  (cy + radius) / h], 0, 1)
-            maps = maps.astype(dtype)
-            post.enqueue(logits, None, boxes, maps, [FRAME] * cameras, class_id=c)
-            tracker.enqueue(c, post, maps, list(range(cameras)))
-            result = post.result()
-            thresholded = maps.astype(np.float32) > logit_threshold
-            det_masks.append([thresholded[f, int(q)] for f, frame in enumerate(result) for q in frame.query_ids])
-            frame_of.append([f for f, frame in enumerate(result) for _ in range(len(frame))])
+    for r, outputs in enumerate(blob_rounds(size, dtype, rounds, cameras, classes, seed)):
+        results, _, _ = run_round(posts, tracker, outputs, r)
         got = tracker.mask_iou()
         max_tracks = got.shape[2]
-        for c, masks in enumerate(det_masks):
-            for k, det in enumerate(masks):
+        det_masks = []
+        for c, ((_, _, maps), result) in enumerate(zip(outputs, results)):
+            thresholded = maps.astype(np.float32) > logit_threshold
+            records = [(f, int(q)) for f, frame in enumerate(result) for q in frame.query_ids]
+            det_masks.append([thresholded[f, q] for f, q in records])
+            for k, (f, _) in enumerate(records):
                 for s in range(max_tracks):
-                    slot = frame_of[c][k] * max_tracks + s
+                    slot = f * max_tracks + s
                     owner, _, _, dx, dy = plan[slot]
-                    expected = numpy_iou(det, shifted(pool[slot], dx, dy)) if owner == c else np.float32(0)
+                    expected = numpy_iou(det_masks[c][k], shifted(pool[slot], dx, dy)) if owner == c else np.float32(0)
                     assert got[c, k, s] == expected, (r, c, k, s, got[c, k, s], expected)
                     if owner == c:
+                        moved = shifted(pool[slot], dx, dy)
                         stats["shifted"] += (dx, dy) != (0, 0)
                         stats["partial"] += 0 < expected < 1
-                        stats["clipped"] += np.count_nonzero(shifted(pool[slot], dx, dy)) < np.count_nonzero(pool[slot])
-        tracker.update(posts, [r] * cameras, [FRAME] * cameras)
+                        stats["clipped"] += np.count_nonzero(moved) < np.count_nonzero(pool[slot])
+        # The masks the tracker planned to keep (its slot plan), as the next round's reference.
         plan = tracker._core.slot_plan().copy()
         for slot, (_, source_class, source_k, _, _) in enumerate(plan):
             if source_class >= 0:

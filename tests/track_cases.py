@@ -98,3 +98,60 @@ class Rig:
                     named[(cameras[f], c, slots[(cameras[f], c, int(frame.query_ids[k]))])] = int(ids[c, start + k])
                 start += len(frame)
         return named, events, results, outputs
+
+
+def graded_field(size, cx, cy, radius, rng):
+    """Logits falling from +3 at the centre through 0 at `radius`, with noise: the threshold decides."""
+    y, x = np.mgrid[0:size[0], 0:size[1]] + 0.5
+    d = np.sqrt((x - cx) ** 2 + (y - cy) ** 2)
+    return (3.0 * (1 - d / radius) + rng.normal(0, 0.3, size)).astype(np.float32)
+
+
+def blob_rounds(size, dtype, rounds: int, cameras: int, classes: int, seed: int = 0):
+    """Engine outputs of moving blobs (fast ones leave the map; some are missed now and then;
+    query slots shuffled every frame): per round, per class, (pred_logits, pred_boxes, pred_masks)."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    blobs = [[[(rng.uniform(0, w), rng.uniform(0, h), rng.uniform(-w / 8, w / 8), rng.uniform(-h / 8, h / 8),
+                rng.uniform(4, 12)) for _ in range(4)] for _ in range(classes)] for _ in range(cameras)]
+    for r in range(rounds):
+        per_class = []
+        for c in range(classes):
+            logits = np.full((cameras, QUERIES), -12.0, np.float32)
+            boxes = np.zeros((cameras, QUERIES, 4), np.float32)
+            maps = np.full((cameras, QUERIES, h, w), -5.0, np.float32)
+            for f in range(cameras):
+                slots = rng.permutation(QUERIES)
+                for i, (x, y, vx, vy, radius) in enumerate(blobs[f][c]):
+                    if rng.random() < 0.15:
+                        continue
+                    cx, cy = x + vx * r, y + vy * r
+                    logits[f, slots[i]] = 3.0
+                    maps[f, slots[i]] = graded_field(size, cx, cy, radius, rng)
+                    boxes[f, slots[i]] = np.clip([(cx - radius) / w, (cy - radius) / h, (cx + radius) / w,
+                                                  (cy + radius) / h], 0, 1)
+            per_class.append((logits, boxes, maps.astype(dtype)))
+        yield per_class
+
+
+def tracked_side(size, cameras: int, classes: int, device: str, config: segpost.TrackerConfig, **post):
+    """One Postprocessor per class and their Tracker."""
+    posts = [segpost.Postprocessor(max_frames=cameras, num_queries=QUERIES, mask_size=size, capacity=40,
+                                   max_frame_size=FRAME, score_threshold=0.05, device=device, **post)
+             for _ in range(classes)]
+    tracker = segpost.Tracker(config, cameras=cameras, class_names=[str(c) for c in range(classes)], capacity=40,
+                              mask_size=size, device=device)
+    return posts, tracker
+
+
+def run_round(posts, tracker, outputs, frame_id: int, to_device=None):
+    """One round of blob_rounds' outputs: enqueue every class, wait, update. Returns (results, ids, events)."""
+    cameras = outputs[0][0].shape[0]
+    for c, (post, (logits, boxes, maps)) in enumerate(zip(posts, outputs)):
+        if to_device is not None:
+            logits, boxes, maps = (to_device(a) for a in (logits, boxes, maps))
+        post.enqueue(logits, None, boxes, maps, [FRAME] * cameras, class_id=c)
+        tracker.enqueue(c, post, maps, list(range(cameras)))
+    results = [post.result() for post in posts]
+    ids, events = tracker.update(posts, [frame_id] * cameras, [FRAME] * cameras)
+    return results, ids, events

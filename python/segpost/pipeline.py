@@ -208,8 +208,8 @@ class MultiCameraPipeline:
 
     # -- running -----------------------------------------------------------------------------
 
-    def process(self, frames: Sequence[Any]) -> RoundResult:
-        self.submit(frames)
+    def process(self, frames: Sequence[Any], frame_ids: Optional[Sequence[Optional[int]]] = None) -> RoundResult:
+        self.submit(frames, frame_ids)
         return self.collect()
 
     def submit(self, frames: Sequence[Any], frame_ids: Optional[Sequence[Optional[int]]] = None) -> None:
