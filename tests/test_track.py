@@ -79,6 +79,39 @@ def test_twin_mask_iou_equals_numpy_with_shifted_tracks(size, dtype, mode, thres
     assert stats["shifted"] > 20 and stats["partial"] > 20 and stats["clipped"] > 0, stats
 
 
+# -- the assignment: against brute force ----------------------------------------------------------
+
+def best_total(cost, limit):
+    """The least total over every partial matching of feasible pairs (cost <= limit), each row or
+    column left out costing limit / 2: lapjv's cost_limit, as ByteTrack uses it."""
+    rows, cols = cost.shape
+
+    def search(i, used):
+        if i == rows:
+            return (cols - len(used)) * limit / 2
+        best = limit / 2 + search(i + 1, used)
+        for j in range(cols):
+            if j not in used and cost[i, j] <= limit:
+                best = min(best, cost[i, j] + search(i + 1, used | {j}))
+        return best
+
+    return search(0, frozenset())
+
+
+def test_assignment_is_optimal_with_the_cost_limit():
+    rng = np.random.default_rng(7)
+    for trial in range(300):
+        rows, cols = rng.integers(0, 6, 2)
+        cost = rng.uniform(0, 1.2, (rows, cols))
+        cost[rng.random((rows, cols)) < 0.4] = 5.0   # infeasible pairs
+        limit = float(rng.choice([0.5, 0.8, 0.9]))
+        got = segpost._ext.solve_assignment(cost, limit)
+        pairs = [(i, j) for i, j in enumerate(got) if j >= 0]
+        assert len({j for _, j in pairs}) == len(pairs) and all(cost[i, j] <= limit for i, j in pairs)
+        total = sum(cost[i, j] for i, j in pairs) + (rows + cols - 2 * len(pairs)) * limit / 2
+        assert total == pytest.approx(best_total(cost, limit), abs=1e-9), (trial, cost, limit, got)
+
+
 # -- association on hand-made cases ---------------------------------------------------------------
 
 def crossing_bars(t: int):

@@ -12,8 +12,10 @@ constexpr double kInfeasible = 1e6;
 
 Assignment::Assignment(int max_rows, int max_cols) {
   const size_t n = static_cast<size_t>(max_rows) + max_cols;
-  live_rows_.reserve(max_rows);
-  live_cols_.reserve(max_cols);
+  component_.resize(n);
+  queue_.resize(n);
+  rows_.reserve(max_rows);
+  cols_.reserve(max_cols);
   square_.resize(n * n);
   u_.resize(n + 1);
   v_.resize(n + 1);
@@ -25,32 +27,53 @@ Assignment::Assignment(int max_rows, int max_cols) {
 
 void Assignment::solve(const double* cost, int rows, int cols, double limit, int* row_to_col) {
   for (int i = 0; i < rows; ++i) row_to_col[i] = -1;
-  // Rows and columns without a feasible pair stay unmatched whatever the rest does: leave them out.
-  live_rows_.clear();
-  live_cols_.clear();
-  std::vector<char>& col_live = used_;  // scratch reuse: cleared again by hungarian()
-  for (int j = 0; j < cols; ++j) col_live[j] = 0;
-  for (int i = 0; i < rows; ++i) {
-    bool any = false;
-    for (int j = 0; j < cols; ++j) {
-      if (cost[i * cols + j] <= limit) {
-        any = true;
-        col_live[j] = 1;
+  // The pairs that may match split rows and columns into groups that share no pair: the optimum is
+  // each group's optimum, and most groups are one row and one column (objects apart from each other).
+  // Nodes: rows 0 .. rows-1, then columns rows .. rows+cols-1; component_ -1: not reached yet.
+  const int nodes = rows + cols;
+  for (int i = 0; i < nodes; ++i) component_[i] = -1;
+  auto feasible = [&](int i, int j) { return cost[i * cols + j] <= limit; };
+  for (int start = 0; start < rows; ++start) {
+    if (component_[start] >= 0) continue;
+    int head = 0, tail = 0;
+    queue_[tail++] = start;
+    component_[start] = start;
+    while (head < tail) {
+      const int node = queue_[head++];
+      if (node < rows) {
+        for (int j = 0; j < cols; ++j)
+          if (component_[rows + j] < 0 && feasible(node, j)) component_[queue_[tail++] = rows + j] = start;
+      } else {
+        for (int i = 0; i < rows; ++i)
+          if (component_[i] < 0 && feasible(i, node - rows)) component_[queue_[tail++] = i] = start;
       }
     }
-    if (any) live_rows_.push_back(i);
+    if (tail == 1) continue;  // a row without any feasible pair
+    rows_.clear();
+    cols_.clear();
+    for (int q = 0; q < tail; ++q) {
+      if (queue_[q] < rows) {
+        rows_.push_back(queue_[q]);
+      } else {
+        cols_.push_back(queue_[q] - rows);
+      }
+    }
+    if (rows_.size() == 1 && cols_.size() == 1) {
+      row_to_col[rows_[0]] = cols_[0];
+      continue;
+    }
+    solve_group(cost, cols, limit, row_to_col);
   }
-  for (int j = 0; j < cols; ++j)
-    if (col_live[j]) live_cols_.push_back(j);
-  const int r = static_cast<int>(live_rows_.size()), c = static_cast<int>(live_cols_.size());
-  if (r == 0) return;
-  // The square problem: [pairs, row left out; column left out, 0].
-  const int n = r + c;
+}
+
+// One group: the square problem [pairs, row left out; column left out, 0] (lapjv's extension).
+void Assignment::solve_group(const double* cost, int cols, double limit, int* row_to_col) {
+  const int r = static_cast<int>(rows_.size()), c = static_cast<int>(cols_.size()), n = r + c;
   for (int i = 0; i < n; ++i) {
     for (int j = 0; j < n; ++j) {
       double value;
       if (i < r && j < c) {
-        const double pair = cost[live_rows_[i] * cols + live_cols_[j]];
+        const double pair = cost[rows_[i] * cols + cols_[j]];
         value = pair <= limit ? pair : kInfeasible;
       } else {
         value = (i < r || j < c) ? limit / 2 : 0.0;
@@ -61,7 +84,7 @@ void Assignment::solve(const double* cost, int rows, int cols, double limit, int
   hungarian(n);
   for (int j = 1; j <= c; ++j) {
     const int i = column_row_[j] - 1;
-    if (i < r && cost[live_rows_[i] * cols + live_cols_[j - 1]] <= limit) row_to_col[live_rows_[i]] = live_cols_[j - 1];
+    if (i < r && cost[rows_[i] * cols + cols_[j - 1]] <= limit) row_to_col[rows_[i]] = cols_[j - 1];
   }
 }
 

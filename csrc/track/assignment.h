@@ -16,9 +16,10 @@ class Assignment {
   void solve(const double* cost, int rows, int cols, double limit, int* row_to_col);
 
  private:
+  void solve_group(const double* cost, int cols, double limit, int* row_to_col);  // rows_ x cols_
   void hungarian(int n);  // on the n x n matrix in square_, result in column_row_
 
-  std::vector<int> live_rows_, live_cols_;
+  std::vector<int> component_, queue_, rows_, cols_;
   std::vector<double> square_, u_, v_, min_slack_;
   std::vector<int> column_row_, way_;
   std::vector<char> used_;

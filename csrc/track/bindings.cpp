@@ -28,6 +28,17 @@ std::vector<EventTuple> event_tuples(const std::vector<TrackEvent>& events) {
 }  // namespace
 
 void bind_tracker(py::module_& m) {
+  m.def(
+      "solve_assignment",
+      [](py::array_t<double, py::array::c_style | py::array::forcecast> cost, double limit) {
+        if (cost.ndim() != 2) throw std::invalid_argument("cost must be a 2-D array");
+        const int rows = static_cast<int>(cost.shape(0)), cols = static_cast<int>(cost.shape(1));
+        Assignment assignment(rows, cols);
+        py::array_t<int32_t> row_to_col(rows);
+        assignment.solve(cost.data(), rows, cols, limit, row_to_col.mutable_data());
+        return row_to_col;
+      },
+      py::arg("cost"), py::arg("limit"), "The tracker's assignment (for tests): each row's column, or -1");
   py::class_<Tracker>(m, "Tracker")
       .def(py::init([](int max_cameras, int num_classes, int capacity, int mask_h, int mask_w, int max_tracks,
                        int max_age, int min_hits, float high_score, float match_threshold, float mask_weight,

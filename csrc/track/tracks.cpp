@@ -148,22 +148,26 @@ void TrackTable::match_stage(int32_t camera, const FrameDetections& d, int32_t c
 
 void TrackTable::apply_match(Track& t, int32_t camera, int32_t class_id, int32_t k, const float* box, int64_t frame_id,
                              std::vector<TrackEvent>& events) {
-  const BoxKalman::Vec4 z = measurement(box);
-  t.kalman.update(z);
+  t.kalman.update(take_detection(t, class_id, k, box, frame_id));
   ++t.hits;
-  t.last_frame = frame_id;
-  t.misses = 0;
-  t.matched = true;
-  t.source_class = class_id;
-  t.source_k = k;
-  t.mask_cx = z[0];
-  t.mask_cy = z[1];
   if (t.state == State::Tentative && t.hits >= config_.min_hits) {
     t.state = State::Confirmed;
     events.push_back(TrackEvent{TrackEventKind::Started, camera, class_id, t.id, t.first_frame, frame_id, t.hits});
   } else if (t.state == State::Lost) {
     t.state = State::Confirmed;
   }
+}
+
+BoxKalman::Vec4 TrackTable::take_detection(Track& t, int32_t class_id, int32_t k, const float* box, int64_t frame_id) {
+  const BoxKalman::Vec4 z = measurement(box);
+  t.last_frame = frame_id;
+  t.misses = 0;
+  t.matched = true;
+  t.source_class = class_id;  // the slot takes this detection's mask
+  t.source_k = k;
+  t.mask_cx = z[0];
+  t.mask_cy = z[1];
+  return z;
 }
 
 void TrackTable::start_track(int32_t camera, int32_t class_id, int32_t k, const float* box, int64_t frame_id,
@@ -187,19 +191,13 @@ void TrackTable::start_track(int32_t camera, int32_t class_id, int32_t k, const 
     return;
   }
   Track& t = slot(camera, free_slot);
-  const BoxKalman::Vec4 z = measurement(box);
   t = Track{};
   t.state = config_.min_hits <= 1 ? State::Confirmed : State::Tentative;
   t.class_id = class_id;
   t.id = next_id_[camera]++;
-  t.first_frame = t.last_frame = frame_id;
+  t.first_frame = frame_id;
   t.hits = 1;
-  t.matched = true;
-  t.source_class = class_id;
-  t.source_k = k;
-  t.mask_cx = z[0];
-  t.mask_cy = z[1];
-  t.kalman.initiate(z);
+  t.kalman.initiate(take_detection(t, class_id, k, box, frame_id));
   ids[static_cast<int64_t>(class_id) * config_.capacity + k] = t.id;
   if (t.state == State::Confirmed) {
     events.push_back(TrackEvent{TrackEventKind::Started, camera, class_id, t.id, frame_id, frame_id, 1});

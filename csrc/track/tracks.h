@@ -22,7 +22,7 @@ struct TrackerConfig {
   int32_t max_age = 30;     // frames a lost track is kept
   int32_t min_hits = 3;     // matched frames that confirm a track
   float high_score = 0.5f;  // first-stage detections; lower ones only continue confirmed tracks
-  float match_threshold = 0.2f;   // least similarity of a match
+  float match_threshold = 0.1f;   // least similarity of a match
   float mask_weight = 0.5f;       // similarity = (1 - w) box IoU + w mask IoU
   float new_track_score = 0.6f;   // least score of a detection that starts a track
   bool use_cuda = false;
@@ -96,6 +96,8 @@ class TrackTable {
   void start_track(int32_t camera, int32_t class_id, int32_t k, const float* box, int64_t frame_id, int64_t* ids,
                    std::vector<TrackEvent>& events);
   void end_track(Track& t, int32_t camera, std::vector<TrackEvent>& events);
+  // Track t takes detection k (its frame, its mask, its box centre); returns the measured box.
+  static BoxKalman::Vec4 take_detection(Track& t, int32_t class_id, int32_t k, const float* box, int64_t frame_id);
 
   TrackerConfig config_;
   std::vector<Track> tracks_;  // [cameras][max_tracks]

@@ -46,7 +46,7 @@ class TrackerConfig:
     max_age: int = 30
     min_hits: int = 3
     high_score: float = 0.5
-    match_threshold: float = 0.2
+    match_threshold: float = 0.1
     mask_weight: float = 0.5
     new_track_score: float = 0.6
 
