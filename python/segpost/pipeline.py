@@ -236,8 +236,8 @@ class MultiCameraPipeline:
         if live:
             self._enqueue_round(infos, live)
             self._pre.wait_released()   # so the caller may refill its frames or the staging slots now
-        sizes = [(info.height, info.width) for info in infos]
-        self._pending = (live, skipped, started, [ids[c] for c in live], sizes)
+        frame_sizes = [(info.height, info.width) for info in infos]
+        self._pending = (live, skipped, started, [ids[c] for c in live], frame_sizes)
 
     def staging(self, camera: int, height: int, width: int) -> np.ndarray:
         """Camera's pinned (height, width, 3) uint8 slot: decode its next frame straight into it
@@ -280,18 +280,19 @@ class MultiCameraPipeline:
             # class reads its own slice of the call's rows in place.
             for j in range(k):
                 rows = slice(j * n, (j + 1) * n)
-                post = self._post[call * k + j]
-                post.enqueue(out["pred_logits"][rows], out["presence_logits"][rows], out["pred_boxes"][rows],
-                             out["pred_masks"][rows], sizes, class_id=call * k + j, stream=stream)
-                if self.tracker is not None:
-                    self.tracker.enqueue(call * k + j, post, out["pred_masks"][rows], cameras, stream=stream)
+                self._post[call * k + j].enqueue(out["pred_logits"][rows], out["presence_logits"][rows],
+                                                 out["pred_boxes"][rows], out["pred_masks"][rows], sizes,
+                                                 class_id=call * k + j, stream=stream)
+                if self.tracker is not None:   # before the next call overwrites pred_masks, as compaction
+                    self.tracker.enqueue(call * k + j, self._post[call * k + j], out["pred_masks"][rows], cameras,
+                                         stream=stream)
             self._mark(5 + 2 * call)
 
     def collect(self) -> RoundResult:
         """Wait for the submitted round and return its results."""
         if self._pending is None:
             raise RuntimeError("collect() without a submitted round")
-        live, skipped, started, frame_ids, sizes = self._pending
+        live, skipped, started, frame_ids, frame_sizes = self._pending
         self._pending = None
         index = self._rounds
         self._rounds += 1
@@ -302,7 +303,7 @@ class MultiCameraPipeline:
         events: Tuple[TrackEvent, ...] = ()
         if self.tracker is not None:
             tracked = time.perf_counter()
-            batches, events = self.tracker.track_round(self._post, batches, frame_ids, sizes)
+            batches, events = self.tracker.track_round(self._post, batches, frame_ids, frame_sizes)
             timings["track_update"] = (time.perf_counter() - tracked) * 1e3
         timings["round"] = (time.perf_counter() - started) * 1e3
         cameras = {}
