@@ -61,7 +61,9 @@ class SegmentationService:
 
         device = "cuda" if ray.get_gpu_ids() and cuda_available() else "cpu"
         vision_encoder, decoder, config = build_from_config(pipeline, pipeline_dir, device, where="pipeline")
-        self.pipeline = MultiCameraPipeline(vision_encoder, decoder, dataclasses.replace(config, output=OutputKind.RLE))
+        # Requests are independent frames from any client, so a config's "track" does not apply here.
+        self.pipeline = MultiCameraPipeline(vision_encoder, decoder,
+                                            dataclasses.replace(config, output=OutputKind.RLE, track=None))
         self.classes = set(self.pipeline.class_names)
         self.max_size = self.pipeline.max_frame_size
         self.limits = options.limits
