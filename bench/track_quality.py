@@ -59,7 +59,7 @@ def segpost_tracker():
     except ImportError as exc:
         print(f"segpost's tracker is not in this build ({exc}): peers only", file=sys.stderr)
         return None
-    return TrackerConfig()
+    return TrackerConfig(max_age=FPS)   # a second, as the peers' lost_track_buffer at the world's rate
 
 
 def world_summary(kinds, seeds, rounds) -> dict:

@@ -7,11 +7,13 @@ import importlib.util
 import numpy as np
 import pytest
 
-from segpost.synthetic.tracking import KINDS, SIZE, TrackingScene
-from track_harness import NAMES, Frame, build_pipeline, mask_iou, record, score, truth_frame
+from segpost.synthetic.tracking import FPS, SIZE, TrackingScene
+from track_harness import NAMES, SEGPOST, Frame, build_pipeline, mask_iou, record, score, table, truth_frame
+from track_peers import trackers_peers
 
-requires_trackeval = pytest.mark.skipif(importlib.util.find_spec("trackeval") is None,
-                                        reason="scoring needs TrackEval: pip install '.[track-eval]'")
+requires_trackeval = pytest.mark.skipif(
+    importlib.util.find_spec("trackeval") is None or importlib.util.find_spec("trackers") is None,
+    reason="scoring and the peers need TrackEval and Roboflow's trackers: pip install '.[track-eval]'")
 
 
 def _detections(result, camera, name):
@@ -143,3 +145,20 @@ def test_dont_care_objects_are_neither_missed_nor_false_positives():
     frame = truth_frame(truth, cls, truth.mask(k)[None])
     assert truth.identity(k) not in frame.gt and frame.ignored.tolist() == [True]
     assert isinstance(frame, Frame)
+
+
+@requires_trackeval
+def test_segpost_tracks_at_least_as_well_as_the_peers_and_keeps_crossing_bars_apart():
+    """The issue's goal on a small world (2 cameras, 60 frames): HOTA at least the best peer's,
+    fewer id switches where objects cross or share a box."""
+    from segpost.track import TrackerConfig
+
+    peers = trackers_peers()
+    kinds = ["crossing", "shared_box"]
+    rec = record(kinds, seeds=[0], rounds=60, peers=peers, track=TrackerConfig(max_age=FPS))
+    results = table(rec, [SEGPOST, *peers], kinds)
+    report = {t: {k: (round(r["HOTA"], 3), r["IDSW"]) for k, r in rows.items()} for t, rows in results.items()}
+    best_peer = max(results[p]["overall"]["HOTA"] for p in peers)
+    assert results[SEGPOST]["overall"]["HOTA"] >= best_peer, report
+    switches = {t: sum(results[t][k]["IDSW"] for k in kinds) for t in results}
+    assert switches[SEGPOST] < min(switches[p] for p in peers), report
