@@ -13,6 +13,10 @@
 
 namespace py = pybind11;
 using segpost::Batch;
+
+namespace segpost {
+void bind_tracker(py::module_& m);  // track/bindings.cpp
+}
 using segpost::DType;
 
 namespace {
@@ -214,6 +218,8 @@ PYBIND11_MODULE(_ext, m) {
       .def_property_readonly("device_bytes", &segpost::Postprocessor::device_bytes)
       .def_property_readonly("pinned_bytes", &segpost::Postprocessor::pinned_bytes)
       .def_property_readonly("host_bytes", &segpost::Postprocessor::host_bytes);
+
+  segpost::bind_tracker(m);
 
   py::register_exception_translator([](std::exception_ptr p) {
     try {

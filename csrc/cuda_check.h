@@ -47,6 +47,24 @@ inline void reserve_dynamic_shared_memory(const void* kernel, const char* owner,
       "shared memory setup");
 }
 
+// Restores the caller's current device after switching to an object's own (a Postprocessor's, a Tracker's).
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    SEGPOST_CUDA_CHECK(cudaGetDevice(&previous_), "set device");
+    if (previous_ != device) SEGPOST_CUDA_CHECK(cudaSetDevice(device), "set device");
+  }
+  ~DeviceGuard() {
+    int current = previous_;
+    if (cudaGetDevice(&current) == cudaSuccess && current != previous_) cudaSetDevice(previous_);
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = 0;
+};
+
 }  // namespace segpost
 
 // After a kernel launch: catches launch-configuration errors without synchronizing.

@@ -7,7 +7,7 @@ import sys
 import segpost
 
 PACKAGE = os.path.dirname(segpost.__file__)
-CORE = ("_arrays", "postprocess", "preprocess", "encodings", "results", "pipeline", "engines")
+CORE = ("_arrays", "postprocess", "preprocess", "encodings", "results", "pipeline", "pipeline_results", "engines", "track")
 APPLICATION = ("io", "service", "cli", "fleet", "config", "synthetic")
 OPTIONAL = ("ray", "prometheus_client", "paho", "PyNvVideoCodec", "fastapi", "grpc", "starlette")
 # Who may import what, besides the core (and besides optional libraries, imported lazily where used).

@@ -132,24 +132,6 @@ void Postprocessor::run_cpu(const Batch& batch) {
 
 namespace {
 
-// Restores the caller's current device after switching to the Postprocessor's.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    SEGPOST_CUDA_CHECK(cudaGetDevice(&previous_), "set device");
-    if (previous_ != device) SEGPOST_CUDA_CHECK(cudaSetDevice(device), "set device");
-  }
-  ~DeviceGuard() {
-    int current = previous_;
-    if (cudaGetDevice(&current) == cudaSuccess && current != previous_) cudaSetDevice(previous_);
-  }
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-
- private:
-  int previous_ = 0;
-};
-
 // A host pointer, a freed buffer or another GPU's memory would fault inside a kernel; this
 // turns each into a message instead.
 void check_device_pointer(const void* ptr, int device, const char* name) {

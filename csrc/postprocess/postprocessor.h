@@ -49,6 +49,8 @@ class Postprocessor {
   const Config& config() const { return config_; }
   const ResultLayout& layout() const { return layout_; }
   void* host_results() const { return host_results_; }
+  // The result block on the device (CUDA only): records of the last enqueue, in stream order.
+  const void* device_results() const { return device_results_; }
   uint8_t* host_masks() const { return host_masks_; }
   uint8_t* device_masks() const { return device_masks_; }
   int64_t mask_buffer_bytes() const { return mask_buffer_bytes_; }

@@ -4,8 +4,9 @@ from .encodings import CroppedMasks, LowResMasks, PackedMasks, RleMasks, decode_
 from .postprocess import MaskMode, OutputKind, Postprocessor, cuda_available
 from .preprocess import Preprocessor, YuvFrame
 from .results import BatchResult, FrameResult
+from .track import TrackEvent, Tracker, TrackerConfig
 
 __version__ = "0.1.0"
 __all__ = ["Postprocessor", "Preprocessor", "YuvFrame", "OutputKind", "MaskMode", "BatchResult", "FrameResult", "DeviceBuffer", "PackedMasks", "RleMasks",
            "CroppedMasks", "LowResMasks", "resize_lowres", "decode_coco_rle",
-           "cuda_available", "__version__"]
+           "Tracker", "TrackerConfig", "TrackEvent", "cuda_available", "__version__"]

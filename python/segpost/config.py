@@ -8,8 +8,10 @@
       "max_cameras": 8, "max_frame_size": [1080, 1920],
       "score_threshold": 0.5, "capacity": 128, "output": "full",
       "resize": "antialias",                       # or "bilinear" (cv2.INTER_LINEAR-like)
-      "classes_per_call": "all"                    # or 1, or a divisor of the classes; default: what
-    }                                              # the decoder's batch range allows
+      "classes_per_call": "all",                   # or 1, or a divisor of the classes; default: what
+                                                   # the decoder's batch range allows
+      "track": true                                # or {"max_age": 60, ...}: segpost.TrackerConfig's fields
+    }
 
 Relative paths are relative to the config file. A prompt file is an .npz with ``features``
 [L, D] and optionally ``mask`` [L] (engines/extract_prompts.py writes them). The torch backend
@@ -32,10 +34,11 @@ from .engines.base import Engine, EngineError
 from .io.secrets import expand_env
 from .pipeline import ClassPrompt, PipelineConfig
 from .postprocess import MaskMode, OutputKind
+from .track import TrackerConfig
 
 _KNOWN = {"backend", "vision_encoder", "decoder", "weights", "classes", "max_cameras", "max_frame_size",
           "score_threshold", "mask_threshold", "mask_mode", "top_k", "capacity", "output", "dtype", "busy_ms",
-          "resize", "classes_per_call", "compile", "cuda_graphs", "compile_cache"}
+          "resize", "classes_per_call", "compile", "cuda_graphs", "compile_cache", "track"}
 
 
 def read_json(path: str, what: str = "config file") -> Dict[str, Any]:
@@ -138,4 +141,5 @@ def _pipeline_config(path: str, raw: Dict[str, Any], prompts) -> PipelineConfig:
                           max_frame_size=tuple(raw.get("max_frame_size", (1080, 1920))),
                           score_threshold=raw.get("score_threshold", 0.5), mask_threshold=raw.get("mask_threshold"),
                           mask_mode=mode, top_k=raw.get("top_k"), capacity=raw.get("capacity", 128), output=output,
-                          resize=raw.get("resize", "antialias"), classes_per_call=raw.get("classes_per_call"))
+                          resize=raw.get("resize", "antialias"), classes_per_call=raw.get("classes_per_call"),
+                          track=TrackerConfig.from_value(raw.get("track"), f"{path}: track"))

@@ -10,17 +10,20 @@ decoder. Every buffer is allocated in the constructor.
 """
 from __future__ import annotations
 
+import contextlib
 import time
-from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .engines.base import Engine, EngineError
 from .engines.contract import DECODER_OUTPUTS, FPN_TENSORS, Geometry, check_engines
+from .pipeline_results import CameraResult, Detection, RoundResult  # noqa: F401  (re-exported)
 from .postprocess import MaskMode, OutputKind, Postprocessor, _pair
 from .preprocess import RESIZE_FILTERS, Preprocessor, checked_frame
-from .results import BatchResult, FrameResult
+from .results import BatchResult
+from .track import FrameIds, TrackEvent, Tracker, TrackerConfig
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class PipelineConfig:
     # Classes per decoder call: 1 (one call per class, the users' plan C), k (a divisor of the
     # class count), "all", or None: as many as the decoder's batch range allows (F x k <= its max).
     classes_per_call: Union[int, str, None] = None
+    # Track identities across frames (segpost.TrackerConfig): FrameResult.track_ids, RoundResult.track_events.
+    track: Optional[TrackerConfig] = None
 
 
 def resolve_classes_per_call(value: Union[int, str, None], classes: int, cameras: int,
@@ -65,46 +70,6 @@ def resolve_classes_per_call(value: Union[int, str, None], classes: int, cameras
                           f"{cameras} cameras x {k} classes = {cameras * k}. Rebuild the decoder with "
                           f"--classes-per-call {k} (engines/build_engines.sh) or lower classes_per_call")
     return int(k)
-
-
-@dataclass(frozen=True)
-class Detection:
-    class_name: str
-    class_id: int
-    score: float
-    box: np.ndarray   # xyxy pixels
-    mask: Any         # (H, W) bool, or the output kind's per-mask form (packed bits, RLE dict)
-
-
-@dataclass(frozen=True)
-class CameraResult:
-    """One camera's detections of one round, per class (views valid until the next round)."""
-
-    camera: int
-    frame_size: Tuple[int, int]
-    by_class: Dict[str, FrameResult]
-
-    @property
-    def num_detections(self) -> int:
-        return sum(len(r) for r in self.by_class.values())
-
-    def __iter__(self) -> Iterator[Detection]:
-        for name, r in self.by_class.items():
-            for k in range(len(r)):
-                yield Detection(name, int(r.class_ids[k]), float(r.scores[k]), r.boxes[k], r.masks[k])
-
-
-@dataclass(frozen=True)
-class RoundResult:
-    round_index: int
-    cameras: Dict[int, CameraResult]
-    skipped: Dict[int, str]                 # camera -> why its frame was not processed this round
-    timings_ms: Dict[str, float]
-    overflow: Tuple[str, ...] = field(default=())  # classes whose capacity cut dropped detections
-
-    @property
-    def num_detections(self) -> int:
-        return sum(c.num_detections for c in self.cameras.values())
 
 
 class MultiCameraPipeline:
@@ -180,6 +145,10 @@ class MultiCameraPipeline:
             max_frame_size=self.max_frame_size, score_threshold=config.score_threshold,
             mask_threshold=config.mask_threshold, mask_mode=config.mask_mode, top_k=config.top_k,
             output=config.output, device=self.device) for _ in config.classes]
+        self.tracker = None if config.track is None else Tracker(
+            config.track, cameras=cameras, class_names=names, capacity=config.capacity, mask_size=g.mask_size,
+            device=self.device)
+        self._frame_ids = FrameIds(cameras)
         marks = 4 + 2 * len(self._prompts)
         self._events = [xp.cuda.Event() for _ in range(marks)] if self.device == "cuda" else None
         self._host_marks = [0.0] * marks
@@ -235,22 +204,24 @@ class MultiCameraPipeline:
                     buffer[j * n:(j + 1) * n] = buffer[:n]
 
     def _on_stream(self):
-        return self._stream if self._stream is not None else _NoStream()
+        return self._stream if self._stream is not None else contextlib.nullcontext()
 
     # -- running -----------------------------------------------------------------------------
 
-    def process(self, frames: Sequence[Any]) -> RoundResult:
-        self.submit(frames)
+    def process(self, frames: Sequence[Any], frame_ids: Optional[Sequence[Optional[int]]] = None) -> RoundResult:
+        self.submit(frames, frame_ids)
         return self.collect()
 
-    def submit(self, frames: Sequence[Any]) -> None:
+    def submit(self, frames: Sequence[Any], frame_ids: Optional[Sequence[Optional[int]]] = None) -> None:
         """Queue a round. When this returns, the frames may be reused: host frames have been
-        uploaded, device frames read."""
+        uploaded, device frames read. ``frame_ids``: each camera's frame index, for the track
+        events (default: how many frames the camera was given before)."""
         if self._pending is not None:
             raise RuntimeError("submit() called twice: collect() the previous round first")
         if not isinstance(frames, (list, tuple)) or len(frames) > self.config.max_cameras:
             raise ValueError(f"frames must be a list of at most {self.config.max_cameras} entries (one per camera, "
                              f"None for a camera without a frame), got {type(frames).__name__} of {len(frames) if hasattr(frames, '__len__') else '?'}")
+        ids = self._frame_ids.round(frames, frame_ids)
         live, infos, skipped = [], [], {}
         for camera, frame in enumerate(frames):
             if frame is None:
@@ -265,7 +236,8 @@ class MultiCameraPipeline:
         if live:
             self._enqueue_round(infos, live)
             self._pre.wait_released()   # so the caller may refill its frames or the staging slots now
-        self._pending = (live, skipped, started)
+        sizes = [(info.height, info.width) for info in infos]
+        self._pending = (live, skipped, started, [ids[c] for c in live], sizes)
 
     def staging(self, camera: int, height: int, width: int) -> np.ndarray:
         """Camera's pinned (height, width, 3) uint8 slot: decode its next frame straight into it
@@ -308,16 +280,18 @@ class MultiCameraPipeline:
             # class reads its own slice of the call's rows in place.
             for j in range(k):
                 rows = slice(j * n, (j + 1) * n)
-                self._post[call * k + j].enqueue(out["pred_logits"][rows], out["presence_logits"][rows],
-                                                 out["pred_boxes"][rows], out["pred_masks"][rows], sizes,
-                                                 class_id=call * k + j, stream=stream)
+                post = self._post[call * k + j]
+                post.enqueue(out["pred_logits"][rows], out["presence_logits"][rows], out["pred_boxes"][rows],
+                             out["pred_masks"][rows], sizes, class_id=call * k + j, stream=stream)
+                if self.tracker is not None:
+                    self.tracker.enqueue(call * k + j, post, out["pred_masks"][rows], cameras, stream=stream)
             self._mark(5 + 2 * call)
 
     def collect(self) -> RoundResult:
         """Wait for the submitted round and return its results."""
         if self._pending is None:
             raise RuntimeError("collect() without a submitted round")
-        live, skipped, started = self._pending
+        live, skipped, started, frame_ids, sizes = self._pending
         self._pending = None
         index = self._rounds
         self._rounds += 1
@@ -325,6 +299,11 @@ class MultiCameraPipeline:
             return RoundResult(index, {}, skipped, {"round": (time.perf_counter() - started) * 1e3})
         batches: List[BatchResult] = [post.result() for post in self._post]
         timings = self._timings()
+        events: Tuple[TrackEvent, ...] = ()
+        if self.tracker is not None:
+            tracked = time.perf_counter()
+            batches, events = self.tracker.track_round(self._post, batches, frame_ids, sizes)
+            timings["track_update"] = (time.perf_counter() - tracked) * 1e3
         timings["round"] = (time.perf_counter() - started) * 1e3
         cameras = {}
         for b, camera in enumerate(live):
@@ -332,7 +311,12 @@ class MultiCameraPipeline:
             sizes = next(iter(frame_results.values())).masks.shape[1:]
             cameras[camera] = CameraResult(camera, tuple(int(v) for v in sizes), frame_results)
         overflow = tuple(name for name, batch in zip(self.class_names, batches) if batch.overflow or batch.mask_overflow)
-        return RoundResult(index, cameras, skipped, timings, overflow)
+        return RoundResult(index, cameras, skipped, timings, overflow, events)
+
+    def finish_tracks(self, camera: Optional[int] = None) -> Tuple[TrackEvent, ...]:
+        """End the live tracks of camera slot ``camera`` (None: every camera), e.g. at the end of
+        a file or at shutdown: their ``track_ended`` events. () when the pipeline does not track."""
+        return () if self.tracker is None else self.tracker.finish(camera)
 
     def _timings(self) -> Dict[str, float]:
         calls = len(self._prompts)
@@ -358,19 +342,12 @@ class MultiCameraPipeline:
                   "io_buffers": io, "postprocess": sum(p["device"] for p in posts),
                   "preprocess": self._pre.device_bytes,
                   "pinned_host": sum(p["pinned_host"] for p in posts) + self._pre.pinned_bytes}
+        if self.tracker is not None:
+            report["tracker"] = self.tracker.memory_report()["device"]
+            report["pinned_host"] += self.tracker.memory_report()["pinned_host"]
         if self.device == "cuda":
             free, total = self.xp.cuda.runtime.memGetInfo()
             report["device_used"] = int(total - free)
         return report
 
     vram_report = memory_report
-
-
-class _NoStream:
-    """The CPU pipeline's stand-in for ``with stream:``."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
@@ -14,7 +14,8 @@ class FrameResult:
     boxes (N, 4) float32 xyxy pixels; scores (N,) float32; class_ids (N,) int32; query_ids (N,)
     int32; masks (N, H, W) bool: numpy on the host, CuPy for OutputKind.DEVICE_FULL, a lazy
     segpost.PackedMasks for OutputKind.PACKED (np.asarray() or [k] unpacks), segpost.RleMasks for
-    OutputKind.RLE ([k] is a pycocotools dict, np.asarray() decodes).
+    OutputKind.RLE ([k] is a pycocotools dict, np.asarray() decodes). track_ids (N,) int64: each
+    detection's track id when a segpost.Tracker ran (a MultiCameraPipeline with track=...), else None.
     The arrays are views into the Postprocessor's buffers, valid until its next enqueue/run:
     call .copy() to keep them longer.
     """
@@ -24,13 +25,15 @@ class FrameResult:
     class_ids: np.ndarray
     query_ids: np.ndarray
     masks: Any
+    track_ids: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return len(self.scores)
 
     def copy(self) -> "FrameResult":
         return FrameResult(self.boxes.copy(), self.scores.copy(), self.class_ids.copy(),
-                           self.query_ids.copy(), self.masks.copy())
+                           self.query_ids.copy(), self.masks.copy(),
+                           None if self.track_ids is None else self.track_ids.copy())
 
 
 @dataclass(frozen=True)

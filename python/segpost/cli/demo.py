@@ -9,11 +9,13 @@ from typing import List, Optional
 
 import numpy as np
 
+from ..io.annotate import Trails, mosaic
 from ..pipeline import ClassPrompt, MultiCameraPipeline, PipelineConfig
 from ..postprocess import OutputKind
 from ..synthetic import scene
 from ..synthetic.engines import SyntheticDecoder, SyntheticGeometry, SyntheticVisionEncoder, prompt_for_class
 from ..synthetic.evaluation import score_camera
+from ..track import TrackerConfig
 from .common import Progress, choose_device, rss_bytes
 
 
@@ -32,6 +34,8 @@ def add_parser(commands) -> None:
                       help="busy time per call of the synthetic vision encoder and decoder, standing in for real engines")
     demo.add_argument("--eval-every", type=int, default=1, metavar="N", help="score masks against the truth every N rounds (0: never)")
     demo.add_argument("--save", metavar="PATH", help="write the annotated mosaic: .png (last round) or .mp4 (every round)")
+    demo.add_argument("--track", action="store_true",
+                      help="track identities (segpost.TrackerConfig defaults); --save draws each object's id and trail")
     demo.add_argument("--soak", action="store_true",
                       help="sample VRAM and host RSS every 1000 frames and fail if either grows after warm-up")
     demo.add_argument("--min-iou", type=float, default=None, help="exit with status 1 when the mean mask IoU is lower")
@@ -41,6 +45,11 @@ def add_parser(commands) -> None:
 
 
 def run(args) -> int:
+    try:
+        import cv2  # noqa: F401  (the scene is drawn with it)
+    except ImportError:
+        raise ValueError("the demo draws its synthetic cameras with OpenCV, which is not installed: "
+                         "pip install \"segpost[video]\" (or opencv-python-headless)") from None
     device = choose_device(args.device)
     if not 1 <= args.cameras <= 64:
         raise ValueError("--cameras must be in [1, 64]")
@@ -60,7 +69,7 @@ def run(args) -> int:
     config = PipelineConfig([ClassPrompt(n, *prompt_for_class(i, geometry)) for i, n in enumerate(names)],
                             max_cameras=args.cameras,
                             max_frame_size=(max(h for h, _ in camera_sizes), max(w for _, w in camera_sizes)),
-                            output=OutputKind(args.output))
+                            output=OutputKind(args.output), track=TrackerConfig() if args.track else None)
     pipeline = MultiCameraPipeline(SyntheticVisionEncoder(geometry, device=device, busy_ms=busy[0]),
                                    SyntheticDecoder(geometry, device=device, busy_ms=busy[1]), config)
     world = scene.Scene(camera_sizes, num_classes=args.classes, objects_per_class=args.objects_per_class,
@@ -71,6 +80,7 @@ def run(args) -> int:
           f"output {args.output}, busy {busy[0]:g}+{busy[1]:g}x{args.classes} ms", file=sys.stderr)
     progress = Progress.on_stderr(total)
     writer, latencies, stage_sums, ious, false_positives = None, [], {}, [], 0
+    trails, track_events = Trails(), {"track_started": 0, "track_ended": 0}
     vram, rss, failures = [], [], []
     # Frames are drawn straight into the pipeline's pinned staging slots (no copy in submit), the
     # way capture code would decode into them; --save keeps two private sets to draw on instead.
@@ -92,17 +102,23 @@ def run(args) -> int:
                 score = score_camera(camera_result, current_truth[camera], names)
                 ious.extend(score.ious)
                 false_positives += score.false_positives
+        for event in result.track_events:
+            track_events[event.kind] += 1
+        trails.update(result.cameras)
         if args.save and (args.save.endswith(".mp4") or r == rounds - 1):
-            writer = _save(args.save, writer, current, result)
+            writer = _save(args.save, writer, current, result, trails)
         done = (r + 1) * args.cameras
         if args.soak and (r == 0 or done // 1000 != (done - args.cameras) // 1000):
             vram.append(pipeline.memory_report().get("device_used", 0))
             rss.append(rss_bytes())
         progress.update(done, f"mIoU {np.mean(ious):.3f}" if ious else "")
     elapsed = time.perf_counter() - started
+    track_events["track_ended"] += len(pipeline.finish_tracks())   # the end of the run ends every track
     if writer is not None:
         writer.release()
     summary = _summary(pipeline, args.cameras, rounds, elapsed, latencies, stage_sums, ious, false_positives)
+    if args.track:
+        summary["tracks"] = {**track_events, "objects": args.cameras * args.classes * args.objects_per_class}
     if args.soak:
         summary.update(_soak_verdict(vram, rss, failures))
     _print_summary(summary)
@@ -119,12 +135,10 @@ def run(args) -> int:
     return 0
 
 
-def _save(path: str, writer, frames, result):
+def _save(path: str, writer, frames, result, trails: Trails):
     import cv2
 
-    from ..io.annotate import mosaic
-
-    image = mosaic(frames, result.cameras)
+    image = mosaic(frames, result.cameras, trails=trails)
     if path.endswith(".mp4"):
         if writer is None:
             writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 10, (image.shape[1], image.shape[0]))
@@ -172,6 +186,10 @@ def _print_summary(s: dict) -> None:
     if s["mean_iou"] is not None:
         print(f"  mask IoU vs ground truth: mean {s['mean_iou']:.4f} over {s['objects_scored']} objects, "
               f"{s['false_positives']} false positives")
+    if "tracks" in s:
+        t = s["tracks"]
+        print(f"  tracking: {t['track_started']} tracks confirmed for {t['objects']} objects in the scene, "
+              f"{t['track_ended']} ended")
     if "soak" in s:
         print(f"  soak: VRAM delta {s['soak']['vram_delta_mb']:.1f} MB, RSS delta {s['soak']['rss_delta_mb']:.1f} MB "
               f"over {s['soak']['samples']} samples")

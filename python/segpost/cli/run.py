@@ -14,6 +14,7 @@ from ..pipeline import MultiCameraPipeline
 from ..postprocess import OutputKind
 from ..preprocess import RESIZE_FILTERS
 from ..service.runner import CameraRunner, stop_on_signals
+from ..track import TrackerConfig
 from .common import choose_device
 
 
@@ -32,6 +33,9 @@ def add_parser(commands) -> None:
     run.add_argument("--masks", choices=("rle", "png", "none"), default="rle")
     run.add_argument("--mask-dir", default="masks", help="where --masks png writes its files")
     run.add_argument("--max-rounds", type=int, default=None)
+    run.add_argument("--track", action="store_true",
+                     help="track identities: a track_id per detection, track_started/track_ended event lines "
+                          "(the config's \"track\" settings, else the defaults)")
     run.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
     run.add_argument("--decode", choices=("auto", "gpu", "cpu"), default="auto",
                      help="gpu: NVDEC (segpost[nvdec]); cpu: OpenCV; auto: NVDEC where it decodes the codec")
@@ -63,7 +67,8 @@ def _run(args, device: str, redactor: Redactor) -> int:
         raise ValueError(f"{len(args.source)} sources but the config allows max_cameras={config.max_cameras}")
     output = OutputKind.RLE if args.masks == "rle" else OutputKind.PACKED
     config = dataclasses.replace(config, max_cameras=len(args.source), output=output,
-                                 resize=args.resize or config.resize)
+                                 resize=args.resize or config.resize,
+                                 track=config.track or (TrackerConfig() if args.track else None))
     decode = "cpu" if device == "cpu" and args.decode == "auto" else args.decode
     if device == "cpu" and decode == "gpu":
         raise ValueError("--decode gpu needs --device cuda (NVDEC frames live on the GPU)")

@@ -13,12 +13,15 @@ from ..encodings import dense_mask
 def frame_record(round_index: int, camera: Any, source: str, frame_index: Optional[int], result, masks: str = "rle",
                  mask_dir: str = "masks", pts: Optional[float] = None, **extra) -> Dict[str, Any]:
     """One camera's detections of one round; ``masks``: rle (COCO RLE dicts), png (files written
-    under ``mask_dir``, their paths) or none. ``source`` is shown as given (pass it redacted)."""
+    under ``mask_dir``, their paths) or none. ``source`` is shown as given (pass it redacted).
+    When the pipeline tracks, each detection has its ``track_id`` (-1: untracked)."""
     detections = []
     for class_name, frame_result in result.by_class.items():
         for k in range(len(frame_result)):
             item = {"class": class_name, "score": round(float(frame_result.scores[k]), 5),
                     "box": [round(float(v), 2) for v in frame_result.boxes[k]]}
+            if frame_result.track_ids is not None:
+                item["track_id"] = int(frame_result.track_ids[k])
             if masks == "rle":
                 rle = frame_result.masks[k]
                 item["mask"] = None if rle is None else {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
@@ -41,3 +44,11 @@ def event_record(event: str, camera: Any, source: str, message: str, **details) 
     """An event: error, skipped, disconnected, reconnected (with the gap), finished, stopped."""
     return {"event": event, "camera": camera, "source": source, "message": message,
             "time": round(time.time(), 3), **details}
+
+
+def track_event_record(event, camera: Any, source: str) -> Dict[str, Any]:
+    """A segpost.TrackEvent as a line: track_started (confirmed; first_frame is when it was first
+    seen) or track_ended (last_frame is its last matched frame). ``camera``: the camera's id."""
+    return {"event": event.kind, "camera": camera, "source": source, "class": event.class_name,
+            "track_id": event.track_id, "first_frame": event.first_frame, "last_frame": event.last_frame,
+            "frames_seen": event.frames_seen, "time": round(time.time(), 3)}

@@ -4,6 +4,8 @@
   latest first) and runs them as one batch; cameras that fail are reported and the others go on.
 - Source events (errors, disconnections, reconnections with their gap) become event records,
   metrics and one stderr line each, with credentials redacted.
+- When the pipeline tracks, its track events become records too; a file camera's tracks end
+  when the file does, and every camera's at shutdown.
 - ``stop`` (SIGINT/SIGTERM through ``stop_on_signals``) ends the loop after the round in flight;
   the sinks are flushed and closed and the sources closed.
 - A watchdog ends the process with a clear message and exit status 3 when a round does not
@@ -22,7 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..io.records import event_record, frame_record
+from ..io.records import event_record, frame_record, track_event_record
 from ..io.sinks import Sink
 from ..io.sources import CameraSource
 
@@ -131,8 +133,13 @@ class CameraRunner:
         for sink in self.sinks:
             sink.flush()
 
+    def write_track_events(self, events) -> None:
+        for event in events:
+            camera, source = self.cameras[event.camera]
+            self.write(track_event_record(event, camera, source.shown_url))
+
     def _events(self) -> None:
-        for camera, source in self.cameras:
+        for slot, (camera, source) in enumerate(self.cameras):
             if camera not in self._described and source.decoder_description:
                 self._described.add(camera)
                 self.log(f"segpost: camera {camera}: {source.shown_url}: {source.decoder_description}")
@@ -142,6 +149,8 @@ class CameraRunner:
                 if event.kind != "finished":
                     self.log(f"segpost: camera {camera}: {event.message}")
                 self.write(event_record(event.kind, camera, source.shown_url, event.message, **event.details))
+                if event.kind == "finished":
+                    self.write_track_events(self.pipeline.finish_tracks(slot))
             if self.metrics:
                 self.metrics.observe_camera(camera, source.stats)
 
@@ -160,6 +169,7 @@ class CameraRunner:
                     continue
                 self._round(got)
             self._events()
+            self.write_track_events(self.pipeline.finish_tracks())
         finally:
             if self.watchdog:
                 self.watchdog.close()
@@ -183,7 +193,7 @@ class CameraRunner:
         if self.watchdog:
             self.watchdog.round_started()
         self._stage = f"round {self.rounds}: pipeline (preprocess, engines, postprocess)"
-        result = self.pipeline.process(frames)
+        result = self.pipeline.process(frames, frame_ids=[None if g is None else g.index for g in got])
         self._round_ms.append(result.timings_ms["round"])
         self._stage = f"round {self.rounds}: writing records"
         for slot, reason in result.skipped.items():
@@ -201,6 +211,7 @@ class CameraRunner:
             self.frames[camera] += 1
             for name, frame_result in camera_result.by_class.items():
                 detections[name] = detections.get(name, 0) + len(frame_result)
+        self.write_track_events(result.track_events)
         if self.metrics:
             self.metrics.observe_round(result.timings_ms["round"] / 1e3, result.timings_ms,
                                        [self.cameras[slot][0] for slot in result.cameras], detections)

@@ -1,0 +1,120 @@
+// The box motion model: a constant-velocity Kalman filter on (cx, cy, w, h) in pixels, as
+// BoT-SORT's xywh filter (ByteTrack's xyah one estimates the aspect ratio instead of the width,
+// which couples width to height: a person who turns or a bar that rotates changes one but not the
+// other). Noise scales with the box size (ByteTrack's and BoT-SORT's weights 1/20 and 1/160).
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <utility>
+
+namespace segpost {
+
+class BoxKalman {
+ public:
+  using Vec4 = std::array<double, 4>;
+  using Vec8 = std::array<double, 8>;
+
+  // A new track at a measured box (cx, cy, w, h), at rest.
+  void initiate(const Vec4& z) {
+    mean_ = {z[0], z[1], z[2], z[3], 0, 0, 0, 0};
+    const Vec8 std_dev = {2 * kPosition * z[2], 2 * kPosition * z[3], 2 * kPosition * z[2], 2 * kPosition * z[3],
+                          10 * kVelocity * z[2], 10 * kVelocity * z[3], 10 * kVelocity * z[2], 10 * kVelocity * z[3]};
+    for (auto& row : cov_) row.fill(0.0);
+    for (int i = 0; i < 8; ++i) cov_[i][i] = std_dev[i] * std_dev[i];
+  }
+
+  // One frame ahead. `hold_size`: a track that is not matched keeps its size (its width and
+  // height velocities are zeroed, as BoT-SORT does for lost tracks) so a long gap cannot shrink it to nothing.
+  void predict(bool hold_size) {
+    if (hold_size) mean_[6] = mean_[7] = 0;
+    const double w = mean_[2], h = mean_[3];
+    const Vec8 q = {kPosition * w, kPosition * h, kPosition * w, kPosition * h,
+                    kVelocity * w, kVelocity * h, kVelocity * w, kVelocity * h};
+    for (int i = 0; i < 4; ++i) mean_[i] += mean_[i + 4];
+    // P = F P F^T + Q with F = [[I, I], [0, I]]: rows then columns of the top half gain the bottom half.
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 8; ++j) cov_[i][j] += cov_[i + 4][j];
+    for (int j = 0; j < 4; ++j)
+      for (int i = 0; i < 8; ++i) cov_[i][j] += cov_[i][j + 4];
+    for (int i = 0; i < 8; ++i) cov_[i][i] += q[i] * q[i];
+    keep_positive_size();
+  }
+
+  // Folds in a measured box (cx, cy, w, h).
+  void update(const Vec4& z) {
+    const double w = mean_[2], h = mean_[3];
+    const Vec4 r = {kPosition * w, kPosition * h, kPosition * w, kPosition * h};
+    // S = H P H^T + R (the top-left 4x4 of P plus R); K = P H^T S^-1 (8x4).
+    double s[4][4];
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 4; ++j) s[i][j] = cov_[i][j] + (i == j ? r[i] * r[i] : 0.0);
+    double s_inv[4][4];
+    invert4(s, s_inv);
+    double gain[8][4];
+    for (int i = 0; i < 8; ++i)
+      for (int j = 0; j < 4; ++j) {
+        double v = 0;
+        for (int m = 0; m < 4; ++m) v += cov_[i][m] * s_inv[m][j];
+        gain[i][j] = v;
+      }
+    Vec4 innovation;
+    for (int i = 0; i < 4; ++i) innovation[i] = z[i] - mean_[i];
+    for (int i = 0; i < 8; ++i)
+      for (int j = 0; j < 4; ++j) mean_[i] += gain[i][j] * innovation[j];
+    // P -= K S K^T = K (H P): row i of H P is row i of P's top half.
+    double top[4][8];
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 8; ++j) top[i][j] = cov_[i][j];
+    for (int i = 0; i < 8; ++i)
+      for (int j = 0; j < 8; ++j) {
+        double v = 0;
+        for (int m = 0; m < 4; ++m) v += gain[i][m] * top[m][j];
+        cov_[i][j] -= v;
+      }
+    keep_positive_size();
+  }
+
+  double cx() const { return mean_[0]; }
+  double cy() const { return mean_[1]; }
+  double width() const { return mean_[2]; }
+  double height() const { return mean_[3]; }
+  double vx() const { return mean_[4]; }
+  double vy() const { return mean_[5]; }
+
+ private:
+  static constexpr double kPosition = 1.0 / 20, kVelocity = 1.0 / 160;
+
+  void keep_positive_size() {
+    mean_[2] = std::fmax(mean_[2], 1.0);
+    mean_[3] = std::fmax(mean_[3], 1.0);
+  }
+
+  // Gauss-Jordan with partial pivoting; S is symmetric positive definite (P's block plus R > 0).
+  static void invert4(const double (&a)[4][4], double (&out)[4][4]) {
+    double m[4][8];
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 8; ++j) m[i][j] = j < 4 ? a[i][j] : (j - 4 == i ? 1.0 : 0.0);
+    for (int c = 0; c < 4; ++c) {
+      int pivot = c;
+      for (int i = c + 1; i < 4; ++i)
+        if (std::fabs(m[i][c]) > std::fabs(m[pivot][c])) pivot = i;
+      if (pivot != c)
+        for (int j = 0; j < 8; ++j) std::swap(m[c][j], m[pivot][j]);
+      const double d = m[c][c];
+      for (int j = 0; j < 8; ++j) m[c][j] /= d;
+      for (int i = 0; i < 4; ++i) {
+        if (i == c) continue;
+        const double f = m[i][c];
+        for (int j = 0; j < 8; ++j) m[i][j] -= f * m[c][j];
+      }
+    }
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 4; ++j) out[i][j] = m[i][j + 4];
+  }
+
+  Vec8 mean_{};
+  std::array<std::array<double, 8>, 8> cov_{};
+};
+
+}  // namespace segpost
