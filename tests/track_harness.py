@@ -67,6 +67,8 @@ def record(kinds: Sequence[str], seeds: Sequence[int], rounds: int, peers: Dict[
     for seed in seeds:
         world = TrackingScene(kinds, seed=seed)
         pipeline = build_pipeline(world, seed, track, permute_slots)
+        if track is not None:
+            _time_tracker(pipeline.tracker, rec.seconds)
         instances = {(name, cam, cls): make() for name, make in peers.items()
                      for cam in range(len(kinds)) for cls in range(len(NAMES))}
         for cam, kind in enumerate(kinds):
@@ -74,8 +76,6 @@ def record(kinds: Sequence[str], seeds: Sequence[int], rounds: int, peers: Dict[
         for r in range(rounds):
             frames, truths = world.render(r)
             result = pipeline.process(frames)
-            if track is not None:
-                rec.seconds[SEGPOST] = rec.seconds.get(SEGPOST, 0.0) + segpost_track_ms(result) / 1e3
             for cam, camera in result.cameras.items():
                 rgb = frames[cam][..., ::-1]
                 for cls, name in enumerate(NAMES):
@@ -95,9 +95,19 @@ def record(kinds: Sequence[str], seeds: Sequence[int], rounds: int, peers: Dict[
     return rec
 
 
-def segpost_track_ms(result) -> float:
-    """The round's tracking time as the pipeline reports it (its "track..." timings)."""
-    return float(sum(ms for name, ms in result.timings_ms.items() if name.startswith("track")))
+def _time_tracker(tracker, seconds: Dict[str, float]) -> None:
+    """Count segpost's tracking time as the peers' is counted, whole: the per-class enqueue (on the
+    CPU, the twin's mask packing and IoU run there) and the round's matching (track_round)."""
+    for name in ("enqueue", "track_round"):
+        method = getattr(tracker, name)
+
+        def timed(*args, _method=method, **kwargs):
+            start = time.perf_counter()
+            try:
+                return _method(*args, **kwargs)
+            finally:
+                seconds[SEGPOST] = seconds.get(SEGPOST, 0.0) + time.perf_counter() - start
+        setattr(tracker, name, timed)
 
 
 def truth_frame(truth, class_index: int, masks: np.ndarray) -> Frame:
