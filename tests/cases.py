@@ -72,7 +72,8 @@ def check_against_reference(result, case: Case, probability=False, top_k=None, c
         np.testing.assert_allclose(ours.boxes, ref.boxes, rtol=1e-6, atol=1e-3)
         assert ours.masks.shape == (len(ref.query_ids), h, w)
         for k in range(len(ref.query_ids)):
-            assert_masks_agree(np.asarray(ours.masks[k]), ref.mask_values[k], threshold, max_fraction=max_fraction)
+            assert_masks_agree(np.asarray(ours.masks[k]), ref.mask_values[k], threshold, ref.mask_scales[k],
+                               max_fraction=max_fraction)
 
 
 __all__ = ["Case", "make_case", "check_against_reference", "reference_scores"]

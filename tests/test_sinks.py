@@ -1,6 +1,7 @@
 """Sinks: JSON Lines rotation and durability; MQTT against a real mosquitto broker on loopback,
 including a broker restart in the middle of the stream."""
 import json
+import os
 import threading
 import time
 
@@ -69,6 +70,23 @@ def test_json_lines_to_dev_null_and_a_pipe(tmp_path):
     sink.close()
     with pytest.raises(ValueError, match="/dev/null cannot be rotated"):
         JsonLinesSink("/dev/null", rotate_bytes=100)
+    # a named pipe with a reader at the other end: every line arrives, and closing (which fsyncs a
+    # regular file; a pipe refuses fsync) does not fail
+    fifo = str(tmp_path / "records.pipe")
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="records.pipe cannot be rotated"):
+        JsonLinesSink(fifo, rotate_seconds=10)
+    received = []
+    reader = threading.Thread(target=lambda: received.extend(open(fifo, encoding="utf-8").read().splitlines()),
+                              daemon=True)
+    reader.start()
+    sink = JsonLinesSink(fifo, flush_seconds=3600)
+    for n in range(3):
+        sink.write({"n": n})
+    sink.flush()
+    sink.close()
+    reader.join(timeout=10)
+    assert not reader.is_alive() and [json.loads(line) for line in received] == [{"n": 0}, {"n": 1}, {"n": 2}]
 
 
 def test_json_lines_bad_settings(tmp_path):

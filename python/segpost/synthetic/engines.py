@@ -7,12 +7,17 @@ colour family (scene.py): query j holds the mask logits of shade j, logit = gain
 where alpha is how much of the cell the object covers, so the 0-level set of the resized logits
 is the object's edge. Boxes come from the masks, presence from fpn_feat_2. Each engine can add a
 busy time per call to stand in for a real engine's compute.
+
+For tracking (synthetic/tracking.py) the decoder can behave more like a DETR: ``permute_slots``
+scatters the instances over random query slots on every call (slots are not identities), and a
+prompt that states its class's full object area (``prompt_for_class(..., full_area=)``) makes the
+score fall with the visible share of the object, with ``score_noise`` jitter on top.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -23,6 +28,8 @@ from . import scene
 MASK_GAIN = 8.0      # logits span +-4 over an object's edge
 LOGIT_ON, LOGIT_OFF = 6.0, -6.0
 MIN_CELLS = 2        # an instance needs this many positive mask cells to be reported
+AREA_CHANNEL = 6     # prompt token 0's channel holding the class's full object area (0: scores stay LOGIT_ON)
+FULL_VIEW = 0.85     # a detector is as sure of an object 85% visible as of a whole one
 _SPIN_SOURCE = r"""
 extern "C" __global__ void spin(unsigned long long ns) {
     unsigned long long start, now;
@@ -57,20 +64,28 @@ class SyntheticGeometry:
         return self.mask_size, self.mask_size // 2, self.mask_size // 4
 
 
-def prompt_for_class(class_index: int, geometry: SyntheticGeometry) -> Tuple[np.ndarray, np.ndarray]:
+def prompt_for_class(class_index: int, geometry: SyntheticGeometry,
+                     full_area: Optional[float] = None) -> Tuple[np.ndarray, np.ndarray]:
     """The synthetic "text encoder": (features [P, D] float32, mask [P] bool) for a scene class.
 
     Token 0 holds the class's template (channels 0-2, level / 255, 0 for the shade channel)
-    and a one-hot of its shade channel (3-5); the other tokens are padding.
+    and a one-hot of its shade channel (3-5); the other tokens are padding. ``full_area``, the
+    area of a whole object of the class as a fraction of the frame, goes in channel 6: the
+    decoder then scores each instance by how much of it is visible.
     """
     if not 0 <= class_index < scene.MAX_CLASSES:
         raise ValueError(f"the synthetic scene has classes 0 to {scene.MAX_CLASSES - 1}, got {class_index}")
+    if full_area is not None and not (0 < full_area <= 1 and geometry.prompt_width > AREA_CHANNEL):
+        raise ValueError(f"full_area must be in (0, 1] and needs prompt_width > {AREA_CHANNEL}, got {full_area} "
+                         f"with prompt_width {geometry.prompt_width}")
     features = np.zeros((geometry.prompt_length, geometry.prompt_width), np.float32)
     for channel, level in enumerate(scene.CLASS_TEMPLATES[class_index]):
         if level is None:
             features[0, 3 + channel] = 1.0
         else:
             features[0, channel] = level / 255.0
+    if full_area is not None:
+        features[0, AREA_CHANNEL] = full_area
     mask = np.zeros(geometry.prompt_length, np.bool_)
     mask[0] = True
     return features, mask
@@ -157,12 +172,21 @@ class SyntheticVisionEncoder(_Synthetic):
 
 
 class SyntheticDecoder(_Synthetic):
+    """See the module's doc. ``permute_slots``: every call puts each row's instances in a fresh
+    random choice of query slots; ``score_noise``: uniform jitter of that size on visibility
+    scores. Both draw from one generator seeded with ``seed``: a run replays exactly."""
+
     def __init__(self, geometry: SyntheticGeometry = SyntheticGeometry(), *, device: str = "cpu",
-                 dtype: Any = np.float16, busy_ms: float = 0.0):
+                 dtype: Any = np.float16, busy_ms: float = 0.0, permute_slots: bool = False,
+                 score_noise: float = 0.0, seed: int = 0):
         super().__init__("synthetic decoder", _specs(
             geometry, dtype, ("fpn_feat_0", "fpn_feat_1", "fpn_feat_2", "fpn_pos_2", "prompt_features", "prompt_mask"),
             ("pred_masks", "pred_boxes", "pred_logits", "presence_logits")), device, busy_ms)
+        if not 0 <= score_noise < 0.5:
+            raise ValueError(f"score_noise must be in [0, 0.5), got {score_noise}")
         self._slots = self.xp.arange(scene.MAX_INSTANCES).reshape(1, -1, 1, 1)
+        self.permute_slots, self.score_noise = bool(permute_slots), float(score_noise)
+        self._rng = np.random.default_rng(seed)
 
     def _coverage(self, features: Any, template: Any, shade_channel: Any) -> Any:
         """How much of each cell the class's colour covers (alpha), from the non-shade channels."""
@@ -187,12 +211,32 @@ class SyntheticDecoder(_Synthetic):
         rows, cols = positive.any(axis=3), positive.any(axis=2)
         box = xp.stack([cols.argmax(axis=2), rows.argmax(axis=2),
                         size - cols[..., ::-1].argmax(axis=2), size - rows[..., ::-1].argmax(axis=2)], axis=-1)
-        n = scene.MAX_INSTANCES
-        t["pred_masks"][:, :n] = logits
-        t["pred_masks"][:, n:] = -0.5 * MASK_GAIN
-        t["pred_boxes"][:, :n] = xp.where(present[..., None], box / size, 0.0)
-        t["pred_boxes"][:, n:] = 0
-        t["pred_logits"][:, :n] = xp.where(present, LOGIT_ON, LOGIT_OFF)
-        t["pred_logits"][:, n:] = LOGIT_OFF
+        full_area = prompt[:, AREA_CHANNEL] if prompt.shape[1] > AREA_CHANNEL else xp.zeros(len(prompt), np.float32)
+        scores = xp.where(present, self._score_logits(positive.sum(axis=(2, 3)), full_area, size), LOGIT_OFF)
+        self._write(t, logits, xp.where(present[..., None], box / size, 0.0), scores)
         _, coarse = self._coverage(t["fpn_feat_2"], template, shade_channel)
         t["presence_logits"][:, 0] = xp.where((coarse > 0.35).any(axis=(1, 2)), LOGIT_ON, LOGIT_OFF)
+
+    def _score_logits(self, cells: Any, full_area: Any, size: int) -> Any:
+        """[B, n] score logits: LOGIT_ON, or with a full area in the prompt, 0.05 .. 0.95 rising
+        with the visible share of the object (saturating at FULL_VIEW), plus the noise."""
+        xp = self.xp
+        visible = cells / xp.maximum(full_area[:, None] * size * size, 1e-6)
+        p = 0.05 + 0.9 * xp.clip(visible / FULL_VIEW, 0.0, 1.0)
+        if self.score_noise:
+            p = p + xp.asarray(self._rng.uniform(-self.score_noise, self.score_noise, p.shape), dtype=p.dtype)
+        p = xp.clip(p, 0.01, 0.99)
+        return xp.where(full_area[:, None] > 0, xp.log(p / (1.0 - p)), LOGIT_ON)
+
+    def _write(self, t: Dict[str, Any], logits: Any, boxes: Any, scores: Any) -> None:
+        """Instance j's outputs into query slot j, or, with permute_slots, into a random slot per row."""
+        xp, n = self.xp, scene.MAX_INSTANCES
+        if not self.permute_slots:
+            t["pred_masks"][:, :n], t["pred_boxes"][:, :n], t["pred_logits"][:, :n] = logits, boxes, scores
+            t["pred_masks"][:, n:], t["pred_boxes"][:, n:], t["pred_logits"][:, n:] = -0.5 * MASK_GAIN, 0, LOGIT_OFF
+            return
+        rows, queries = logits.shape[0], t["pred_logits"].shape[1]
+        slots = xp.asarray(np.stack([self._rng.permutation(queries)[:n] for _ in range(rows)]))
+        t["pred_masks"][...], t["pred_boxes"][...], t["pred_logits"][...] = -0.5 * MASK_GAIN, 0, LOGIT_OFF
+        row = xp.arange(rows)[:, None]
+        t["pred_masks"][row, slots], t["pred_boxes"][row, slots], t["pred_logits"][row, slots] = logits, boxes, scores
