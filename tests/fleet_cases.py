@@ -42,13 +42,16 @@ def write_configs(folder, cameras, per_worker, busy=(0, 0), startup_s=0, **fleet
     return str(path)
 
 
-def read_out(folder):
-    """{camera file stem: its records}; every file must end with a whole line."""
+def read_out(folder, running=False):
+    """{camera file stem: its records}; every file must end with a whole line, unless the fleet is
+    `running` (a reader may see a write in progress: its partial last line is left out)."""
     records = {}
     for name in sorted(os.listdir(folder)):
         if name.endswith(".jsonl"):
             with open(os.path.join(folder, name)) as f:
                 text = f.read()
+            if running:
+                text = text[:text.rfind("\n") + 1]
             assert not text or text.endswith("\n"), f"{name}: a half-written line"
             records[name[:-6]] = [json.loads(line) for line in text.splitlines()]
     return records

@@ -183,7 +183,7 @@ def test_sigterm_exits_zero_with_the_output_flushed(videos, tmp_path):
                                 "--status-every", "1"], stderr=subprocess.PIPE, text=True,
                                env=dict(os.environ, PYTHONUNBUFFERED="1"))
     try:
-        wait_until(lambda: out.exists() and sum(len(frame_indices(v)) for v in read_out(out).values()) >= 40, 120,
+        wait_until(lambda: out.exists() and sum(len(frame_indices(v)) for v in read_out(out, True).values()) >= 40, 120,
                    "40 frames written by the fleet")
     finally:
         process.send_signal(signal.SIGTERM)

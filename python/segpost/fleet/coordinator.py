@@ -38,6 +38,10 @@ NAMESPACE = "segpost"
 STABLE_SECONDS = 60.0   # a worker that ran this long before dying starts its group's backoff over
 
 
+def sink_name(shard: int) -> str:
+    return f"segpost-fleet-sink-{shard}"
+
+
 class StatusBoard:
     """A named actor holding the fleet's latest status, for `segpost fleet status`."""
 
@@ -105,17 +109,18 @@ class Fleet:
             self._started_ray = True
         os.makedirs(self.out if self.config.per_camera_files else os.path.dirname(os.path.abspath(self.out)),
                     exist_ok=True)
-        self._claim_status_name()
+        self._claim_names()
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         # The sinks write this machine's disk; Ray restarts one that dies and re-sends its calls.
         on_this_node = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
         shards = self.config.sink_shards
-        sink = ray.remote(RecordSink).options(num_cpus=0, max_concurrency=8, max_restarts=-1, max_task_retries=-1,
-                                              scheduling_strategy=on_this_node)
-        self.sinks = [sink.remote(os.path.abspath(self.out), self.config.per_camera_files, self.config.mqtt,
-                                  [c.name for c in self.config.cameras if shard_of(c.name, shards) == shard],
-                                  self.config.fsync_seconds) for shard in range(shards)]
+        sink = ray.remote(RecordSink)
+        self.sinks = [sink.options(name=sink_name(shard), namespace=NAMESPACE, num_cpus=0, max_concurrency=8,
+                                   max_restarts=-1, max_task_retries=-1, scheduling_strategy=on_this_node).remote(
+            os.path.abspath(self.out), self.config.per_camera_files, self.config.mqtt,
+            [c.name for c in self.config.cameras if shard_of(c.name, shards) == shard], self.config.fsync_seconds)
+            for shard in range(shards)]
         self.board = ray.remote(StatusBoard).options(name=STATUS_ACTOR, namespace=NAMESPACE, num_cpus=0,
                                                      scheduling_strategy=on_this_node).remote()
         resources = ray.cluster_resources()
@@ -131,19 +136,27 @@ class Fleet:
             self._launch(slot, state)
         self.standbys.poll(time.monotonic())
 
-    def _claim_status_name(self) -> None:
-        """Refuses to start beside a live fleet on this cluster; a dead one's name is taken over."""
+    def _claim_names(self) -> None:
+        """Refuses to start beside a live fleet on this cluster. A killed fleet's actors die with
+        it (Ray ends a dead driver's actors); until their names are free, its sinks may still
+        write, so this waits for them."""
         ray = import_ray()
-        try:
-            board = ray.get_actor(STATUS_ACTOR, namespace=NAMESPACE)
-        except ValueError:   # Ray's answer for "no such actor"
-            return
-        try:
-            ray.get(board.get.remote(), timeout=10)
-        except Exception:  # its fleet was killed: the actor is dead or dying
-            ray.kill(board)
-            return
-        raise ValueError("another segpost fleet runs on this Ray cluster (its status actor exists)")
+        deadline = time.monotonic() + 60.0
+        for name in [STATUS_ACTOR] + [sink_name(shard) for shard in range(self.config.sink_shards)]:
+            while True:
+                try:
+                    actor = ray.get_actor(name, namespace=NAMESPACE)
+                except ValueError:   # Ray's answer for "no such actor"
+                    break
+                try:
+                    ray.get(actor.__ray_ready__.remote(), timeout=10)
+                except Exception:  # its fleet was killed: the actor is dying
+                    if time.monotonic() > deadline:
+                        raise ValueError(f"a killed segpost fleet's actor {name} is still on this Ray cluster after "
+                                         "60 s; try again") from None
+                    time.sleep(0.2)
+                    continue
+                raise ValueError(f"another segpost fleet runs on this Ray cluster (its actor {name} answers)")
 
     def committed_state(self) -> Dict[str, Dict[str, Any]]:
         """Per camera, where the sink's output ends (RecordSink.committed_state), from every shard."""
@@ -326,6 +339,8 @@ class Fleet:
         for shard in ray.get([sink.close.remote() for sink in self.sinks]):
             for key, value in shard.items():
                 stats[key] = stats.get(key, 0) + value if isinstance(value, int) else value
+        for sink in self.sinks:
+            kill_actor(sink)   # the names go free for the next fleet on this cluster
         if self.board is not None:
             self._publish()
             ray.kill(self.board)   # the next fleet on this cluster may take the name

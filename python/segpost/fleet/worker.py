@@ -98,6 +98,7 @@ class CameraWorker:
         self.worker_id = worker_id
         self.gpus = [str(g) for g in ray.get_gpu_ids()]
         self.node = ray.util.get_node_ip_address()
+        self.node_id = ray.get_runtime_context().get_node_id()
         self.host = socket.gethostname()
         self.device = "cuda" if self.gpus and cuda_available() else "cpu"
         started = time.monotonic()
@@ -176,7 +177,8 @@ class CameraWorker:
             rounds = np.asarray(self._round_ms) if self._round_ms else None
             recent = [t for t in self._frame_times if now - t <= 10.0]
             span = (now - recent[0]) if len(recent) > 1 else 0.0
-            return {"worker": self.worker_id, "node": self.node, "host": self.host, "pid": os.getpid(),
+            return {"worker": self.worker_id, "node": self.node, "node_id": self.node_id, "host": self.host,
+                    "pid": os.getpid(),
                     "device": self.device, "gpus": self.gpus,
                     "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
                     "cameras": [name for name, _ in self.cameras], "frames": self._frames,
