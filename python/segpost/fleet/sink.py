@@ -161,7 +161,7 @@ class RecordSink:
         with self._lock:
             stats = {"written": self.written, "duplicates_dropped": self.duplicates,
                      "repeated_lines_skipped": self.repeated, "torn_bytes_cut": self.torn_bytes,
-                     "files": len(self._fds)}
+                     "files": len(self._fds), "cpu_seconds": round(time.process_time(), 3)}
             if self._mqtt is not None:
                 stats["mqtt"] = self._mqtt.stats()
             return stats
