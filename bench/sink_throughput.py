@@ -123,7 +123,8 @@ def main() -> int:
         print(json.dumps(rows[-1]), flush=True)
     ray.shutdown()
     print(f"\n{os.cpu_count()} CPUs; goal {TARGET} records/s (64 GPUs x 36 frames/s)\n")
-    print("| sink actors | senders | record (KB) | records/s | MB/s | vs 64 GPUs | records per CPU second of the sinks |")
+    print("| sink actors | senders | record (KB) | records/s | MB/s | vs 64 GPUs | "
+          "records per CPU second of the sinks |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['shards']} | {r['senders']} | {r['record_bytes'] / 1e3:.1f} | {r['records_per_s']:.0f} | "

@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import time
+
+import pytest
 
 from brokers import make_h264
 from segpost.synthetic.scene import Scene
 
 LONG_FRAMES = 150
 SERVICES = ".ci/run does"   # the phrase that makes a skip a failure under SEGPOST_EXPECT_SERVICES
+
+
+def fleet_services():
+    """Ray (returned) and the ffmpeg program, or the test module skips (a failure in CI, where
+    SEGPOST_EXPECT_SERVICES is set: conftest.py)."""
+    ray = pytest.importorskip("ray", reason=f"the fleet runs on Ray: pip install 'segpost[fleet]' ({SERVICES})")
+    if not shutil.which("ffmpeg"):
+        pytest.skip(f"the ffmpeg program makes the test videos (apt-get install ffmpeg; {SERVICES})",
+                    allow_module_level=True)
+    return ray
 
 
 def make_videos(folder, short=20):

@@ -12,15 +12,12 @@ import time
 import pytest
 
 from brokers import Mosquitto, http_get, mosquitto_path
-from fleet_cases import (SERVICES, frame_indices, make_videos, read_out, run_fleet, wait_until,
+from fleet_cases import (SERVICES, fleet_services, frame_indices, make_videos, read_out, run_fleet, wait_until,
                          write_configs)
 from segpost.cli import main
 from segpost.config import build_from_config
 
-ray = pytest.importorskip("ray", reason=f"the fleet runs on Ray: pip install 'segpost[fleet]' ({SERVICES})")
-if not __import__("shutil").which("ffmpeg"):
-    pytest.skip(f"the ffmpeg program makes the test videos (apt-get install ffmpeg; {SERVICES})",
-                allow_module_level=True)
+ray = fleet_services()
 
 from segpost.fleet.config import load_fleet_config  # noqa: E402
 

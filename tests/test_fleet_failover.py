@@ -11,13 +11,10 @@ import time
 import pytest
 
 from brokers import RtspServer, http_get, rtsp_server_python
-from fleet_cases import (LONG_FRAMES, SERVICES, assert_exactly_once, committed, frame_indices, make_videos,
-                         read_out, resumed_at, run_fleet, wait_until, write_configs)
+from fleet_cases import (LONG_FRAMES, SERVICES, assert_exactly_once, committed, fleet_services, frame_indices,
+                         make_videos, read_out, resumed_at, run_fleet, wait_until, write_configs)
 
-ray = pytest.importorskip("ray", reason=f"the fleet runs on Ray: pip install 'segpost[fleet]' ({SERVICES})")
-if not __import__("shutil").which("ffmpeg"):
-    pytest.skip(f"the ffmpeg program makes the test videos (apt-get install ffmpeg; {SERVICES})",
-                allow_module_level=True)
+ray = fleet_services()
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from segpost.fleet.coordinator import sink_name  # noqa: E402

@@ -30,29 +30,15 @@ from . import import_ray, kill_actor
 from .config import CameraSpec, FleetConfig
 from .sink import RecordSink, shard_of
 from .standby import StandbyPool
+from .status import NAMESPACE, STATUS_ACTOR, StatusBoard
 from .worker import Camera, CameraWorker, worker_options
 
-STATUS_ACTOR = "segpost-fleet-status"
 _WAITING = "waiting for the cluster to place it (resources) or still constructing"
-NAMESPACE = "segpost"
 STABLE_SECONDS = 60.0   # a worker that ran this long before dying starts its group's backoff over
 
 
 def sink_name(shard: int) -> str:
     return f"segpost-fleet-sink-{shard}"
-
-
-class StatusBoard:
-    """A named actor holding the fleet's latest status, for `segpost fleet status`."""
-
-    def __init__(self):
-        self._status: Dict[str, Any] = {}
-
-    def publish(self, status: Dict[str, Any]) -> None:
-        self._status = status
-
-    def get(self) -> Dict[str, Any]:
-        return self._status
 
 
 @dataclass
@@ -170,7 +156,8 @@ class Fleet:
         ray = import_ray()
         cls = ray.remote(CameraWorker).options(**worker_options(gpus, self.config.cpus_per_worker))
         return cls.remote(name, self.config.pipeline, self.config.pipeline_dir, self.config.cameras_per_worker,
-                          self.config.decode, self.config.masks, self.config.stall_seconds, self.config.watchdog_seconds)
+                          self.config.decode, self.config.masks, self.config.stall_seconds,
+                          self.config.watchdog_seconds)
 
     def _cameras(self, slot: Slot, state: Dict[str, Dict[str, Any]]) -> List[Camera]:
         """The group's cameras and where each resumes; file cameras whose output is complete are left out."""
@@ -357,17 +344,3 @@ def _short(exc: BaseException) -> str:
 
 def _ms(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.0f} ms"
-
-
-def read_status(address: Optional[str] = None, status_file: Optional[str] = None) -> Dict[str, Any]:
-    """A running fleet's status: from its status file, or from its Ray cluster."""
-    if status_file:
-        with open(status_file) as f:
-            return json.load(f)
-    ray = import_ray()
-    ray.init(address=address or "auto", namespace=NAMESPACE, log_to_driver=False)
-    try:
-        board = ray.get_actor(STATUS_ACTOR, namespace=NAMESPACE)
-    except ValueError:
-        raise ValueError("no segpost fleet runs on this Ray cluster") from None
-    return ray.get(board.get.remote())

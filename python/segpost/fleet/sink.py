@@ -149,7 +149,8 @@ class RecordSink:
     def committed(self) -> Dict[Any, int]:
         """Per camera, the last frame index written."""
         with self._lock:
-            return {camera: s.last_frame for camera, s in self._state.items() if camera is not None and s.last_frame >= 0}
+            return {camera: s.last_frame for camera, s in self._state.items()
+                    if camera is not None and s.last_frame >= 0}
 
     def committed_state(self) -> Dict[Any, Dict[str, Any]]:
         """Per camera: last_frame (-1: none), next_track_id, last_time (wall clock of its last

@@ -32,7 +32,8 @@ class StandbyPool:
 
     def __init__(self, count: int, make_actor: Callable[[], Any], heartbeat_seconds: float,
                  backoff: tuple, log: Callable[[str], None]):
-        self.count, self._make, self._heartbeat, self._backoff, self._log = count, make_actor, heartbeat_seconds, backoff, log
+        self.count, self._make, self._log = count, make_actor, log
+        self._heartbeat, self._backoff = heartbeat_seconds, backoff
         self.members: List[Standby] = []
         self._failures = 0
         self._next_start = 0.0
