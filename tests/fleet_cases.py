@@ -95,7 +95,6 @@ def run_fleet(config_path, out, stop=None, max_seconds=120, during=None, metrics
 
     fleet = Fleet(load_fleet_config(config_path), str(out), status_every=0, metrics=metrics, **options)
     stop = stop or threading.Event()
-    fleet.start()
     errors = []
 
     def guarded():
@@ -105,12 +104,13 @@ def run_fleet(config_path, out, stop=None, max_seconds=120, during=None, metrics
             errors.append(exc)
             stop.set()
 
-    if during:
-        threading.Thread(target=guarded, daemon=True).start()
     try:
+        fleet.start()
+        if during:
+            threading.Thread(target=guarded, daemon=True).start()
         fleet.supervise(stop, max_seconds=max_seconds)
     finally:
-        stats = fleet.shutdown()
+        stats = fleet.shutdown()   # also after a failed start: the next test's fleet takes the actors' names
     if errors:
         raise errors[0]
     return fleet, stats

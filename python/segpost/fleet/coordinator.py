@@ -312,7 +312,7 @@ class Fleet:
     def shutdown(self, grace_seconds: float = 8.0) -> Dict[str, Any]:
         """Workers finish their round and send their records; the sinks fsync and close."""
         ray = import_ray()
-        running = [s for s in self.slots if s.state in ("starting", "running")]
+        running = [s for s in self.slots if s.state in ("starting", "running") and s.actor is not None]
         for slot in running:
             slot.actor.stop.remote()
         refs = [s.run_ref for s in running]
@@ -323,9 +323,9 @@ class Fleet:
         if self.standbys is not None:
             self.standbys.shutdown()
         stats: Dict[str, Any] = {}
-        for shard in ray.get([sink.close.remote() for sink in self.sinks]):
+        for shard in ray.get([sink.close.remote() for sink in self.sinks]) if self.sinks else []:
             for key, value in shard.items():
-                stats[key] = stats.get(key, 0) + value if isinstance(value, int) else value
+                stats[key] = stats.get(key, 0) + value if isinstance(value, (int, float)) else value
         for sink in self.sinks:
             kill_actor(sink)   # the names go free for the next fleet on this cluster
         if self.board is not None:
@@ -334,7 +334,6 @@ class Fleet:
         if self._started_ray:
             ray.shutdown()
         return stats
-
 
 
 def _short(exc: BaseException) -> str:
