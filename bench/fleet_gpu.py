@@ -1,8 +1,8 @@
 """segpost fleet on a multi-GPU machine, one unattended run (JSON + Markdown into --out):
 
-(a) layouts: frames/s of 1 worker on 1 GPU against 2 workers, one per GPU (8 cameras a worker),
-    with the synthetic engines and with Sam3Model eager; the eager 2-worker run then has a worker
-    killed (eager cold start, warm start, failover).
+(a) layouts: frames/s of 1 worker on 1 GPU against 2 workers, one per GPU (8 cameras a worker;
+    --layouts 1x1 2x1 4x1 on 4 GPUs), with the synthetic engines and with Sam3Model eager; the last
+    eager layout then has a worker killed (eager cold start, warm start, failover).
 (b, c) compiled: Sam3Model compiled (torch.compile "default", every class in one decoder call, a
     fresh compile cache shared by the workers), 2 workers of 0.6 GPU (one per GPU) and 1 warm
     standby of 0.4 GPU: cold start; the worker on the standby's GPU killed: seconds until its
@@ -23,6 +23,8 @@ build) on CPU workers: the same flow, to check the script before a GPU run (abou
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -170,9 +172,10 @@ class Run:
 
 def layouts(args, mode: str, budget: float, frame_size) -> list:
     rows = []
-    for layout, share in (("1x1", 0.4), ("2x1", 0.6)):
-        workers = int(layout[0])
-        deadline = time.monotonic() + budget * share
+    weights = [int(layout.split("x")[0]) + 1 for layout in args.layouts]   # time grows with the workers
+    for layout, weight in zip(args.layouts, weights):
+        workers = int(layout.split("x")[0])
+        deadline = time.monotonic() + budget * weight / sum(weights)
         row = {"phase": "layouts", "engines": mode, "layout": layout, "cameras": CAMERAS_PER_WORKER * workers}
         run = None
         try:
@@ -180,7 +183,7 @@ def layouts(args, mode: str, budget: float, frame_size) -> list:
             row["start_s"] = round(run.first_rounds(), 1)
             fps = run.window(args.seconds)
             row.update(fps=round(sum(fps.values()), 2), fps_per_worker={k: round(v, 2) for k, v in fps.items()})
-            if mode == "eager" and workers == 2:   # eager failover; the new worker's start is a warm one
+            if mode == "eager" and layout == args.layouts[-1] and workers > 1:   # the new worker starts warm
                 row["kill"] = run.kill(run.fleet.slots[-1])
         except Exception as exc:  # a phase reports and the run goes on
             row["error"] = f"{type(exc).__name__}: {exc}"[:400]
@@ -248,7 +251,7 @@ def report(rows: list) -> None:
                                         ", ".join(f"{v:.0f}" for _, v in sorted(r["gpu_memory_mib"].items()))],
                 ["engines", "layout"])
     eager = next((r for r in layout_rows if r["engines"] == "eager" and r.get("kill")), {})
-    eager_cold = next((r.get("start_s") for r in layout_rows if r["engines"] == "eager" and r["layout"] == "1x1"), None)
+    eager_cold = next((r.get("start_s") for r in layout_rows if r["engines"] == "eager"), None)
     comp = next((r for r in rows if r["phase"] == "compiled"), {})
     startup = []
     if eager:
@@ -285,10 +288,13 @@ def main() -> int:
     parser.add_argument("--phases", nargs="+", default=["synthetic", "eager", "compiled"],
                         choices=("synthetic", "eager", "compiled"))
     parser.add_argument("--seconds", type=float, default=10.0, help="each frames/s window")
+    parser.add_argument("--layouts", nargs="+", default=["1x1", "2x1"], help="WORKERSx1, one worker per GPU")
     parser.add_argument("--budget", nargs=3, type=float, default=[70, 160, 360],
                         metavar=("SYNTHETIC", "EAGER", "COMPILED"),
                         help="time limit of each phase (s)")
     args = parser.parse_args()
+    if any(not (layout.endswith("x1") and layout[:-2].isdigit() and int(layout[:-2]) > 0) for layout in args.layouts):
+        parser.error(f"--layouts takes WORKERSx1 (one worker per GPU), got {args.layouts}")
     import ray
 
     os.makedirs(args.out, exist_ok=True)
@@ -301,10 +307,16 @@ def main() -> int:
             rows.append(compiled(args, budgets[phase], frame_size))
         else:
             rows += layouts(args, phase, budgets[phase], frame_size)
-        save_json(os.path.join(args.out, f"fleet_gpu_{'_'.join(args.phases)}.json"), rows)
+        save_json(os.path.join(args.out, f"fleet_gpu_{'_'.join(args.phases)}.json"), rows)   # after each phase
     ray.shutdown()
-    report(rows)
-    print(f"\ntotal {time.monotonic() - started:.0f} s; rows in {args.out}/fleet_gpu_{'_'.join(args.phases)}.json")
+    tables = io.StringIO()
+    with contextlib.redirect_stdout(tables):
+        report(rows)
+    name = os.path.join(args.out, f"fleet_gpu_{'_'.join(args.phases)}")
+    with open(name + ".md", "w") as f:
+        f.write(tables.getvalue())
+    print(tables.getvalue())
+    print(f"total {time.monotonic() - started:.0f} s; {name}.json and .md")
     return 0
 
 

@@ -118,12 +118,17 @@ def test_status_command_metrics_and_config_errors(ray_cluster, videos, tmp_path,
 
 def test_a_finished_worker_gives_its_resources_back(ray_cluster, videos, tmp_path):
     """Workers that finished their files are ended, so the cluster's CPUs (and GPU shares) serve the
-    next fleet: two fleets in a row that each need 6 of the 8 CPUs."""
+    next fleet: two fleets in a row that each need 6 of the 8 CPUs (the second into one merged file)."""
     _, paths, _ = videos
-    for run in range(2):
-        config = write_configs(tmp_path / f"run{run}", [("a", paths[0])], per_worker=1, cpus_per_worker=6)
-        fleet, _ = run_fleet(config, tmp_path / f"run{run}" / "out", max_seconds=60)
+    for run, out in enumerate(("out", "all.jsonl")):
+        config = write_configs(tmp_path / f"run{run}", [("a", paths[0]), ("b", paths[1])], per_worker=2,
+                               cpus_per_worker=6, sink={"per_camera": out == "out"})
+        fleet, _ = run_fleet(config, tmp_path / f"run{run}" / out, max_seconds=60)
         assert [s.state for s in fleet.slots] == ["finished"], f"fleet {run} did not finish"
+    with open(tmp_path / "run1" / "all.jsonl") as f:
+        merged = [json.loads(line) for line in f]
+    for camera, frames in (("a", 12), ("b", 13)):
+        assert frame_indices([r for r in merged if r["camera"] == camera]) == list(range(frames))
 
 
 def test_fleet_output_reaches_a_real_mqtt_broker(ray_cluster, videos, tmp_path):

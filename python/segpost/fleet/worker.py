@@ -111,6 +111,7 @@ class CameraWorker:
         self.redactor = Redactor()
         self._open_decoder, self.decoding = decoder_factory(decode if self.device == "cuda" else "cpu",
                                                             timeout_seconds=stall_seconds)
+        self.assignment: List[Camera] = []
         self.cameras: List[Tuple[str, CameraSource]] = []
         self._stop = threading.Event()
         self._round_ms: deque = deque(maxlen=200)
@@ -142,6 +143,7 @@ class CameraWorker:
         if len(cameras) > self.pipeline.config.max_cameras:
             raise ValueError(f"{len(cameras)} cameras for a worker built for {self.pipeline.config.max_cameras}")
         self.worker_id = worker_id or self.worker_id
+        self.assignment = cameras   # where each camera resumes, its next track id
         self.cameras = [(c.name, CameraSource(c.source, self._open_decoder, redactor=self.redactor,
                                               stall_seconds=self.stall_seconds, start_index=c.start_index))
                         for c in cameras]
