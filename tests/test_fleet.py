@@ -20,6 +20,7 @@ from segpost.config import build_from_config
 ray = fleet_services()
 
 from segpost.fleet.config import load_fleet_config  # noqa: E402
+from segpost.fleet.coordinator import Fleet  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +82,16 @@ def test_status_command_metrics_and_config_errors(ray_cluster, videos, tmp_path,
     config = write_configs(tmp_path, [("a", paths[0]), ("b", paths[1])], per_worker=2)
     metrics = Metrics(stale_seconds=60)
     server = MetricsServer(metrics, 0, host="127.0.0.1")
+    refused = []
+
+    def second_fleet(fleet, stop):
+        with pytest.raises(ValueError, match="another segpost fleet runs on this Ray cluster") as error:
+            Fleet(load_fleet_config(config), str(tmp_path / "other")).start()
+        refused.append(error)
+
     try:
-        run_fleet(config, tmp_path / "out", metrics=metrics)
+        run_fleet(config, tmp_path / "out", metrics=metrics, during=second_fleet)
+        assert refused
         status, body = http_get(f"http://127.0.0.1:{server.port}/metrics")
         assert status == 200 and 'segpost_frames_total{camera="a"} 12.0' in body
         assert 'segpost_fleet_worker_restarts{worker="worker-0"} 0.0' in body
