@@ -59,7 +59,6 @@ class Slot:
     last_error: Optional[str] = None
     restart_at: float = 0.0
     started_at: float = 0.0
-    died_at: Optional[float] = None
 
     @property
     def name(self) -> str:
@@ -194,7 +193,6 @@ class Fleet:
         now = time.monotonic()
         slot.failures = 1 if now - slot.started_at > STABLE_SECONDS else slot.failures + 1
         slot.actor = slot.run_ref = slot.stats_ref = None
-        slot.died_at = now
         group = ", ".join(c.name for c in slot.cameras)
         if slot.failures == 1 and self.standbys.has_ready():
             self.log(f"segpost fleet: {slot.name} ({group}) died: {slot.last_error}; a standby takes over "
