@@ -95,11 +95,11 @@ if want sam3; then
 fi
 
 if [ -n "$video" ] && want fleet; then
-  step "fleet on this machine's GPUs (synthetic engines, then Sam3Model)"
-  "$py" bench/fleet_gpu.py --video "$video" --backend synthetic ${SEGPOST_FLEET_ARGS:---layouts 1x1 2x0.5} \
-    --out "$out" 2>&1 | tee "$out/fleet_synthetic.log" | tail -n 8 || status=1
-  "$py" bench/fleet_gpu.py --video "$video" --backend torch ${SEGPOST_FLEET_ARGS:---layouts 1x1 2x0.5} \
-    --out "$out" 2>&1 | tee "$out/fleet_torch.log" | tail -n 8 || status=1
+  step "fleet on this machine's GPUs: 1 and 2 workers (synthetic, Sam3Model eager), start-up and failover (compiled, standby)"
+  "$py" bench/fleet_gpu.py --video "$video" --out "$out" --phases synthetic eager ${SEGPOST_FLEET_ARGS:-} 2>&1 \
+    | tee "$out/fleet_layouts.log" | tail -n 16 || status=1
+  "$py" bench/fleet_gpu.py --video "$video" --out "$out" --phases compiled ${SEGPOST_FLEET_ARGS:-} 2>&1 \
+    | tee "$out/fleet_compiled.log" | tail -n 12 || status=1
 fi
 
 if want serve; then

@@ -25,15 +25,36 @@ def cp():
 
 # CI installs the real servers and programs the service tests need (ffmpeg, mosquitto, the
 # GStreamer RTSP server, Ray); with SEGPOST_EXPECT_SERVICES=1 a test that would skip for lack of
-# one of them fails instead, so a broken install cannot pass as a green run.
+# one of them fails instead, so a broken install cannot pass as a green run. That holds for a
+# whole module skipped at import (pytest.importorskip, allow_module_level) as for a single test.
+def _expected_service_missing(report) -> str:
+    if (report.skipped and os.environ.get("SEGPOST_EXPECT_SERVICES") == "1" and isinstance(report.longrepr, tuple)
+            and ".ci/run does" in str(report.longrepr[2])):
+        return f"SEGPOST_EXPECT_SERVICES=1 but: {report.longrepr[2]}"
+    return ""
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
-    if (report.skipped and os.environ.get("SEGPOST_EXPECT_SERVICES") == "1" and isinstance(report.longrepr, tuple)
-            and ".ci/run does" in str(report.longrepr[2])):
-        report.outcome = "failed"
-        report.longrepr = f"SEGPOST_EXPECT_SERVICES=1 but: {report.longrepr[2]}"
+    failure = _expected_service_missing(report)
+    if failure:
+        report.outcome, report.longrepr = "failed", failure
+
+
+def pytest_configure(config):
+    if os.environ.get("SEGPOST_EXPECT_SERVICES") == "1":   # a module failed for a missing service: run the rest
+        config.option.continue_on_collection_errors = True
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    report = outcome.get_result()
+    failure = _expected_service_missing(report)
+    if failure:
+        report.outcome, report.longrepr, report.result = "failed", failure, []
 
 
 # The tiny SAM3 exported once per session for the export tests (export_cases.py): its

@@ -19,7 +19,8 @@ Relative paths are relative to the config file. A prompt file is an .npz with ``
 takes ``weights`` (a local Sam3Model directory, or omitted for random weights) instead of engine
 files and makes its prompts from the class names; ``compile`` ("off", "default", "max-autotune"),
 ``cuda_graphs`` and ``compile_cache`` (a folder) run it through torch.compile; the synthetic
-backend takes class names only.
+backend takes class names only, and ``busy_ms`` [encoder, decoder] and ``startup_s`` to stand in
+for a real engine's compute and start-up (the fleet's failover tests).
 The onnx backend is the tensorrt one with .onnx files run by onnxruntime on the CPU (device cpu).
 ``tensor_names`` (engine-file backends) binds engines that name the contract's tensors otherwise;
 ``segpost inspect VISION_ENGINE DECODER_ENGINE`` prints the map a pair needs.
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any, Dict, Tuple
 
 import numpy as np
@@ -42,7 +44,8 @@ from .track import TrackerConfig
 
 _KNOWN = {"backend", "vision_encoder", "decoder", "weights", "classes", "max_cameras", "max_frame_size",
           "score_threshold", "mask_threshold", "mask_mode", "top_k", "capacity", "output", "dtype", "busy_ms",
-          "resize", "classes_per_call", "compile", "cuda_graphs", "compile_cache", "tensor_names", "track"}
+          "resize", "classes_per_call", "compile", "cuda_graphs", "compile_cache", "tensor_names", "track",
+          "startup_s"}
 
 
 def read_json(path: str, what: str = "config file") -> Dict[str, Any]:
@@ -74,6 +77,8 @@ def build_from_config(raw: Dict[str, Any], base: str, device: str = "cuda", wher
         raise ValueError(f"{path}: unknown key(s) {unknown}; known keys are {sorted(_KNOWN)}")
     resolve = lambda p: p if os.path.isabs(p) else os.path.join(base, p)  # noqa: E731
     backend = raw.get("backend", "tensorrt")
+    if "startup_s" in raw and backend != "synthetic":
+        raise ValueError(f"{path}: startup_s is for the synthetic backend only")
     classes = raw.get("classes")
     if not classes:
         raise ValueError(f"{path}: 'classes' must name at least one class")
@@ -123,6 +128,10 @@ def build_from_config(raw: Dict[str, Any], base: str, device: str = "cuda", wher
             raise ValueError(f"{path}: the synthetic backend knows {scene.MAX_CLASSES} colour classes, got {len(classes)}")
         geometry = SyntheticGeometry() if device == "cuda" else SyntheticGeometry.small()
         busy = raw.get("busy_ms", [0.0, 0.0])
+        startup = raw.get("startup_s", 0.0)
+        if isinstance(startup, bool) or not isinstance(startup, (int, float)) or not 0 <= startup <= 3600:
+            raise ValueError(f"{path}: startup_s must be seconds in [0, 3600], got {startup!r}")
+        time.sleep(startup)
         vision_encoder = SyntheticVisionEncoder(geometry, device=device, busy_ms=busy[0])
         decoder = SyntheticDecoder(geometry, device=device, busy_ms=busy[1])
         prompts = [ClassPrompt(name, *prompt_for_class(i, geometry)) for i, name in enumerate(classes)]

@@ -27,7 +27,8 @@ def add_parser(commands) -> None:
 
 def run_command(args) -> int:
     from ..fleet.config import load_fleet_config
-    from ..fleet.coordinator import Fleet, read_status
+    from ..fleet.coordinator import Fleet
+    from ..fleet.status import read_status
 
     if args.action == "status":
         status = read_status(args.address, args.status_file)
@@ -72,4 +73,8 @@ def format_status(status) -> str:
         lines.append(f"{w['worker']:<10} {w['state']:<10} {str(w.get('node') or '-'):<15} {gpus:<5} {w['fps']:>7.1f} "
                      f"{p50:>7} {p95:>7} {w['restarts']:>8}  {', '.join(w['cameras'])}"
                      + (f"  [{w['last_error']}]" if w.get("last_error") else ""))
+    for s in status.get("standbys", []):
+        gpus = ",".join(s.get("gpus") or []) or "-"
+        built = "" if s.get("build_seconds") is None else f"  built in {s['build_seconds']:.1f} s"
+        lines.append(f"{'standby':<10} {s['state']:<10} {str(s.get('node') or '-'):<15} {gpus:<5}{built}")
     return "\n".join(lines)

@@ -3,11 +3,15 @@
 - config: the fleet's JSON config (pipeline, cameras, workers, sink).
 - worker: a Ray actor per camera group: opens its own sources (frames are decoded where they
   are processed), runs a MultiCameraPipeline, sends its records to the sink after every round.
-- sink: a Ray actor that writes the records exactly once per (camera, frame index), in frame
-  order per camera, and knows where each camera resumes after a worker dies.
+- sink: Ray actors (one per shard of the cameras) that write the records exactly once per
+  (camera, frame index), in frame order per camera; their files are their state (recovery.py:
+  where each camera's output ends), so a sink, a worker or the whole fleet may die and resume.
 - coordinator: the driver side: places workers (spread over GPUs and nodes), watches them
-  (actor death, node loss, missed heartbeats), restarts them with backoff where their cameras
-  left off, publishes status, shuts down cleanly.
+  (actor death, node loss, missed heartbeats), hands a dead worker's cameras to a warm standby
+  (standby) or restarts it with backoff where its cameras left off, publishes status, shuts down
+  cleanly.
+- standby: warm standby workers (built, waiting) that take a dead worker's cameras at once.
+- status: the named actor `segpost fleet status` reads.
 - serve: a Ray Serve application for clients that send frames (HTTP and gRPC); client: their side.
 This package imports the library; the library never imports it.
 """
@@ -19,3 +23,11 @@ def import_ray():
     except ImportError as exc:
         raise ValueError("the fleet and serve commands run on Ray: pip install 'segpost[fleet]'") from exc
     return ray
+
+
+def kill_actor(actor) -> None:
+    """Ends a Ray actor for good (no restart); one already gone is fine."""
+    try:
+        import_ray().kill(actor, no_restart=True)
+    except Exception:  # already gone, or its node with it
+        pass

@@ -9,7 +9,11 @@
       "decode": "auto",                       # auto | gpu | cpu, as `segpost run --decode`
       "masks": "rle",                         # rle | none
       "sink": {"per_camera": true,            # one JSON Lines file per camera in --out, or one merged file
-               "mqtt": "mqtt://broker/segpost/{camera}"},   # optional, in addition
+               "mqtt": "mqtt://broker/segpost/{camera}",    # optional, in addition
+               "shards": 1,                   # sink actors, cameras spread by name (needs per_camera)
+               "fsync_seconds": 1},           # what a machine crash may lose (a process death loses nothing)
+      "standby_workers": 0,                   # workers built ahead that take a dead worker's cameras at once
+      "standby_gpus": 1,                      # a standby's GPU share (default: gpus_per_worker)
       "heartbeat_seconds": 5, "stall_seconds": 10, "watchdog_seconds": 300,
       "restart_backoff": [1, 30]              # seconds: first delay, longest delay
     }
@@ -26,7 +30,9 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..config import read_json
 
 _KNOWN = {"pipeline", "cameras", "cameras_per_worker", "gpus_per_worker", "cpus_per_worker", "decode", "masks",
-          "sink", "heartbeat_seconds", "stall_seconds", "watchdog_seconds", "restart_backoff"}
+          "sink", "heartbeat_seconds", "stall_seconds", "watchdog_seconds", "restart_backoff", "standby_workers",
+          "standby_gpus"}
+_SINK_KEYS = {"per_camera", "mqtt", "shards", "fsync_seconds"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,10 @@ class FleetConfig:
     stall_seconds: float = 10.0
     watchdog_seconds: float = 300.0
     restart_backoff: Tuple[float, float] = (1.0, 30.0)
+    standby_workers: int = 0
+    standby_gpus: float = 1.0
+    sink_shards: int = 1
+    fsync_seconds: float = 1.0
 
     def camera_groups(self) -> List[List[CameraSpec]]:
         """Cameras in groups of cameras_per_worker, in config order: one worker each."""
@@ -99,13 +109,15 @@ def load_fleet_config(path: str) -> FleetConfig:
     numbers = {}
     for key, default, low in (("gpus_per_worker", 1.0, 0.0), ("cpus_per_worker", 1.0, 0.0),
                               ("heartbeat_seconds", 5.0, 0.5), ("stall_seconds", 10.0, 0.5),
-                              ("watchdog_seconds", 300.0, 1.0)):
-        value = raw.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
-            raise ValueError(f"{where}: {key} must be a number >= {low}, got {value!r}")
-        numbers[key] = float(value)
-    if numbers["gpus_per_worker"] > 1 and numbers["gpus_per_worker"] != int(numbers["gpus_per_worker"]):
-        raise ValueError(f"{where}: gpus_per_worker above 1 must be a whole number")
+                              ("watchdog_seconds", 300.0, 1.0), ("standby_gpus", None, 0.0)):
+        value = raw.get(key, default if default is not None else numbers.get("gpus_per_worker"))
+        numbers[key] = _number(where, key, value, low)
+    for key in ("gpus_per_worker", "standby_gpus"):
+        if numbers[key] > 1 and numbers[key] != int(numbers[key]):
+            raise ValueError(f"{where}: {key} above 1 must be a whole number")
+    standby = raw.get("standby_workers", 0)
+    if isinstance(standby, bool) or not isinstance(standby, int) or standby < 0:
+        raise ValueError(f"{where}: standby_workers must be an int >= 0, got {standby!r}")
     backoff = raw.get("restart_backoff", [1, 30])
     if not (isinstance(backoff, list) and len(backoff) == 2 and all(isinstance(v, (int, float)) for v in backoff)
             and 0 < backoff[0] <= backoff[1]):
@@ -116,8 +128,35 @@ def load_fleet_config(path: str) -> FleetConfig:
     if masks not in ("rle", "none"):
         raise ValueError(f"{where}: masks must be rle or none, got {masks!r}")
     sink = raw.get("sink", {})
-    if not isinstance(sink, dict) or set(sink) - {"per_camera", "mqtt"}:
-        raise ValueError(f"{where}: sink takes \"per_camera\" (bool) and \"mqtt\" (a URL), got {sink!r}")
+    if not isinstance(sink, dict) or set(sink) - _SINK_KEYS:
+        raise ValueError(f"{where}: sink takes \"per_camera\" (bool), \"mqtt\" (a URL), \"shards\" (int) and "
+                         f"\"fsync_seconds\", got {sink!r}")
+    per_camera, shards = bool(sink.get("per_camera", True)), sink.get("shards", 1)
+    if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1 or (shards > 1 and not per_camera):
+        raise ValueError(f"{where}: sink.shards must be an int >= 1, and 1 with one merged file (per_camera false), "
+                         f"got {shards!r}")
+    if per_camera:
+        _check_file_names(where, names)
     return FleetConfig(pipeline, pipeline_dir, tuple(specs), per_worker, decode=decode, masks=masks,
-                       per_camera_files=bool(sink.get("per_camera", True)), mqtt=sink.get("mqtt"),
+                       per_camera_files=per_camera, mqtt=sink.get("mqtt"), standby_workers=standby, sink_shards=shards,
+                       fsync_seconds=_number(where, "sink.fsync_seconds", sink.get("fsync_seconds", 1.0), 0.01),
                        restart_backoff=(float(backoff[0]), float(backoff[1])), **numbers)
+
+
+def _number(where: str, key: str, value: Any, low: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
+        raise ValueError(f"{where}: {key} must be a number >= {low}, got {value!r}")
+    return float(value)
+
+
+def _check_file_names(where: str, names: List[str]) -> None:
+    """Each camera's file is named after it (characters outside [A-Za-z0-9-_.] become _): two
+    names must not meet in one file, nor in the fleet's own file."""
+    from .sink import FLEET_FILE, file_stem
+
+    owners: Dict[str, str] = {file_stem(FLEET_FILE): "(records of no camera)"}
+    for name in names:
+        other = owners.setdefault(file_stem(name), name)
+        if other != name:
+            raise ValueError(f"{where}: cameras {other!r} and {name!r} would share the file {file_stem(name)}.jsonl; "
+                             "rename one")

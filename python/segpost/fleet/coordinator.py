@@ -1,15 +1,18 @@
 """The fleet's coordinator, in the driver process (`segpost fleet`).
 
-It starts the sink actor and one worker actor per camera group (Ray spreads them over GPUs and
+It starts the sink actors (one per shard, on this node, restarted by Ray when they die), the
+standby workers if any, and one worker actor per camera group (Ray spreads them over GPUs and
 nodes), then watches every worker: a run() that ends in an error (the actor died: its process
 was killed, its node was lost, its watchdog fired) or a stats() call unanswered for
-``heartbeat_seconds`` (hung) marks the worker dead. A dead worker is replaced after a delay that
-doubles with each restart of that group (restart_backoff), never in a hot loop, and the new one
-resumes each camera after the last frame the sink committed. Status (per worker: node, GPU,
-cameras, frames/s, round p50/p95, restarts, last error) goes to a JSON file every second, to a
-named Ray actor that ``segpost fleet status`` reads, and to a line on stderr every
-``status_every`` seconds. ``stop`` ends it cleanly: workers finish their round, the sink
-flushes and fsyncs.
+``heartbeat_seconds`` (hung) marks the worker dead. A dead worker's group goes at once to a ready
+standby; without one, or when the group keeps failing, a new worker starts after a delay that
+doubles with each consecutive failure (restart_backoff), never in a hot loop. Either way each
+camera resumes where the sink's output ends: file cameras after their last written frame, live
+cameras at their newest frame, with a gap event. A restarted `segpost fleet` with the same
+--out resumes the same way, from the files. Status (per worker: node, GPU, cameras, frames/s,
+round p50/p95, restarts, last error; the standbys) goes to a JSON file every second, to a named
+Ray actor that ``segpost fleet status`` reads, and to a line on stderr every ``status_every``
+seconds. ``stop`` ends it cleanly: workers finish their round, the sinks fsync and close.
 """
 from __future__ import annotations
 
@@ -22,27 +25,20 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
 from ..io.secrets import Redactor
-from . import import_ray
+from ..io.sources import is_live
+from . import import_ray, kill_actor
 from .config import CameraSpec, FleetConfig
-from .sink import RecordSink
-from .worker import CameraWorker, worker_options
+from .sink import RecordSink, shard_of
+from .standby import StandbyPool
+from .status import NAMESPACE, STATUS_ACTOR, StatusBoard
+from .worker import Camera, CameraWorker, worker_options
 
-STATUS_ACTOR = "segpost-fleet-status"
 _WAITING = "waiting for the cluster to place it (resources) or still constructing"
-NAMESPACE = "segpost"
+STABLE_SECONDS = 60.0   # a worker that ran this long before dying starts its group's backoff over
 
 
-class StatusBoard:
-    """A named actor holding the fleet's latest status, for `segpost fleet status`."""
-
-    def __init__(self):
-        self._status: Dict[str, Any] = {}
-
-    def publish(self, status: Dict[str, Any]) -> None:
-        self._status = status
-
-    def get(self) -> Dict[str, Any]:
-        return self._status
+def sink_name(shard: int) -> str:
+    return f"segpost-fleet-sink-{shard}"
 
 
 @dataclass
@@ -58,6 +54,7 @@ class Slot:
     stats: Dict[str, Any] = field(default_factory=dict)
     state: str = "starting"          # starting (waiting for resources or constructing), running, finished, restarting
     restarts: int = 0
+    failures: int = 0                # consecutive deaths, each within STABLE_SECONDS of its start
     answered: bool = False           # the actor answered once: it was placed and constructed
     last_error: Optional[str] = None
     restart_at: float = 0.0
@@ -71,7 +68,7 @@ class Slot:
 class Fleet:
     def __init__(self, config: FleetConfig, out: str, *, address: Optional[str] = None, status_every: float = 10.0,
                  log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
-                 ray_init: Optional[Dict[str, Any]] = None, metrics: Any = None):
+                 ray_init: Optional[Dict[str, Any]] = None, metrics: Any = None, waiting_report_seconds: float = 60.0):
         self.config, self.out, self.address, self.status_every = config, out, address, status_every
         self.redactor = Redactor()
         for camera in config.cameras:
@@ -80,76 +77,133 @@ class Fleet:
         self._ray_init = dict(ray_init or {})
         self.status_path = os.path.join(out, "fleet-status.json") if config.per_camera_files else f"{out}.status.json"
         self.slots = [Slot(i, group) for i, group in enumerate(config.camera_groups())]
+        self.waiting_report_seconds = waiting_report_seconds
         self._started_ray = False
         self._last_line = 0.0
-        self.metrics, self._committed_ref = metrics, None
-        self.sink = self.board = None
+        self.metrics, self._committed_refs = metrics, None
+        self.sinks: List[Any] = []
+        self.board = self.standbys = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
         ray = import_ray()
-        os.makedirs(self.out if self.config.per_camera_files else os.path.dirname(os.path.abspath(self.out)),
-                    exist_ok=True)
         if not ray.is_initialized():
             ray.init(address=self.address, namespace=NAMESPACE, log_to_driver=False,
                      include_dashboard=False, **self._ray_init)
             self._started_ray = True
-        here = ray.get_runtime_context().get_node_id()
+        os.makedirs(self.out if self.config.per_camera_files else os.path.dirname(os.path.abspath(self.out)),
+                    exist_ok=True)
+        self._claim_names()
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        on_this_node = NodeAffinitySchedulingStrategy(node_id=here, soft=False)
-        self.sink = ray.remote(RecordSink).options(num_cpus=0, max_concurrency=8,
-                                                   scheduling_strategy=on_this_node).remote(
-            os.path.abspath(self.out), self.config.per_camera_files, self.config.mqtt)
-        try:
-            ray.get_actor(STATUS_ACTOR, namespace=NAMESPACE)
-            another = True
-        except ValueError:   # Ray's answer for "no such actor"
-            another = False
-        if another:
-            raise ValueError("another segpost fleet runs on this Ray cluster (its status actor exists)")
+        # The sinks write this machine's disk; Ray restarts one that dies and re-sends its calls.
+        on_this_node = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+        shards = self.config.sink_shards
+        sink = ray.remote(RecordSink)
+        self.sinks = [sink.options(name=sink_name(shard), namespace=NAMESPACE, num_cpus=0, max_concurrency=8,
+                                   max_restarts=-1, max_task_retries=-1, scheduling_strategy=on_this_node).remote(
+            os.path.abspath(self.out), self.config.per_camera_files, self.config.mqtt,
+            [c.name for c in self.config.cameras if shard_of(c.name, shards) == shard], self.config.fsync_seconds)
+            for shard in range(shards)]
         self.board = ray.remote(StatusBoard).options(name=STATUS_ACTOR, namespace=NAMESPACE, num_cpus=0,
                                                      scheduling_strategy=on_this_node).remote()
         resources = ray.cluster_resources()
         self.log(f"segpost fleet: {len(self.config.cameras)} cameras in {len(self.slots)} workers "
-                 f"({self.config.cameras_per_worker} per worker, {self.config.gpus_per_worker:g} GPU each) on a Ray "
-                 f"cluster of {resources.get('GPU', 0):g} GPUs and {resources.get('CPU', 0):g} CPUs")
-        committed = {}
+                 f"({self.config.cameras_per_worker} per worker, {self.config.gpus_per_worker:g} GPU each, "
+                 f"{self.config.standby_workers} standby, {shards} sink shard(s)) on a Ray cluster of "
+                 f"{resources.get('GPU', 0):g} GPUs and {resources.get('CPU', 0):g} CPUs")
+        self.standbys = StandbyPool(self.config.standby_workers,
+                                    lambda: self._new_worker("standby", self.config.standby_gpus),
+                                    self.config.heartbeat_seconds, self.config.restart_backoff, self.log)
+        state = self.committed_state()
         for slot in self.slots:
-            self._launch(slot, committed)
+            self._launch(slot, state)
+        self.standbys.poll(time.monotonic())
 
-    def _launch(self, slot: Slot, committed: Dict[str, int]) -> None:
+    def _claim_names(self) -> None:
+        """Refuses to start beside a live fleet on this cluster. A killed fleet's actors die with
+        it (Ray ends a dead driver's actors); until their names are free, its sinks may still
+        write, so this waits for them."""
         ray = import_ray()
-        cameras = [(c.name, c.source, committed.get(c.name, -1) + 1) for c in slot.cameras]
-        cls = ray.remote(CameraWorker).options(**worker_options(self.config.gpus_per_worker,
-                                                                 self.config.cpus_per_worker))
-        slot.actor = cls.remote(slot.name, self.config.pipeline, self.config.pipeline_dir, cameras,
-                                self.config.decode, self.config.masks, self.config.stall_seconds,
-                                self.config.watchdog_seconds)
-        slot.run_ref = slot.actor.run.remote(self.sink)
-        slot.stats_ref, slot.stats_sent, slot.answered = None, 0.0, False
-        slot.state, slot.started_at = "starting", time.monotonic()
-        resumed = {name: start for name, _, start in cameras if start}
-        if resumed:
-            self.log(f"segpost fleet: {slot.name}: started, resuming {resumed}")
+        deadline = time.monotonic() + 60.0
+        for name in [STATUS_ACTOR] + [sink_name(shard) for shard in range(self.config.sink_shards)]:
+            while True:
+                try:
+                    actor = ray.get_actor(name, namespace=NAMESPACE)
+                except ValueError:   # Ray's answer for "no such actor"
+                    break
+                try:
+                    ray.get(actor.__ray_ready__.remote(), timeout=10)
+                except Exception:  # its fleet was killed: the actor is dying
+                    if time.monotonic() > deadline:
+                        raise ValueError(f"a killed segpost fleet's actor {name} is still on this Ray cluster after "
+                                         "60 s; try again") from None
+                    time.sleep(0.2)
+                    continue
+                raise ValueError(f"another segpost fleet runs on this Ray cluster (its actor {name} answers)")
+
+    def committed_state(self) -> Dict[str, Dict[str, Any]]:
+        """Per camera, where the sink's output ends (RecordSink.committed_state), from every shard."""
+        ray = import_ray()
+        state: Dict[str, Dict[str, Any]] = {}
+        for shard in ray.get([sink.committed_state.remote() for sink in self.sinks]):
+            state.update(shard)
+        return state
+
+    def _new_worker(self, name: str, gpus: float) -> Any:
+        ray = import_ray()
+        cls = ray.remote(CameraWorker).options(**worker_options(gpus, self.config.cpus_per_worker))
+        return cls.remote(name, self.config.pipeline, self.config.pipeline_dir, self.config.cameras_per_worker,
+                          self.config.decode, self.config.masks, self.config.stall_seconds,
+                          self.config.watchdog_seconds)
+
+    def _cameras(self, slot: Slot, state: Dict[str, Dict[str, Any]]) -> List[Camera]:
+        """The group's cameras and where each resumes; file cameras whose output is complete are left out."""
+        cameras = []
+        for c in slot.cameras:
+            s = state.get(c.name, {})
+            last = s.get("last_frame", -1)
+            if s.get("finished") and not is_live(c.source):
+                continue
+            cameras.append(Camera(c.name, c.source, last + 1, s.get("next_track_id", 0),
+                                  s.get("last_time") if last >= 0 else None))
+        return cameras
+
+    def _launch(self, slot: Slot, state: Dict[str, Dict[str, Any]]) -> None:
+        cameras = self._cameras(slot, state)
+        if not cameras:
+            slot.state = "finished"
+            self.log(f"segpost fleet: {slot.name}: every camera's output is complete already")
+            return
+        actor = self.standbys.take() if self.standbys is not None else None
+        slot.actor = actor if actor is not None else self._new_worker(slot.name, self.config.gpus_per_worker)
+        slot.run_ref = slot.actor.run.remote(self.sinks, cameras, slot.name)
+        slot.stats_ref, slot.stats_sent, slot.answered = None, 0.0, actor is not None
+        slot.state, slot.started_at = ("running" if actor is not None else "starting"), time.monotonic()
+        resumed = {c.name: c.start_index for c in cameras if c.start_index}
+        if actor is not None or resumed:
+            self.log(f"segpost fleet: {slot.name}: {'a standby took over' if actor is not None else 'started'}"
+                     + (f", resuming {resumed}" if resumed else ""))
 
     def _died(self, slot: Slot, why: str) -> None:
-        ray = import_ray()
-        try:
-            ray.kill(slot.actor, no_restart=True)
-        except Exception:  # already gone
-            pass
+        kill_actor(slot.actor)
         slot.restarts += 1
         slot.last_error = self.redactor(why)
-        first, longest = self.config.restart_backoff
-        # A worker that ran a while before dying starts over from the first delay.
-        stable = time.monotonic() - slot.started_at > 60.0
-        delay = first if stable else min(first * 2 ** (slot.restarts - 1), longest)
-        slot.state, slot.restart_at = "restarting", time.monotonic() + delay
+        now = time.monotonic()
+        slot.failures = 1 if now - slot.started_at > STABLE_SECONDS else slot.failures + 1
         slot.actor = slot.run_ref = slot.stats_ref = None
-        self.log(f"segpost fleet: {slot.name} ({', '.join(c.name for c in slot.cameras)}) died: {slot.last_error}; "
-                 f"restarting in {delay:.1f} s (restart {slot.restarts})")
+        group = ", ".join(c.name for c in slot.cameras)
+        if slot.failures == 1 and self.standbys.has_ready():
+            self.log(f"segpost fleet: {slot.name} ({group}) died: {slot.last_error}; a standby takes over "
+                     f"(restart {slot.restarts})")
+            self._launch(slot, self.committed_state())
+            return
+        first, longest = self.config.restart_backoff
+        delay = min(first * 2 ** (slot.failures - 1), longest)
+        slot.state, slot.restart_at = "restarting", now + delay
+        self.log(f"segpost fleet: {slot.name} ({group}) died: {slot.last_error}; restarting in {delay:.1f} s "
+                 f"(restart {slot.restarts})")
 
     def supervise(self, stop: threading.Event, max_seconds: Optional[float] = None) -> None:
         """Watch, restart and report until every worker finished (file sources), `stop`, or max_seconds."""
@@ -161,22 +215,28 @@ class Fleet:
                 if slot.state in ("starting", "running"):
                     done, _ = ray.wait([slot.run_ref], timeout=0)
                     if done:
-                        try:
-                            summary = ray.get(slot.run_ref)
-                            slot.stats = ray.get(slot.actor.stats.remote(), timeout=self.config.heartbeat_seconds)
-                            slot.state = "finished"
-                            ray.kill(slot.actor, no_restart=True)   # its GPU share and CPUs go back to Ray
-                            self.log(f"segpost fleet: {slot.name} finished: {summary['rounds']} rounds")
-                        except Exception as exc:  # RayActorError, a worker exception: both mean restart
-                            self._died(slot, _short(exc))
+                        self._ended(slot)
                         continue
                     self._heartbeat(slot, now)
                 elif slot.state == "restarting" and now >= slot.restart_at:
-                    self._launch(slot, ray.get(self.sink.committed.remote()))
+                    self._launch(slot, self.committed_state())
+            self.standbys.poll(now)
             self._publish()
             if all(slot.state == "finished" for slot in self.slots):
                 break
             stop.wait(0.25)
+
+    def _ended(self, slot: Slot) -> None:
+        ray = import_ray()
+        try:
+            summary = ray.get(slot.run_ref)
+            slot.stats = ray.get(slot.actor.stats.remote(), timeout=self.config.heartbeat_seconds)
+        except Exception as exc:  # RayActorError, a worker exception: both mean restart
+            self._died(slot, _short(exc))
+            return
+        slot.state = "finished"
+        kill_actor(slot.actor)   # its GPU share and CPUs go back to Ray
+        self.log(f"segpost fleet: {slot.name} finished: {summary['rounds']} rounds")
 
     def _heartbeat(self, slot: Slot, now: float) -> None:
         """A worker that answered once and then stops answering is hung; one that never answered
@@ -194,11 +254,12 @@ class Fleet:
             elif slot.answered and now - slot.stats_sent > self.config.heartbeat_seconds:
                 self._died(slot, f"no heartbeat for {self.config.heartbeat_seconds:g} s (hung)")
                 return
-            elif not slot.answered and now - slot.started_at > 60.0 and slot.last_error != _WAITING:
+            elif not slot.answered and now - slot.started_at > self.waiting_report_seconds \
+                    and slot.last_error != _WAITING:
                 slot.last_error = _WAITING
-                self.log(f"segpost fleet: {slot.name} has not started after 60 s: {_WAITING} "
-                         f"(it needs {self.config.gpus_per_worker:g} GPU and {self.config.cpus_per_worker:g} CPUs; "
-                         f"free now: {ray.available_resources()})")
+                self.log(f"segpost fleet: {slot.name} has not started after {self.waiting_report_seconds:g} s: "
+                         f"{_WAITING} (it needs {self.config.gpus_per_worker:g} GPU and "
+                         f"{self.config.cpus_per_worker:g} CPUs; free now: {ray.available_resources()})")
         if slot.stats_ref is None and now - slot.stats_sent >= 1.0:
             slot.stats_ref, slot.stats_sent = slot.actor.stats.remote(), now
 
@@ -212,7 +273,8 @@ class Fleet:
                             "round_ms_p50": s.get("round_ms_p50"), "round_ms_p95": s.get("round_ms_p95"),
                             "restarts": slot.restarts, "last_error": slot.last_error or s.get("last_error"),
                             "pid": s.get("pid"), "last_round_end": s.get("last_round_end")})
-        return {"time": round(time.time(), 3), "workers": workers}
+        standbys = self.standbys.status() if self.standbys is not None else []
+        return {"time": round(time.time(), 3), "workers": workers, "standbys": standbys}
 
     def _publish(self) -> None:
         status = self.status()
@@ -225,37 +287,45 @@ class Fleet:
             self._observe_metrics(status)
         if self.status_every and time.monotonic() - self._last_line >= self.status_every:
             self._last_line = time.monotonic()
+            ready = sum(s["state"] == "ready" for s in status["standbys"])
             self.log("segpost fleet: " + "; ".join(
                 f"{w['worker']} {w['state']} {w['fps']:.1f} fps p50 {_ms(w['round_ms_p50'])} restarts {w['restarts']}"
-                for w in status["workers"]))
+                for w in status["workers"]) + (f"; standbys ready {ready}/{self.config.standby_workers}"
+                                               if self.config.standby_workers else ""))
 
     def _observe_metrics(self, status: Dict[str, Any]) -> None:
-        """Per-camera frames come from the sink's committed indices (asked without waiting)."""
+        """Per-camera frames come from the sinks' committed indices (asked without waiting)."""
         ray = import_ray()
-        committed = {}
-        if self._committed_ref is not None:
-            done, _ = ray.wait([self._committed_ref], timeout=0)
-            if done:
-                committed, self._committed_ref = ray.get(self._committed_ref), None
-        if self._committed_ref is None:
-            self._committed_ref = self.sink.committed.remote()
+        committed: Dict[str, int] = {}
+        if self._committed_refs is not None:
+            done, _ = ray.wait(self._committed_refs, num_returns=len(self._committed_refs), timeout=0)
+            if len(done) == len(self._committed_refs):
+                for shard in ray.get(self._committed_refs):
+                    committed.update(shard)
+                self._committed_refs = None
+        if self._committed_refs is None:
+            self._committed_refs = [sink.committed.remote() for sink in self.sinks]
         self.metrics.observe_fleet(status, committed)
 
     def shutdown(self, grace_seconds: float = 8.0) -> Dict[str, Any]:
-        """Workers finish their round and send their records; the sink flushes, fsyncs, closes."""
+        """Workers finish their round and send their records; the sinks fsync and close."""
         ray = import_ray()
-        running = [s for s in self.slots if s.state in ("starting", "running")]
+        running = [s for s in self.slots if s.state in ("starting", "running") and s.actor is not None]
         for slot in running:
             slot.actor.stop.remote()
         refs = [s.run_ref for s in running]
         if refs:
             ray.wait(refs, num_returns=len(refs), timeout=grace_seconds)
         for slot in running:
-            try:
-                ray.kill(slot.actor, no_restart=True)
-            except Exception:  # already gone
-                pass
-        stats = ray.get(self.sink.close.remote()) if self.sink is not None else {}
+            kill_actor(slot.actor)
+        if self.standbys is not None:
+            self.standbys.shutdown()
+        stats: Dict[str, Any] = {}
+        for shard in ray.get([sink.close.remote() for sink in self.sinks]) if self.sinks else []:
+            for key, value in shard.items():
+                stats[key] = stats.get(key, 0) + value if isinstance(value, (int, float)) else value
+        for sink in self.sinks:
+            kill_actor(sink)   # the names go free for the next fleet on this cluster
         if self.board is not None:
             self._publish()
             ray.kill(self.board)   # the next fleet on this cluster may take the name
@@ -271,17 +341,3 @@ def _short(exc: BaseException) -> str:
 
 def _ms(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.0f} ms"
-
-
-def read_status(address: Optional[str] = None, status_file: Optional[str] = None) -> Dict[str, Any]:
-    """A running fleet's status: from its status file, or from its Ray cluster."""
-    if status_file:
-        with open(status_file) as f:
-            return json.load(f)
-    ray = import_ray()
-    ray.init(address=address or "auto", namespace=NAMESPACE, log_to_driver=False)
-    try:
-        board = ray.get_actor(STATUS_ACTOR, namespace=NAMESPACE)
-    except ValueError:
-        raise ValueError("no segpost fleet runs on this Ray cluster") from None
-    return ray.get(board.get.remote())

@@ -1,0 +1,136 @@
+"""The fleet's sink without Ray: exactly once per (camera, frame), durable state recovered from the
+files' ends (torn lines cut, retried batches recognised, track ids resumed), read backwards only."""
+import json
+import os
+import zlib
+
+import pytest
+
+from segpost.fleet import recovery, sink as sink_module
+from segpost.fleet.sink import RecordSink, shard_of
+
+
+def frame(camera, index, tracks=(), detections=1):
+    dets = [{"class": "person", "score": 0.9, "box": [0, 0, 1, 1]} for _ in range(detections)]
+    for det, track in zip(dets, tracks):
+        det["track_id"] = track
+    return {"round": index, "camera": camera, "source": f"{camera}.mp4", "frame_index": index, "detections": dets}
+
+
+def event(camera, kind, **details):
+    return {"event": kind, "camera": camera, "source": f"{camera}.mp4", "message": kind, **details}
+
+
+def lines(folder, camera):
+    with open(os.path.join(folder, f"{camera}.jsonl")) as f:
+        text = f.read()
+    assert not text or text.endswith("\n")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def frames_of(folder, camera):
+    return [r["frame_index"] for r in lines(folder, camera) if "detections" in r]
+
+
+def test_every_frame_once_in_order_and_the_state_survives_a_new_sink(tmp_path):
+    out = str(tmp_path / "out")
+    sink = RecordSink(out, cameras=["a", "b"])
+    assert sink.write_batch([frame("a", 0), frame("b", 0), event("a", "reconnected")]) == 3
+    assert sink.write_batch([frame("a", 1), frame("a", 0), frame("b", 1)]) == 2      # a 0 again: a duplicate
+    assert sink.write_batch([{**frame("b", 1), "round": 9}]) == 0                  # re-processed frame: dropped
+    assert sink.stats()["duplicates_dropped"] == 2 and sink.committed() == {"a": 1, "b": 1}
+    # No close: as if the sink's process died. A new one reads where each camera ends.
+    again = RecordSink(out, cameras=["a", "b"])
+    state = again.committed_state()
+    assert state["a"]["last_frame"] == 1 and state["b"]["last_frame"] == 1 and not state["a"]["finished"]
+    assert again.write_batch([{**frame("a", 1), "round": 5}, frame("a", 2), event("a", "finished", frames=3)]) == 2
+    assert again.committed_state()["a"]["finished"] and again.stats()["duplicates_dropped"] == 1
+    again.close()
+    assert frames_of(out, "a") == [0, 1, 2] and frames_of(out, "b") == [0, 1]
+    assert [r.get("event") for r in lines(out, "a")] == [None, "reconnected", None, None, "finished"]
+
+
+def test_a_batch_retried_after_the_sink_died_is_not_written_twice(tmp_path):
+    """Ray re-sends the call that the sink's death interrupted: whether it was written fully,
+    partly (a torn last line) or not at all, the files end up with each line once."""
+    out = str(tmp_path / "out")
+    sink = RecordSink(out, cameras=["a", "b"])
+    sink.write_batch([frame("a", 0), frame("b", 0)])
+    batch = [event("a", "disconnected", time=1.5), frame("a", 1), event("a", "reconnected", time=2.5),
+             event("b", "error", time=3.5)]
+    sink.write_batch(batch)                                     # written, then the sink died before answering
+    retried = RecordSink(out, cameras=["a", "b"])
+    assert retried.write_batch(batch) == 0 and retried.stats()["repeated_lines_skipped"] == 4
+    # Written partly: the last line torn by the death (cut at start-up), the rest of it re-sent.
+    with open(os.path.join(out, "a.jsonl"), "a") as f:
+        f.write(json.dumps(event("a", "disconnected", time=4.5), separators=(",", ":")) + "\n")
+        f.write('{"round": 2, "camera": "a", "frame_in')
+    partial = RecordSink(out, cameras=["a", "b"])
+    assert partial.stats()["torn_bytes_cut"] > 0
+    assert partial.write_batch([event("a", "disconnected", time=4.5), frame("a", 2), event("b", "error", time=5)]) == 2
+    partial.close()
+    kinds = [r.get("event") or r["frame_index"] for r in lines(out, "a")]
+    assert kinds == [0, "disconnected", 1, "reconnected", "disconnected", 2]
+    assert [r.get("event") or r["frame_index"] for r in lines(out, "b")] == [0, "error", "error"]
+
+
+def test_track_ids_resume_after_the_largest_even_when_its_track_ended_long_ago(tmp_path, monkeypatch):
+    out = str(tmp_path / "out")
+    sink = RecordSink(out, cameras=["a", "plain"])
+    sink.write_batch([event("a", "track_started", track_id=0), frame("a", 0, tracks=[0])])
+    sink.write_batch([event("a", "track_started", track_id=7), frame("a", 1, tracks=[0, 7])])
+    sink.write_batch([event("a", "track_ended", track_id=7)])
+    # Many frames later (more than a few read blocks), only the old track remains.
+    sink.write_batch([frame("a", i, tracks=[0]) for i in range(2, 3000)] + [frame("plain", 0)])
+    assert sink.committed_state()["a"]["next_track_id"] == 8
+    sink.close()
+    read = []
+    real_pread = os.pread
+    monkeypatch.setattr(recovery.os, "pread", lambda fd, n, at: read.append(n) or real_pread(fd, n, at))
+    state = RecordSink(out, cameras=["a", "plain"]).committed_state()
+    assert state["a"] == {**state["a"], "last_frame": 2999, "next_track_id": 8}
+    assert state["plain"]["next_track_id"] == 0 and state["plain"]["last_frame"] == 0
+    size = os.path.getsize(os.path.join(out, "a.jsonl"))
+    assert sum(read) >= size          # the track scan went back to the track_started event...
+    read.clear()
+    # ... while with no tracker the scan stops at the last frame: one block of a large file.
+    sink = RecordSink(out, cameras=["big"])
+    sink.write_batch([frame("big", i) for i in range(5000)])
+    sink.close()
+    RecordSink(out, cameras=["big"])
+    assert 0 < sum(read) <= 2 * recovery.BLOCK < os.path.getsize(os.path.join(out, "big.jsonl"))
+
+
+def test_one_merged_file_recovers_every_camera(tmp_path):
+    out = str(tmp_path / "all.jsonl")
+    sink = RecordSink(out, per_camera=False, cameras=["a", "b", "c"])
+    sink.write_batch([frame("a", 0), frame("b", 0), frame("a", 1), event("c", "error")])
+    state = RecordSink(out, per_camera=False, cameras=["a", "b", "c"]).committed_state()
+    assert (state["a"]["last_frame"], state["b"]["last_frame"], state["c"]["last_frame"]) == (1, 0, -1)
+    assert state["c"]["last_time"] is not None
+
+
+def test_a_failed_write_leaves_no_partial_line(tmp_path, monkeypatch):
+    out = str(tmp_path / "out")
+    sink = RecordSink(out, cameras=["a"])
+    sink.write_batch([frame("a", 0)])
+    real_write = os.write
+
+    def disk_full(fd, data):
+        real_write(fd, bytes(data[:10]))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sink_module.os, "write", disk_full)
+    with pytest.raises(OSError):
+        sink.write_batch([frame("a", 1), frame("a", 2)])
+    monkeypatch.setattr(sink_module.os, "write", real_write)
+    assert sink.committed() == {"a": 0}
+    assert sink.write_batch([frame("a", 1), frame("a", 2)]) == 2
+    sink.close()
+    assert frames_of(out, "a") == [0, 1, 2]
+
+
+def test_shards_are_a_stable_hash_of_the_camera_name():
+    assert shard_of("dock-1", 4) == zlib.crc32(b"dock-1") % 4 == 2
+    assert shard_of(None, 4) == 0
+    assert {shard_of(f"cam{i}", 4) for i in range(40)} == {0, 1, 2, 3}
