@@ -40,12 +40,14 @@ def make_videos(folder, short=20):
     return folder, paths, longs
 
 
-def write_configs(folder, cameras, per_worker, busy=(0, 0), startup_s=0, **fleet):
+def write_configs(folder, cameras, per_worker, busy=(0, 0), startup_s=0, track=False, **fleet):
     folder.mkdir(parents=True, exist_ok=True)
     pipeline = {"backend": "synthetic", "classes": ["red", "green"], "max_frame_size": [48, 64],
                 "max_cameras": per_worker, "busy_ms": list(busy)}
     if startup_s:
         pipeline["startup_s"] = startup_s
+    if track:
+        pipeline["track"] = True
     (folder / "segpost.json").write_text(json.dumps(pipeline))
     config = {"pipeline": "segpost.json", "cameras": [{"name": n, "source": s} for n, s in cameras],
               "cameras_per_worker": per_worker, "gpus_per_worker": 0, "cpus_per_worker": 0.5,
@@ -80,6 +82,11 @@ def assert_exactly_once(out, names, frames=LONG_FRAMES):
     for name in names:
         assert frame_indices(records.get(name, [])) == list(range(frames)), name
     return records
+
+
+def track_ids(records):
+    """The track ids of the detections, in record order (-1: a detection without a track)."""
+    return [d["track_id"] for r in records if "detections" in r for d in r["detections"] if d["track_id"] >= 0]
 
 
 def resumed_at(records):

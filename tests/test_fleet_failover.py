@@ -12,7 +12,7 @@ import pytest
 
 from brokers import RtspServer, http_get, rtsp_server_python
 from fleet_cases import (LONG_FRAMES, SERVICES, assert_exactly_once, committed, fleet_services, frame_indices,
-                         make_videos, read_out, resumed_at, run_fleet, wait_until, write_configs)
+                         make_videos, read_out, resumed_at, run_fleet, track_ids, wait_until, write_configs)
 
 ray = fleet_services()
 from ray.cluster_utils import Cluster  # noqa: E402
@@ -84,7 +84,7 @@ def failover(videos, folder, standby):
     seconds from the kill to the group's next committed frame and the fleet's log."""
     cameras = [(f"long{i}", videos[2][i]) for i in range(2)]
     config = write_configs(folder, cameras, per_worker=2, busy=(20, 5), startup_s=3, standby_workers=standby,
-                           cpus_per_worker=0.5)
+                           cpus_per_worker=0.5, track=True)
     seen = {}
 
     def kill_and_time(fleet, stop):
@@ -102,6 +102,10 @@ def failover(videos, folder, standby):
     assert fleet.slots[0].restarts == 1 and stats["duplicates_dropped"] <= 2, stats   # at most a round in flight
     first = resumed_at(records["long0"])
     assert len(first) == 1 and seen["last"] < first[0] <= seen["last"] + 2, (first, seen)
+    for camera in ("long0", "long1"):   # the replacement numbers tracks after the last id written
+        before = track_ids(r for r in records[camera] if r.get("frame_index", -1) < first[0])
+        after = track_ids(r for r in records[camera] if r.get("frame_index", -1) >= first[0])
+        assert before and after and min(after) > max(before), (camera, before[-5:], after[:5])
     return seen["back"] - seen["kill"], logged
 
 

@@ -144,6 +144,10 @@ class CameraWorker:
             raise ValueError(f"{len(cameras)} cameras for a worker built for {self.pipeline.config.max_cameras}")
         self.worker_id = worker_id or self.worker_id
         self.assignment = cameras   # where each camera resumes, its next track id
+        tracker = self.pipeline.tracker
+        for slot, camera in enumerate(cameras):
+            if tracker is not None and camera.next_track_id > 0:   # ids stay unique per camera across workers
+                tracker.set_next_id(slot, camera.next_track_id)
         self.cameras = [(c.name, CameraSource(c.source, self._open_decoder, redactor=self.redactor,
                                               stall_seconds=self.stall_seconds, start_index=c.start_index))
                         for c in cameras]
