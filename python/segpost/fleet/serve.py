@@ -91,6 +91,11 @@ class SegmentationService:
         self._decode_batched = self._batched(self._decoding, self.decoder.decode, config.max_cameras, 0.0)
         self._round_batched = self._batched(self._gpu, self._process, config.max_cameras, options.batch_wait_ms / 1e3)
 
+    def __del__(self):   # Serve's replica shutdown: nvImageCodec's GPU objects go while CUDA lives
+        decoder = getattr(self, "decoder", None)
+        if decoder is not None:
+            decoder.close()
+
     @staticmethod
     def _batched(executor, work, max_batch: int, wait_seconds: float):
         """A stage as @serve.batch sees it: one item in, one answer out, `work` on `executor`."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+import weakref
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -45,6 +46,7 @@ class FrameDecoder:
             raise ValueError(f"decode must be one of {MODES}, got {mode!r}")
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="segpost decode")
         self._nv, self._stream, self._spare, self._lock = None, None, [], threading.Lock()
+        self._decoder: list = []   # nvImageCodec's decoder, held in a list that close() and the finalizer share
         self._pool_size = pool_size
         self.choice, self.why = "cpu", "decode cpu: OpenCV on a thread pool"
         if nvimgcodec_on_cpu:
@@ -70,14 +72,17 @@ class FrameDecoder:
 
             backends = [nv.Backend(kind) for kind in (nv.BackendKind.HW_GPU_ONLY, nv.BackendKind.GPU_ONLY,
                                                       nv.BackendKind.HYBRID_CPU_GPU)]
-            self._decoder = nv.Decoder(device_id=nv.NVIMGCODEC_DEVICE_CURRENT, backends=backends,
-                                       max_num_cpu_threads=threads)
+            self._decoder.append(nv.Decoder(device_id=nv.NVIMGCODEC_DEVICE_CURRENT, backends=backends,
+                                            max_num_cpu_threads=threads))
             self._stream = cupy.cuda.Stream(non_blocking=True)
         else:
-            self._decoder = nv.Decoder(device_id=nv.NVIMGCODEC_DEVICE_CPU_ONLY,
-                                       backends=[nv.Backend(nv.BackendKind.CPU_ONLY)], max_num_cpu_threads=threads)
+            self._decoder.append(nv.Decoder(device_id=nv.NVIMGCODEC_DEVICE_CPU_ONLY,
+                                            backends=[nv.Backend(nv.BackendKind.CPU_ONLY)], max_num_cpu_threads=threads))
         self._params = nv.DecodeParams(sample_format=nv.I_BGR, apply_exif_orientation=False)
         self._nv = nv
+        # nvImageCodec's decoder and images free CUDA memory when destroyed: left to the
+        # interpreter's final teardown they may outlive the CUDA context and crash the process.
+        weakref.finalize(self, _release, self._spare, self._stream, self._decoder)
 
     def decode(self, items: Sequence[Tuple[bytes, ImageHeader]]) -> List[Union["Decoded", ImageError]]:
         """Each item decoded to a Decoded (its ``frame`` goes to the pipeline), or the ImageError
@@ -103,7 +108,7 @@ class FrameDecoder:
         if self._stream is not None:
             kwargs["cuda_stream"] = self._stream.ptr
         try:
-            images = self._decoder.decode(streams, params=self._params, **kwargs)
+            images = self._decoder[0].decode(streams, params=self._params, **kwargs)
             if self._stream is not None:
                 self._stream.synchronize()   # the frames are complete before any other stream reads them
         except RuntimeError:   # the whole batch refused (a decoder failure): OpenCV decodes or judges each image
@@ -124,7 +129,20 @@ class FrameDecoder:
                     self._spare.append(d.image)
 
     def close(self) -> None:
+        """Stops the threads and releases nvImageCodec's decoder and spare images (frames handed
+        out stay valid while referenced)."""
         self._pool.shutdown(wait=False)
+        with self._lock:
+            self._nv = None
+            _release(self._spare, self._stream, self._decoder)
+
+
+def _release(spare: list, stream: Any, decoder: list) -> None:
+    """Waits for decoding in flight, then drops the spare images and the decoder, while CUDA lives."""
+    if stream is not None:
+        stream.synchronize()
+    spare.clear()
+    decoder.clear()
 
 
 class Decoded:
