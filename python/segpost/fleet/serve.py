@@ -33,6 +33,7 @@ from ..encodings import decode_coco_rle
 from ..io.image_decoder import Decoded, FrameDecoder
 from ..io.image_header import ImageError
 from . import api, import_ray
+from .rounds import RoundBatcher
 from .serve_config import ServeConfig, load_serve_config  # noqa: F401 (load_serve_config: the module's API)
 from .serve_guard import Limits, RequestError, check_frame, key_digests
 
@@ -89,7 +90,7 @@ class SegmentationService:
         self._gpu = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="segpost round")
         self._decoding = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="segpost decode batch")
         self._decode_batched = self._batched(self._decoding, self.decoder.decode, config.max_cameras, 0.0)
-        self._round_batched = self._batched(self._gpu, self._process, config.max_cameras, options.batch_wait_ms / 1e3)
+        self._rounds = RoundBatcher(self._gpu, self._process, config.max_cameras, options.batch_wait_ms / 1e3)
 
     def __del__(self):   # Serve's replica shutdown: nvImageCodec's GPU objects go while CUDA lives
         decoder = getattr(self, "decoder", None)
@@ -171,14 +172,19 @@ class SegmentationService:
         if not frames:
             raise RequestError("the request has no frames")
         loop = asyncio.get_running_loop()   # headers are walked off the event loop (a PNG's CRCs)
-        checked = await loop.run_in_executor(None, lambda: [check_frame(f, self.max_size, i) for i, f in enumerate(frames)])
-        decoded = await asyncio.gather(*(self._decode_batched(value) if kind == "image" else _ready(Decoded(value))
-                                         for kind, value in checked))
+        self._rounds.expect(len(frames))   # rounds wait for these while they are checked and decoded
+        try:
+            checked = await loop.run_in_executor(None, lambda: [check_frame(f, self.max_size, i)
+                                                                for i, f in enumerate(frames)])
+            decoded = await asyncio.gather(*(self._decode_batched(value) if kind == "image" else _ready(Decoded(value))
+                                             for kind, value in checked))
+        finally:
+            self._rounds.arrived(len(frames))
         failed = [(i, d) for i, d in enumerate(decoded) if isinstance(d, ImageError)]
         if failed:
             self.decoder.recycle(decoded)
             raise RequestError(f"frames[{failed[0][0]}]: {failed[0][1]}")
-        answers = await asyncio.gather(*(self._round_batched(d) for d in decoded))
+        answers = await asyncio.gather(*(self._rounds.submit(d) for d in decoded))
         for i, answer in enumerate(answers):
             if "error" in answer:
                 raise RequestError(f"frames[{i}]: {answer['error']}")
