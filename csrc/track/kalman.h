@@ -1,7 +1,8 @@
 // The box motion model: a constant-velocity Kalman filter on (cx, cy, w, h) in pixels, as
 // BoT-SORT's xywh filter (ByteTrack's xyah one estimates the aspect ratio instead of the width,
 // which couples width to height: a person who turns or a bar that rotates changes one but not the
-// other). Noise scales with the box size (ByteTrack's and BoT-SORT's weights 1/20 and 1/160).
+// other). Noise scales with the box size (ByteTrack's and BoT-SORT's weights 1/20 and 1/160), and
+// a measurement's noise with its detection's score (measurement_noise_scale).
 #pragma once
 
 #include <array>
@@ -9,6 +10,16 @@
 #include <utility>
 
 namespace segpost {
+
+// How much a detection's box is trusted, as a factor on the measurement noise's standard
+// deviation: 1 / score^2. A low score is mostly an object partly hidden or partly out of the
+// frame, whose box is that of its visible part: it barely moves the state, so neither the size nor
+// the velocity collapses to a sliver's, and the object is looked for where it really goes (0.9:
+// x1.2, 0.5: x4, 0.2: x25). Scores are bounded below so that the noise stays finite.
+inline double measurement_noise_scale(float score) {
+  const double s = std::fmax(static_cast<double>(score), 0.01);
+  return 1.0 / (s * s);
+}
 
 class BoxKalman {
  public:
@@ -18,6 +29,8 @@ class BoxKalman {
   // A new track at a measured box (cx, cy, w, h), at rest.
   void initiate(const Vec4& z) {
     mean_ = {z[0], z[1], z[2], z[3], 0, 0, 0, 0};
+    measured_w_ = z[2];
+    measured_h_ = z[3];
     const Vec8 std_dev = {2 * kPosition * z[2], 2 * kPosition * z[3], 2 * kPosition * z[2], 2 * kPosition * z[3],
                           10 * kVelocity * z[2], 10 * kVelocity * z[3], 10 * kVelocity * z[2], 10 * kVelocity * z[3]};
     for (auto& row : cov_) row.fill(0.0);
@@ -38,12 +51,22 @@ class BoxKalman {
     for (int j = 0; j < 4; ++j)
       for (int i = 0; i < 8; ++i) cov_[i][j] += cov_[i][j + 4];
     for (int i = 0; i < 8; ++i) cov_[i][i] += q[i] * q[i];
+    // A size extrapolated below kLeastShrink of the last measured one stops there: constant velocity
+    // takes a bar turning through upright to no width at all, and a box of no width matches nothing.
+    if (mean_[2] < kLeastShrink * measured_w_) {
+      mean_[2] = kLeastShrink * measured_w_;
+      mean_[6] = std::fmax(mean_[6], 0.0);
+    }
+    if (mean_[3] < kLeastShrink * measured_h_) {
+      mean_[3] = kLeastShrink * measured_h_;
+      mean_[7] = std::fmax(mean_[7], 0.0);
+    }
     keep_positive_size();
   }
 
-  // Folds in a measured box (cx, cy, w, h).
-  void update(const Vec4& z) {
-    const double w = mean_[2], h = mean_[3];
+  // Folds in a measured box (cx, cy, w, h) whose noise is `noise_scale` times the usual.
+  void update(const Vec4& z, double noise_scale) {
+    const double w = noise_scale * mean_[2], h = noise_scale * mean_[3];
     const Vec4 r = {kPosition * w, kPosition * h, kPosition * w, kPosition * h};
     // S = H P H^T + R (the top-left 4x4 of P plus R); K = P H^T S^-1 (8x4).
     double s[4][4];
@@ -58,6 +81,8 @@ class BoxKalman {
         for (int m = 0; m < 4; ++m) v += cov_[i][m] * s_inv[m][j];
         gain[i][j] = v;
       }
+    measured_w_ = z[2];
+    measured_h_ = z[3];
     Vec4 innovation;
     for (int i = 0; i < 4; ++i) innovation[i] = z[i] - mean_[i];
     for (int i = 0; i < 8; ++i)
@@ -75,6 +100,21 @@ class BoxKalman {
     keep_positive_size();
   }
 
+  // Keeps the centre inside a width x height frame, stopping the velocity that points out of it: an
+  // object cannot be seen outside the frame, and one that left comes back through the edge it left by.
+  void keep_centre_inside(double width, double height) {
+    const double limit[2] = {width, height};
+    for (int i = 0; i < 2; ++i) {
+      if (mean_[i] < 0) {
+        mean_[i] = 0;
+        mean_[i + 4] = std::fmax(mean_[i + 4], 0.0);
+      } else if (mean_[i] > limit[i]) {
+        mean_[i] = limit[i];
+        mean_[i + 4] = std::fmin(mean_[i + 4], 0.0);
+      }
+    }
+  }
+
   double cx() const { return mean_[0]; }
   double cy() const { return mean_[1]; }
   double width() const { return mean_[2]; }
@@ -84,6 +124,7 @@ class BoxKalman {
 
  private:
   static constexpr double kPosition = 1.0 / 20, kVelocity = 1.0 / 160;
+  static constexpr double kLeastShrink = 0.7;  // of the last measured size, per prediction
 
   void keep_positive_size() {
     mean_[2] = std::fmax(mean_[2], 1.0);
@@ -114,6 +155,7 @@ class BoxKalman {
   }
 
   Vec8 mean_{};
+  double measured_w_ = 1, measured_h_ = 1;  // the last measured box's size
   std::array<std::array<double, 8>, 8> cov_{};
 };
 

@@ -73,7 +73,9 @@ void TrackTable::camera_frame(int32_t camera, int64_t frame_id, int32_t width, i
   for (int s = 0; s < config_.max_tracks; ++s) {
     Track& t = slot(camera, s);
     t.matched = false;
-    if (t.state != State::Free) t.kalman.predict(t.state == State::Lost);
+    if (t.state == State::Free) continue;
+    t.kalman.predict(t.state == State::Lost);
+    t.kalman.keep_centre_inside(width, height);
   }
   for (int32_t c = 0; c < config_.num_classes; ++c) {
     const FrameDetections& d = classes[c];
@@ -104,9 +106,12 @@ void TrackTable::camera_frame(int32_t camera, int64_t frame_id, int32_t width, i
   for (int s = 0; s < config_.max_tracks; ++s) {
     Track& t = slot(camera, s);
     if (t.state == State::Free) continue;
-    // The next frame's predicted centre, relative to where the slot's mask was taken.
-    t.dx = lowres_shift(t.kalman.cx() + t.kalman.vx() - t.mask_cx, config_.mask_w, width);
-    t.dy = lowres_shift(t.kalman.cy() + t.kalman.vy() - t.mask_cy, config_.mask_h, height);
+    // The next frame's predicted centre (inside the frame, as predict keeps it), relative to
+    // where the slot's mask was taken.
+    const double next_x = std::clamp(t.kalman.cx() + t.kalman.vx(), 0.0, static_cast<double>(width));
+    const double next_y = std::clamp(t.kalman.cy() + t.kalman.vy(), 0.0, static_cast<double>(height));
+    t.dx = lowres_shift(next_x - t.mask_cx, config_.mask_w, width);
+    t.dy = lowres_shift(next_y - t.mask_cy, config_.mask_h, height);
   }
 }
 
@@ -120,8 +125,10 @@ void TrackTable::match_stage(int32_t camera, const FrameDetections& d, int32_t c
   }
   for (int32_t s = 0; s < config_.max_tracks; ++s) {
     const Track& t = slot(camera, s);
-    // First stage: every track of the class; second: confirmed tracks the first left unmatched.
-    if (t.state != State::Free && t.class_id == class_id && !t.matched && (high || t.state == State::Confirmed)) {
+    // First stage: every track of the class; second: the confirmed and lost tracks the first left
+    // unmatched (an object coming back is partly visible, so it scores low; tentative tracks are
+    // not continued by low scores).
+    if (t.state != State::Free && t.class_id == class_id && !t.matched && (high || t.state != State::Tentative)) {
       cols_.push_back(s);
     }
   }
@@ -141,14 +148,15 @@ void TrackTable::match_stage(int32_t camera, const FrameDetections& d, int32_t c
     if (row_to_col_[i] < 0) continue;
     Track& t = slot(camera, cols_[row_to_col_[i]]);
     const int32_t k = rows_[i];
-    apply_match(t, camera, class_id, k, d.boxes + 4 * k, frame_id, events);
+    apply_match(t, camera, class_id, k, d.boxes + 4 * k, d.scores[k], frame_id, events);
     class_ids[k] = t.id;
   }
 }
 
-void TrackTable::apply_match(Track& t, int32_t camera, int32_t class_id, int32_t k, const float* box, int64_t frame_id,
-                             std::vector<TrackEvent>& events) {
-  t.kalman.update(take_detection(t, class_id, k, box, frame_id));
+void TrackTable::apply_match(Track& t, int32_t camera, int32_t class_id, int32_t k, const float* box, float score,
+                             int64_t frame_id, std::vector<TrackEvent>& events) {
+  t.kalman.update(measurement(box), measurement_noise_scale(score));
+  take_detection(t, class_id, k, frame_id);
   ++t.hits;
   if (t.state == State::Tentative && t.hits >= config_.min_hits) {
     t.state = State::Confirmed;
@@ -158,16 +166,16 @@ void TrackTable::apply_match(Track& t, int32_t camera, int32_t class_id, int32_t
   }
 }
 
-BoxKalman::Vec4 TrackTable::take_detection(Track& t, int32_t class_id, int32_t k, const float* box, int64_t frame_id) {
-  const BoxKalman::Vec4 z = measurement(box);
+void TrackTable::take_detection(Track& t, int32_t class_id, int32_t k, int64_t frame_id) {
   t.last_frame = frame_id;
   t.misses = 0;
   t.matched = true;
   t.source_class = class_id;  // the slot takes this detection's mask
   t.source_k = k;
-  t.mask_cx = z[0];
-  t.mask_cy = z[1];
-  return z;
+  // Where the filter puts the object now: the mask is moved by the motion the filter predicts from
+  // here (not from the measured box, which a low-score detection barely moves the filter towards).
+  t.mask_cx = t.kalman.cx();
+  t.mask_cy = t.kalman.cy();
 }
 
 void TrackTable::start_track(int32_t camera, int32_t class_id, int32_t k, const float* box, int64_t frame_id,
@@ -197,7 +205,8 @@ void TrackTable::start_track(int32_t camera, int32_t class_id, int32_t k, const 
   t.id = next_id_[camera]++;
   t.first_frame = frame_id;
   t.hits = 1;
-  t.kalman.initiate(take_detection(t, class_id, k, box, frame_id));
+  t.kalman.initiate(measurement(box));
+  take_detection(t, class_id, k, frame_id);
   ids[static_cast<int64_t>(class_id) * config_.capacity + k] = t.id;
   if (t.state == State::Confirmed) {
     events.push_back(TrackEvent{TrackEventKind::Started, camera, class_id, t.id, frame_id, frame_id, 1});

@@ -21,7 +21,7 @@ struct TrackerConfig {
   int32_t max_tracks = 64;  // slots per camera, shared by its classes
   int32_t max_age = 30;     // frames a lost track is kept
   int32_t min_hits = 3;     // matched frames that confirm a track
-  float high_score = 0.5f;  // first-stage detections; lower ones only continue confirmed tracks
+  float high_score = 0.5f;  // first-stage detections; lower ones only continue confirmed or lost tracks
   float match_threshold = 0.1f;   // least similarity of a match
   float mask_weight = 0.5f;       // similarity = (1 - w) box IoU + w mask IoU
   float new_track_score = 0.6f;   // least score of a detection that starts a track
@@ -83,7 +83,7 @@ class TrackTable {
     int32_t misses = 0;       // consecutive frames of its camera without a match
     bool matched = false;     // in the current frame
     int32_t source_class = -1, source_k = -1;  // the detection whose mask the slot takes
-    double mask_cx = 0, mask_cy = 0;            // box centre where the slot's mask was taken
+    double mask_cx = 0, mask_cy = 0;            // the filter's centre when the slot's mask was taken
     int32_t dx = 0, dy = 0;                     // mask shift for the camera's next frame
     BoxKalman kalman;
   };
@@ -91,13 +91,13 @@ class TrackTable {
   Track& slot(int32_t camera, int32_t s) { return tracks_[static_cast<size_t>(camera) * config_.max_tracks + s]; }
   void match_stage(int32_t camera, const FrameDetections& d, int32_t class_id, bool high, int64_t frame_id,
                    int64_t* ids, std::vector<TrackEvent>& events);
-  void apply_match(Track& t, int32_t camera, int32_t class_id, int32_t k, const float* box, int64_t frame_id,
-                   std::vector<TrackEvent>& events);
+  void apply_match(Track& t, int32_t camera, int32_t class_id, int32_t k, const float* box, float score,
+                   int64_t frame_id, std::vector<TrackEvent>& events);
   void start_track(int32_t camera, int32_t class_id, int32_t k, const float* box, int64_t frame_id, int64_t* ids,
                    std::vector<TrackEvent>& events);
   void end_track(Track& t, int32_t camera, std::vector<TrackEvent>& events);
-  // Track t takes detection k (its frame, its mask, its box centre); returns the measured box.
-  static BoxKalman::Vec4 take_detection(Track& t, int32_t class_id, int32_t k, const float* box, int64_t frame_id);
+  // Track t takes detection k (its frame, its mask) once its filter took the box.
+  static void take_detection(Track& t, int32_t class_id, int32_t k, int64_t frame_id);
 
   TrackerConfig config_;
   std::vector<Track> tracks_;  // [cameras][max_tracks]

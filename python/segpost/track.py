@@ -5,9 +5,9 @@ engine's pred_masks is intact), every kept detection's low-res mask is packed in
 compared with the last mask of every live track of its camera and class, moved by the track's
 predicted motion: a mask IoU matrix, computed on the GPU (or by the C++ CPU twin for numpy
 inputs). Once per round, ``update`` associates on the host as ByteTrack does (high-score
-detections against every track, then low-score ones against the confirmed tracks left over) on a
-similarity fusing the box IoU of a Kalman-predicted box and that mask IoU, so two objects that
-share one box stay apart. The model's query slots are never used as identities. A fixed pool of
+detections against every track, then low-score ones against the confirmed and lost tracks left
+over) on a similarity fusing the box IoU of a Kalman-predicted box and that mask IoU, so two
+objects that share one box stay apart. The model's query slots are never used as identities. A fixed pool of
 ``max_tracks`` slots per camera keeps each track's last mask on the device: memory is allocated
 at construction and stays constant.
 """
@@ -36,7 +36,7 @@ class TrackerConfig:
     max_age: frames a lost (unmatched) track is kept before it ends (30: about a second).
     min_hits: matched frames that confirm a track (``track_started``); 1 confirms at once.
     high_score: detections scoring at least this are matched first, against every track; lower
-      ones only continue confirmed tracks (lower the pipeline's score_threshold to get any).
+      ones only continue confirmed or lost tracks (lower the pipeline's score_threshold to get any).
     match_threshold: least similarity of a match, similarity = (1 - mask_weight) * box IoU +
       mask_weight * mask IoU.
     new_track_score: least score of an unmatched detection that starts a track.
