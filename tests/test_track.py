@@ -279,6 +279,10 @@ def test_protocol_errors_are_clear():
     with pytest.raises(ValueError, match="already enqueued"):
         tracker.enqueue(0, post[0], masks, [0, 1])
     post[1].enqueue(logits, None, boxes, masks, [FRAME] * 2)
+    with pytest.raises(ValueError, match="must be the array just given to class 1's Postprocessor"):
+        tracker.enqueue(1, post[1], masks[:, :, :32, :32].copy(), [0, 1])   # its rows would be read out of bounds
+    with pytest.raises(ValueError, match="one camera per frame"):
+        tracker.enqueue(1, post[1], masks, [0])
     with pytest.raises(ValueError, match="same cameras"):
         tracker.enqueue(1, post[1], masks, [1, 0])
     with pytest.raises(ValueError, match="camera 5 outside"):

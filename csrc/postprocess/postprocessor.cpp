@@ -112,6 +112,7 @@ void Postprocessor::validate(const Batch& b, bool on_device) const {
 
 void Postprocessor::run_cpu(const Batch& batch) {
   validate(batch, false);
+  last_batch_ = batch;
   require(!config_.masks_on_device, "host (numpy) inputs given to a Postprocessor with masks_on_device");
 #if SEGPOST_WITH_CUDA
   // The pinned buffers may still be the target of an enqueued copy.
@@ -223,6 +224,7 @@ void Postprocessor::release() {
 
 void Postprocessor::enqueue(const Batch& batch, uintptr_t stream_handle) {
   validate(batch, true);
+  last_batch_ = batch;
   DeviceGuard guard(device_);
   check_device_pointer(batch.logits, device_, "pred_logits");
   check_device_pointer(batch.presence, device_, "presence_logits");

@@ -51,6 +51,8 @@ class Postprocessor {
   void* host_results() const { return host_results_; }
   // The result block on the device (CUDA only): records of the last enqueue, in stream order.
   const void* device_results() const { return device_results_; }
+  // The last batch enqueue()/run_cpu() validated (its pointers, dtypes and frame count).
+  const Batch& last_batch() const { return last_batch_; }
   uint8_t* host_masks() const { return host_masks_; }
   uint8_t* device_masks() const { return device_masks_; }
   int64_t mask_buffer_bytes() const { return mask_buffer_bytes_; }
@@ -66,6 +68,7 @@ class Postprocessor {
   void release();
 
   Config config_;
+  Batch last_batch_{};
   ResultLayout layout_;
   int64_t mask_buffer_bytes_ = 0;
   int64_t device_bytes_ = 0, pinned_bytes_ = 0, host_bytes_ = 0;

@@ -75,8 +75,8 @@ int64_t Tracker::host_bytes() const {
                               cpu_iou_.size() * sizeof(float));
 }
 
-PackParams Tracker::begin_class(int32_t class_id, const Postprocessor& post, const std::vector<int32_t>& cameras,
-                                bool on_device) {
+PackParams Tracker::begin_class(int32_t class_id, const Postprocessor& post, const void* masks, DType masks_dtype,
+                                const std::vector<int32_t>& cameras, bool on_device) {
   const Config& pc = post.config();
   require(class_id >= 0 && class_id < config_.num_classes,
           "class " + std::to_string(class_id) + " outside 0 .. " + std::to_string(config_.num_classes - 1));
@@ -88,7 +88,12 @@ PackParams Tracker::begin_class(int32_t class_id, const Postprocessor& post, con
   require(pc.capacity <= config_.capacity, "the Postprocessor's capacity " + std::to_string(pc.capacity) +
                                                " exceeds the Tracker's " + std::to_string(config_.capacity));
   require(!enqueued_[class_id], "class " + std::to_string(class_id) + " was already enqueued this round; call update() first");
-  require(!cameras.empty() && static_cast<int>(cameras.size()) <= pc.max_frames, "one camera per frame of the batch");
+  // The kernels read masks at the Postprocessor's records: only the array it validated is safe to read.
+  const Batch& compacted = post.last_batch();
+  require(masks == compacted.masks && masks_dtype == compacted.masks_dtype,
+          "pred_masks must be the array just given to class " + std::to_string(class_id) + "'s Postprocessor");
+  require(!cameras.empty() && static_cast<int32_t>(cameras.size()) == compacted.num_frames,
+          "one camera per frame of the batch");
   for (size_t f = 0; f < cameras.size(); ++f) {
     require(cameras[f] >= 0 && cameras[f] < config_.max_cameras,
             "camera " + std::to_string(cameras[f]) + " outside 0 .. " + std::to_string(config_.max_cameras - 1));
@@ -113,7 +118,7 @@ FrameCameras Tracker::frame_cameras() const {
 
 void Tracker::run_cpu(int32_t class_id, const Postprocessor& post, const void* masks, DType masks_dtype,
                       const std::vector<int32_t>& cameras) {
-  const PackParams params = begin_class(class_id, post, cameras, false);
+  const PackParams params = begin_class(class_id, post, masks, masks_dtype, cameras, false);
   const Records records = post.layout().records(post.host_results());
   const int64_t first = static_cast<int64_t>(class_id) * config_.capacity;
   uint32_t* packed = det_packed_ + first * geometry_.mask_words;
@@ -240,12 +245,15 @@ void Tracker::enqueue(int32_t class_id, const Postprocessor& post, const void* m
   bool round_started = false;
   for (char e : enqueued_) round_started = round_started || e;
   require(!round_started || stream_handle == round_stream_, "every class of a round must be enqueued on the same stream");
-  const PackParams params = begin_class(class_id, post, cameras, true);
+  const PackParams params = begin_class(class_id, post, masks, masks_dtype, cameras, true);
   DeviceGuard guard(device_);
   auto* stream = reinterpret_cast<cudaStream_t>(stream_handle);
   round_stream_ = stream_handle;
-  // The last update's pool refresh, in case this round runs on another stream.
-  SEGPOST_CUDA_CHECK(cudaStreamWaitEvent(stream, static_cast<cudaEvent_t>(planned_), 0), "Tracker.enqueue");
+  // The last update's pool refresh, in case this round runs on another stream: once a round, the
+  // round's other classes follow on the same stream.
+  if (!round_started) {
+    SEGPOST_CUDA_CHECK(cudaStreamWaitEvent(stream, static_cast<cudaEvent_t>(planned_), 0), "Tracker.enqueue");
+  }
   const Records records = post.layout().records(const_cast<void*>(post.device_results()));
   const int64_t first = static_cast<int64_t>(class_id) * config_.capacity;
   uint32_t* packed = det_packed_ + first * geometry_.mask_words;

@@ -47,8 +47,8 @@ class Tracker {
   int64_t host_bytes() const;
 
  private:
-  PackParams begin_class(int32_t class_id, const Postprocessor& post, const std::vector<int32_t>& cameras,
-                         bool on_device);
+  PackParams begin_class(int32_t class_id, const Postprocessor& post, const void* masks, DType masks_dtype,
+                         const std::vector<int32_t>& cameras, bool on_device);
   FrameCameras frame_cameras() const;
   int64_t slots() const { return static_cast<int64_t>(config_.max_cameras) * config_.max_tracks; }
   void allocate_cuda();

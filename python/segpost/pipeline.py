@@ -340,8 +340,9 @@ class MultiCameraPipeline:
                   "preprocess": self._pre.device_bytes,
                   "pinned_host": sum(p["pinned_host"] for p in posts) + self._pre.pinned_bytes}
         if self.tracker is not None:
-            report["tracker"] = self.tracker.memory_report()["device"]
-            report["pinned_host"] += self.tracker.memory_report()["pinned_host"]
+            tracker = self.tracker.memory_report()
+            report["tracker"] = tracker["device"]
+            report["pinned_host"] += tracker["pinned_host"]
         if self.device == "cuda":
             free, total = self.xp.cuda.runtime.memGetInfo()
             report["device_used"] = int(total - free)
