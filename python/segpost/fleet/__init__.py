@@ -11,6 +11,7 @@
   (standby) or restarts it with backoff where its cameras left off, publishes status, shuts down
   cleanly.
 - standby: warm standby workers (built, waiting) that take a dead worker's cameras at once.
+- heartbeat: a worker's stats() answers as both watch them, and the restart backoff.
 - status: the named actor `segpost fleet status` reads.
 - serve: a Ray Serve application for clients that send frames (HTTP and gRPC); client: their side.
 This package imports the library; the library never imports it.

@@ -28,6 +28,7 @@ from ..io.secrets import Redactor
 from ..io.sources import is_live
 from . import import_ray, kill_actor
 from .config import CameraSpec, FleetConfig
+from .heartbeat import Heartbeat, backoff_delay
 from .sink import RecordSink, shard_of
 from .standby import StandbyPool
 from .status import NAMESPACE, STATUS_ACTOR, StatusBoard
@@ -49,13 +50,11 @@ class Slot:
     cameras: List[CameraSpec]
     actor: Any = None
     run_ref: Any = None
-    stats_ref: Any = None
-    stats_sent: float = 0.0
+    heartbeat: Heartbeat = field(default_factory=Heartbeat)   # heartbeat.answered: placed and built
     stats: Dict[str, Any] = field(default_factory=dict)
     state: str = "starting"          # starting (waiting for resources or constructing), running, finished, restarting
     restarts: int = 0
     failures: int = 0                # consecutive deaths, each within STABLE_SECONDS of its start
-    answered: bool = False           # the actor answered once: it was placed and constructed
     last_error: Optional[str] = None
     restart_at: float = 0.0
     started_at: float = 0.0
@@ -179,7 +178,7 @@ class Fleet:
         actor = self.standbys.take() if self.standbys is not None else None
         slot.actor = actor if actor is not None else self._new_worker(slot.name, self.config.gpus_per_worker)
         slot.run_ref = slot.actor.run.remote(self.sinks, cameras, slot.name)
-        slot.stats_ref, slot.stats_sent, slot.answered = None, 0.0, actor is not None
+        slot.heartbeat = Heartbeat(answered=actor is not None)
         slot.state, slot.started_at = ("running" if actor is not None else "starting"), time.monotonic()
         resumed = {c.name: c.start_index for c in cameras if c.start_index}
         if actor is not None or resumed:
@@ -192,15 +191,14 @@ class Fleet:
         slot.last_error = self.redactor(why)
         now = time.monotonic()
         slot.failures = 1 if now - slot.started_at > STABLE_SECONDS else slot.failures + 1
-        slot.actor = slot.run_ref = slot.stats_ref = None
+        slot.actor = slot.run_ref = None
         group = ", ".join(c.name for c in slot.cameras)
         if slot.failures == 1 and self.standbys.has_ready():
             self.log(f"segpost fleet: {slot.name} ({group}) died: {slot.last_error}; a standby takes over "
                      f"(restart {slot.restarts})")
             self._launch(slot, self.committed_state())
             return
-        first, longest = self.config.restart_backoff
-        delay = min(first * 2 ** (slot.failures - 1), longest)
+        delay = backoff_delay(slot.failures, self.config.restart_backoff)
         slot.state, slot.restart_at = "restarting", now + delay
         self.log(f"segpost fleet: {slot.name} ({group}) died: {slot.last_error}; restarting in {delay:.1f} s "
                  f"(restart {slot.restarts})")
@@ -241,27 +239,21 @@ class Fleet:
     def _heartbeat(self, slot: Slot, now: float) -> None:
         """A worker that answered once and then stops answering is hung; one that never answered
         is still waiting for its resources or constructing (said once, never killed for it)."""
-        ray = import_ray()
-        if slot.stats_ref is not None:
-            done, _ = ray.wait([slot.stats_ref], timeout=0)
-            if done:
-                try:
-                    slot.stats = ray.get(slot.stats_ref)
-                except Exception as exc:  # the actor is gone; run() will say so too
-                    self._died(slot, _short(exc))
-                    return
-                slot.stats_ref, slot.answered, slot.state = None, True, "running"
-            elif slot.answered and now - slot.stats_sent > self.config.heartbeat_seconds:
-                self._died(slot, f"no heartbeat for {self.config.heartbeat_seconds:g} s (hung)")
-                return
-            elif not slot.answered and now - slot.started_at > self.waiting_report_seconds \
-                    and slot.last_error != _WAITING:
-                slot.last_error = _WAITING
-                self.log(f"segpost fleet: {slot.name} has not started after {self.waiting_report_seconds:g} s: "
-                         f"{_WAITING} (it needs {self.config.gpus_per_worker:g} GPU and "
-                         f"{self.config.cpus_per_worker:g} CPUs; free now: {ray.available_resources()})")
-        if slot.stats_ref is None and now - slot.stats_sent >= 1.0:
-            slot.stats_ref, slot.stats_sent = slot.actor.stats.remote(), now
+        beat = slot.heartbeat
+        try:
+            answer = beat.poll(slot.actor, now)
+        except Exception as exc:  # the actor is gone; run() will say so too
+            self._died(slot, _short(exc))
+            return
+        if answer is not None:
+            slot.stats, slot.state = answer, "running"
+        elif beat.answered and beat.silent(now) > self.config.heartbeat_seconds:
+            self._died(slot, f"no heartbeat for {self.config.heartbeat_seconds:g} s (hung)")
+        elif not beat.answered and now - slot.started_at > self.waiting_report_seconds and slot.last_error != _WAITING:
+            slot.last_error = _WAITING
+            self.log(f"segpost fleet: {slot.name} has not started after {self.waiting_report_seconds:g} s: "
+                     f"{_WAITING} (it needs {self.config.gpus_per_worker:g} GPU and "
+                     f"{self.config.cpus_per_worker:g} CPUs; free now: {import_ray().available_resources()})")
 
     def status(self) -> Dict[str, Any]:
         workers = []

@@ -13,17 +13,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
-from . import import_ray, kill_actor
+from . import kill_actor
+from .heartbeat import Heartbeat, backoff_delay
 
 
 @dataclass
 class Standby:
     actor: Any
     started_at: float
-    ping_ref: Any = None              # stats(): answered once the actor is built
-    ping_sent: float = 0.0
-    ready: bool = False
+    heartbeat: Heartbeat = field(default_factory=Heartbeat)   # answered once the actor is built: ready
     stats: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        return self.heartbeat.answered
 
 
 class StandbyPool:
@@ -40,27 +43,22 @@ class StandbyPool:
 
     def poll(self, now: float) -> None:
         """Marks standbys ready, replaces dead or hung ones, starts missing ones."""
-        ray = import_ray()
         for standby in list(self.members):
-            if standby.ping_ref is not None:
-                done, _ = ray.wait([standby.ping_ref], timeout=0)
-                if done:
-                    try:
-                        standby.stats = ray.get(standby.ping_ref)
-                    except Exception as exc:  # the actor died while building or waiting
-                        self._lost(standby, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}")
-                        continue
-                    if not standby.ready:
-                        self._failures = 0
-                        self._log(f"segpost fleet: standby ready on {standby.stats.get('node')} "
-                                  f"(GPU {','.join(standby.stats.get('gpus') or []) or '-'}) after "
-                                  f"{now - standby.started_at:.1f} s")
-                    standby.ready, standby.ping_ref = True, None
-                elif standby.ready and now - standby.ping_sent > self._heartbeat:
-                    self._lost(standby, f"no answer for {self._heartbeat:g} s (hung)")
-                    continue
-            if standby.ping_ref is None and now - standby.ping_sent >= 1.0:
-                standby.ping_ref, standby.ping_sent = standby.actor.stats.remote(), now
+            was_ready = standby.ready
+            try:
+                answer = standby.heartbeat.poll(standby.actor, now)
+            except Exception as exc:  # the actor died while building or waiting
+                self._lost(standby, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}")
+                continue
+            if answer is not None:
+                standby.stats = answer
+                if not was_ready:
+                    self._failures = 0
+                    self._log(f"segpost fleet: standby ready on {answer.get('node')} "
+                              f"(GPU {','.join(answer.get('gpus') or []) or '-'}) after "
+                              f"{now - standby.started_at:.1f} s")
+            elif standby.ready and standby.heartbeat.silent(now) > self._heartbeat:
+                self._lost(standby, f"no answer for {self._heartbeat:g} s (hung)")
         while len(self.members) < self.count and now >= self._next_start:
             self.members.append(Standby(self._make(), now))
 
@@ -68,8 +66,7 @@ class StandbyPool:
         kill_actor(standby.actor)
         self.members.remove(standby)
         self._failures += 1
-        first, longest = self._backoff
-        delay = min(first * 2 ** (self._failures - 1), longest)
+        delay = backoff_delay(self._failures, self._backoff)
         self._next_start = time.monotonic() + delay
         self._log(f"segpost fleet: a standby worker was lost ({why}); another starts in {delay:.1f} s")
 
