@@ -106,7 +106,21 @@ def failover(videos, folder, standby):
         before = track_ids(r for r in records[camera] if r.get("frame_index", -1) < first[0])
         after = track_ids(r for r in records[camera] if r.get("frame_index", -1) >= first[0])
         assert before and after and min(after) > max(before), (camera, before[-5:], after[:5])
+        assert_every_track_ends_once(records[camera], lost_before=first[0])
     return seen["back"] - seen["kill"], logged
+
+
+def assert_every_track_ends_once(records, lost_before):
+    """Each track_started has one track_ended: the killed worker's open tracks get theirs from the
+    sink (reason "worker lost"), at their last frame written before the replacement's first."""
+    events = [r for r in records if r.get("event") in ("track_started", "track_ended")]
+    starts = [e["track_id"] for e in events if e["event"] == "track_started"]
+    ends = [e["track_id"] for e in events if e["event"] == "track_ended"]
+    assert starts and sorted(starts) == sorted(ends) and len(set(ends)) == len(ends), (starts, ends)
+    lost = [e for e in events if e.get("reason") == "worker lost"]
+    assert lost and all(e["event"] == "track_ended" and e["last_frame"] < lost_before for e in lost), lost
+    last_seen = {d["track_id"]: r["frame_index"] for r in records if "detections" in r for d in r["detections"]}
+    assert all(e["last_frame"] == last_seen[e["track_id"]] for e in lost), (lost, last_seen)
 
 
 def test_a_killed_worker_resumes_where_its_output_ends_and_a_standby_takes_over_much_faster(cluster, videos,

@@ -134,3 +134,32 @@ def test_shards_are_a_stable_hash_of_the_camera_name():
     assert shard_of("dock-1", 4) == zlib.crc32(b"dock-1") % 4 == 2
     assert shard_of(None, 4) == 0
     assert {shard_of(f"cam{i}", 4) for i in range(40)} == {0, 1, 2, 3}
+
+
+def started(camera, track_id, first, at, seen, cls="person"):
+    return {"event": "track_started", "camera": camera, "source": f"{camera}.mp4", "class": cls,
+            "track_id": track_id, "first_frame": first, "last_frame": at, "frames_seen": seen}
+
+
+def test_the_tracks_a_dead_worker_left_open_end_where_its_output_did_once(tmp_path):
+    """Track 1 ended by its worker; tracks 2 (seen again after its start) and 3 (on another camera's
+    file, not asked) open: only 2 gets a track_ended, with what the sink wrote of it, once."""
+    out = str(tmp_path / "out")
+    sink = RecordSink(out, cameras=["a", "b"])
+    sink.write_batch([frame("a", 0, tracks=[1, 2], detections=2), frame("a", 1, tracks=[1, 2], detections=2),
+                      started("a", 1, 0, 1, 2), started("a", 2, 0, 1, 2, cls="hand"),
+                      frame("b", 0, tracks=[3]), started("b", 3, 0, 0, 1)])
+    sink.write_batch([frame("a", 2, tracks=[2]), frame("a", 3, tracks=[-1]), frame("a", 4, tracks=[2, 7], detections=2),
+                      {**started("a", 1, 0, 2, 3), "event": "track_ended"}])
+    before = sink.committed_state()["a"]
+    assert sink.end_open_tracks(["a", "nobody"], "worker lost") == 1
+    assert sink.end_open_tracks(["a"], "worker lost") == 0                  # asked again: nothing is open
+    ends = [r for r in lines(out, "a") if r.get("event") == "track_ended"]
+    assert [(e["track_id"], e.get("reason")) for e in ends] == [(1, None), (2, "worker lost")]
+    assert {k: ends[1][k] for k in ("class", "first_frame", "last_frame", "frames_seen", "source")} == \
+        {"class": "hand", "first_frame": 0, "last_frame": 4, "frames_seen": 4, "source": "a.mp4"}
+    after = sink.committed_state()["a"]                                     # not a frame: the camera resumes as before
+    assert after == before
+    assert sink.end_open_tracks(["b"], "worker lost") == 1
+    sink.close()
+    assert [r["track_id"] for r in lines(out, "b") if r.get("event") == "track_ended"] == [3]

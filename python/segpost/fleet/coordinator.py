@@ -8,7 +8,8 @@ was killed, its node was lost, its watchdog fired) or a stats() call unanswered 
 standby; without one, or when the group keeps failing, a new worker starts after a delay that
 doubles with each consecutive failure (restart_backoff), never in a hot loop. Either way each
 camera resumes where the sink's output ends: file cameras after their last written frame, live
-cameras at their newest frame, with a gap event. A restarted `segpost fleet` with the same
+cameras at their newest frame, with a gap event; the tracks the dead worker left open get their
+``track_ended`` line first (reason "worker lost"). A restarted `segpost fleet` with the same
 --out resumes the same way, from the files. Status (per worker: node, GPU, cameras, frames/s,
 round p50/p95, restarts, last error; the standbys) goes to a JSON file every second, to a named
 Ray actor that ``segpost fleet status`` reads, and to a line on stderr every ``status_every``
@@ -35,6 +36,7 @@ from .status import NAMESPACE, STATUS_ACTOR, StatusBoard
 from .worker import Camera, CameraWorker, worker_options
 
 _WAITING = "waiting for the cluster to place it (resources) or still constructing"
+TRACKS_LOST = "worker lost"   # the reason of the track_ended lines the sink writes for a dead worker
 STABLE_SECONDS = 60.0   # a worker that ran this long before dying starts its group's backoff over
 
 
@@ -192,6 +194,7 @@ class Fleet:
         now = time.monotonic()
         slot.failures = 1 if now - slot.started_at > STABLE_SECONDS else slot.failures + 1
         slot.actor = slot.run_ref = None
+        self._end_open_tracks(slot)
         group = ", ".join(c.name for c in slot.cameras)
         if slot.failures == 1 and self.standbys.has_ready():
             self.log(f"segpost fleet: {slot.name} ({group}) died: {slot.last_error}; a standby takes over "
@@ -202,6 +205,14 @@ class Fleet:
         slot.state, slot.restart_at = "restarting", now + delay
         self.log(f"segpost fleet: {slot.name} ({group}) died: {slot.last_error}; restarting in {delay:.1f} s "
                  f"(restart {slot.restarts})")
+
+    def _end_open_tracks(self, slot: Slot) -> None:
+        """The dead worker's confirmed tracks end where its output did (RecordSink.end_open_tracks)."""
+        ray = import_ray()
+        names = [c.name for c in slot.cameras]
+        ended = sum(ray.get([sink.end_open_tracks.remote(names, TRACKS_LOST) for sink in self.sinks]))
+        if ended:
+            self.log(f"segpost fleet: {slot.name}: {ended} track(s) it left open ended ({TRACKS_LOST})")
 
     def supervise(self, stop: threading.Event, max_seconds: Optional[float] = None) -> None:
         """Watch, restart and report until every worker finished (file sources), `stop`, or max_seconds."""
@@ -268,7 +279,8 @@ class Fleet:
         standbys = self.standbys.status() if self.standbys is not None else []
         return {"time": round(time.time(), 3), "workers": workers, "standbys": standbys}
 
-    def _publish(self) -> None:
+    def _publish(self, committed: Optional[Dict[str, int]] = None) -> None:
+        """committed: the sinks' final committed indices (at shutdown), else asked without waiting."""
         status = self.status()
         tmp = self.status_path + ".tmp"
         with open(tmp, "w") as f:
@@ -276,7 +288,7 @@ class Fleet:
         os.replace(tmp, self.status_path)
         self.board.publish.remote(status)
         if self.metrics is not None:
-            self._observe_metrics(status)
+            self._observe_metrics(status, committed)
         if self.status_every and time.monotonic() - self._last_line >= self.status_every:
             self._last_line = time.monotonic()
             ready = sum(s["state"] == "ready" for s in status["standbys"])
@@ -285,8 +297,11 @@ class Fleet:
                 for w in status["workers"]) + (f"; standbys ready {ready}/{self.config.standby_workers}"
                                                if self.config.standby_workers else ""))
 
-    def _observe_metrics(self, status: Dict[str, Any]) -> None:
+    def _observe_metrics(self, status: Dict[str, Any], final: Optional[Dict[str, int]] = None) -> None:
         """Per-camera frames come from the sinks' committed indices (asked without waiting)."""
+        if final is not None:
+            self.metrics.observe_fleet(status, final)
+            return
         ray = import_ray()
         committed: Dict[str, int] = {}
         if self._committed_refs is not None:
@@ -312,6 +327,9 @@ class Fleet:
             kill_actor(slot.actor)
         if self.standbys is not None:
             self.standbys.shutdown()
+        committed: Dict[str, int] = {}
+        for shard in ray.get([sink.committed.remote() for sink in self.sinks]) if self.sinks else []:
+            committed.update(shard)   # the metrics' last word: every frame written, not a snapshot before
         stats: Dict[str, Any] = {}
         for shard in ray.get([sink.close.remote() for sink in self.sinks]) if self.sinks else []:
             for key, value in shard.items():
@@ -319,7 +337,7 @@ class Fleet:
         for sink in self.sinks:
             kill_actor(sink)   # the names go free for the next fleet on this cluster
         if self.board is not None:
-            self._publish()
+            self._publish(committed)
             ray.kill(self.board)   # the next fleet on this cluster may take the name
         if self._started_ray:
             ray.shutdown()

@@ -15,6 +15,12 @@ Durable and idempotent, so that no death loses or repeats a record:
   re-sends a frame is harmless too.
 - ``committed_state()`` tells the coordinator where each camera resumes: its last frame index,
   the next track id, when its output last changed, and whether its file already ended.
+- Tracks a dead worker left open get their end: the sink follows each camera's confirmed tracks
+  (``track_started`` without its ``track_ended``: their class, first frame, last frame written
+  and frames seen) and ``end_open_tracks`` writes a ``track_ended`` line for each, with a
+  ``reason``, before the camera's replacement starts. It knows the tracks started since the sink
+  actor itself started: a sink restarted by Ray, or a restarted `segpost fleet`, cannot end the
+  tracks its files started earlier (that would take reading the files whole).
 
 Cameras go to shards by a stable hash of their name (``shard_of``), so that the records of a
 camera always reach the same actor and file.
@@ -43,6 +49,42 @@ def shard_of(camera: Any, shards: int) -> int:
     return 0 if camera is None else zlib.crc32(str(camera).encode("utf-8")) % shards
 
 
+def _int(value: Any, default: int) -> int:
+    return value if isinstance(value, int) else default
+
+
+class OpenTracks:
+    """Per camera, the confirmed tracks whose end is not written yet, from the records written.
+    Bounded by the trackers' pools: a track ends (and leaves) after max_age frames unseen."""
+
+    def __init__(self):
+        self._tracks: Dict[Any, Dict[int, Dict[str, Any]]] = {}
+
+    def follow(self, record: Dict[str, Any]) -> None:
+        camera, event = record.get("camera"), record.get("event")
+        if event == "track_started" and isinstance(record.get("track_id"), int):
+            self._tracks.setdefault(camera, {})[record["track_id"]] = {
+                "source": record.get("source"), "class": record.get("class"), "first_frame": record.get("first_frame"),
+                "last_frame": _int(record.get("last_frame"), -1), "frames_seen": _int(record.get("frames_seen"), 0)}
+        elif event == "track_ended":
+            self._tracks.get(camera, {}).pop(record.get("track_id"), None)
+        elif self._tracks.get(camera) and "detections" in record:
+            frame, tracks = record.get("frame_index"), self._tracks[camera]
+            for detection in record["detections"]:
+                track = tracks.get(detection.get("track_id"))
+                if track is not None and isinstance(frame, int) and frame > track["last_frame"]:
+                    track["last_frame"] = frame
+                    track["frames_seen"] += 1
+
+    def ends(self, camera: Any, reason: str) -> List[Dict[str, Any]]:
+        """``track_ended`` records for the camera's open tracks (they leave when written)."""
+        now = round(time.time(), 3)
+        return [{"event": "track_ended", "camera": camera, "source": track["source"], "class": track["class"],
+                 "track_id": track_id, "first_frame": track["first_frame"], "last_frame": track["last_frame"],
+                 "frames_seen": track["frames_seen"], "time": now, "reason": reason}
+                for track_id, track in sorted(self._tracks.get(camera, {}).items())]
+
+
 class RecordSink:
     """`out`: a folder (one JSON Lines file per camera, plus fleet.jsonl for records of no
     camera) or, with per_camera False, one merged file. `cameras`: the names this sink writes
@@ -58,6 +100,7 @@ class RecordSink:
         self._unsynced: set = set()
         self.written = self.duplicates = self.repeated = self.torn_bytes = 0
         self._state: Dict[Any, CameraState] = {}
+        self._open_tracks = OpenTracks()
         for path, names in self._paths(list(cameras) + [None]).items():
             fd = self._fd(path)
             self.torn_bytes += truncate_torn_line(fd)
@@ -87,38 +130,52 @@ class RecordSink:
     def write_batch(self, records: List[Dict[str, Any]]) -> int:
         """Writes what is new (see the module docstring) and returns how many records that was."""
         with self._lock:
-            lines = [dumps(record) for record in records]
-            skip = self._already_written(records, lines)
-            chunks: Dict[str, List[str]] = {}
-            changed: Dict[Any, CameraState] = {}
-            new: List[Dict[str, Any]] = []
-            for i, (record, line) in enumerate(zip(records, lines)):
-                if i < skip.get(record.get("camera"), 0):
-                    continue
-                camera = record.get("camera")
-                state = changed.get(camera) or dataclasses.replace(self._state.get(camera) or CameraState())
-                frame = counted_frame(record)
-                if frame is not None and frame <= state.last_frame:
-                    self.duplicates += 1
-                    continue
-                chunks.setdefault(self._path(camera), []).append(line)
-                new.append(record)
-                state.last_frame = frame if frame is not None else state.last_frame
-                state.last_line, state.finished = line, record.get("event") == "finished"
-                for track_id in track_ids(record):
-                    state.next_track_id = max(state.next_track_id, track_id + 1)
-                changed[camera] = state
-            for path, chunk in chunks.items():
-                self._append(path, "".join(line + "\n" for line in chunk).encode("utf-8"))
-            now = time.time()
-            for camera, state in changed.items():
-                state.last_time = now
-                self._state[camera] = state
-            self.written += len(new)
-            if self._mqtt is not None:
-                for record in new:
-                    self._mqtt.write(record)
+            return self._write(records)
+
+    def _write(self, records: List[Dict[str, Any]], touch: bool = True) -> int:
+        """touch: the records are the cameras' output (their last_time moves; a live camera's
+        replacement reports the gap since then)."""
+        lines = [dumps(record) for record in records]
+        skip = self._already_written(records, lines)
+        chunks: Dict[str, List[str]] = {}
+        changed: Dict[Any, CameraState] = {}
+        new: List[Dict[str, Any]] = []
+        for i, (record, line) in enumerate(zip(records, lines)):
+            if i < skip.get(record.get("camera"), 0):
+                continue
+            camera = record.get("camera")
+            state = changed.get(camera) or dataclasses.replace(self._state.get(camera) or CameraState())
+            frame = counted_frame(record)
+            if frame is not None and frame <= state.last_frame:
+                self.duplicates += 1
+                continue
+            chunks.setdefault(self._path(camera), []).append(line)
+            new.append(record)
+            state.last_frame = frame if frame is not None else state.last_frame
+            state.last_line, state.finished = line, record.get("event") == "finished"
+            for track_id in track_ids(record):
+                state.next_track_id = max(state.next_track_id, track_id + 1)
+            changed[camera] = state
+        for path, chunk in chunks.items():
+            self._append(path, "".join(line + "\n" for line in chunk).encode("utf-8"))
+        now = time.time()
+        for camera, state in changed.items():
+            state.last_time = now if touch else state.last_time
+            self._state[camera] = state
+        self.written += len(new)
+        for record in new:
+            self._open_tracks.follow(record)
+        if self._mqtt is not None:
+            for record in new:
+                self._mqtt.write(record)
         return len(new)
+
+    def end_open_tracks(self, cameras: Sequence[Any], reason: str) -> int:
+        """Writes ``track_ended`` (with ``reason``) for the open tracks of those of `cameras` this
+        sink writes; returns how many. Called again, it finds them ended."""
+        with self._lock:
+            return self._write([end for camera in cameras for end in self._open_tracks.ends(camera, reason)],
+                               touch=False)
 
     def _already_written(self, records: List[Dict[str, Any]], lines: List[str]) -> Dict[Any, int]:
         """Per camera, how many of its leading records in this batch are on disk already: a batch
