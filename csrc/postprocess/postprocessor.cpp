@@ -4,6 +4,7 @@
 #include <string>
 
 #include "masks.h"
+#include "require.h"
 #include "rle.h"
 #include "score_compact.h"
 
@@ -14,13 +15,15 @@
 namespace segpost {
 namespace {
 
-void require(bool ok, const std::string& message) {
-  if (!ok) throw std::invalid_argument("segpost.Postprocessor: " + message);
+template <class Message>
+void require(bool ok, Message&& message) {
+  require_argument(ok, "segpost.Postprocessor", message);
 }
 
 Config validated(const Config& c) {
-  require(c.max_frames >= 1 && c.max_frames <= kMaxFrames,
-          "max_frames must be in [1, " + std::to_string(kMaxFrames) + "], got " + std::to_string(c.max_frames));
+  require(c.max_frames >= 1 && c.max_frames <= kMaxFrames, [&] {
+    return "max_frames must be in [1, " + std::to_string(kMaxFrames) + "], got " + std::to_string(c.max_frames);
+  });
   require(c.num_queries >= 1, "num_queries must be >= 1");
   require(static_cast<int64_t>(c.max_frames) * c.num_queries <= (1 << 20),
           "max_frames * num_queries must be <= 1048576");
@@ -96,24 +99,26 @@ Postprocessor::~Postprocessor() {
 }
 
 void Postprocessor::validate(const Batch& b, bool on_device) const {
-  require(b.num_frames >= 1 && b.num_frames <= config_.max_frames,
-          "batch of " + std::to_string(b.num_frames) + " frames; this Postprocessor takes 1 to " +
-              std::to_string(config_.max_frames));
+  require(b.num_frames >= 1 && b.num_frames <= config_.max_frames, [&] {
+    return "batch of " + std::to_string(b.num_frames) + " frames; this Postprocessor takes 1 to " +
+           std::to_string(config_.max_frames);
+  });
   require(b.logits && b.boxes && b.masks, "null pointer for pred_logits, pred_boxes or pred_masks");
   for (int f = 0; f < b.num_frames; ++f) {
     const int h = b.sizes.height[f], w = b.sizes.width[f];
-    require(h >= 1 && w >= 1 && h <= config_.max_frame_h && w <= config_.max_frame_w,
-            "frame " + std::to_string(f) + " size " + std::to_string(h) + "x" + std::to_string(w) +
-                " is outside 1x1 .. " + std::to_string(config_.max_frame_h) + "x" +
-                std::to_string(config_.max_frame_w) + " (max_frame_size)");
+    require(h >= 1 && w >= 1 && h <= config_.max_frame_h && w <= config_.max_frame_w, [&] {
+      return "frame " + std::to_string(f) + " size " + std::to_string(h) + "x" + std::to_string(w) +
+             " is outside 1x1 .. " + std::to_string(config_.max_frame_h) + "x" + std::to_string(config_.max_frame_w) +
+             " (max_frame_size)";
+    });
   }
   if (on_device) require(config_.use_cuda, "device inputs given to a Postprocessor built for the CPU");
 }
 
 void Postprocessor::run_cpu(const Batch& batch) {
   validate(batch, false);
-  last_batch_ = batch;
   require(!config_.masks_on_device, "host (numpy) inputs given to a Postprocessor with masks_on_device");
+  last_batch_ = batch;  // only a batch that passed every check (the Tracker reads its masks)
 #if SEGPOST_WITH_CUDA
   // The pinned buffers may still be the target of an enqueued copy.
   if (done_event_) SEGPOST_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(done_event_)), "run_cpu");
@@ -146,10 +151,12 @@ void check_device_pointer(const void* ptr, int device, const char* name) {
   }
   const bool device_visible = attributes.type == cudaMemoryTypeDevice || attributes.type == cudaMemoryTypeManaged ||
                               (attributes.type == cudaMemoryTypeHost && attributes.devicePointer != nullptr);
-  require(device_visible, std::string(name) + " is host memory or freed; the CUDA path needs device memory");
-  require(attributes.type != cudaMemoryTypeDevice || attributes.device == device,
-          std::string(name) + " lives on GPU " + std::to_string(attributes.device) +
-              " but this Postprocessor was built on GPU " + std::to_string(device));
+  require(device_visible,
+          [&] { return std::string(name) + " is host memory or freed; the CUDA path needs device memory"; });
+  require(attributes.type != cudaMemoryTypeDevice || attributes.device == device, [&] {
+    return std::string(name) + " lives on GPU " + std::to_string(attributes.device) +
+           " but this Postprocessor was built on GPU " + std::to_string(device);
+  });
 }
 
 }  // namespace
@@ -224,12 +231,12 @@ void Postprocessor::release() {
 
 void Postprocessor::enqueue(const Batch& batch, uintptr_t stream_handle) {
   validate(batch, true);
-  last_batch_ = batch;
   DeviceGuard guard(device_);
   check_device_pointer(batch.logits, device_, "pred_logits");
   check_device_pointer(batch.presence, device_, "presence_logits");
   check_device_pointer(batch.boxes, device_, "pred_boxes");
   check_device_pointer(batch.masks, device_, "pred_masks");
+  last_batch_ = batch;  // only a batch that passed every check (the Tracker reads its masks)
   auto* stream = reinterpret_cast<cudaStream_t>(stream_handle);
   auto* copy_stream = static_cast<cudaStream_t>(copy_stream_);
   auto* gathered = static_cast<cudaEvent_t>(gathered_event_);

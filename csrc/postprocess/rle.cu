@@ -1,5 +1,6 @@
 #include "cuda_check.h"
 #include "rle.h"
+#include "warp.h"
 
 namespace segpost {
 namespace {
@@ -31,16 +32,6 @@ size_t rle_shared_bytes(int max_frame_h, int max_frame_w, int mask_w) {
   return static_cast<size_t>(max_frame_h) * 3 * sizeof(int32_t) +
          static_cast<size_t>(rle_cache_floats(max_frame_h, max_frame_w, mask_w)) * sizeof(float) +
          static_cast<size_t>(kRleThreads) * rle_words_per_lane(max_frame_h) * sizeof(uint32_t);
-}
-
-__device__ __forceinline__ int32_t warp_sum(int32_t value) {
-  for (int d = 16; d > 0; d >>= 1) value += __shfl_xor_sync(0xffffffffu, value, d);
-  return value;
-}
-
-__device__ __forceinline__ int32_t warp_max(int32_t value) {
-  for (int d = 16; d > 0; d >>= 1) value = max(value, __shfl_xor_sync(0xffffffffu, value, d));
-  return value;
 }
 
 // kWrite = false: per column, the number of transitions and the position of the last one (-1:

@@ -5,6 +5,7 @@
 
 #include "cuda_check.h"
 #include "mask_iou.h"
+#include "warp.h"
 
 namespace segpost {
 namespace {
@@ -30,11 +31,6 @@ __global__ void __launch_bounds__(kThreads)
     const uint32_t word = __ballot_sync(0xffffffffu, bit);
     if (lane == 0) dst[w] = word;
   }
-}
-
-__device__ __forceinline__ int32_t warp_sum(int32_t v) {
-  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
 }
 
 // A block-wide sum; `scratch` holds kWarps ints of shared memory. Every thread gets the total.

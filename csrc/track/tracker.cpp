@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "require.h"
+
 #if SEGPOST_WITH_CUDA
 #include "cuda_check.h"
 #endif
@@ -12,8 +14,9 @@
 namespace segpost {
 namespace {
 
-void require(bool ok, const std::string& message) {
-  if (!ok) throw std::invalid_argument("segpost.Tracker: " + message);
+template <class Message>
+void require(bool ok, Message&& message) {
+  require_argument(ok, "segpost.Tracker", message);
 }
 
 // The Postprocessor's mask threshold in logit space (mask_iou.h's mask_bit).
@@ -78,36 +81,48 @@ int64_t Tracker::host_bytes() const {
 PackParams Tracker::begin_class(int32_t class_id, const Postprocessor& post, const void* masks, DType masks_dtype,
                                 const std::vector<int32_t>& cameras, bool on_device) {
   const Config& pc = post.config();
-  require(class_id >= 0 && class_id < config_.num_classes,
-          "class " + std::to_string(class_id) + " outside 0 .. " + std::to_string(config_.num_classes - 1));
+  require(class_id >= 0 && class_id < config_.num_classes, [&] {
+    return "class " + std::to_string(class_id) + " outside 0 .. " + std::to_string(config_.num_classes - 1);
+  });
   require(on_device == config_.use_cuda, on_device ? "device inputs given to a Tracker built for the CPU"
                                                    : "host inputs given to a Tracker built for CUDA");
   require(pc.use_cuda == config_.use_cuda, "the Postprocessor and the Tracker must both run on CUDA or both on the CPU");
   require(pc.mask_h == config_.mask_h && pc.mask_w == config_.mask_w,
           "the Postprocessor's mask size differs from the Tracker's");
-  require(pc.capacity <= config_.capacity, "the Postprocessor's capacity " + std::to_string(pc.capacity) +
-                                               " exceeds the Tracker's " + std::to_string(config_.capacity));
-  require(!enqueued_[class_id], "class " + std::to_string(class_id) + " was already enqueued this round; call update() first");
+  require(pc.capacity <= config_.capacity, [&] {
+    return "the Postprocessor's capacity " + std::to_string(pc.capacity) + " exceeds the Tracker's " +
+           std::to_string(config_.capacity);
+  });
+  require(!enqueued_[class_id], [&] {
+    return "class " + std::to_string(class_id) + " was already enqueued this round; call update() first";
+  });
   // The kernels read masks at the Postprocessor's records: only the array it validated is safe to read.
   const Batch& compacted = post.last_batch();
-  require(masks == compacted.masks && masks_dtype == compacted.masks_dtype,
-          "pred_masks must be the array just given to class " + std::to_string(class_id) + "'s Postprocessor");
+  require(masks == compacted.masks && masks_dtype == compacted.masks_dtype, [&] {
+    return "pred_masks must be the array just given to class " + std::to_string(class_id) + "'s Postprocessor";
+  });
   require(!cameras.empty() && static_cast<int32_t>(cameras.size()) == compacted.num_frames,
           "one camera per frame of the batch");
   for (size_t f = 0; f < cameras.size(); ++f) {
-    require(cameras[f] >= 0 && cameras[f] < config_.max_cameras,
-            "camera " + std::to_string(cameras[f]) + " outside 0 .. " + std::to_string(config_.max_cameras - 1));
+    require(cameras[f] >= 0 && cameras[f] < config_.max_cameras, [&] {
+      return "camera " + std::to_string(cameras[f]) + " outside 0 .. " + std::to_string(config_.max_cameras - 1);
+    });
     for (size_t g = 0; g < f; ++g) require(cameras[g] != cameras[f], "a camera appears twice in one batch");
   }
-  bool first = true;
-  for (char e : enqueued_) first = first && !e;
-  if (first) {
+  if (!round_open()) {
     round_cameras_.assign(cameras.begin(), cameras.end());
   } else {
     require(cameras == round_cameras_, "every class of a round must have the same cameras");
   }
   enqueued_[class_id] = 1;
   return PackParams{pc.num_queries, logit_threshold(pc)};
+}
+
+bool Tracker::round_open() const {
+  for (char e : enqueued_) {
+    if (e) return true;
+  }
+  return false;
 }
 
 FrameCameras Tracker::frame_cameras() const {
@@ -130,20 +145,21 @@ void Tracker::run_cpu(int32_t class_id, const Postprocessor& post, const void* m
 void Tracker::update(const std::vector<Postprocessor*>& posts, const std::vector<int64_t>& frame_ids,
                      const std::vector<int32_t>& heights, const std::vector<int32_t>& widths) {
   require(static_cast<int>(posts.size()) == config_.num_classes,
-          "update() takes one Postprocessor per class (" + std::to_string(config_.num_classes) + ")");
+          [&] { return "update() takes one Postprocessor per class (" + std::to_string(config_.num_classes) + ")"; });
   for (int32_t c = 0; c < config_.num_classes; ++c) {
-    require(enqueued_[c], "class " + std::to_string(c) + " was not enqueued this round");
+    require(enqueued_[c], [&] { return "class " + std::to_string(c) + " was not enqueued this round"; });
   }
   const size_t n = round_cameras_.size();
   require(frame_ids.size() == n && heights.size() == n && widths.size() == n,
-          "one frame id and size per frame of the round (" + std::to_string(n) + ")");
+          [&] { return "one frame id and size per frame of the round (" + std::to_string(n) + ")"; });
   for (size_t f = 0; f < n; ++f) require(heights[f] >= 1 && widths[f] >= 1, "frame sizes must be positive");
   for (int32_t c = 0; c < config_.num_classes; ++c) {
     posts[c]->synchronize();  // normally done already: the round's one wait
     records_[c] = posts[c]->layout().records(posts[c]->host_results());
-    require(records_[c].header->num_frames == static_cast<int32_t>(n),
-            "class " + std::to_string(c) + "'s results have " + std::to_string(records_[c].header->num_frames) +
-                " frames, the round " + std::to_string(n));
+    require(records_[c].header->num_frames == static_cast<int32_t>(n), [&] {
+      return "class " + std::to_string(c) + "'s results have " + std::to_string(records_[c].header->num_frames) +
+             " frames, the round " + std::to_string(n);
+    });
     firsts_[c] = 0;
   }
 #if SEGPOST_WITH_CUDA
@@ -163,8 +179,8 @@ void Tracker::update(const std::vector<Postprocessor*>& posts, const std::vector
 #if SEGPOST_WITH_CUDA
     DeviceGuard guard(device_);
     auto* stream = reinterpret_cast<cudaStream_t>(round_stream_);
-    // The last upload read host_plan_; it finished long ago (a round ran since), so this does not wait.
-    SEGPOST_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(planned_)), "Tracker.update");
+    // host_plan_ is free: its last upload is before planned_, which this round's stream waited
+    // for before recording iou_ready_, and the wait on iou_ready_ above has returned.
     table_.write_plan(host_plan_);
     SEGPOST_CUDA_CHECK(cudaMemcpyAsync(plan_, host_plan_, sizeof(SlotPlan) * slots(), cudaMemcpyHostToDevice, stream),
                        "Tracker.update (plan upload)");
@@ -242,8 +258,7 @@ void Tracker::release_cuda() {
 
 void Tracker::enqueue(int32_t class_id, const Postprocessor& post, const void* masks, DType masks_dtype,
                       const std::vector<int32_t>& cameras, uintptr_t stream_handle) {
-  bool round_started = false;
-  for (char e : enqueued_) round_started = round_started || e;
+  const bool round_started = round_open();
   require(!round_started || stream_handle == round_stream_, "every class of a round must be enqueued on the same stream");
   const PackParams params = begin_class(class_id, post, masks, masks_dtype, cameras, true);
   DeviceGuard guard(device_);

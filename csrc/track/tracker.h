@@ -47,6 +47,7 @@ class Tracker {
   int64_t host_bytes() const;
 
  private:
+  bool round_open() const;  // a class of this round was enqueued already
   PackParams begin_class(int32_t class_id, const Postprocessor& post, const void* masks, DType masks_dtype,
                          const std::vector<int32_t>& cameras, bool on_device);
   FrameCameras frame_cameras() const;

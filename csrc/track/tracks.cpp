@@ -2,14 +2,16 @@
 
 #include <algorithm>
 #include <cmath>
-#include <stdexcept>
 #include <string>
+
+#include "require.h"
 
 namespace segpost {
 namespace {
 
-void require(bool ok, const std::string& message) {
-  if (!ok) throw std::invalid_argument("segpost.Tracker: " + message);
+template <class Message>
+void require(bool ok, Message&& message) {
+  require_argument(ok, "segpost.Tracker", message);
 }
 
 bool in_unit(float v) { return v >= 0.0f && v <= 1.0f; }  // false for NaN
@@ -40,7 +42,8 @@ int32_t lowres_shift(double pixels, int32_t map_size, int32_t frame_size) {
 }  // namespace
 
 TrackerConfig validated(const TrackerConfig& c) {
-  require(c.max_cameras >= 1 && c.max_cameras <= kMaxFrames, "cameras must be in [1, " + std::to_string(kMaxFrames) + "]");
+  require(c.max_cameras >= 1 && c.max_cameras <= kMaxFrames,
+          [&] { return "cameras must be in [1, " + std::to_string(kMaxFrames) + "]"; });
   require(c.num_classes >= 1, "at least one class");
   require(c.capacity >= 1 && c.capacity <= 65535, "capacity must be in [1, 65535]");
   require(c.mask_h >= 1 && c.mask_w >= 1 && static_cast<int64_t>(c.mask_h) * c.mask_w <= (1 << 24),
@@ -230,8 +233,9 @@ void TrackTable::write_plan(SlotPlan* plan) {
 }
 
 void TrackTable::finish(int32_t camera, std::vector<TrackEvent>& events) {
-  require(camera >= -1 && camera < config_.max_cameras, "camera " + std::to_string(camera) + " outside 0 .. " +
-                                                            std::to_string(config_.max_cameras - 1));
+  require(camera >= -1 && camera < config_.max_cameras, [&] {
+    return "camera " + std::to_string(camera) + " outside 0 .. " + std::to_string(config_.max_cameras - 1);
+  });
   for (int32_t c = camera < 0 ? 0 : camera; c < (camera < 0 ? config_.max_cameras : camera + 1); ++c) {
     for (int32_t s = 0; s < config_.max_tracks; ++s) {
       if (slot(c, s).state != State::Free) end_track(slot(c, s), c, events);
@@ -240,11 +244,13 @@ void TrackTable::finish(int32_t camera, std::vector<TrackEvent>& events) {
 }
 
 void TrackTable::set_next_id(int32_t camera, int64_t next_id) {
-  require(camera >= 0 && camera < config_.max_cameras, "camera " + std::to_string(camera) + " outside 0 .. " +
-                                                           std::to_string(config_.max_cameras - 1));
-  require(next_id >= next_id_[camera], "camera " + std::to_string(camera) + " has already used track ids up to " +
-                                           std::to_string(next_id_[camera] - 1) + "; set_next_id(" +
-                                           std::to_string(next_id) + ") would reuse them");
+  require(camera >= 0 && camera < config_.max_cameras, [&] {
+    return "camera " + std::to_string(camera) + " outside 0 .. " + std::to_string(config_.max_cameras - 1);
+  });
+  require(next_id >= next_id_[camera], [&] {
+    return "camera " + std::to_string(camera) + " has already used track ids up to " +
+           std::to_string(next_id_[camera] - 1) + "; set_next_id(" + std::to_string(next_id) + ") would reuse them";
+  });
   next_id_[camera] = next_id;
 }
 
