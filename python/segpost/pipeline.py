@@ -228,10 +228,10 @@ class MultiCameraPipeline:
                 continue
             live.append(camera)
         started = time.perf_counter()
-        if live:
-            self._enqueue_round(infos, live)
-            self._pre.wait_released()   # so the caller may refill its frames or the staging slots now
         frame_sizes = [(info.height, info.width) for info in infos]
+        if live:
+            self._enqueue_round(infos, live, frame_sizes)
+            self._pre.wait_released()   # so the caller may refill its frames or the staging slots now
         self._pending = (live, skipped, started, [ids[c] for c in live], frame_sizes)
 
     def staging(self, camera: int, height: int, width: int) -> np.ndarray:
@@ -247,11 +247,10 @@ class MultiCameraPipeline:
         else:
             self._events[index].record(self._stream)
 
-    def _enqueue_round(self, frames: List[Any], cameras: List[int]) -> None:
-        """`frames`: the live cameras' frames as checked_frame described them."""
+    def _enqueue_round(self, frames: List[Any], cameras: List[int], sizes: List[Tuple[int, int]]) -> None:
+        """`frames`: the live cameras' frames as checked_frame described them; `sizes`: their (height, width)."""
         n, g, k = len(frames), self.geometry, self.classes_per_call
         stream = 0 if self._stream is None else self._stream.ptr
-        sizes = [(info.height, info.width) for info in frames]
         self._lay_out_prompts(n)
         self._mark(0)
         self._pre.run_checked(frames, stream=stream, slots=cameras)
@@ -275,13 +274,12 @@ class MultiCameraPipeline:
             # Compaction reads pred_masks on this stream before the next call overwrites it; each
             # class reads its own slice of the call's rows in place.
             for j in range(k):
-                rows = slice(j * n, (j + 1) * n)
-                self._post[call * k + j].enqueue(out["pred_logits"][rows], None if presence is None else presence[rows],
-                                                 out["pred_boxes"][rows], out["pred_masks"][rows], sizes,
-                                                 class_id=call * k + j, stream=stream)
+                rows, post = slice(j * n, (j + 1) * n), self._post[call * k + j]
+                masks = out["pred_masks"][rows]
+                post.enqueue(out["pred_logits"][rows], None if presence is None else presence[rows],
+                             out["pred_boxes"][rows], masks, sizes, class_id=call * k + j, stream=stream)
                 if self.tracker is not None:   # before the next call overwrites pred_masks, as compaction
-                    self.tracker.enqueue(call * k + j, self._post[call * k + j], out["pred_masks"][rows], cameras,
-                                         stream=stream)
+                    self.tracker.enqueue(call * k + j, post, masks, cameras, stream=stream)
             self._mark(5 + 2 * call)
 
     def collect(self) -> RoundResult:

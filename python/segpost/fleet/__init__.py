@@ -26,6 +26,12 @@ def import_ray():
     return ray
 
 
+def short_error(exc: BaseException) -> str:
+    """An exception as one short line for logs and status (Ray's errors run to pages)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
 def kill_actor(actor) -> None:
     """Ends a Ray actor for good (no restart); one already gone is fine."""
     try:

@@ -23,6 +23,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..io.secrets import redact
+
 
 class SegpostError(RuntimeError):
     def __init__(self, message: str, status: Any = None):
@@ -41,7 +43,8 @@ class SegpostClient:
         self._channel = self._call = None
 
     def __repr__(self) -> str:   # never the key
-        return f"SegpostClient(http={self.http!r}, grpc={self.grpc_target!r}, api_key={'***' if self._key else None})"
+        return (f"SegpostClient(http={redact(self.http) if self.http else None!r}, grpc={self.grpc_target!r}, "
+                f"api_key={'***' if self._key else None})")
 
     def segment(self, frames: Sequence[Any], classes: Sequence[str] = (), masks: str = "rle",
                 transport: Optional[str] = None) -> List[Dict[str, Any]]:

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
 from ..io.secrets import Redactor
-from ..io.sources import is_live
-from . import import_ray, kill_actor
+from ..io.sources import backoff_delay, is_live
+from . import import_ray, kill_actor, short_error
 from .config import CameraSpec, FleetConfig
-from .heartbeat import Heartbeat, backoff_delay
+from .heartbeat import Heartbeat
 from .sink import RecordSink, shard_of
 from .standby import StandbyPool
 from .status import NAMESPACE, STATUS_ACTOR, StatusBoard
@@ -201,7 +201,7 @@ class Fleet:
                      f"(restart {slot.restarts})")
             self._launch(slot, self.committed_state())
             return
-        delay = backoff_delay(slot.failures, self.config.restart_backoff)
+        delay = backoff_delay(slot.failures, *self.config.restart_backoff)
         slot.state, slot.restart_at = "restarting", now + delay
         self.log(f"segpost fleet: {slot.name} ({group}) died: {slot.last_error}; restarting in {delay:.1f} s "
                  f"(restart {slot.restarts})")
@@ -241,7 +241,7 @@ class Fleet:
             summary = ray.get(slot.run_ref)
             slot.stats = ray.get(slot.actor.stats.remote(), timeout=self.config.heartbeat_seconds)
         except Exception as exc:  # RayActorError, a worker exception: both mean restart
-            self._died(slot, _short(exc))
+            self._died(slot, short_error(exc))
             return
         slot.state = "finished"
         kill_actor(slot.actor)   # its GPU share and CPUs go back to Ray
@@ -254,7 +254,7 @@ class Fleet:
         try:
             answer = beat.poll(slot.actor, now)
         except Exception as exc:  # the actor is gone; run() will say so too
-            self._died(slot, _short(exc))
+            self._died(slot, short_error(exc))
             return
         if answer is not None:
             slot.stats, slot.state = answer, "running"
@@ -328,8 +328,9 @@ class Fleet:
         if self.standbys is not None:
             self.standbys.shutdown()
         committed: Dict[str, int] = {}
-        for shard in ray.get([sink.committed.remote() for sink in self.sinks]) if self.sinks else []:
-            committed.update(shard)   # the metrics' last word: every frame written, not a snapshot before
+        if self.metrics is not None:   # the metrics' last word: every frame written, not a snapshot before
+            for shard in ray.get([sink.committed.remote() for sink in self.sinks]):
+                committed.update(shard)
         stats: Dict[str, Any] = {}
         for shard in ray.get([sink.close.remote() for sink in self.sinks]) if self.sinks else []:
             for key, value in shard.items():
@@ -342,11 +343,6 @@ class Fleet:
         if self._started_ray:
             ray.shutdown()
         return stats
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
 def _ms(value: Optional[float]) -> str:

@@ -1,8 +1,8 @@
 """What the coordinator and the standby pool both watch in a worker actor: its stats() answers,
-asked about once a second without waiting, and the delay before a failed worker's next start."""
+asked about once a second without waiting."""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 from . import import_ray
 
@@ -31,10 +31,3 @@ class Heartbeat:
 
     def silent(self, now: float) -> float:
         return now - self._sent if self._ref is not None else 0.0
-
-
-def backoff_delay(failures: int, backoff: Tuple[float, float]) -> float:
-    """Seconds before the next start after `failures` failures in a row: doubling from the first
-    delay, up to the longest."""
-    first, longest = backoff
-    return min(first * 2 ** (failures - 1), longest)

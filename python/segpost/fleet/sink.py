@@ -32,7 +32,7 @@ import os
 import threading
 import time
 import zlib
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..io.sinks import MqttSink, dumps
 from .recovery import CameraState, counted_frame, recover, track_ids, truncate_torn_line
@@ -54,8 +54,9 @@ def _int(value: Any, default: int) -> int:
 
 
 class OpenTracks:
-    """Per camera, the confirmed tracks whose end is not written yet, from the records written.
-    Bounded by the trackers' pools: a track ends (and leaves) after max_age frames unseen."""
+    """Per camera, the confirmed tracks whose end is not written yet, from the records written
+    (each as its track_started line, its last_frame and frames_seen kept up to date). Bounded by
+    the trackers' pools: a track ends (and leaves) after max_age frames unseen."""
 
     def __init__(self):
         self._tracks: Dict[Any, Dict[int, Dict[str, Any]]] = {}
@@ -64,8 +65,8 @@ class OpenTracks:
         camera, event = record.get("camera"), record.get("event")
         if event == "track_started" and isinstance(record.get("track_id"), int):
             self._tracks.setdefault(camera, {})[record["track_id"]] = {
-                "source": record.get("source"), "class": record.get("class"), "first_frame": record.get("first_frame"),
-                "last_frame": _int(record.get("last_frame"), -1), "frames_seen": _int(record.get("frames_seen"), 0)}
+                **record, "last_frame": _int(record.get("last_frame"), -1),
+                "frames_seen": _int(record.get("frames_seen"), 0)}
         elif event == "track_ended":
             self._tracks.get(camera, {}).pop(record.get("track_id"), None)
         elif self._tracks.get(camera) and "detections" in record:
@@ -79,10 +80,8 @@ class OpenTracks:
     def ends(self, camera: Any, reason: str) -> List[Dict[str, Any]]:
         """``track_ended`` records for the camera's open tracks (they leave when written)."""
         now = round(time.time(), 3)
-        return [{"event": "track_ended", "camera": camera, "source": track["source"], "class": track["class"],
-                 "track_id": track_id, "first_frame": track["first_frame"], "last_frame": track["last_frame"],
-                 "frames_seen": track["frames_seen"], "time": now, "reason": reason}
-                for track_id, track in sorted(self._tracks.get(camera, {}).items())]
+        return [{**started, "event": "track_ended", "time": now, "reason": reason}
+                for _, started in sorted(self._tracks.get(camera, {}).items())]
 
 
 class RecordSink:
@@ -101,6 +100,7 @@ class RecordSink:
         self.written = self.duplicates = self.repeated = self.torn_bytes = 0
         self._state: Dict[Any, CameraState] = {}
         self._open_tracks = OpenTracks()
+        self._camera_paths: Dict[Any, str] = {}
         for path, names in self._paths(list(cameras) + [None]).items():
             fd = self._fd(path)
             self.torn_bytes += truncate_torn_line(fd)
@@ -111,9 +111,12 @@ class RecordSink:
         threading.Thread(target=self._fsync_loop, daemon=True, name="segpost sink fsync").start()
 
     def _path(self, camera: Any) -> str:
-        if not self.per_camera:
-            return self.out
-        return os.path.join(self.out, file_stem(FLEET_FILE if camera is None else camera) + ".jsonl")
+        path = self._camera_paths.get(camera)
+        if path is None:
+            path = self._camera_paths[camera] = (
+                os.path.join(self.out, file_stem(FLEET_FILE if camera is None else camera) + ".jsonl")
+                if self.per_camera else self.out)
+        return path
 
     def _paths(self, cameras: List[Any]) -> Dict[str, List[Any]]:
         paths: Dict[str, List[Any]] = {}
@@ -139,7 +142,7 @@ class RecordSink:
         skip = self._already_written(records, lines)
         chunks: Dict[str, List[str]] = {}
         changed: Dict[Any, CameraState] = {}
-        new: List[Dict[str, Any]] = []
+        new: List[Tuple[Dict[str, Any], str]] = []
         for i, (record, line) in enumerate(zip(records, lines)):
             if i < skip.get(record.get("camera"), 0):
                 continue
@@ -150,7 +153,7 @@ class RecordSink:
                 self.duplicates += 1
                 continue
             chunks.setdefault(self._path(camera), []).append(line)
-            new.append(record)
+            new.append((record, line))
             state.last_frame = frame if frame is not None else state.last_frame
             state.last_line, state.finished = line, record.get("event") == "finished"
             for track_id in track_ids(record):
@@ -163,11 +166,10 @@ class RecordSink:
             state.last_time = now if touch else state.last_time
             self._state[camera] = state
         self.written += len(new)
-        for record in new:
+        for record, line in new:
             self._open_tracks.follow(record)
-        if self._mqtt is not None:
-            for record in new:
-                self._mqtt.write(record)
+            if self._mqtt is not None:
+                self._mqtt.write(record, line)
         return len(new)
 
     def end_open_tracks(self, cameras: Sequence[Any], reason: str) -> int:

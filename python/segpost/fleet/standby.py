@@ -13,8 +13,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
-from . import kill_actor
-from .heartbeat import Heartbeat, backoff_delay
+from ..io.sources import backoff_delay
+from . import kill_actor, short_error
+from .heartbeat import Heartbeat
 
 
 @dataclass
@@ -48,7 +49,7 @@ class StandbyPool:
             try:
                 answer = standby.heartbeat.poll(standby.actor, now)
             except Exception as exc:  # the actor died while building or waiting
-                self._lost(standby, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}")
+                self._lost(standby, short_error(exc))
                 continue
             if answer is not None:
                 standby.stats = answer
@@ -66,7 +67,7 @@ class StandbyPool:
         kill_actor(standby.actor)
         self.members.remove(standby)
         self._failures += 1
-        delay = backoff_delay(self._failures, self._backoff)
+        delay = backoff_delay(self._failures, *self._backoff)
         self._next_start = time.monotonic() + delay
         self._log(f"segpost fleet: a standby worker was lost ({why}); another starts in {delay:.1f} s")
 

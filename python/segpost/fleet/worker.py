@@ -111,7 +111,6 @@ class CameraWorker:
         self.redactor = Redactor()
         self._open_decoder, self.decoding = decoder_factory(decode if self.device == "cuda" else "cpu",
                                                             timeout_seconds=stall_seconds)
-        self.assignment: List[Camera] = []
         self.cameras: List[Tuple[str, CameraSource]] = []
         self._stop = threading.Event()
         self._round_ms: deque = deque(maxlen=200)
@@ -143,7 +142,6 @@ class CameraWorker:
         if len(cameras) > self.pipeline.config.max_cameras:
             raise ValueError(f"{len(cameras)} cameras for a worker built for {self.pipeline.config.max_cameras}")
         self.worker_id = worker_id or self.worker_id
-        self.assignment = cameras   # where each camera resumes, its next track id
         tracker = self.pipeline.tracker
         for slot, camera in enumerate(cameras):
             if tracker is not None and camera.next_track_id > 0:   # ids stay unique per camera across workers

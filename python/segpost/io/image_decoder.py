@@ -93,7 +93,8 @@ class FrameDecoder:
         saying why it could not be."""
         out: List[Any] = [None] * len(items)
         on_gpu = [i for i, (_, header) in enumerate(items) if self._nv is not None and header.kind == "jpeg"]
-        cpu = {i: self._pool.submit(_opencv, *items[i]) for i in range(len(items)) if i not in set(on_gpu)}
+        gpu = set(on_gpu)
+        cpu = {i: self._pool.submit(_opencv, *items[i]) for i in range(len(items)) if i not in gpu}
         if on_gpu:
             for i, decoded in zip(on_gpu, self._nvimgcodec([items[i] for i in on_gpu])):
                 if decoded is None:   # not decodable there: OpenCV has the last word

@@ -178,9 +178,10 @@ class MqttSink(Sink):
             self.acknowledged += 1
             self._lock.notify_all()
 
-    def write(self, record: Dict[str, Any]) -> None:
+    def write(self, record: Dict[str, Any], line: Optional[str] = None) -> None:
+        """`line`: the record as dumps() gives it, when the caller has it already."""
         topic = self.topic.replace("{camera}", str(record.get("camera", "")))
-        info = self._client.publish(topic, dumps(record), qos=1)
+        info = self._client.publish(topic, dumps(record) if line is None else line, qos=1)
         with self._lock:
             if info.rc == self._mqtt.MQTT_ERR_QUEUE_SIZE:
                 self.dropped += 1

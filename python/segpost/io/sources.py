@@ -13,6 +13,7 @@ CPU in decoders.py, NVDEC in nvdec.py) and adds what cameras need:
 """
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import deque
@@ -41,12 +42,15 @@ class SourceEvent:
     details: Dict[str, Any] = field(default_factory=dict)
 
 
+def backoff_delay(failures: int, first: float, limit: float) -> float:
+    """The wait after `failures` failures in a row: first, 2 first, 4 first, ... capped at limit
+    (the exponent too, so that months of failures never overflow)."""
+    return min(first * 2.0 ** min(max(failures, 1) - 1, 64), limit)
+
+
 def backoff_delays(first: float, limit: float):
-    """first, 2 first, 4 first, ... capped at limit."""
-    delay = first
-    while True:
-        yield delay
-        delay = min(delay * 2, limit)
+    """backoff_delay after 1, 2, 3, ... failures."""
+    return (backoff_delay(failures, first, limit) for failures in itertools.count(1))
 
 
 class CameraSource:

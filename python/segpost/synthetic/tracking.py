@@ -164,7 +164,7 @@ def _crossing(rng) -> List[Actor]:
     """Red pair crossing horizontally (one passes in front, their rows 6 px apart); green pair
     crossing on diagonals in the lower half."""
     h, w = SIZE
-    (ra, rb), (ga, gb) = SHAPES[0][1], SHAPES[1][1]
+    ra, (ga, gb) = SHAPES[0][1][0], SHAPES[1][1]
     speed = rng.uniform(4, 6)
     y0 = rng.uniform(0.25, 0.35) * h
     red = [Actor(0, 2 + i, Motion(ra + 2, w - ra - 3, i + rng.uniform(-0.1, 0.1), speed),
@@ -178,7 +178,7 @@ def _occlusion(rng) -> List[Actor]:
     """Two red objects passing behind a slow yellow pillar (hidden for a few frames), a green one
     moving up and down in front of it."""
     h, w = SIZE
-    ra, pa = SHAPES[0][1][0], SHAPES[3][1][0]
+    ra = SHAPES[0][1][0]
     pillar = Actor(3, 0, _across(rng, w * 0.4, w * 0.6, (0.5, 1.5)), Motion(h / 2, h / 2))
     red = [Actor(0, 2 + i, _across(rng, ra + 2, w - ra - 3, (4, 6)), Motion(h * (0.38 + 0.2 * i), h * (0.38 + 0.2 * i)))
            for i in range(2)]
@@ -189,7 +189,7 @@ def _occlusion(rng) -> List[Actor]:
 def _leave_return(rng) -> List[Actor]:
     """Objects whose paths overshoot the frame: out for ~0.5 s (red 3), ~1 s (green) or ~2 s (red 2)."""
     h, w = SIZE
-    (ra, rb), (ga, gb) = SHAPES[0][1], SHAPES[1][1]
+    ra, gb = SHAPES[0][1][0], SHAPES[1][1][1]
     return [Actor(0, 2, Motion(-ra - rng.uniform(35, 50), w - ra - 3, rng.uniform(0, 2), 5), Motion(h * 0.3, h * 0.3)),
             Actor(0, 3, Motion(ra + 2, w + ra + rng.uniform(8, 14), rng.uniform(0, 2), 5), Motion(h * 0.7, h * 0.7)),
             Actor(1, 4, Motion(w * 0.5, w * 0.5), Motion(-gb - rng.uniform(15, 25), h - gb - 3, rng.uniform(0, 2), 4))]
