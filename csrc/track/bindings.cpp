@@ -84,6 +84,11 @@ void bind_tracker(py::module_& m) {
              return event_tuples(self.events());
            })
       .def("finish", [](Tracker& self, int camera) { return event_tuples(self.finish(camera)); })
+      .def("abandon_round",
+           [](Tracker& self) {
+             py::gil_scoped_release release;
+             self.abandon_round();
+           })
       .def("set_next_id", [](Tracker& self, int camera, int64_t next_id) { self.table().set_next_id(camera, next_id); })
       .def("next_id", [](Tracker& self, int camera) { return self.table().next_id(camera); })
       .def("refused", [](Tracker& self, int camera) { return self.table().refused(camera); })

@@ -196,6 +196,16 @@ void Tracker::update(const std::vector<Postprocessor*>& posts, const std::vector
   std::fill(enqueued_.begin(), enqueued_.end(), 0);
 }
 
+void Tracker::abandon_round() {
+  if (!round_open()) return;
+  std::fill(enqueued_.begin(), enqueued_.end(), 0);  // first: a failed wait below still frees the next round
+#if SEGPOST_WITH_CUDA
+  // The abandoned classes' packing and IoU copies may still be queued; the next round rewrites
+  // those buffers. The pool is refreshed only in update(), so the tracks are untouched.
+  if (config_.use_cuda) SEGPOST_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(iou_ready_)), "Tracker.abandon_round");
+#endif
+}
+
 std::vector<TrackEvent> Tracker::finish(int32_t camera) {
   std::vector<TrackEvent> ended;
   table_.finish(camera, ended);

@@ -36,6 +36,9 @@ class Tracker {
               const std::vector<int32_t>& heights, const std::vector<int32_t>& widths);
   const std::vector<TrackEvent>& events() const { return events_; }
   std::vector<TrackEvent> finish(int32_t camera);  // -1: every camera
+  // Forgets the classes enqueued since the last update() (a round that failed part-way): waits
+  // for their queued work, leaves the tracks as they were, and lets the next round start.
+  void abandon_round();
 
   TrackTable& table() { return table_; }
   const TrackerConfig& config() const { return config_; }

@@ -230,9 +230,35 @@ class MultiCameraPipeline:
         started = time.perf_counter()
         frame_sizes = [(info.height, info.width) for info in infos]
         if live:
-            self._enqueue_round(infos, live, frame_sizes)
-            self._pre.wait_released()   # so the caller may refill its frames or the staging slots now
+            try:
+                with self._abandoned_on_error():
+                    self._enqueue_round(infos, live, frame_sizes)
+                    self._pre.wait_released()   # so the caller may refill its frames or the staging slots now
+            except BaseException:
+                self._rounds += 1   # the failed round keeps its index, as one that fails in collect()
+                raise
         self._pending = (live, skipped, started, [ids[c] for c in live], frame_sizes)
+
+    @contextlib.contextmanager
+    def _abandoned_on_error(self):
+        """A round that raises part-way (an engine's transient error, a bad result) is abandoned:
+        its queued work is waited for, every Postprocessor and the tracker forget it, and the
+        error goes to the caller; the next round starts afresh."""
+        try:
+            yield
+        except BaseException:
+            self._abandon()
+            raise
+
+    def _abandon(self) -> None:
+        self._pending = None
+        cleanups = [] if self._stream is None else [self._stream.synchronize]
+        cleanups += [post.abandon for post in self._post]
+        if self.tracker is not None:
+            cleanups.append(self.tracker.abandon_round)
+        for cleanup in cleanups:   # each one, even when another fails (a sticky CUDA error)
+            with contextlib.suppress(Exception):
+                cleanup()
 
     def staging(self, camera: int, height: int, width: int) -> np.ndarray:
         """Camera's pinned (height, width, 3) uint8 slot: decode its next frame straight into it
@@ -292,13 +318,14 @@ class MultiCameraPipeline:
         self._rounds += 1
         if not live:
             return RoundResult(index, {}, skipped, {"round": (time.perf_counter() - started) * 1e3})
-        batches: List[BatchResult] = [post.result() for post in self._post]
-        timings = self._timings()
-        events: Tuple[TrackEvent, ...] = ()
-        if self.tracker is not None:
-            tracked = time.perf_counter()
-            batches, events = self.tracker.track_round(self._post, batches, frame_ids, frame_sizes)
-            timings["track_update"] = (time.perf_counter() - tracked) * 1e3
+        with self._abandoned_on_error():
+            batches: List[BatchResult] = [post.result() for post in self._post]
+            timings = self._timings()
+            events: Tuple[TrackEvent, ...] = ()
+            if self.tracker is not None:
+                tracked = time.perf_counter()
+                batches, events = self.tracker.track_round(self._post, batches, frame_ids, frame_sizes)
+                timings["track_update"] = (time.perf_counter() - tracked) * 1e3
         timings["round"] = (time.perf_counter() - started) * 1e3
         cameras = {}
         for b, camera in enumerate(live):

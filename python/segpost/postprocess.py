@@ -211,6 +211,14 @@ class Postprocessor:
             start += n
         return BatchResult(tuple(frames), passed, overflow, mask_overflow)
 
+    def abandon(self) -> None:
+        """Drop the pending enqueue without reading it (its round failed): waits for its queued
+        work, so the next enqueue may reuse the buffers. Does nothing when nothing is pending."""
+        if self._pending is None:
+            return
+        self._pending = None
+        self._core.synchronize()
+
     def _masks(self, start: int, n: int, h: int, w: int) -> Any:
         if self.output is OutputKind.CROP:
             return CroppedMasks([self._host_masks[o: o + int(win[2]) * int(win[3])].view(np.bool_).reshape(win[3], win[2])

@@ -157,6 +157,11 @@ class Tracker:
         ids, events = self.update(postprocessors, frame_ids, frame_sizes)
         return [with_track_ids(batch, ids[c]) for c, batch in enumerate(batches)], events
 
+    def abandon_round(self) -> None:
+        """Forget the classes enqueued since the last update (their round failed part-way): the
+        tracks stay as they were and the next round starts afresh."""
+        self._core.abandon_round()
+
     def finish(self, camera: Optional[int] = None) -> Tuple[TrackEvent, ...]:
         """End the live tracks of ``camera`` (None: of every camera): the end of a file, shutdown."""
         return self._events(self._core.finish(-1 if camera is None else self._camera(camera)))

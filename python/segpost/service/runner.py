@@ -8,6 +8,10 @@
   when the file does, and every camera's at shutdown.
 - ``stop`` (SIGINT/SIGTERM through ``stop_on_signals``) ends the loop after the round in flight;
   the sinks are flushed and closed and the sources closed.
+- A round that fails (an engine's exception) is abandoned by the pipeline; each of its frames
+  gets a ``skipped`` line with the error, so every frame is still accounted for, and the next
+  round runs. ``max_failed_rounds`` failures in a row (a broken engine, a lost GPU) end the loop
+  with the last error, for a supervisor to restart the process.
 - A watchdog ends the process with a clear message and exit status 3 when a round does not
   finish within ``watchdog_seconds`` (a hung engine or GPU cannot be interrupted otherwise).
 """
@@ -29,10 +33,15 @@ from ..io.sinks import Sink
 from ..io.sources import CameraSource
 
 EXIT_HUNG = 3
+MAX_FAILED_ROUNDS = 10   # in a row; a transient engine error is one round, a broken engine all of them
 
 
 def log_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+class RoundsFailing(RuntimeError):
+    """max_failed_rounds rounds failed in a row: the engines or the GPU are not coming back by themselves."""
 
 
 class Watchdog:
@@ -110,13 +119,17 @@ class CameraRunner:
     def __init__(self, pipeline, cameras: Sequence[Tuple[Any, CameraSource]], sinks: Sequence[Sink], *,
                  masks: str = "rle", mask_dir: str = "masks", metrics=None, watchdog_seconds: Optional[float] = None,
                  log: Callable[[str], None] = log_stderr, extra: Optional[Dict[str, Any]] = None,
-                 on_round: Optional[Callable[[Any], None]] = None):
+                 on_round: Optional[Callable[[Any], None]] = None, max_failed_rounds: int = MAX_FAILED_ROUNDS):
+        if isinstance(max_failed_rounds, bool) or not isinstance(max_failed_rounds, int) or max_failed_rounds < 1:
+            raise ValueError(f"max_failed_rounds must be a positive int, got {max_failed_rounds!r}")
         if len(cameras) > pipeline.config.max_cameras:
             raise ValueError(f"{len(cameras)} cameras but the pipeline takes at most {pipeline.config.max_cameras}")
         self.pipeline, self.cameras, self.sinks = pipeline, list(cameras), list(sinks)
         self.masks, self.mask_dir, self.metrics, self.log = masks, mask_dir, metrics, log
         self.extra, self.on_round = dict(extra or {}), on_round
         self.rounds = 0
+        self.failed_rounds = 0      # in all
+        self.max_failed_rounds, self._failed_in_a_row = max_failed_rounds, 0
         self.frames: Dict[Any, int] = {camera: 0 for camera, _ in self.cameras}
         self._round_ms: deque = deque(maxlen=100000)
         self._first_round: Optional[float] = None
@@ -148,9 +161,9 @@ class CameraRunner:
             for event in source.drain_events():
                 if event.kind != "finished":
                     self.log(f"segpost: camera {camera}: {event.message}")
-                self.write(event_record(event.kind, camera, source.shown_url, event.message, **event.details))
-                if event.kind == "finished":
+                else:   # its tracks end first: "finished" is the camera's last line (recovery reads it there)
                     self.write_track_events(self.pipeline.finish_tracks(slot))
+                self.write(event_record(event.kind, camera, source.shown_url, event.message, **event.details))
             if self.metrics:
                 self.metrics.observe_camera(camera, source.stats)
 
@@ -186,6 +199,27 @@ class CameraRunner:
                            rounds_per_second=(self.rounds - 1) / busy if self.rounds > 1 and busy > 0 else None)
         return summary
 
+    def _round_failed(self, got: List[Any], exc: Exception) -> None:
+        """The pipeline abandoned the round: its frames are written off as skipped, with the error."""
+        self.failed_rounds += 1
+        self._failed_in_a_row += 1
+        error = f"{type(exc).__name__}: {exc}"
+        self.log(f"segpost: round {self.rounds} failed ({self._failed_in_a_row} in a row): {error}")
+        for slot, frame in enumerate(got):
+            if frame is None:
+                continue
+            camera, source = self.cameras[slot]
+            self.write(event_record("skipped", camera, source.shown_url, f"frame {frame.index}: the round failed: {error}",
+                                    round=self.rounds, frame_index=frame.index))
+            if self.metrics:
+                self.metrics.count_error(camera)
+        self.rounds += 1
+        self._stage = "idle"
+        if self.watchdog:
+            self.watchdog.round_finished()
+        if self._failed_in_a_row >= self.max_failed_rounds:
+            raise RoundsFailing(f"{self._failed_in_a_row} rounds failed in a row; the last: {error}") from exc
+
     def _round(self, got: List[Any]) -> None:
         frames = [None if g is None else g.image for g in got]
         if self._first_round is None:
@@ -193,7 +227,12 @@ class CameraRunner:
         if self.watchdog:
             self.watchdog.round_started()
         self._stage = f"round {self.rounds}: pipeline (preprocess, engines, postprocess)"
-        result = self.pipeline.process(frames, frame_ids=[None if g is None else g.index for g in got])
+        try:
+            result = self.pipeline.process(frames, frame_ids=[None if g is None else g.index for g in got])
+        except Exception as exc:
+            self._round_failed(got, exc)
+            return
+        self._failed_in_a_row = 0
         self._round_ms.append(result.timings_ms["round"])
         self._stage = f"round {self.rounds}: writing records"
         for slot, reason in result.skipped.items():
