@@ -205,3 +205,26 @@ def test_sigterm_exits_zero_with_the_output_flushed(videos, tmp_path):
     for name in (f"long{i}" for i in range(4)):
         indices = frame_indices(records[name])
         assert indices == list(range(len(indices))) and 0 < len(indices) < 150, name
+
+
+def test_without_address_the_fleet_starts_its_own_ray_not_the_one_ray_last_knew(videos, tmp_path):
+    """Ray's session file (ray_current_cluster in its temp folder) left by a killed cluster names a
+    dead head; `segpost fleet` without --address must start its own instance, as serve does."""
+    import shutil
+    import tempfile
+
+    folder, paths, _ = videos
+    config = write_configs(tmp_path, [("cam00", paths[0])], per_worker=1)
+    ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")   # short: Ray's socket paths live under it
+    try:
+        os.makedirs(os.path.join(ray_tmp, "ray"))
+        with open(os.path.join(ray_tmp, "ray", "ray_current_cluster"), "w") as f:
+            f.write("127.0.0.1:9\n")                      # nothing listens there
+        out = tmp_path / "out"
+        process = subprocess.run([sys.executable, "-m", "segpost", "fleet", "--config", config, "--out", str(out),
+                                  "--max-seconds", "120"], capture_output=True, text=True, timeout=240,
+                                 env=dict(os.environ, RAY_TMPDIR=ray_tmp, PYTHONUNBUFFERED="1"))
+        assert process.returncode == 0, process.stderr[-3000:]
+        assert frame_indices(read_out(out)["cam00"]) == list(range(12))
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)

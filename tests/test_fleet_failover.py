@@ -29,9 +29,16 @@ def cluster():
     nodes = [cluster.add_node(num_cpus=2) for _ in range(2)]
     ray.init(address=cluster.address, namespace="segpost", log_to_driver=False)
     cluster.wait_for_nodes()
-    yield cluster, nodes
-    ray.shutdown()
-    cluster.shutdown()
+    try:
+        yield cluster, nodes
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    # The cluster named itself in Ray's session file; left there, it would be what a later
+    # ray.init(address=None) on this machine tries to join (a dead head).
+    from ray._common.utils import get_ray_address_file
+
+    assert not os.path.exists(get_ray_address_file(None)), "the test cluster left Ray's session file behind"
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ import zlib
 
 import pytest
 
-from segpost.fleet import recovery, sink as sink_module
+from segpost.fleet import sink as sink_module
+from segpost.io import recovery
 from segpost.fleet.sink import RecordSink, shard_of
 
 
@@ -163,3 +164,67 @@ def test_the_tracks_a_dead_worker_left_open_end_where_its_output_did_once(tmp_pa
     assert sink.end_open_tracks(["b"], "worker lost") == 1
     sink.close()
     assert [r["track_id"] for r in lines(out, "b") if r.get("event") == "track_ended"] == [3]
+
+
+def test_track_ids_resume_after_tentative_ids_written_before_the_newest_track_started(tmp_path):
+    """The runner writes a round's frame record, then that round's events: ids handed out to
+    tentative tracks (2, 3) appear in detections before the newest track_started (1) and never
+    after it. A recovered sink must resume after 3, as the running one does."""
+    out = str(tmp_path / "out")
+    sink = RecordSink(out, cameras=["a"])
+    sink.write_batch([frame("a", 0, tracks=[1])])
+    sink.write_batch([frame("a", 1, tracks=[1, 2], detections=2)])
+    sink.write_batch([frame("a", 2, tracks=[1, 3], detections=2), started("a", 1, 0, 2, 3)])
+    sink.write_batch([frame("a", i, tracks=[1]) for i in range(3, 60)])
+    assert sink.committed_state()["a"]["next_track_id"] == 4
+    sink.close()
+    assert RecordSink(out, cameras=["a"]).committed_state()["a"]["next_track_id"] == 4
+    # The issue's case: ids [1, 2] in the frame, then track 1's start.
+    out = str(tmp_path / "two")
+    sink = RecordSink(out, cameras=["a"])
+    sink.write_batch([frame("a", 0, tracks=[1, 2], detections=2), started("a", 1, 0, 0, 1)])
+    assert sink.committed_state()["a"]["next_track_id"] == 3
+    sink.close()
+    assert RecordSink(out, cameras=["a"]).committed_state()["a"]["next_track_id"] == 3
+
+
+def test_a_tracked_file_camera_is_finished_though_its_track_ends_follow(tmp_path):
+    """The runner ends a file camera's tracks with its "finished" event; lines after "finished"
+    that are not frames (its tracks' ends) leave the camera finished, for the running sink and
+    for a recovered one, so a restarted fleet does not decode it again."""
+    out = str(tmp_path / "out")
+    sink = RecordSink(out, cameras=["a", "b"])
+    sink.write_batch([frame("a", 0, tracks=[1]), frame("a", 1, tracks=[1]), started("a", 1, 0, 1, 2),
+                      event("a", "finished", frames=2), {**started("a", 1, 0, 1, 2), "event": "track_ended"},
+                      frame("b", 0, tracks=[4]), started("b", 4, 0, 0, 1), event("b", "reconnected")])
+    assert sink.committed_state()["a"]["finished"] and not sink.committed_state()["b"]["finished"]
+    sink.close()
+    state = RecordSink(out, cameras=["a", "b"]).committed_state()
+    assert state["a"]["finished"] and not state["b"]["finished"]
+
+
+def test_a_write_that_fails_on_the_second_file_writes_neither(tmp_path, monkeypatch):
+    """A full disk on camera b's file after camera a's lines went to disk: the batch is all or
+    nothing, so the batch re-sent by the replacement worker is written once."""
+    out = str(tmp_path / "out")
+    sink = RecordSink(out, cameras=["a", "b"])
+    sink.write_batch([frame("a", 0), frame("b", 0)])
+    b_path = os.path.join(out, "b.jsonl")
+    b_fd = sink._fd(b_path)
+    real_write = os.write
+
+    def b_full(fd, data):
+        if fd == b_fd:
+            raise OSError(27, "File too large")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(sink_module.os, "write", b_full)
+    batch = [frame("a", 1), frame("b", 1)]
+    with pytest.raises(OSError):
+        sink.write_batch(batch)
+    monkeypatch.setattr(sink_module.os, "write", real_write)
+    assert sink.committed() == {"a": 0, "b": 0}
+    assert frames_of(out, "a") == [0]
+    assert sink.write_batch(batch) == 2
+    sink.close()
+    assert frames_of(out, "a") == [0, 1] and frames_of(out, "b") == [0, 1]

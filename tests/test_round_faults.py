@@ -28,12 +28,12 @@ class FlakyDecoder(SyntheticDecoder):
         return super().enqueue(stream)
 
 
-def pipelines(track, fail_calls, classes=4):
-    geometry = geometry_for("cpu")
-    engines = (SyntheticVisionEncoder(geometry, device="cpu"), FlakyDecoder(geometry, device="cpu", fail_calls=fail_calls))
+def pipelines(track, fail_calls, classes=4, device="cpu"):
+    geometry = geometry_for(device)
+    engines = (SyntheticVisionEncoder(geometry, device=device), FlakyDecoder(geometry, device=device, fail_calls=fail_calls))
     config = dict(classes_per_call=1, track=TrackerConfig(min_hits=1) if track else None)
-    flaky, scene = make_pipeline("cpu", cameras=3, classes=classes, engines=engines, **config)
-    clean, _ = make_pipeline("cpu", cameras=3, classes=classes, **config)
+    flaky, scene = make_pipeline(device, cameras=3, classes=classes, engines=engines, **config)
+    clean, _ = make_pipeline(device, cameras=3, classes=classes, **config)
     return flaky, clean, scene
 
 
@@ -53,10 +53,11 @@ def same(a, b):
                     np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 @pytest.mark.parametrize("track", [False, True], ids=["untracked", "tracked"])
-def test_a_failed_round_is_abandoned_and_the_next_works(track):
+def test_a_failed_round_is_abandoned_and_the_next_works(track, device):
     # 4 classes, one decoder call each: round 1's second call (call 5 overall) raises.
-    flaky, clean, scene = pipelines(track, fail_calls={5})
+    flaky, clean, scene = pipelines(track, fail_calls={5}, device=device)
     frames_by_round = [scene.render(r)[0] for r in range(4)]
     for r, frames in enumerate(frames_by_round):
         expected = clean.process(frames) if r != 1 else None

@@ -53,9 +53,10 @@ def test_run_track_writes_ids_and_events(tmp_path, video):
         assert sorted(e["track_id"] for e in started) == sorted(e["track_id"] for e in ended) == [1, 2, 3, 4]
         assert all(e["first_frame"] == 0 and e["last_frame"] == 2 and e["frames_seen"] == 3 for e in started)
         assert all(e["last_frame"] == 11 and e["frames_seen"] == 12 and e["class"] in ("red", "green") for e in ended)
-        # The file's tracks end when it does, after its "finished" line.
+        # The file's tracks end when it does, just before its "finished" line, the camera's last.
         finished = next(i for i, r in enumerate(lines) if r.get("event") == "finished" and r["camera"] == camera)
-        assert all(lines.index(e) > finished for e in ended)
+        assert all(lines.index(e) < finished for e in ended)
+        assert not [r for r in lines[finished + 1:] if r.get("camera") == camera]
         assert {"source", "time"} <= set(started[0])
 
 

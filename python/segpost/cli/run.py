@@ -3,10 +3,12 @@ Lines and/or MQTT, metrics on HTTP, for as long as it takes."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import threading
 
 from ..config import load_config
+from ..io.recovery import CameraState, open_tracks, recover, truncate_torn_line
 from ..io.secrets import Redactor
 from ..io.sinks import JsonLinesSink, MqttSink
 from ..io.sources import CameraSource, decoder_factory
@@ -45,6 +47,13 @@ def add_parser(commands) -> None:
     run.add_argument("--health-seconds", type=float, default=30.0,
                      help="/healthz turns unhealthy when no round finished for this long")
     run.add_argument("--stall-seconds", type=float, default=10.0, help="reconnect a live stream silent this long")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the --out file of an earlier run that stopped or died: file cameras resume after "
+                          "their last frame written (a finished one is not read again), track ids continue, the "
+                          "tracks it left open get their track_ended (reason \"restart\")")
+    run.add_argument("--max-failed-rounds", type=int, default=10,
+                     help="end with status 1 after this many failed rounds in a row (a failed round's frames are "
+                          "written off as skipped)")
     run.add_argument("--watchdog-seconds", type=float, default=300.0,
                      help="exit with status 3 when one round takes longer (a hung engine or GPU); 0: off")
     run.set_defaults(handler=run_command)
@@ -69,6 +78,7 @@ def _run(args, device: str, redactor: Redactor) -> int:
     config = dataclasses.replace(config, max_cameras=len(args.source), output=output,
                                  resize=args.resize or config.resize,
                                  track=config.track or (TrackerConfig() if args.track else None))
+    resume = resume_point(args)
     decode = "cpu" if device == "cpu" and args.decode == "auto" else args.decode
     if device == "cpu" and decode == "gpu":
         raise ValueError("--decode gpu needs --device cuda (NVDEC frames live on the GPU)")
@@ -95,14 +105,17 @@ def _run(args, device: str, redactor: Redactor) -> int:
             metrics = Metrics(stale_seconds=args.health_seconds)
             server = MetricsServer(metrics, args.metrics_port)
             print(f"segpost run: metrics on http://0.0.0.0:{server.port}/metrics, health on /healthz", file=sys.stderr)
-        cameras = [(index, CameraSource(url, open_decoder, redactor=redactor, stall_seconds=args.stall_seconds))
-                   for index, url in enumerate(args.source)]
+        cameras = [(index, CameraSource(url, open_decoder, redactor=redactor, stall_seconds=args.stall_seconds,
+                                        start_index=resume.start_index(index)))
+                   for index, url in enumerate(args.source) if not resume.finished(index)]
     except BaseException:
         for sink in sinks:
             sink.close()
         raise
     runner = CameraRunner(pipeline, cameras, sinks, masks=args.masks, mask_dir=args.mask_dir, metrics=metrics,
-                          watchdog_seconds=args.watchdog_seconds or None, log=lambda m: print(redactor(m), file=sys.stderr))
+                          watchdog_seconds=args.watchdog_seconds or None, log=lambda m: print(redactor(m), file=sys.stderr),
+                          max_failed_rounds=args.max_failed_rounds)
+    resume.apply(runner)
     stop = threading.Event()
     try:
         with stop_on_signals(stop):
@@ -116,7 +129,7 @@ def _run(args, device: str, redactor: Redactor) -> int:
     finally:
         if server is not None:
             server.close()
-    if not summary["rounds"] and all(source.error for _, source in cameras):
+    if cameras and not summary["rounds"] and all(source.error for _, source in cameras):
         print("segpost run: error: no source could be read", file=sys.stderr)
         return 2
     how = "stopped by signal" if summary["stopped"] else "done"
@@ -132,3 +145,51 @@ def _run(args, device: str, redactor: Redactor) -> int:
 
 def _describe(sink) -> str:
     return getattr(sink, "shown_url", None) or ("stdout" if getattr(sink, "path", "-") == "-" else sink.path)
+
+
+class ResumePoint:
+    """Where each camera of an earlier run's --out file ends (--resume), and the tracks it left open."""
+
+    def __init__(self, states=None, tracks=None):
+        self.states, self.tracks = states or {}, tracks
+
+    def start_index(self, camera: int) -> int:
+        return self.states.get(camera, CameraState()).last_frame + 1
+
+    def finished(self, camera: int) -> bool:
+        return self.states.get(camera, CameraState()).finished
+
+    def apply(self, runner) -> None:
+        """Track ids continue after the earlier run's; its open tracks end before the first round."""
+        for slot, (camera, _) in enumerate(runner.cameras):
+            if runner.pipeline.tracker is not None:
+                runner.pipeline.tracker.set_next_id(slot, max(1, self.states.get(camera, CameraState()).next_track_id))
+        if self.tracks is not None:
+            for camera in sorted(self.states):
+                for record in self.tracks.ends(camera, "restart"):
+                    runner.write(record)
+            runner.flush()
+
+
+def resume_point(args) -> ResumePoint:
+    if not args.resume:
+        return ResumePoint()
+    if not args.out or args.out == "-" or args.rotate_mb or args.rotate_minutes:
+        raise ValueError("--resume continues one --out file: give --out FILE, without --rotate-mb/--rotate-minutes")
+    if not os.path.exists(args.out):
+        return ResumePoint()
+    cameras = list(range(len(args.source)))
+    fd = os.open(args.out, os.O_RDWR)
+    try:
+        torn = truncate_torn_line(fd)
+        states = recover(fd, cameras)
+        tracks = open_tracks(fd)
+    finally:
+        os.close(fd)
+    done = sum(state.finished for state in states.values())
+    print(f"segpost run: resuming {args.out}: " + ", ".join(
+        f"camera {c} {'finished' if s.finished else f'after frame {s.last_frame}'}" for c, s in states.items())
+        + (f"; a torn last line ({torn} bytes) cut" if torn else ""), file=sys.stderr)
+    if done == len(cameras):
+        print("segpost run: every camera had finished already", file=sys.stderr)
+    return ResumePoint(states, tracks)

@@ -90,7 +90,9 @@ class Fleet:
     def start(self) -> None:
         ray = import_ray()
         if not ray.is_initialized():
-            ray.init(address=self.address, namespace=NAMESPACE, log_to_driver=False,
+            # Without an address, a Ray instance of our own: address=None would join whatever
+            # cluster Ray's session file last named, a dead one included.
+            ray.init(address=self.address or "local", namespace=NAMESPACE, log_to_driver=False,
                      include_dashboard=False, **self._ray_init)
             self._started_ray = True
         os.makedirs(self.out if self.config.per_camera_files else os.path.dirname(os.path.abspath(self.out)),

@@ -34,8 +34,8 @@ import time
 import zlib
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ..io.recovery import CameraState, OpenTracks, counted_frame, recover, track_ids, truncate_torn_line
 from ..io.sinks import MqttSink, dumps
-from .recovery import CameraState, counted_frame, recover, track_ids, truncate_torn_line
 
 FLEET_FILE = "fleet"   # the per-camera folder's file for records of no camera
 
@@ -47,41 +47,6 @@ def file_stem(camera: Any) -> str:
 def shard_of(camera: Any, shards: int) -> int:
     """A camera's sink shard: the same for a camera name on every machine and run."""
     return 0 if camera is None else zlib.crc32(str(camera).encode("utf-8")) % shards
-
-
-def _int(value: Any, default: int) -> int:
-    return value if isinstance(value, int) else default
-
-
-class OpenTracks:
-    """Per camera, the confirmed tracks whose end is not written yet, from the records written
-    (each as its track_started line, its last_frame and frames_seen kept up to date). Bounded by
-    the trackers' pools: a track ends (and leaves) after max_age frames unseen."""
-
-    def __init__(self):
-        self._tracks: Dict[Any, Dict[int, Dict[str, Any]]] = {}
-
-    def follow(self, record: Dict[str, Any]) -> None:
-        camera, event = record.get("camera"), record.get("event")
-        if event == "track_started" and isinstance(record.get("track_id"), int):
-            self._tracks.setdefault(camera, {})[record["track_id"]] = {
-                **record, "last_frame": _int(record.get("last_frame"), -1),
-                "frames_seen": _int(record.get("frames_seen"), 0)}
-        elif event == "track_ended":
-            self._tracks.get(camera, {}).pop(record.get("track_id"), None)
-        elif self._tracks.get(camera) and "detections" in record:
-            frame, tracks = record.get("frame_index"), self._tracks[camera]
-            for detection in record["detections"]:
-                track = tracks.get(detection.get("track_id"))
-                if track is not None and isinstance(frame, int) and frame > track["last_frame"]:
-                    track["last_frame"] = frame
-                    track["frames_seen"] += 1
-
-    def ends(self, camera: Any, reason: str) -> List[Dict[str, Any]]:
-        """``track_ended`` records for the camera's open tracks (they leave when written)."""
-        now = round(time.time(), 3)
-        return [{**started, "event": "track_ended", "time": now, "reason": reason}
-                for _, started in sorted(self._tracks.get(camera, {}).items())]
 
 
 class RecordSink:
@@ -155,12 +120,13 @@ class RecordSink:
             chunks.setdefault(self._path(camera), []).append(line)
             new.append((record, line))
             state.last_frame = frame if frame is not None else state.last_frame
-            state.last_line, state.finished = line, record.get("event") == "finished"
+            state.last_line = line
+            # A file camera's "finished" follows its last frame; its tracks' ends may follow it.
+            state.finished = record.get("event") == "finished" or (state.finished and frame is None)
             for track_id in track_ids(record):
                 state.next_track_id = max(state.next_track_id, track_id + 1)
             changed[camera] = state
-        for path, chunk in chunks.items():
-            self._append(path, "".join(line + "\n" for line in chunk).encode("utf-8"))
+        self._append_all({path: "".join(line + "\n" for line in chunk).encode("utf-8") for path, chunk in chunks.items()})
         now = time.time()
         for camera, state in changed.items():
             state.last_time = now if touch else state.last_time
@@ -191,19 +157,24 @@ class RecordSink:
             self.repeated += sum(1 for r in records[:upto] if r.get("camera") == camera)
         return skip
 
-    def _append(self, path: str, data: bytes) -> None:
-        """One write (a short one is continued); on failure the file is cut back to where it was,
-        so that no partial line stays behind an error."""
-        fd = self._fd(path)
-        size = os.fstat(fd).st_size
+    def _append_all(self, chunks: Dict[str, bytes]) -> None:
+        """One write per file (a short one is continued). A batch is all or nothing: when a write
+        fails (a full disk, a file too large), every file of the batch is cut back to where it
+        was, so no partial line stays behind and no file keeps lines the state does not count
+        (the replacement worker re-sends the whole batch)."""
+        done: List[Tuple[int, int]] = []
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            for path, data in chunks.items():
+                fd = self._fd(path)
+                done.append((fd, os.fstat(fd).st_size))
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                self._unsynced.add(path)
         except OSError:
-            os.ftruncate(fd, size)
+            for fd, size in done:
+                os.ftruncate(fd, size)
             raise
-        self._unsynced.add(path)
 
     def committed(self) -> Dict[Any, int]:
         """Per camera, the last frame index written."""
