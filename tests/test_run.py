@@ -184,13 +184,19 @@ def test_an_engine_failure_is_a_clear_error_and_a_nonzero_exit(tmp_path, monkeyp
     monkeypatch.setattr(engines.SyntheticDecoder, "compute", broken)
     video = str(tmp_path / "v.avi")
     writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"FFV1"), 10, (320, 240))
-    writer.write(np.zeros((240, 320, 3), np.uint8))
+    for _ in range(5):
+        writer.write(np.zeros((240, 320, 3), np.uint8))
     writer.release()
     out = str(tmp_path / "o.jsonl")
+    # Every round fails: each is written off, and the third in a row ends the run.
     assert main(["run", "--device", "cpu", "--config", write_config(str(tmp_path)), "--source", video,
-                 "--out", out]) == 1
+                 "--out", out, "--max-failed-rounds", "3"]) == 1
     err = capsys.readouterr().err
-    assert "the pipeline failed in round 0" in err and "illegal memory access" in err
+    assert "the pipeline failed in round 3" in err and "3 rounds failed in a row" in err
+    assert "illegal memory access" in err
+    with open(out) as f:
+        records = [json.loads(line) for line in f]
+    assert [(r["event"], r["frame_index"]) for r in records] == [("skipped", 0), ("skipped", 1), ("skipped", 2)]
 
 
 def test_config_values_from_the_environment(tmp_path, monkeypatch, capsys):
