@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from segpost.io.image_decoder import Decoded, FrameDecoder
 from segpost.io.image_header import ImageError, inspect
 
-cv2 = pytest.importorskip("cv2")
+cv2 = pytest.importorskip("cv2", reason="OpenCV makes the test images: pip install 'segpost[test]' (.ci/run does)")
 
 
 def picture(height=120, width=160, seed=0):
@@ -109,7 +109,8 @@ def test_the_opencv_decoder_gives_what_opencv_gives_and_says_why_not():
 def test_nvimgcodec_batches_equal_opencv_and_reuse_their_images():
     """nvImageCodec's batch path with its CPU backends (libjpeg-turbo): the GPU path differs only in
     its backends and in where the images live."""
-    pytest.importorskip("nvidia.nvimgcodec", reason="nvImageCodec is not installed: pip install 'segpost[serve-gpu]'")
+    pytest.importorskip("nvidia.nvimgcodec", reason="nvImageCodec is not installed: pip install 'segpost[test]' "
+                        "or 'segpost[serve-gpu]' (.ci/run does)")
     decoder = FrameDecoder("gpu", "cpu", threads=1, pool_size=8, nvimgcodec_on_cpu=True)
     images = [picture(48 + 8 * k, 64, k) for k in range(4)]
     jpegs = [ENCODINGS["jpeg"](image) for image in images]

@@ -20,7 +20,7 @@ from brokers import free_port, http_get
 
 pytest.importorskip("ray", reason="segpost serve runs on Ray Serve: pip install 'segpost[fleet]' (.ci/run does)")
 grpc = pytest.importorskip("grpc", reason="gRPC needs grpcio: pip install 'segpost[fleet]' (.ci/run does)")
-cv2 = pytest.importorskip("cv2")
+cv2 = pytest.importorskip("cv2", reason="OpenCV encodes the test images: pip install 'segpost[test]' (.ci/run does)")
 
 from segpost.fleet import api  # noqa: E402
 from segpost.fleet.client import SegpostClient  # noqa: E402

@@ -1,5 +1,6 @@
-"""The tracker's arithmetic on the CPU twin: packed, shifted mask IoU against numpy, and the
-assignment against brute force (tests/test_track.py: the association on hand-made cases)."""
+"""The tracker's arithmetic on the CPU twin: packed, shifted mask IoU against numpy, each track's
+mask moved by its object's true motion, and the assignment against brute force
+(tests/test_track.py: the association on hand-made cases)."""
 import math
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 
 import segpost
 from segpost import TrackerConfig
-from track_cases import blob_rounds, run_round, tracked_side
+from track_cases import Rig, blob_rounds, box_mask, run_round, tracked_side
 
 # -- mask IoU: the twin against numpy ---------------------------------------------------------------
 
@@ -31,7 +32,8 @@ def numpy_iou(a: np.ndarray, b: np.ndarray) -> np.float32:
 def reference_run(size, dtype, mode, threshold, rounds=14, cameras=2, classes=2, seed=0):
     """Rounds of moving blobs through Postprocessors and a Tracker; every round's IoU matrix must
     equal numpy's on the thresholded maps, each track's last mask moved by the shift the tracker
-    planned for it."""
+    planned for it (the arithmetic; whether the planned shift follows the object is
+    test_track_masks_move_with_the_objects_true_motion's)."""
     logit_threshold = threshold if mode is segpost.MaskMode.LOGIT else math.log(threshold / (1 - threshold))
     posts, tracker = tracked_side(size, cameras, classes, "cpu", TrackerConfig(min_hits=1, max_age=4, match_threshold=0.05),
                                   mask_mode=mode, mask_threshold=threshold)
@@ -74,6 +76,50 @@ def test_twin_mask_iou_equals_numpy_with_shifted_tracks(size, dtype, mode, thres
     stats = reference_run(size, dtype, mode, threshold)
     # The run exercised what it is meant to: moved masks, partial overlaps, masks pushed off the map.
     assert stats["shifted"] > 20 and stats["partial"] > 20 and stats["clipped"] > 0, stats
+
+
+# -- the shift itself: against the objects' true motion ---------------------------------------------
+
+# (dy, dx) low-res pixels a frame. The map is not square and the frame's scale differs per axis
+# (240 / 80 = 3 rows, 320 / 128 = 2.5 columns a pixel), so a sign or an axis mixed up shows.
+MOTIONS = {"still": (0, 0), "down": (2, 0), "up": (-3, 0), "right": (0, 2), "left": (0, -3),
+           "down-right": (2, 2), "up-left": (-2, -1), "down-left": (1, -3), "up-right": (-3, 2)}
+MOTION_MAP, MOTION_FRAME = (80, 128), (240, 320)
+SETTLED, UNSEEN, FRAMES = 8, (12, 13), 22   # the filter has the velocity by SETTLED; the object hides in UNSEEN
+
+
+def moving_box(frame: int, dy: int, dx: int) -> np.ndarray:
+    """A 9 x 11 box passing the map's centre halfway through, moving (dy, dx) a frame."""
+    cy, cx = 40 + dy * (frame - FRAMES // 2), 64 + dx * (frame - FRAMES // 2)
+    return box_mask(cx - 5, cy - 4, cx + 6, cy + 5, size=MOTION_MAP)
+
+
+@pytest.mark.parametrize("motion", MOTIONS)
+def test_track_masks_move_with_the_objects_true_motion(motion):
+    """Once the filter has the velocity, each detection's mask IoU with its track equals numpy's IoU
+    of the detection with the track's last mask moved by the object's true motion: (dy, dx) for a
+    frame, 3 (dy, dx) after two frames unseen. The reference comes from the motion drawn here,
+    never from the tracker's planned shift, so a shift the wrong way or along the wrong axis fails."""
+    dy, dx = MOTIONS[motion]
+    rig = Rig(TrackerConfig(min_hits=1, max_age=4), size=MOTION_MAP, frame=MOTION_FRAME)
+    last, checked = None, 0
+    for f in range(FRAMES):
+        if f in UNSEEN:
+            rig.step([[{}]], frame_ids=[f])
+            continue
+        mask = moving_box(f, dy, dx)
+        ids, *_ = rig.step([[{"o": (mask, 0.9)}]], frame_ids=[f])
+        assert ids == {(0, 0, "o"): 1}, (f, ids)
+        row = rig.tracker.mask_iou()[0, 0]   # this detection against every slot of camera 0
+        assert rig.tracker.live_tracks(0) == 1 and np.count_nonzero(row) <= 1, (f, row)
+        if f >= SETTLED:
+            moved = f - last[0]
+            expected = numpy_iou(mask, shifted(last[1], dx * moved, dy * moved))
+            assert expected == 1, (f, expected)   # the box stays inside the map: the reference is exact
+            assert row.max() == expected, (motion, f, moved, row.max(), expected)
+            checked += 1
+        last = (f, mask)
+    assert checked == FRAMES - SETTLED - len(UNSEEN), checked
 
 
 # -- the assignment: against brute force ----------------------------------------------------------

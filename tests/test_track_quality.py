@@ -13,7 +13,8 @@ from track_peers import trackers_peers
 
 requires_trackeval = pytest.mark.skipif(
     importlib.util.find_spec("trackeval") is None or importlib.util.find_spec("trackers") is None,
-    reason="scoring and the peers need TrackEval and Roboflow's trackers: pip install '.[track-eval]'")
+    reason="scoring and the peers need TrackEval and Roboflow's trackers: pip install '.[track-eval]' (the test extra "
+           "has it; .ci/run does)")
 
 
 def _detections(result, camera, name):

@@ -10,7 +10,7 @@ import pytest
 from segpost.cli import main
 from segpost.synthetic.scene import Scene
 
-pytest.importorskip("cv2")
+pytest.importorskip("cv2", reason="segpost run decodes with OpenCV: pip install 'segpost[test]' (.ci/run does)")
 
 
 @pytest.fixture(scope="module")
