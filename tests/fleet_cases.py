@@ -14,7 +14,7 @@ from brokers import make_h264
 from segpost.synthetic.scene import Scene
 
 LONG_FRAMES = 150
-SERVICES = ".ci/run does"   # the phrase that makes a skip a failure under SEGPOST_EXPECT_SERVICES
+SERVICES = ".ci/run does"   # said in skip reasons; under SEGPOST_EXPECT_SERVICES any skip but a GPU one fails (conftest.py)
 
 
 def fleet_services():
