@@ -1,9 +1,20 @@
 """What every command shares: the device choice, a progress line, the process's memory."""
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every command's --help shows each option's default, except where there is none to show
+    (None, a flag's False) or its help says it in words."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def choose_device(choice: str) -> str:
@@ -43,3 +54,15 @@ def rss_bytes() -> int:
     """Resident host memory of this process."""
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_output_file(flag: str, path: str) -> None:
+    """An output file's mistakes said with its flag, before any work: a folder given, or a folder
+    that does not exist (open() would give a bare errno at the end of a run)."""
+    if os.path.isdir(path):
+        raise ValueError(f"{flag} {path}: a folder; name a file in it")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ValueError(f"{flag} {path}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"{flag} {path}: the folder {parent} is not writable")

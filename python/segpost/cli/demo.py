@@ -16,17 +16,19 @@ from ..synthetic import scene
 from ..synthetic.engines import SyntheticDecoder, SyntheticGeometry, SyntheticVisionEncoder, prompt_for_class
 from ..synthetic.evaluation import score_camera
 from ..track import TrackerConfig
-from .common import Progress, choose_device, rss_bytes
+from .common import Progress, check_output_file, choose_device, rss_bytes
 
 
 def add_parser(commands) -> None:
     demo = commands.add_parser("demo", help="run the synthetic multi-camera scene and score it against its ground truth")
-    demo.add_argument("--cameras", type=int, default=8)
+    demo.add_argument("--cameras", type=int, default=8, help="synthetic cameras, 1 to 64 (one round takes a frame of each)")
     demo.add_argument("--classes", type=int, default=4, help="1 to 4 colour classes")
-    demo.add_argument("--objects-per-class", type=int, default=2)
+    demo.add_argument("--objects-per-class", type=int, default=2, help="moving objects of each class in each camera")
     demo.add_argument("--frames", type=int, default=400, help="frames in total (rounds = frames / cameras)")
-    demo.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
-    demo.add_argument("--output", choices=("full", "packed", "rle"), default="full")
+    demo.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
+                      help="where the pipeline runs; auto: cuda when segpost's CUDA path works here, else cpu")
+    demo.add_argument("--output", choices=("full", "packed", "rle"), default="full",
+                      help="how masks come back: full (uint8), packed (1 bit a pixel), rle (COCO run lengths)")
     demo.add_argument("--size", action="append", metavar="WxH",
                       help="camera resolution, repeatable (cycled over cameras); default 1920x1080 and 1280x720 on "
                            "CUDA, 320x240 and 640x480 on the CPU")
@@ -39,7 +41,7 @@ def add_parser(commands) -> None:
     demo.add_argument("--soak", action="store_true",
                       help="sample VRAM and host RSS every 1000 frames and fail if either grows after warm-up")
     demo.add_argument("--min-iou", type=float, default=None, help="exit with status 1 when the mean mask IoU is lower")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=int, default=0, help="the scene's random seed (objects' sizes, paths and speeds)")
     demo.add_argument("--json", metavar="PATH", help="also write the summary as JSON")
     demo.set_defaults(handler=run)
 
@@ -50,6 +52,7 @@ def run(args) -> int:
     except ImportError:
         raise ValueError("the demo draws its synthetic cameras with OpenCV, which is not installed: "
                          "pip install \"segpost[video]\" (or opencv-python-headless)") from None
+    _check_outputs(args)
     device = choose_device(args.device)
     if not 1 <= args.cameras <= 64:
         raise ValueError("--cameras must be in [1, 64]")
@@ -133,6 +136,18 @@ def run(args) -> int:
         print(f"segpost demo: mean mask IoU {summary['mean_iou']:.4f} is below --min-iou {args.min_iou}", file=sys.stderr)
         return 1
     return 0
+
+
+def _check_outputs(args) -> None:
+    """--save and --json checked before the run, not after it."""
+    import cv2
+
+    for flag in ("--save", "--json"):
+        if getattr(args, flag[2:]):
+            check_output_file(flag, getattr(args, flag[2:]))
+    if args.save and not args.save.endswith(".mp4") and not cv2.haveImageWriter(args.save):
+        raise ValueError(f"--save {args.save}: OpenCV writes no such file; use .png (the last round's mosaic) or "
+                         ".mp4 (every round)")
 
 
 def _save(path: str, writer, frames, result, trails: Trails):

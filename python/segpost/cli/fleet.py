@@ -2,6 +2,7 @@
 ``segpost fleet status``: a running fleet's workers."""
 from __future__ import annotations
 
+import os
 import sys
 import threading
 
@@ -10,7 +11,8 @@ from ..service.runner import stop_on_signals
 
 def add_parser(commands) -> None:
     fleet = commands.add_parser("fleet", help="run many cameras on Ray workers (GPUs, machines); 'status' to watch")
-    fleet.add_argument("action", nargs="?", choices=("run", "status"), default="run")
+    fleet.add_argument("action", nargs="?", choices=("run", "status"), default="run",
+                       help="run: start the fleet (needs --config and --out); status: a running fleet's workers")
     fleet.add_argument("--config", help="the fleet config (JSON); see segpost/fleet/config.py")
     fleet.add_argument("--out", help="folder for one JSON Lines file per camera (or a .jsonl file, merged)")
     fleet.add_argument("--address", default=None,
@@ -39,6 +41,8 @@ def run_command(args) -> int:
     config = load_fleet_config(args.config)
     if not config.per_camera_files and not args.out.endswith(".jsonl"):
         raise ValueError("with sink.per_camera false, --out is the merged file and must end in .jsonl")
+    _check_out(args.out, config.per_camera_files)
+    _check_resources(args, config)
     metrics = server = None
     if args.metrics_port is not None:
         from ..service.metrics import Metrics, MetricsServer
@@ -61,6 +65,30 @@ def run_command(args) -> int:
     print(f"segpost fleet: {how}: {stats.get('written', 0)} records written to {args.out} "
           f"({stats.get('duplicates_dropped', 0)} duplicates dropped)", file=sys.stderr)
     return 0
+
+
+def _check_out(out: str, per_camera: bool) -> None:
+    """--out's mistakes said with the flag's name, before Ray starts."""
+    if per_camera and os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out}: a file; with one file per camera (sink.per_camera, the default) --out is a "
+                         "folder")
+    if not per_camera and os.path.isdir(out):
+        raise ValueError(f"--out {out}: a folder; with sink.per_camera false --out is the merged .jsonl file")
+    parent = os.path.dirname(os.path.abspath(out))
+    if not per_camera and not os.path.isdir(parent):
+        raise ValueError(f"--out {out}: the folder {parent} does not exist")
+
+
+def _check_resources(args, config) -> None:
+    """A worker the local Ray instance cannot place: an error now, not a wait without end."""
+    from .ray_resources import check_local_resources
+
+    gpus = max(config.gpus_per_worker, config.standby_gpus if config.standby_workers else 0.0)
+    check_local_resources(args.address, {"GPU": gpus, "CPU": config.cpus_per_worker},
+                          who=f"{args.config}: a worker", fixes={
+                              "GPU": 'set "gpus_per_worker": 0 there (and "standby_gpus": 0) to run the workers on '
+                                     "CPUs",
+                              "CPU": 'lower "cpus_per_worker" there'})
 
 
 def format_status(status) -> str:

@@ -17,12 +17,14 @@ from ..postprocess import OutputKind
 from ..preprocess import RESIZE_FILTERS
 from ..service.runner import CameraRunner, stop_on_signals
 from ..track import TrackerConfig
-from .common import choose_device
+from .common import check_output_file, choose_device
 
 
 def add_parser(commands) -> None:
     run = commands.add_parser("run", help="run a config's engines on videos or streams; JSON Lines and/or MQTT out")
-    run.add_argument("--config", required=True)
+    run.add_argument("--config", required=True,
+                     help="pipeline config (JSON): engines, classes, thresholds; examples/run.json runs the "
+                          "synthetic engines on a CPU; the format: segpost/config.py")
     run.add_argument("--source", action="append", required=True,
                      help="video file, RTSP/HTTP URL or camera index; repeatable (one per camera)")
     run.add_argument("--out", default=None, help="JSON Lines output file ('-': stdout; the default without --mqtt)")
@@ -32,13 +34,17 @@ def add_parser(commands) -> None:
     run.add_argument("--mqtt", default=None, metavar="URL",
                      help="also publish each camera-round: mqtt://[user:password@]host[:port]/topic/{camera}")
     run.add_argument("--mqtt-buffer", type=int, default=10000, help="messages kept while the broker is away")
-    run.add_argument("--masks", choices=("rle", "png", "none"), default="rle")
+    run.add_argument("--masks", choices=("rle", "png", "none"), default="rle",
+                     help="each detection's mask: rle (COCO run lengths in the record), png (a file in --mask-dir, "
+                          "its path in the record), none")
     run.add_argument("--mask-dir", default="masks", help="where --masks png writes its files")
-    run.add_argument("--max-rounds", type=int, default=None)
+    run.add_argument("--max-rounds", type=int, default=None,
+                     help="stop after this many rounds (default: when every file camera ended, or on SIGINT/SIGTERM)")
     run.add_argument("--track", action="store_true",
                      help="track identities: a track_id per detection, track_started/track_ended event lines "
                           "(the config's \"track\" settings, else the defaults)")
-    run.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    run.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
+                     help="where the pipeline runs; auto: cuda when segpost's CUDA path works here, else cpu")
     run.add_argument("--decode", choices=("auto", "gpu", "cpu"), default="auto",
                      help="gpu: NVDEC (segpost[nvdec]); cpu: OpenCV; auto: NVDEC where it decodes the codec")
     run.add_argument("--resize", choices=sorted(RESIZE_FILTERS), default=None,
@@ -71,6 +77,8 @@ def run_command(args) -> int:
 
 
 def _run(args, device: str, redactor: Redactor) -> int:
+    if args.out not in (None, "-"):
+        check_output_file("--out", args.out)
     vision_encoder, decoder, config = load_config(args.config, device=device)
     if len(args.source) > config.max_cameras:
         raise ValueError(f"{len(args.source)} sources but the config allows max_cameras={config.max_cameras}")

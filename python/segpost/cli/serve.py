@@ -38,6 +38,7 @@ def run_command(args) -> int:
     from ..fleet.serve import load_serve_config, start_serve, stop_serve
 
     config = load_serve_config(args.config)
+    _check_resources(args, config)
     endpoints = start_serve(config, address=args.address, metrics_port=args.metrics_port)
     grpc = f", gRPC {endpoints['grpc']} ({api.FULL_METHOD})" if "grpc" in endpoints else ""
     metrics = f", metrics {endpoints['metrics']}" if "metrics" in endpoints else ""
@@ -50,3 +51,18 @@ def run_command(args) -> int:
     stop_serve()
     print("segpost serve: stopped", file=sys.stderr)
     return 0
+
+
+def _check_resources(args, config) -> None:
+    """A replica the local Ray instance cannot place: an error now, not a silent wait in Serve's start."""
+    from .ray_resources import check_local_resources
+
+    # Serve's start waits for every replica: the first ones an autoscaling config asks for.
+    auto = config.autoscaling or {}
+    replicas = config.num_replicas if not auto else max(auto.get("initial_replicas") or 0, auto.get("min_replicas", 1), 1)
+    check_local_resources(args.address, {"GPU": replicas * config.gpus_per_replica,
+                                         "CPU": replicas * config.cpus_per_replica},
+                          who=f"{args.config}: {replicas} replica(s) of {config.gpus_per_replica:g} GPU and "
+                              f"{config.cpus_per_replica:g} CPU each",
+                          fixes={"GPU": 'set "gpus_per_replica": 0 there to run the replicas on CPUs',
+                                 "CPU": 'lower "cpus_per_replica" or "num_replicas" there'})

@@ -36,16 +36,20 @@ def load_onnx_graph(path: str) -> Any:
     if not os.path.isfile(path):
         raise EngineUnreadable(f"ONNX file not found: {path}")
     try:
-        return onnx.load(path, load_external_data=False)
+        model = onnx.load(path, load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError and friends: not an ONNX model
         raise EngineUnreadable(f"{path} is not a readable ONNX model: {exc}") from exc
+    if not model.HasField("graph"):   # an empty file parses as an empty model
+        raise EngineUnreadable(f"{path} is not a readable ONNX model: it holds no graph"
+                               + (" (the file is empty)" if os.path.getsize(path) == 0 else ""))
+    return model
 
 
 def read_onnx_tensors(path: str) -> Dict[str, TensorSpec]:
     """The graph's inputs (its initializers aside) and outputs, by their names."""
+    graph = load_onnx_graph(path).graph   # first: it says when the onnx package is missing
     from onnx import TensorProto
 
-    graph = load_onnx_graph(path).graph
     weights = {i.name for i in graph.initializer}
     specs = {}
     for is_input, values in ((True, graph.input), (False, graph.output)):
