@@ -85,7 +85,7 @@ def _check_resources(args, config) -> None:
 
     gpus = max(config.gpus_per_worker, config.standby_gpus if config.standby_workers else 0.0)
     check_local_resources(args.address, {"GPU": gpus, "CPU": config.cpus_per_worker},
-                          who=f"{args.config}: a worker", fixes={
+                          who=f"{args.config}: each worker asks for", fixes={
                               "GPU": 'set "gpus_per_worker": 0 there (and "standby_gpus": 0) to run the workers on '
                                      "CPUs",
                               "CPU": 'lower "cpus_per_worker" there'})

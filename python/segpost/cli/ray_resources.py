@@ -27,11 +27,11 @@ def local_ray_resources() -> Optional[dict]:
 
 
 def check_local_resources(address: Optional[str], asks: dict, *, who: str, fixes: dict) -> None:
-    """ValueError when one `who` (e.g. "a worker") asks for more of a resource than the local Ray
-    instance will have. Only for an instance this command starts: with --address, or RAY_ADDRESS
-    set, the cluster is someone else's and may grow. `asks`: {"GPU": 1, "CPU": 1};
-    `fixes`: per resource, the setting to change, said in the message."""
-    if address is not None or os.environ.get("RAY_ADDRESS"):
+    """ValueError when `who` (e.g. "fleet.json: each worker asks for") asks for more of a resource than the local Ray
+    instance will have. Only for an instance this command starts (no --address, or "local"; the
+    same in RAY_ADDRESS): a cluster joined is someone else's and may grow. `asks`: {"GPU": 1,
+    "CPU": 1}; `fixes`: per resource, the setting to change, said in the message."""
+    if (address or os.environ.get("RAY_ADDRESS") or "local") != "local":
         return
     have = local_ray_resources()
     if have is None:
@@ -39,6 +39,6 @@ def check_local_resources(address: Optional[str], asks: dict, *, who: str, fixes
     for resource, asked in asks.items():
         if asked > 0 and asked > have[resource]:
             found = f"only {have[resource]:g}" if have[resource] else "none"
-            raise ValueError(f"{who} asks for {asked:g} {resource}, but the local Ray instance this command starts "
+            raise ValueError(f"{who} {asked:g} {resource}, but the local Ray instance this command starts "
                              f"has {found} (Ray would wait for it forever): {fixes[resource]}, or join a Ray "
                              "cluster that has them with --address HOST:PORT")

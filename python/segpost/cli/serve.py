@@ -63,6 +63,6 @@ def _check_resources(args, config) -> None:
     check_local_resources(args.address, {"GPU": replicas * config.gpus_per_replica,
                                          "CPU": replicas * config.cpus_per_replica},
                           who=f"{args.config}: {replicas} replica(s) of {config.gpus_per_replica:g} GPU and "
-                              f"{config.cpus_per_replica:g} CPU each",
+                              f"{config.cpus_per_replica:g} CPU each ask in all for",
                           fixes={"GPU": 'set "gpus_per_replica": 0 there to run the replicas on CPUs',
                                  "CPU": 'lower "cpus_per_replica" or "num_replicas" there'})
