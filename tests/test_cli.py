@@ -1,11 +1,14 @@
 """segpost demo and segpost run, on the CPU (the GPU demo runs in bench/run_gpu.sh)."""
 import json
+import os
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from brokers import free_port
 from segpost.cli import main
 from segpost.synthetic.scene import Scene
 
@@ -103,3 +106,107 @@ def test_run_png_masks_and_errors(tmp_path, capsys):
 def test_module_entry_point():
     done = subprocess.run([sys.executable, "-m", "segpost", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "demo" in done.stdout and "run" in done.stdout
+
+
+# -- what a new user meets first: each mistake one line on stderr, exit 2, before any work ---------
+
+def segpost(*args, env=None, timeout=120, **kwargs):
+    return subprocess.run([sys.executable, "-m", "segpost", *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, **kwargs)
+
+
+def one_line_error(done, *expected):
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    error = [line for line in done.stderr.splitlines() if "error:" in line]
+    assert len(error) == 1 and all(e in error[0] for e in expected), done.stderr[-3000:]
+
+
+def test_demo_refuses_a_save_file_it_cannot_write_before_the_run(tmp_path):
+    done = segpost("demo", "--device", "cpu", "--frames", "8", "--cameras", "2", "--save", str(tmp_path / "x.txt"))
+    one_line_error(done, "--save", "x.txt", ".png", ".mp4")
+    assert "cameras x" not in done.stderr            # refused before the run started, not after it
+    done = segpost("demo", "--device", "cpu", "--frames", "8", "--save", str(tmp_path / "missing" / "x.png"))
+    one_line_error(done, "--save", f"the folder {tmp_path / 'missing'} does not exist")
+    assert main(["demo", "--device", "cpu", "--json", str(tmp_path)]) == 2
+
+
+def test_an_out_that_is_a_folder_is_named_by_its_flag(tmp_path, capsys):
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"backend": "synthetic", "classes": ["red"]}))
+    assert main(["run", "--device", "cpu", "--config", str(config), "--source", "x.avi", "--out", str(tmp_path)]) == 2
+    assert f"--out {tmp_path}: a folder" in capsys.readouterr().err
+    assert main(["run", "--device", "cpu", "--config", str(config), "--source", "x.avi",
+                 "--out", str(tmp_path / "no" / "d.jsonl")]) == 2
+    assert "the folder" in capsys.readouterr().err
+    pytest.importorskip("ray")
+    fleet = tmp_path / "fleet.json"
+    fleet.write_text(json.dumps({"pipeline": {"backend": "synthetic", "classes": ["red"]}, "gpus_per_worker": 0,
+                                 "cameras": [{"name": "a", "source": "a.avi"}]}))
+    assert main(["fleet", "--config", str(fleet), "--out", str(config)]) == 2   # a file, where a folder goes
+    assert f"--out {config}: a file" in capsys.readouterr().err
+
+
+def test_inspect_without_the_onnx_package_says_so(tmp_path):
+    (tmp_path / "ve.onnx").write_bytes(b"\x08\x07")   # never read: the package is missing first
+    # sys.modules["onnx"] = None: `import onnx` raises ModuleNotFoundError, as on a machine without it
+    code = ("import sys; sys.modules['onnx'] = None; from segpost.cli import main; "
+            f"sys.exit(main(['inspect', {str(tmp_path / 've.onnx')!r}, {str(tmp_path / 've.onnx')!r}]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "needs the onnx package" in done.stderr
+
+
+def test_inspect_an_empty_onnx_file_is_not_readable(tmp_path, capsys):
+    pytest.importorskip("onnx")
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    assert main(["inspect", str(tmp_path / "empty.onnx"), str(tmp_path / "empty.onnx")]) == 2
+    assert "not a readable ONNX model" in capsys.readouterr().err
+
+
+def _ray_may_see_a_gpu():
+    from segpost.postprocess import cuda_available
+
+    return cuda_available() or shutil.which("nvidia-smi") is not None
+
+
+@pytest.mark.skipif(_ray_may_see_a_gpu(), reason="a GPU here: Ray can place what the defaults ask for")
+@pytest.mark.parametrize("command", ["fleet", "serve"])
+def test_fleet_and_serve_asking_for_a_gpu_that_cannot_exist_stop_at_once(tmp_path, command):
+    pytest.importorskip("ray")
+    pytest.importorskip("pydantic")
+    pipeline = {"backend": "synthetic", "classes": ["red"]}
+    config = {"pipeline": pipeline, "cameras": [{"name": "a", "source": "a.avi"}]} if command == "fleet" else \
+        {"pipeline": pipeline}
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    extra = ["--out", str(tmp_path / "out")] if command == "fleet" else []
+    # RAY_ADDRESS=local: what the commands start without --address; with the old code they would
+    # wait there forever (this timeout ends them)
+    done = segpost(command, "--config", str(tmp_path / "c.json"), "--max-seconds", "60", *extra,
+                   env={"RAY_ADDRESS": "local"}, timeout=100)
+    key = "gpus_per_worker" if command == "fleet" else "gpus_per_replica"
+    one_line_error(done, "1 GPU", "has none", f'"{key}": 0')
+    # the same config on a cluster named with --address is not judged here (a cluster can grow)
+    from segpost.cli.ray_resources import check_local_resources
+
+    check_local_resources("10.0.0.1:6379", {"GPU": 1}, who="w", fixes={"GPU": ""})
+
+
+def test_fleet_status_without_a_fleet_is_one_line(tmp_path):
+    pytest.importorskip("ray")
+    # an address nobody listens on (Ray itself would retry the connection for minutes)
+    done = segpost("fleet", "status", "--address", f"127.0.0.1:{free_port()}", timeout=60)
+    one_line_error(done, "no Ray cluster answers at 127.0.0.1:")
+    done = segpost("fleet", "status", "--status-file", str(tmp_path / "fleet-status.json"), timeout=60)
+    one_line_error(done, "--status-file", "No such file")
+
+
+def test_fleet_status_with_no_ray_on_the_machine_is_one_line():
+    """As the README shows it: no address, no Ray instance running here."""
+    pytest.importorskip("ray")
+    from ray._private.services import find_gcs_addresses
+
+    if find_gcs_addresses():
+        pytest.skip("a Ray instance runs on this machine (another test's): 'auto' would find it")
+    done = segpost("fleet", "status", env={"RAY_ADDRESS": ""}, timeout=120)
+    one_line_error(done, "no Ray instance runs on this machine")

@@ -13,13 +13,15 @@ def add_parser(commands) -> None:
     fleet = commands.add_parser("fleet", help="run many cameras on Ray workers (GPUs, machines); 'status' to watch")
     fleet.add_argument("action", nargs="?", choices=("run", "status"), default="run",
                        help="run: start the fleet (needs --config and --out); status: a running fleet's workers")
-    fleet.add_argument("--config", help="the fleet config (JSON); see segpost/fleet/config.py")
+    fleet.add_argument("--config", help="the fleet config (JSON): examples/fleet.json runs on a CPU; the format: "
+                                           "segpost/fleet/config.py")
     fleet.add_argument("--out", help="folder for one JSON Lines file per camera (or a .jsonl file, merged)")
     fleet.add_argument("--address", default=None,
                        help="Ray cluster: auto or HOST:PORT (default: start a local Ray instance)")
     fleet.add_argument("--status-every", type=float, default=10.0, help="a status line on stderr this often (s)")
     fleet.add_argument("--status-file", help="status: read this file instead of asking the Ray cluster")
-    fleet.add_argument("--max-seconds", type=float, default=None, help="stop after this long")
+    fleet.add_argument("--max-seconds", type=float, default=None,
+                       help="stop after this many seconds (default: once every file camera ended; SIGINT/SIGTERM stop)")
     fleet.add_argument("--metrics-port", type=int, default=None,
                        help="serve /metrics (per worker and camera) and /healthz on this port")
     fleet.add_argument("--health-seconds", type=float, default=60.0,

@@ -9,11 +9,13 @@ from ..service.runner import stop_on_signals
 
 def add_parser(commands) -> None:
     serve = commands.add_parser("serve", help="serve the pipeline to clients over HTTP and gRPC (Ray Serve)")
-    serve.add_argument("--config", help="the serve config (JSON); see segpost/fleet/serve.py")
+    serve.add_argument("--config", help="the serve config (JSON): examples/serve.json runs on a CPU; every key: "
+                                           "--print-schema")
     serve.add_argument("--address", default=None, help="Ray cluster: auto or HOST:PORT (default: a local instance)")
     serve.add_argument("--print-proto", action="store_true", help="print the gRPC service's .proto and exit")
     serve.add_argument("--print-schema", action="store_true", help="print the serve config's JSON Schema and exit")
-    serve.add_argument("--max-seconds", type=float, default=None, help="stop after this long")
+    serve.add_argument("--max-seconds", type=float, default=None,
+                       help="stop after this many seconds once serving (default: at SIGINT/SIGTERM)")
     serve.add_argument("--metrics-port", type=int, default=None,
                        help="Prometheus metrics (segpost's and Ray Serve's, prefixed ray_) of the local Ray instance "
                             "on this port")
