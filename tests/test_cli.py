@@ -170,7 +170,8 @@ def _ray_may_see_a_gpu():
     return cuda_available() or shutil.which("nvidia-smi") is not None
 
 
-@pytest.mark.skipif(_ray_may_see_a_gpu(), reason="a GPU here: Ray can place what the defaults ask for")
+@pytest.mark.skipif(_ray_may_see_a_gpu(), reason="a CUDA device is present: Ray can place what the defaults "
+                    "ask for")
 @pytest.mark.parametrize("command", ["fleet", "serve"])
 def test_fleet_and_serve_asking_for_a_gpu_that_cannot_exist_stop_at_once(tmp_path, command):
     pytest.importorskip("ray")

@@ -21,7 +21,8 @@ from .common import Progress, check_output_file, choose_device, rss_bytes
 
 def add_parser(commands) -> None:
     demo = commands.add_parser("demo", help="run the synthetic multi-camera scene and score it against its ground truth")
-    demo.add_argument("--cameras", type=int, default=8, help="synthetic cameras, 1 to 64 (one round takes a frame of each)")
+    demo.add_argument("--cameras", type=int, default=8,
+                      help="synthetic cameras, 1 to 64 (one round takes a frame of each)")
     demo.add_argument("--classes", type=int, default=4, help="1 to 4 colour classes")
     demo.add_argument("--objects-per-class", type=int, default=2, help="moving objects of each class in each camera")
     demo.add_argument("--frames", type=int, default=400, help="frames in total (rounds = frames / cameras)")

@@ -61,7 +61,8 @@ def _check_resources(args, config) -> None:
 
     # Serve's start waits for every replica: the first ones an autoscaling config asks for.
     auto = config.autoscaling or {}
-    replicas = config.num_replicas if not auto else max(auto.get("initial_replicas") or 0, auto.get("min_replicas", 1), 1)
+    replicas = config.num_replicas if not auto else \
+        max(auto.get("initial_replicas") or 0, auto.get("min_replicas", 1), 1)
     check_local_resources(args.address, {"GPU": replicas * config.gpus_per_replica,
                                          "CPU": replicas * config.cpus_per_replica},
                           who=f"{args.config}: {replicas} replica(s) of {config.gpus_per_replica:g} GPU and "
