@@ -14,7 +14,7 @@ def add_parser(commands) -> None:
     fleet.add_argument("action", nargs="?", choices=("run", "status"), default="run",
                        help="run: start the fleet (needs --config and --out); status: a running fleet's workers")
     fleet.add_argument("--config", help="the fleet config (JSON): examples/fleet.json runs on a CPU; the format: "
-                                           "segpost/fleet/config.py")
+                                        "segpost/fleet/config.py")
     fleet.add_argument("--out", help="folder for one JSON Lines file per camera (or a .jsonl file, merged)")
     fleet.add_argument("--address", default=None,
                        help="Ray cluster: auto or HOST:PORT (default: start a local Ray instance)")

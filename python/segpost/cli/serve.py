@@ -10,7 +10,7 @@ from ..service.runner import stop_on_signals
 def add_parser(commands) -> None:
     serve = commands.add_parser("serve", help="serve the pipeline to clients over HTTP and gRPC (Ray Serve)")
     serve.add_argument("--config", help="the serve config (JSON): examples/serve.json runs on a CPU; every key: "
-                                           "--print-schema")
+                                        "--print-schema")
     serve.add_argument("--address", default=None, help="Ray cluster: auto or HOST:PORT (default: a local instance)")
     serve.add_argument("--print-proto", action="store_true", help="print the gRPC service's .proto and exit")
     serve.add_argument("--print-schema", action="store_true", help="print the serve config's JSON Schema and exit")
