@@ -211,3 +211,19 @@ def test_fleet_status_with_no_ray_on_the_machine_is_one_line():
         pytest.skip("a Ray instance runs on this machine (another test's): 'auto' would find it")
     done = segpost("fleet", "status", env={"RAY_ADDRESS": ""}, timeout=120)
     one_line_error(done, "no Ray instance runs on this machine")
+
+
+def test_the_resources_foreseen_are_those_a_local_ray_instance_gets():
+    """The pre-flight check reads Ray's own detection (a private API): compared here with what a
+    local instance really offers, in a fresh process, so that a Ray release that moves it shows."""
+    pytest.importorskip("ray")
+    code = ("import json, ray; from segpost.cli.ray_resources import local_ray_resources; "
+            "foreseen = local_ray_resources(); "
+            "ray.init(address='local', include_dashboard=False, log_to_driver=False); "
+            "have = ray.cluster_resources(); ray.shutdown(); "
+            "print(json.dumps([foreseen, {'GPU': have.get('GPU', 0.0), 'CPU': have['CPU']}]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "RAY_ADDRESS": ""})
+    assert done.returncode == 0, done.stderr[-3000:]
+    foreseen, have = json.loads(done.stdout.splitlines()[-1])
+    assert foreseen == have
