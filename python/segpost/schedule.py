@@ -1,0 +1,133 @@
+"""Which cameras a round's engine batch takes, when there are more cameras than the batch holds.
+
+Pure logic (no frames, no GPU): each round the caller says, per camera, whether a new frame is
+waiting, whether the change gate saw its scene change since the model last saw it, and whether
+its tracks need the model (a tentative track to confirm, a lost one to find, or one predicted
+for too long). ``Scheduler.pick`` returns at most ``batch`` cameras, by tier:
+
+  0. overdue: not seen by the model for ``max_interval`` seconds (or never): every camera is
+     seen at least that often (a parked forklift is re-checked), whatever the others do;
+  1. changed: the scene changed since the model last saw it;
+  2. tracks: its tracks need the model;
+  3. (only with ``fill``) any other camera, to use a batch's free slots.
+
+Within a tier, the camera the model saw longest ago (in rounds) goes first, and cameras seen in
+the same round take turns (a rotation that starts after the last pick): no camera waits behind
+its equals for ever. ``mark_seen`` records the cameras a round actually served (a failed round is not).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, List, Optional, Sequence
+
+import numpy as np
+
+MODES = ("every_frame", "on_change")
+TIERS = ("overdue", "changed", "tracks", "fill")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """The pipeline config's ``"schedule"``.
+
+    mode: "every_frame" (the model sees every frame it takes, today's behaviour) or "on_change"
+      (the model sees the cameras this module picks; the others get predicted records).
+    change_threshold: luma levels (0-255) a grid cell must move, beyond the frame-wide light
+      shift, to count as changed (segpost.ChangeGate's threshold).
+    change_cells: changed cells that make a camera's scene "changed".
+    max_interval: seconds; every camera is seen by the model at least this often.
+    output_fps: records per second per camera (observed or predicted).
+    predict_limit: seconds a confirmed track may be predicted before its camera asks the model.
+    fill: use a batch's free slots for cameras that need nothing (fresher observations at the
+      cost of model frames).
+    """
+
+    mode: str = "every_frame"
+    change_threshold: float = 4.0
+    change_cells: int = 1
+    max_interval: float = 2.0
+    output_fps: float = 5.0
+    predict_limit: float = 1.0
+    fill: bool = False
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"schedule.mode must be one of {list(MODES)}, got {self.mode!r}")
+        for name in ("change_threshold", "max_interval", "output_fps", "predict_limit"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"schedule.{name} must be a number above 0, got {value!r}")
+        if isinstance(self.change_cells, bool) or not isinstance(self.change_cells, int) or self.change_cells < 1:
+            raise ValueError(f"schedule.change_cells must be an int >= 1, got {self.change_cells!r}")
+        if not isinstance(self.fill, bool):
+            raise ValueError(f"schedule.fill must be true or false, got {self.fill!r}")
+
+    @classmethod
+    def from_value(cls, value: Any, where: str = "schedule") -> "ScheduleConfig":
+        """A config file's ``"schedule"``: a mode name, or an object of ScheduleConfig fields."""
+        if value is None:
+            return cls()
+        if isinstance(value, str):
+            return cls(mode=value)
+        if not isinstance(value, dict):
+            raise ValueError(f"{where} must be {list(MODES)} or an object of schedule settings, got {value!r}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
+        return cls(**value)
+
+
+class Scheduler:
+    """Picks each round's cameras (at most ``batch`` of ``cameras``); times are seconds on the
+    caller's clock (``now``), so tests and replays drive it without sleeping."""
+
+    def __init__(self, *, cameras: int, batch: int, max_interval: float, fill: bool = False):
+        if not isinstance(cameras, int) or cameras < 1 or not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"cameras and batch must be positive ints, got {cameras!r}, {batch!r}")
+        if not max_interval > 0:
+            raise ValueError(f"max_interval must be above 0 seconds, got {max_interval!r}")
+        self.cameras, self.batch, self.max_interval, self.fill = cameras, batch, float(max_interval), bool(fill)
+        self._seen_at = np.full(cameras, -np.inf)     # when the model last saw each camera
+        self._seen_round = np.full(cameras, -1, np.int64)
+        self._round = 0
+        self._offset = 0   # where the rotation among equals starts: after the last pick
+        self.last_tiers: List[str] = []               # the tier of each camera of the last pick
+
+    def pick(self, now: float, ready: Sequence[bool], changed: Sequence[bool],
+             tracks: Optional[Sequence[bool]] = None) -> List[int]:
+        """The cameras of this round, most urgent first. ready[c]: camera c has a new frame;
+        changed[c]: its scene changed since the model saw it; tracks[c]: its tracks need the model."""
+        ready, changed = self._flags("ready", ready), self._flags("changed", changed)
+        tracks = self._flags("tracks", tracks) if tracks is not None else np.zeros(self.cameras, bool)
+        overdue = now - self._seen_at >= self.max_interval
+        tier = np.where(overdue, 0, np.where(changed, 1, np.where(tracks, 2, 3)))
+        candidates = [c for c in range(self.cameras) if ready[c] and (tier[c] < 3 or self.fill)]
+        # Oldest observation first; cameras seen in the same round rotate, starting after the last pick.
+        candidates.sort(key=lambda c: (tier[c], self._seen_round[c], (c - self._offset) % self.cameras))
+        picked = candidates[: self.batch]
+        self.last_tiers = [TIERS[tier[c]] for c in picked]
+        self._round += 1
+        if picked:
+            self._offset = (picked[-1] + 1) % self.cameras
+        return picked
+
+    def mark_seen(self, cameras: Sequence[int], now: float) -> None:
+        """The model saw these cameras' frames in the round that ran at ``now``."""
+        for c in cameras:
+            if not 0 <= int(c) < self.cameras:
+                raise ValueError(f"camera {c} outside 0 .. {self.cameras - 1}")
+            self._seen_at[int(c)] = now
+            self._seen_round[int(c)] = self._round
+
+    def staleness(self, now: float) -> np.ndarray:
+        """Seconds since the model last saw each camera (inf: never)."""
+        return now - self._seen_at
+
+    def _flags(self, name: str, flags: Sequence[bool]) -> np.ndarray:
+        flags = np.asarray(flags, bool)
+        if flags.shape != (self.cameras,):
+            raise ValueError(f"{name} must hold one flag per camera ({self.cameras}), got shape {flags.shape}")
+        return flags
