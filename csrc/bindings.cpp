@@ -10,6 +10,7 @@
 #include "postprocess/postprocessor.h"
 #include "postprocess/rle.h"
 #include "preprocess/preprocess.h"
+#include "gate/gate.h"
 
 namespace py = pybind11;
 using segpost::Batch;
@@ -220,6 +221,53 @@ PYBIND11_MODULE(_ext, m) {
       .def_property_readonly("host_bytes", &segpost::Postprocessor::host_bytes);
 
   segpost::bind_tracker(m);
+
+  // The change gate (segpost.gate): frames as the Preprocessor's tuples; grids [B, rows * cols] int32.
+  const auto gate_batch = [](const std::vector<FrameTuple>& frames, int rows, int cols) {
+    const auto frames_batch = make_preprocess_batch(frames);
+    segpost::GateBatch batch{};
+    batch.num_frames = frames_batch.num_frames;
+    for (int b = 0; b < batch.num_frames; ++b) {
+      batch.frames[b] = frames_batch.frames[b];
+      if (batch.frames[b].height < rows || batch.frames[b].width < cols) {
+        throw std::invalid_argument("segpost.ChangeGate: frame " + std::to_string(b) + " is smaller than the grid");
+      }
+    }
+    return batch;
+  };
+  m.def("gate_grid_cpu", [gate_batch](const std::vector<FrameTuple>& frames, int rows, int cols, uintptr_t grids) {
+    const auto batch = gate_batch(frames, rows, cols);
+    py::gil_scoped_release release;
+    segpost::gate_grid_cpu(batch, segpost::GateGrid{rows, cols}, reinterpret_cast<int32_t*>(grids));
+  });
+  m.def("gate_compare_cpu", [](uintptr_t grids, uintptr_t refs, uintptr_t ref_index, int num_frames, int rows, int cols,
+                               int threshold, uintptr_t changed) {
+    py::gil_scoped_release release;
+    segpost::gate_compare_cpu(reinterpret_cast<const int32_t*>(grids), reinterpret_cast<const int32_t*>(refs),
+                              reinterpret_cast<const int32_t*>(ref_index), num_frames, segpost::GateGrid{rows, cols},
+                              threshold, reinterpret_cast<int32_t*>(changed));
+  });
+  m.def("gate_grid_cuda", [gate_batch](const std::vector<FrameTuple>& frames, int rows, int cols, uintptr_t grids,
+                                       uintptr_t stream) {
+#if SEGPOST_WITH_CUDA
+    segpost::gate_grid_cuda(gate_batch(frames, rows, cols), segpost::GateGrid{rows, cols},
+                            reinterpret_cast<int32_t*>(grids), reinterpret_cast<void*>(stream));
+#else
+    (void)gate_batch; (void)frames; (void)rows; (void)cols; (void)grids; (void)stream;
+    throw std::runtime_error("segpost was built without CUDA (no CUDA compiler was found at install time)");
+#endif
+  });
+  m.def("gate_compare_cuda", [](uintptr_t grids, uintptr_t refs, uintptr_t ref_index, int num_frames, int rows,
+                                int cols, int threshold, uintptr_t changed, uintptr_t stream) {
+#if SEGPOST_WITH_CUDA
+    segpost::gate_compare_cuda(reinterpret_cast<const int32_t*>(grids), reinterpret_cast<const int32_t*>(refs),
+                               reinterpret_cast<const int32_t*>(ref_index), num_frames, segpost::GateGrid{rows, cols},
+                               threshold, reinterpret_cast<int32_t*>(changed), reinterpret_cast<void*>(stream));
+#else
+    (void)grids; (void)refs; (void)ref_index; (void)num_frames; (void)rows; (void)cols; (void)threshold; (void)changed; (void)stream;
+    throw std::runtime_error("segpost was built without CUDA (no CUDA compiler was found at install time)");
+#endif
+  });
 
   py::register_exception_translator([](std::exception_ptr p) {
     try {
