@@ -131,3 +131,74 @@ class Scheduler:
         if flags.shape != (self.cameras,):
             raise ValueError(f"{name} must hold one flag per camera ({self.cameras}), got shape {flags.shape}")
         return flags
+
+
+class TrackMotion:
+    """Per camera, the confirmed tracks of the model's last observation, to predict the frames
+    the model does not see: each track's last mask moved by its velocity.
+
+    The velocity is in pixels per camera frame, from the track's last two observations (box
+    centres over the frames between them). The C++ tracker's Kalman filter steps once per
+    observation, so under on_change its velocity is per model frame, not per camera frame: a
+    camera seen every 3rd frame, then every 10th, would be extrapolated wrongly from it.
+    A track is predicted until an observation of its camera lacks it (lost or ended).
+    """
+
+    def __init__(self):
+        self._tracks = {}   # camera -> {track_id: _Observed}
+
+    def observe(self, camera: int, frame: int, detections) -> None:
+        """The model's record of `camera` at camera frame `frame`: detections are
+        (track_id, class_name, score, box xyxy, dense (H, W) bool mask); untracked ones (id < 0)
+        are not predicted."""
+        before = self._tracks.get(camera, {})
+        now = {}
+        for track_id, class_name, score, box, mask in detections:
+            if track_id is None or track_id < 0:
+                continue
+            box = np.asarray(box, np.float64)
+            centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+            velocity = np.zeros(2)
+            last = before.get(track_id)
+            if last is not None and frame > last.frame:
+                velocity = (centre - last.centre) / (frame - last.frame)
+            now[track_id] = _Observed(frame, class_name, float(score), box, centre, velocity, np.asarray(mask, bool))
+        self._tracks[camera] = now
+
+    def forget(self, camera: int) -> None:
+        self._tracks.pop(camera, None)
+
+    def predict(self, camera: int, frame: int) -> list:
+        """The detections of `camera` at camera frame `frame` (>= the last observation's): dicts
+        with class, score, box, mask (dense bool), track_id, predicted True and observed_frame."""
+        out = []
+        for track_id, t in self._tracks.get(camera, {}).items():
+            dx, dy = np.rint(t.velocity * (frame - t.frame)).astype(int)
+            mask = shifted(t.mask, int(dx), int(dy))
+            h, w = mask.shape
+            box = t.box + np.array([dx, dy, dx, dy], np.float64)
+            box = np.clip(box, 0, [w, h, w, h])
+            out.append({"class": t.class_name, "score": t.score, "box": box, "mask": mask, "track_id": track_id,
+                        "predicted": True, "observed_frame": t.frame})
+        return out
+
+
+@dataclass(frozen=True)
+class _Observed:
+    frame: int
+    class_name: str
+    score: float
+    box: np.ndarray
+    centre: np.ndarray
+    velocity: np.ndarray
+    mask: np.ndarray
+
+
+def shifted(mask: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """`mask` moved dx pixels right and dy down; what leaves the frame is lost, what enters is empty."""
+    h, w = mask.shape
+    out = np.zeros_like(mask)
+    if abs(dx) >= w or abs(dy) >= h:
+        return out
+    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = mask[max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
+    return out
