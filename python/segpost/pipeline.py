@@ -53,6 +53,9 @@ class PipelineConfig:
     classes_per_call: Union[int, str, None] = None
     # Track identities across frames (segpost.TrackerConfig): FrameResult.track_ids, RoundResult.track_events.
     track: Optional[TrackerConfig] = None
+    # Camera slots (tracks, frame ids) when a scheduler feeds more cameras than the engines'
+    # batch (segpost.schedule): a round still takes at most max_cameras frames. None: max_cameras.
+    cameras: Optional[int] = None
 
 
 def resolve_classes_per_call(value: Union[int, str, None], classes: int, cameras: int,
@@ -145,10 +148,13 @@ class MultiCameraPipeline:
             max_frame_size=self.max_frame_size, score_threshold=config.score_threshold,
             mask_threshold=config.mask_threshold, mask_mode=config.mask_mode, top_k=config.top_k,
             output=config.output, device=self.device) for _ in config.classes]
+        self.cameras = cameras if config.cameras is None else int(config.cameras)
+        if self.cameras < cameras:
+            raise ValueError(f"cameras ({config.cameras}) must be at least max_cameras ({cameras})")
         self.tracker = None if config.track is None else Tracker(
-            config.track, cameras=cameras, class_names=names, capacity=config.capacity, mask_size=g.mask_size,
+            config.track, cameras=self.cameras, class_names=names, capacity=config.capacity, mask_size=g.mask_size,
             device=self.device)
-        self._frame_ids = FrameIds(cameras)
+        self._frame_ids = FrameIds(self.cameras)
         marks = 4 + 2 * len(self._prompts)
         self._events = [xp.cuda.Event() for _ in range(marks)] if self.device == "cuda" else None
         self._host_marks = [0.0] * marks
@@ -213,9 +219,11 @@ class MultiCameraPipeline:
         events (default: how many frames the camera was given before)."""
         if self._pending is not None:
             raise RuntimeError("submit() called twice: collect() the previous round first")
-        if not isinstance(frames, (list, tuple)) or len(frames) > self.config.max_cameras:
-            raise ValueError(f"frames must be a list of at most {self.config.max_cameras} entries (one per camera, "
+        if not isinstance(frames, (list, tuple)) or len(frames) > self.cameras:
+            raise ValueError(f"frames must be a list of at most {self.cameras} entries (one per camera, "
                              f"None for a camera without a frame), got {type(frames).__name__} of {len(frames) if hasattr(frames, '__len__') else '?'}")
+        if sum(f is not None for f in frames) > self.config.max_cameras:
+            raise ValueError(f"a round takes at most {self.config.max_cameras} frames (max_cameras)")
         ids = self._frame_ids.round(frames, frame_ids)
         live, infos, skipped = [], [], {}
         for camera, frame in enumerate(frames):
@@ -263,8 +271,9 @@ class MultiCameraPipeline:
     def staging(self, camera: int, height: int, width: int) -> np.ndarray:
         """Camera's pinned (height, width, 3) uint8 slot: decode its next frame straight into it
         and pass it to submit(), which then copies nothing. Writable again once submit() returns."""
-        if not 0 <= camera < self.config.max_cameras:
-            raise ValueError(f"camera {camera} outside 0 .. {self.config.max_cameras - 1}")
+        if not 0 <= camera < self.config.max_cameras or self.cameras > self.config.max_cameras:
+            raise ValueError(f"camera {camera} outside 0 .. {self.config.max_cameras - 1}, or more cameras than "
+                             "staging slots (a scheduled pipeline)")
         return self._pre.staging(camera, height, width)
 
     def _mark(self, index: int) -> None:
@@ -279,7 +288,8 @@ class MultiCameraPipeline:
         stream = 0 if self._stream is None else self._stream.ptr
         self._lay_out_prompts(n)
         self._mark(0)
-        self._pre.run_checked(frames, stream=stream, slots=cameras)
+        # Staging slot = camera, unless cameras outnumber the slots (a scheduler's round).
+        self._pre.run_checked(frames, stream=stream, slots=None if self.cameras > self.config.max_cameras else cameras)
         self._mark(1)
         self.vision_encoder.set_input_shape("images", (n, 3, g.image_size, g.image_size))
         self.vision_encoder.enqueue(stream)

@@ -156,13 +156,13 @@ class TrackMotion:
         for track_id, class_name, score, box, mask in detections:
             if track_id is None or track_id < 0:
                 continue
-            box = np.asarray(box, np.float64)
+            box = np.array(box, np.float64)   # copies: a round's results are views into reused buffers
             centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
             velocity = np.zeros(2)
             last = before.get(track_id)
             if last is not None and frame > last.frame:
                 velocity = (centre - last.centre) / (frame - last.frame)
-            now[track_id] = _Observed(frame, class_name, float(score), box, centre, velocity, np.asarray(mask, bool))
+            now[track_id] = _Observed(frame, class_name, float(score), box, centre, velocity, np.array(mask, bool))
         self._tracks[camera] = now
 
     def forget(self, camera: int) -> None:
@@ -202,3 +202,87 @@ def shifted(mask: np.ndarray, dx: int, dy: int) -> np.ndarray:
         return out
     out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = mask[max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
     return out
+
+
+class ScheduledPipeline:
+    """on_change: a MultiCameraPipeline of engine batch F (max_cameras) serving its
+    ``pipeline.cameras`` cameras (PipelineConfig.cameras). Each round the change gate measures
+    every new frame, the Scheduler picks at most F cameras for the model, and the other cameras
+    get predicted detections (TrackMotion) at no more than ``output_fps`` records a second.
+
+        rounds = ScheduledPipeline(pipeline, ScheduleConfig(mode="on_change"))
+        result, predicted = rounds.process(frames, frame_ids, now=time.monotonic())
+        # result: the model's RoundResult for the picked cameras (None when none was picked);
+        # predicted: {camera: [detection dicts]} for the others that are due a record.
+    """
+
+    def __init__(self, pipeline, config: ScheduleConfig):
+        from .gate import ChangeGate
+
+        self.pipeline, self.config = pipeline, config
+        n = pipeline.cameras
+        self.gate = ChangeGate(cameras=n, threshold=config.change_threshold, min_cells=config.change_cells,
+                               device=pipeline.device)
+        self.scheduler = Scheduler(cameras=n, batch=pipeline.config.max_cameras, max_interval=config.max_interval,
+                                   fill=config.fill)
+        self.motion = TrackMotion()
+        self._observed_at = np.full(n, -np.inf)      # when the model last saw each camera
+        self._needs_model = np.zeros(n, bool)        # its last observation left a track unsure
+        self._output_at = np.full(n, -np.inf)        # when each camera last got a predicted record
+        self._confirmed = [set() for _ in range(n)]  # track ids confirmed (track_started), per camera
+        self.counts = {"model_frames": 0, "predicted_frames": 0, "dropped_frames": 0}
+
+    def process(self, frames: Sequence[Any], frame_ids: Sequence[Optional[int]], now: float):
+        n = self.pipeline.cameras
+        if len(frames) != n or len(frame_ids) != n:
+            raise ValueError(f"frames and frame_ids must hold one entry per camera ({n})")
+        ready = [c for c in range(n) if frames[c] is not None]
+        changed = np.zeros(n, bool)
+        if ready:
+            changed[ready] = self.gate.measure([frames[c] for c in ready], ready)
+        # Tracks predicted for longer than predict_limit need the model too.
+        tracks = self._needs_model | ((now - self._observed_at > self.config.predict_limit)
+                                      & np.array([bool(self.motion._tracks.get(c)) for c in range(n)]))
+        picked = self.scheduler.pick(now, [f is not None for f in frames], changed, tracks)
+        result = None
+        if picked:
+            chosen = set(picked)
+            result = self.pipeline.process([f if c in chosen else None for c, f in enumerate(frames)],
+                                           [i if c in chosen else None for c, i in enumerate(frame_ids)])
+            seen = sorted(result.cameras)   # a skipped frame (a bad image) was not seen
+            for event in result.track_events:
+                ids = self._confirmed[event.camera]
+                ids.add(event.track_id) if event.kind == "track_started" else ids.discard(event.track_id)
+            self.gate.mark_seen(seen)
+            self.scheduler.mark_seen(seen, now)
+            for c in seen:
+                self._observe(c, frame_ids[c], result.cameras[c], now)
+            self.counts["model_frames"] += len(seen)
+        predicted = {}
+        for c in ready:
+            if c in picked:
+                continue
+            if now - self._output_at[c] < 1.0 / self.config.output_fps:
+                self.counts["dropped_frames"] += 1
+                continue
+            self._output_at[c] = now
+            predicted[c] = self.motion.predict(c, frame_ids[c])
+            self.counts["predicted_frames"] += 1
+        return result, predicted
+
+    def _observe(self, camera: int, frame_id: int, camera_result, now: float) -> None:
+        from .encodings import dense_mask
+
+        detections, unsure = [], False
+        for name, r in camera_result.by_class.items():
+            for k in range(len(r)):
+                track_id = -1 if r.track_ids is None else int(r.track_ids[k])
+                if track_id not in self._confirmed[camera]:   # untracked or tentative: not predicted
+                    unsure = True
+                    continue
+                detections.append((track_id, name, float(r.scores[k]), np.asarray(r.boxes[k]), dense_mask(r.masks, k)))
+        before = set(self.motion._tracks.get(camera, {}))
+        self.motion.observe(camera, frame_id, detections)
+        # A detection without a confirmed track, or a track not found again, asks for the model.
+        self._needs_model[camera] = unsure or not before <= set(self.motion._tracks.get(camera, {}))
+        self._observed_at[camera] = now
