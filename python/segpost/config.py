@@ -11,7 +11,9 @@
       "classes_per_call": "all",                   # or 1, or a divisor of the classes; default: what
                                                    # the decoder's batch range allows
       "tensor_names": {"presence_logits": "presence"},  # contract name -> the engines' own, where they differ
-      "track": true                                # or {"max_age": 60, ...}: segpost.TrackerConfig's fields
+      "track": true,                               # or {"max_age": 60, ...}: segpost.TrackerConfig's fields
+      "schedule": "every_frame"                    # or "on_change", or {"mode": "on_change", "max_interval": 2,
+                                                   # ...}: segpost.schedule.ScheduleConfig's fields
     }
 
 Relative paths are relative to the config file. A prompt file is an .npz with ``features``
@@ -40,12 +42,13 @@ from .engines.tensor_names import split_tensor_names
 from .io.secrets import expand_env
 from .pipeline import ClassPrompt, PipelineConfig
 from .postprocess import MaskMode, OutputKind
+from .schedule import ScheduleConfig
 from .track import TrackerConfig
 
 _KNOWN = {"backend", "vision_encoder", "decoder", "weights", "classes", "max_cameras", "max_frame_size",
           "score_threshold", "mask_threshold", "mask_mode", "top_k", "capacity", "output", "dtype", "busy_ms",
           "resize", "classes_per_call", "compile", "cuda_graphs", "compile_cache", "tensor_names", "track",
-          "startup_s"}
+          "startup_s", "schedule"}
 
 
 def read_json(path: str, what: str = "config file") -> Dict[str, Any]:
@@ -160,4 +163,5 @@ def _pipeline_config(path: str, raw: Dict[str, Any], prompts) -> PipelineConfig:
                           score_threshold=raw.get("score_threshold", 0.5), mask_threshold=raw.get("mask_threshold"),
                           mask_mode=mode, top_k=raw.get("top_k"), capacity=raw.get("capacity", 128), output=output,
                           resize=raw.get("resize", "antialias"), classes_per_call=raw.get("classes_per_call"),
-                          track=TrackerConfig.from_value(raw.get("track"), f"{path}: track"))
+                          track=TrackerConfig.from_value(raw.get("track"), f"{path}: track"),
+                          schedule=ScheduleConfig.from_value(raw.get("schedule"), f"{path}: schedule"))

@@ -56,6 +56,9 @@ class PipelineConfig:
     # Camera slots (tracks, frame ids) when a scheduler feeds more cameras than the engines'
     # batch (segpost.schedule): a round still takes at most max_cameras frames. None: max_cameras.
     cameras: Optional[int] = None
+    # segpost.schedule.ScheduleConfig (the config file's "schedule"): read by segpost run, which
+    # drives an on_change pipeline through segpost.schedule.ScheduledPipeline; None: every_frame.
+    schedule: Optional[Any] = None
 
 
 def resolve_classes_per_call(value: Union[int, str, None], classes: int, cameras: int,

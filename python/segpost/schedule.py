@@ -69,15 +69,17 @@ class ScheduleConfig:
         """A config file's ``"schedule"``: a mode name, or an object of ScheduleConfig fields."""
         if value is None:
             return cls()
-        if isinstance(value, str):
-            return cls(mode=value)
-        if not isinstance(value, dict):
+        if not isinstance(value, (str, dict)):
             raise ValueError(f"{where} must be {list(MODES)} or an object of schedule settings, got {value!r}")
+        value = {"mode": value} if isinstance(value, str) else value
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(value) - known)
         if unknown:
             raise ValueError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
-        return cls(**value)
+        try:
+            return cls(**value)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
 
 
 class Scheduler:
@@ -234,8 +236,10 @@ class ScheduledPipeline:
 
     def process(self, frames: Sequence[Any], frame_ids: Sequence[Optional[int]], now: float):
         n = self.pipeline.cameras
-        if len(frames) != n or len(frame_ids) != n:
-            raise ValueError(f"frames and frame_ids must hold one entry per camera ({n})")
+        if len(frames) > n or len(frame_ids) != len(frames):
+            raise ValueError(f"frames and frame_ids must hold one entry per camera (at most {n})")
+        frames = list(frames) + [None] * (n - len(frames))
+        frame_ids = list(frame_ids) + [None] * (n - len(frame_ids))
         ready = [c for c in range(n) if frames[c] is not None]
         changed = np.zeros(n, bool)
         if ready:
@@ -286,3 +290,17 @@ class ScheduledPipeline:
         # A detection without a confirmed track, or a track not found again, asks for the model.
         self._needs_model[camera] = unsure or not before <= set(self.motion._tracks.get(camera, {}))
         self._observed_at[camera] = now
+
+
+def coco_rle(mask: np.ndarray) -> dict:
+    """An (H, W) bool mask as a COCO RLE dict {"size": [H, W], "counts": bytes} (column-major
+    runs, starting with background), as the Postprocessor's RLE output gives it."""
+    from . import _ext
+
+    flat = np.asarray(mask, bool).ravel(order="F")
+    edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    runs = np.diff(np.concatenate([[0], edges, [flat.size]]))
+    if flat.size and flat[0]:
+        runs = np.concatenate([[0], runs])
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])],
+            "counts": _ext.coco_rle_string(np.ascontiguousarray(runs, np.int32))}

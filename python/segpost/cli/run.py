@@ -15,6 +15,7 @@ from ..io.sources import CameraSource, decoder_factory
 from ..pipeline import MultiCameraPipeline
 from ..postprocess import OutputKind
 from ..preprocess import RESIZE_FILTERS
+from ..schedule import ScheduleConfig, ScheduledPipeline
 from ..service.runner import CameraRunner, stop_on_signals
 from ..track import TrackerConfig
 from .common import check_output_file, choose_device
@@ -43,6 +44,11 @@ def add_parser(commands) -> None:
     run.add_argument("--track", action="store_true",
                      help="track identities: a track_id per detection, track_started/track_ended event lines "
                           "(the config's \"track\" settings, else the defaults)")
+    run.add_argument("--schedule", choices=("every_frame", "on_change"), default=None,
+                     help="every_frame: the model sees every frame taken; on_change: it sees the cameras whose scene "
+                          "changed (and each at least every max_interval), the others get predicted records; "
+                          "then --source may outnumber max_cameras (default: the config's \"schedule\", else "
+                          "every_frame)")
     run.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                      help="where the pipeline runs; auto: cuda when segpost's CUDA path works here, else cpu")
     run.add_argument("--decode", choices=("auto", "gpu", "cpu"), default="auto",
@@ -80,10 +86,22 @@ def _run(args, device: str, redactor: Redactor) -> int:
     if args.out not in (None, "-"):
         check_output_file("--out", args.out)
     vision_encoder, decoder, config = load_config(args.config, device=device)
-    if len(args.source) > config.max_cameras:
-        raise ValueError(f"{len(args.source)} sources but the config allows max_cameras={config.max_cameras}")
+    schedule = config.schedule or ScheduleConfig()
+    if args.schedule:
+        schedule = dataclasses.replace(schedule, mode=args.schedule)
+    on_change = schedule.mode == "on_change"
+    if len(args.source) > config.max_cameras and not on_change:
+        raise ValueError(f"{len(args.source)} sources but the config allows max_cameras={config.max_cameras} "
+                         "(--schedule on_change serves more cameras than that)")
+    if on_change and args.masks == "png":
+        raise ValueError("--schedule on_change writes its predicted masks as rle or none, not png")
     output = OutputKind.RLE if args.masks == "rle" else OutputKind.PACKED
-    config = dataclasses.replace(config, max_cameras=len(args.source), output=output,
+    # on_change keeps the engines' batch (max_cameras) and tracks every source (predicted records
+    # move the tracks' masks).
+    batch = min(config.max_cameras, len(args.source)) if on_change else len(args.source)
+    config = dataclasses.replace(config, max_cameras=batch, cameras=len(args.source) if on_change else None,
+                                 track=config.track or (TrackerConfig() if args.track or on_change else None))
+    config = dataclasses.replace(config, output=output,
                                  resize=args.resize or config.resize,
                                  track=config.track or (TrackerConfig() if args.track else None))
     resume = resume_point(args)
@@ -122,7 +140,8 @@ def _run(args, device: str, redactor: Redactor) -> int:
         raise
     runner = CameraRunner(pipeline, cameras, sinks, masks=args.masks, mask_dir=args.mask_dir, metrics=metrics,
                           watchdog_seconds=args.watchdog_seconds or None, log=lambda m: print(redactor(m), file=sys.stderr),
-                          max_failed_rounds=args.max_failed_rounds)
+                          max_failed_rounds=args.max_failed_rounds,
+                          scheduled=ScheduledPipeline(pipeline, schedule) if on_change else None)
     resume.apply(runner)
     stop = threading.Event()
     try:

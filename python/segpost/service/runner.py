@@ -119,11 +119,15 @@ class CameraRunner:
     def __init__(self, pipeline, cameras: Sequence[Tuple[Any, CameraSource]], sinks: Sequence[Sink], *,
                  masks: str = "rle", mask_dir: str = "masks", metrics=None, watchdog_seconds: Optional[float] = None,
                  log: Callable[[str], None] = log_stderr, extra: Optional[Dict[str, Any]] = None,
-                 on_round: Optional[Callable[[Any], None]] = None, max_failed_rounds: int = MAX_FAILED_ROUNDS):
+                 on_round: Optional[Callable[[Any], None]] = None, max_failed_rounds: int = MAX_FAILED_ROUNDS,
+                 scheduled=None):
         if isinstance(max_failed_rounds, bool) or not isinstance(max_failed_rounds, int) or max_failed_rounds < 1:
             raise ValueError(f"max_failed_rounds must be a positive int, got {max_failed_rounds!r}")
-        if len(cameras) > pipeline.config.max_cameras:
-            raise ValueError(f"{len(cameras)} cameras but the pipeline takes at most {pipeline.config.max_cameras}")
+        most = getattr(pipeline, "cameras", pipeline.config.max_cameras)
+        if len(cameras) > most:
+            raise ValueError(f"{len(cameras)} cameras but the pipeline takes at most {most}")
+        # on_change: a segpost.schedule.ScheduledPipeline over `pipeline` picks each round's cameras.
+        self.scheduled = scheduled
         self.pipeline, self.cameras, self.sinks = pipeline, list(cameras), list(sinks)
         self.masks, self.mask_dir, self.metrics, self.log = masks, mask_dir, metrics, log
         self.extra, self.on_round = dict(extra or {}), on_round
@@ -227,8 +231,12 @@ class CameraRunner:
         if self.watchdog:
             self.watchdog.round_started()
         self._stage = f"round {self.rounds}: pipeline (preprocess, engines, postprocess)"
+        predicted = {}
         try:
-            result = self.pipeline.process(frames, frame_ids=[None if g is None else g.index for g in got])
+            if self.scheduled is None:
+                result = self.pipeline.process(frames, frame_ids=[None if g is None else g.index for g in got])
+            else:
+                result, predicted = self._scheduled_round(frames, got)
         except Exception as exc:
             self._round_failed(got, exc)
             return
@@ -250,6 +258,7 @@ class CameraRunner:
             self.frames[camera] += 1
             for name, frame_result in camera_result.by_class.items():
                 detections[name] = detections.get(name, 0) + len(frame_result)
+        self._write_predicted(result.round_index, got, predicted)
         self.write_track_events(result.track_events)
         if self.metrics:
             self.metrics.observe_round(result.timings_ms["round"] / 1e3, result.timings_ms,
@@ -264,3 +273,38 @@ class CameraRunner:
         self._stage = "idle"
         if self.watchdog:
             self.watchdog.round_finished()
+
+    # -- on_change (segpost.schedule), kept apart from the every_frame path above --------------
+
+    def _scheduled_round(self, frames, got):
+        """The scheduler's round: the model's result for the cameras it picked (an empty result
+        when it picked none) and predicted detections for the others."""
+        from ..pipeline_results import RoundResult
+
+        frame_ids = [None if g is None else g.index for g in got]
+        result, predicted = self.scheduled.process(frames, frame_ids, now=time.monotonic())
+        if result is None:
+            result = RoundResult(self.rounds, {}, {}, {"round": 0.0})
+        return result, predicted
+
+    def _write_predicted(self, round_index: int, got, predicted) -> None:
+        from ..schedule import coco_rle
+
+        for slot, detections in sorted(predicted.items()):
+            camera, source = self.cameras[slot]
+            frame = got[slot]
+            items = []
+            for d in detections:
+                item = {"class": d["class"], "score": round(float(d["score"]), 5),
+                        "box": [round(float(v), 2) for v in d["box"]], "track_id": int(d["track_id"]),
+                        "predicted": True, "observed_frame": int(d["observed_frame"])}
+                if self.masks == "rle":
+                    rle = coco_rle(d["mask"])
+                    item["mask"] = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+                items.append(item)
+            shape = getattr(frame.image, "data", frame.image).shape   # BGR (H, W, 3) or YUV 4:2:0 (3H/2, W)
+            size = [int(shape[0]), int(shape[1])] if len(shape) == 3 else [int(shape[0]) * 2 // 3, int(shape[1])]
+            self.write({"round": round_index, "camera": camera, "source": source.shown_url, "frame_index": frame.index,
+                        "pts": None if frame.pts is None else round(float(frame.pts), 6), "frame_size": size,
+                        "detections": items, "predicted": True, **self.extra})
+            self.frames[camera] += 1
