@@ -266,7 +266,7 @@ class ScheduledPipeline:
         for c in ready:
             if c in picked:
                 continue
-            if now - self._output_at[c] < 1.0 / self.config.output_fps:
+            if now - self._output_at[c] < 1.0 / self.config.output_fps - 1e-9:   # (a frame clock's rounding)
                 self.counts["dropped_frames"] += 1
                 continue
             self._output_at[c] = now
