@@ -56,6 +56,17 @@ def test_predicted_mask_follows_fractional_motion():
     assert iou(disc(40 + vx * 20, 70 + vy * 20), disc(40 + vx * 30, 70 + vy * 30)) < 0.5
 
 
+def test_no_change_holds_the_last_observation():
+    """An object that stopped after moving: the gate saw no change, so it stays where it was seen."""
+    motion = TrackMotion()
+    observe(motion, 0, 0, 50, 50)
+    observe(motion, 0, 4, 62, 50)   # 3 px a frame
+    [p] = motion.predict(0, 20, moving=False)
+    np.testing.assert_array_equal(p["mask"], disc(62, 50))
+    [p] = motion.predict(0, 20, moving=True)
+    np.testing.assert_array_equal(p["mask"], disc(62 + 3 * 16, 50))
+
+
 def test_a_still_object_stays_and_a_lost_track_is_not_predicted():
     motion = TrackMotion()
     observe(motion, 0, 0, 50, 50)

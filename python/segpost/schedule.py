@@ -170,12 +170,13 @@ class TrackMotion:
     def forget(self, camera: int) -> None:
         self._tracks.pop(camera, None)
 
-    def predict(self, camera: int, frame: int) -> list:
+    def predict(self, camera: int, frame: int, moving: bool = True) -> list:
         """The detections of `camera` at camera frame `frame` (>= the last observation's): dicts
-        with class, score, box, mask (dense bool), track_id, predicted True and observed_frame."""
+        with class, score, box, mask (dense bool), track_id, predicted True and observed_frame.
+        ``moving`` False (the change gate saw no change since that observation): where they were."""
         out = []
         for track_id, t in self._tracks.get(camera, {}).items():
-            dx, dy = np.rint(t.velocity * (frame - t.frame)).astype(int)
+            dx, dy = np.rint(t.velocity * (frame - t.frame) * moving).astype(int)
             mask = shifted(t.mask, int(dx), int(dy))
             h, w = mask.shape
             box = t.box + np.array([dx, dy, dx, dy], np.float64)
@@ -270,7 +271,9 @@ class ScheduledPipeline:
                 self.counts["dropped_frames"] += 1
                 continue
             self._output_at[c] = now
-            predicted[c] = self.motion.predict(c, frame_ids[c])
+            # No change since the model's look: the objects stand where it saw them (an object that
+            # stopped is not extrapolated away); a change: they move on at their velocity.
+            predicted[c] = self.motion.predict(c, frame_ids[c], moving=bool(changed[c]))
             self.counts["predicted_frames"] += 1
         return result, predicted
 
