@@ -20,7 +20,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from . import _ext
-from ._arrays import stream_handle
+from ._arrays import cupy_stream, stream_handle
 from .postprocess import _pair, cuda_available
 from .preprocess import describe_frame
 
@@ -129,7 +129,7 @@ class ChangeGate:
             return self._counts[:n].copy()
         cp = self._cp
         handle = stream_handle(stream)
-        with cp.cuda.ExternalStream(handle) if handle else cp.cuda.Stream.null:
+        with cupy_stream(handle) if handle else cp.cuda.Stream.null:
             device_index = cp.asarray(ref_index)
             _ext.gate_grid_cuda(specs, self.rows, self.cols, self._grids.data.ptr, handle)
             _ext.gate_compare_cuda(self._grids.data.ptr, self._refs.data.ptr, device_index.data.ptr, n,

@@ -39,7 +39,7 @@ class ScheduleConfig:
     change_cells: changed cells that make a camera's scene "changed".
     max_interval: seconds; every camera is seen by the model at least this often.
     output_fps: records per second per camera (observed or predicted).
-    predict_limit: seconds a confirmed track may be predicted before its camera asks the model.
+    predict_limit: seconds a track may be predicted before its camera asks the model.
     fill: use a batch's free slots for cameras that need nothing (fresher observations at the
       cost of model frames).
     """
@@ -136,7 +136,7 @@ class Scheduler:
 
 
 class TrackMotion:
-    """Per camera, the confirmed tracks of the model's last observation, to predict the frames
+    """Per camera, the tracks of the model's last observation, to predict the frames
     the model does not see: each track's last mask moved by its velocity.
 
     The velocity is in pixels per camera frame, from the track's last two observations (box
@@ -284,9 +284,10 @@ class ScheduledPipeline:
         for name, r in camera_result.by_class.items():
             for k in range(len(r)):
                 track_id = -1 if r.track_ids is None else int(r.track_ids[k])
-                if track_id not in self._confirmed[camera]:   # untracked or tentative: not predicted
+                if track_id not in self._confirmed[camera]:   # untracked or tentative: the model should look again
                     unsure = True
-                    continue
+                if track_id < 0:   # untracked: nothing to follow (a tentative track is predicted, as
+                    continue       # every_frame outputs it: waiting for max_interval would hide it)
                 detections.append((track_id, name, float(r.scores[k]), np.asarray(r.boxes[k]), dense_mask(r.masks, k)))
         before = set(self.motion._tracks.get(camera, {}))
         self.motion.observe(camera, frame_id, detections)
