@@ -71,3 +71,7 @@ def test_batch_of_two_serves_six_cameras():
     counts = rounds.counts
     assert counts["model_frames"] + counts["predicted_frames"] == 30 * CAMERAS
     assert counts["model_frames"] < 30 * BATCH * 0.8, counts   # the still cameras left slots free
+    summary = rounds.summary()
+    assert summary["skipped_share"] == 1 - counts["model_frames"] / (30 * CAMERAS)
+    # Records are at most max_interval (+ a round) older than the model's look at their camera.
+    assert 0 < summary["staleness_p95_s"] <= 1.0 + ROUND_S and summary["staleness_p50_s"] <= summary["staleness_p95_s"]

@@ -33,7 +33,7 @@ def videos(tmp_path_factory):
     return still, moving
 
 
-def test_on_change_serves_more_cameras_than_max_cameras(tmp_path, videos):
+def test_on_change_serves_more_cameras_than_max_cameras(tmp_path, videos, capsys):
     still, moving = videos
     config = {"backend": "synthetic", "classes": ["red", "green"], "max_frame_size": [480, 640], "max_cameras": 2,
               "track": {"min_hits": 1}, "schedule": {"mode": "on_change", "output_fps": 1e6, "max_interval": 60,
@@ -45,6 +45,7 @@ def test_on_change_serves_more_cameras_than_max_cameras(tmp_path, videos):
     sources = sum((["--source", s] for s in sources), [])
     assert main(args + ["--schedule", "every_frame"] + sources) == 2   # 6 sources > max_cameras
     assert main(args + sources) == 0   # the config's on_change
+    assert "segpost run: on_change: " in capsys.readouterr().err
     with open(out) as f:
         records = [json.loads(line) for line in f]
     frames = [r for r in records if "detections" in r]
@@ -72,3 +73,14 @@ def test_on_change_serves_more_cameras_than_max_cameras(tmp_path, videos):
             assert d["predicted"] is True and d["observed_frame"] == first[r["camera"]]["frame_index"]
             assert np.array_equal(decode_coco_rle(d["mask"]), decode_coco_rle(seen[d["track_id"]]["mask"]))
             assert d["box"] == seen[d["track_id"]]["box"] and d["class"] == seen[d["track_id"]]["class"]
+
+
+def test_bad_schedule_key_is_a_clear_error(tmp_path, videos, capsys):
+    path = tmp_path / "segpost.json"
+    for schedule, words in (({"mode": "on_change", "interval": 1}, "unknown key(s) ['interval']"),
+                            ("sometimes", "schedule.mode must be one of"),
+                            ({"mode": "on_change", "max_interval": 0}, "schedule.max_interval must be a number above 0")):
+        path.write_text(json.dumps({"backend": "synthetic", "classes": ["red"], "schedule": schedule}))
+        assert main(["run", "--device", "cpu", "--config", str(path), "--source", videos[0], "--out", "-"]) == 2
+        err = capsys.readouterr().err
+        assert words in err and "schedule" in err, err

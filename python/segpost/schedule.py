@@ -234,6 +234,7 @@ class ScheduledPipeline:
         self._output_at = np.full(n, -np.inf)        # when each camera last got a predicted record
         self._confirmed = [set() for _ in range(n)]  # track ids confirmed (track_started), per camera
         self.counts = {"model_frames": 0, "predicted_frames": 0, "dropped_frames": 0}
+        self.staleness_s: List[float] = []   # per record written: seconds since the model saw its camera
 
     def process(self, frames: Sequence[Any], frame_ids: Sequence[Optional[int]], now: float):
         n = self.pipeline.cameras
@@ -263,6 +264,7 @@ class ScheduledPipeline:
             for c in seen:
                 self._observe(c, frame_ids[c], result.cameras[c], now)
             self.counts["model_frames"] += len(seen)
+            self.staleness_s += [0.0] * len(seen)
         predicted = {}
         for c in ready:
             if c in picked:
@@ -275,7 +277,19 @@ class ScheduledPipeline:
             # stopped is not extrapolated away); a change: they move on at their velocity.
             predicted[c] = self.motion.predict(c, frame_ids[c], moving=bool(changed[c]))
             self.counts["predicted_frames"] += 1
+            self.staleness_s.append(float(now - self._observed_at[c]))
         return result, predicted
+
+    def summary(self) -> dict:
+        """Model and predicted frames, the share of frames the model skipped, and the staleness
+        (age of the newest observation) of the records written, p50 and p95 in seconds."""
+        c = self.counts
+        taken = c["model_frames"] + c["predicted_frames"] + c["dropped_frames"]
+        finite = [v for v in self.staleness_s if np.isfinite(v)]   # a camera not seen yet has none
+        out = dict(c, skipped_share=1 - c["model_frames"] / taken if taken else 0.0)
+        if finite:
+            out.update(staleness_p50_s=float(np.percentile(finite, 50)), staleness_p95_s=float(np.percentile(finite, 95)))
+        return out
 
     def _observe(self, camera: int, frame_id: int, camera_result, now: float) -> None:
         from .encodings import dense_mask

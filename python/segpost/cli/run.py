@@ -167,6 +167,11 @@ def _run(args, device: str, redactor: Redactor) -> int:
                 f"p95 {summary['round_ms_p95']:.1f} ms)")
     print(f"segpost run: {how}: {summary['rounds']} rounds, {sum(summary['frames'].values())} frames written "
           f"to {', '.join(_describe(s) for s in sinks)}{pace}", file=sys.stderr)
+    if "schedule" in summary:
+        s = summary["schedule"]
+        print(f"segpost run: on_change: {s['model_frames']} model frames, {s['predicted_frames']} predicted, "
+              f"{s['skipped_share']:.0%} skipped by the model" + (f"; staleness p50 {s['staleness_p50_s']:.2f} s, "
+              f"p95 {s['staleness_p95_s']:.2f} s" if "staleness_p50_s" in s else ""), file=sys.stderr)
     return 0
 
 

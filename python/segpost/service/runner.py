@@ -196,6 +196,8 @@ class CameraRunner:
                 sink.close()
         summary = {"rounds": self.rounds, "frames": dict(self.frames), "seconds": time.monotonic() - started,
                    "stopped": stop.is_set()}
+        if self.scheduled is not None:
+            summary["schedule"] = self.scheduled.summary()
         if self._round_ms:
             rounds = np.asarray(self._round_ms)
             busy = time.monotonic() - self._first_round
