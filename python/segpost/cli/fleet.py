@@ -6,6 +6,7 @@ import sys
 import threading
 
 from ..service.runner import stop_on_signals
+from .own_session import run_in_own_session
 
 
 def add_parser(commands) -> None:
@@ -39,6 +40,9 @@ def run_command(args) -> int:
     config = load_fleet_config(args.config)
     if not config.per_camera_files and not args.out.endswith(".jsonl"):
         raise ValueError("with sink.per_camera false, --out is the merged file and must end in .jsonl")
+    supervised = run_in_own_session()   # Ray's processes out of reach of a signal to our process group
+    if supervised is not None:
+        return supervised
     metrics = server = None
     if args.metrics_port is not None:
         from ..service.metrics import Metrics, MetricsServer
