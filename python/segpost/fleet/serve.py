@@ -152,7 +152,8 @@ class SegmentationService:
                                f"(round_timeout_s {self.round_timeout_s:g}): the engine is hung")
 
     def stats(self) -> Dict[str, Any]:
-        return {"replica": self.replica, "rounds": self.rounds, "decode": self.decoder.choice,
+        return {"replica": self.replica, "rounds": self.rounds, "tracking": self.pipeline.tracker is not None,
+                "decode": self.decoder.choice,
                 "decode_why": self.decoder.why, "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                 "batch_sizes": {str(k): v for k, v in sorted(self.batch_sizes.items())},
                 "recent_round_ms": list(self.round_ms)}
