@@ -108,6 +108,14 @@ def descendants(root):
     return sorted(found)
 
 
+def cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -173,6 +181,32 @@ def test_segpost_serve_stops_cleanly_on_sigterm_to_its_process_group(tmp_path):
     assert "failed to shut down" not in output and "Failed to connect to GCS" not in output, output[-3000:]
     assert not left, f"processes left running: {left}"
     print(f"segpost serve: stopped {seconds:.1f} s after SIGTERM to its process group")
+
+
+def test_sigkill_to_segpost_serve_ends_everything_it_started(tmp_path):
+    """The process a service manager sees forwards signals to the command, which runs in a session
+    of its own; SIGKILL cannot be forwarded, and must not leave the command and Ray running (a
+    SIGKILLed fleet is restarted on the same output)."""
+    pytest.importorskip("ray", reason="segpost serve runs on Ray Serve: pip install 'segpost[fleet]' (.ci/run does)")
+    (tmp_path / "serve.json").write_text(json.dumps({
+        "pipeline": {"backend": "synthetic", "classes": ["red"], "max_frame_size": [48, 64], "max_cameras": 1},
+        "gpus_per_replica": 0, "cpus_per_replica": 0.5, "http_port": free_port()}))
+    command = Command("serve", "--config", str(tmp_path / "serve.json"))
+    command.wait_for(lambda: "SIGTERM stops" in command.output, 180, "the server's banner")
+    started = {pid: cmdline(pid) for pid in descendants(command.process.pid)}
+    # The command itself (in its own session) and Ray's core processes must go; Ray leaves its
+    # dashboard and runtime-env agents running after any SIGKILLed driver, with or without segpost.
+    core = [pid for pid, line in started.items() if re.search(r"-m segpost serve|gcs_server|raylet", line)]
+    assert len(core) == 3, started
+    command.process.kill()
+    command.process.wait(timeout=10)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(alive(p) for p in core):
+        time.sleep(0.2)
+    left = {pid: started[pid][:80] for pid in started if alive(pid)}
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not [pid for pid in core if pid in left], f"processes left running after SIGKILL: {left}"
 
 
 def test_segpost_fleet_stops_cleanly_on_sigterm_to_its_process_group(tmp_path):

@@ -3,17 +3,18 @@ forwards signals.
 
 Ray's own processes (its GCS server, raylet, agents) are children of the command that starts
 Ray, in the command's process group. Stopped the way services are stopped (SIGTERM to the whole
-process group: `kill -TERM -- -PGID`, a supervisor's stop-as-group, systemd without
-KillMode=mixed), they died with the first signal, under the drain the command was doing: `segpost
-serve` then waited for Ray's controller (30 s) and could abort (exit 134, Ray's "Failed to
-connect to GCS"), `segpost fleet` ended with status 1 after 60 s and left Ray processes behind.
+process group: `kill -TERM -- -PGID`, a supervisor's stop-as-group), they died with the first
+signal, under the drain the command was doing: `segpost serve` then waited for Ray's controller
+(30 s) and could abort (exit 134, Ray's "Failed to connect to GCS"); `segpost fleet` could end
+with status 1 after 60 s and leave Ray processes behind.
 
 So the command's own process starts the real one (the same arguments) in a new session and only
 forwards SIGTERM and SIGINT to it (SIGHUP as SIGTERM), then exits with its status. A signal to
 the whole group reaches the forwarder alone, and the command drains exactly as on a SIGTERM to
-its main process. The child gets SIGTERM if the forwarder dies (PR_SET_PDEATHSIG), so a killed
-forwarder does not leave a fleet running. systemd's default (every process of the unit's
-cgroup) reaches every session: the units in deploy/ set KillMode=mixed.
+its main process. The forwarder is transparent to SIGKILL too: the child dies with it
+(PR_SET_PDEATHSIG), and Ray's processes with the child, as they did with the command before.
+systemd's default KillMode (every process of the unit's cgroup, whatever its session) would still
+reach Ray's processes: the units in deploy/ set KillMode=mixed.
 """
 from __future__ import annotations
 
@@ -54,9 +55,11 @@ def run_in_own_session() -> Optional[int]:
 
 
 def _die_with(forwarder: int) -> None:
-    """SIGTERM to this process when the forwarder dies (it drains as on any SIGTERM)."""
+    """SIGKILL to this process when the forwarder dies: it ends only by SIGKILL (or a crash), since
+    it forwards the other signals, and a SIGKILLed `segpost fleet` must stay a crash (its restart
+    resumes from the files), not become a drain racing the restarted command."""
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     if os.getppid() != forwarder:   # it died before prctl took effect
         sys.exit(f"segpost: the process that started this one ({forwarder}) has ended")
 
