@@ -39,17 +39,25 @@ def run_in_own_session() -> Optional[int]:
         return None
     if not sys.platform.startswith("linux") or not _run_as_program():
         return None
-    child = subprocess.Popen([sys.executable, "-m", "segpost", *sys.argv[1:]],
-                             env={**os.environ, CHILD_ENV: str(os.getpid())}, start_new_session=True)
+    child: Optional[subprocess.Popen] = None
+    pending = []   # signals that came before the child existed
 
     def forward(signum, frame):
+        signum = signal.SIGTERM if signum == signal.SIGHUP else signum
+        if child is None:
+            pending.append(signum)
+            return
         try:
-            child.send_signal(signal.SIGTERM if signum == signal.SIGHUP else signum)
+            child.send_signal(signum)
         except ProcessLookupError:
             pass
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, forward)
+    child = subprocess.Popen([sys.executable, "-m", "segpost", *sys.argv[1:]],
+                             env={**os.environ, CHILD_ENV: str(os.getpid())}, start_new_session=True)
+    for signum in pending:
+        child.send_signal(signum)
     code = child.wait()   # a forwarded signal interrupts the wait, which then resumes (PEP 475)
     return code if code >= 0 else 128 - code
 
