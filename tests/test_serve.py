@@ -234,8 +234,8 @@ def test_each_key_is_accepted_with_the_bearer_scheme_only(server, transport):
     def send(authorization):
         """(status, frames) of one request with this Authorization value."""
         if transport == "http":
-            request = urllib.request.Request(endpoints["http"], data=body, method="POST",
-                                             headers={"Authorization": authorization, "Content-Type": "application/json"})
+            headers = {"Authorization": authorization, "Content-Type": "application/json"}
+            request = urllib.request.Request(endpoints["http"], data=body, method="POST", headers=headers)
             try:
                 with urllib.request.urlopen(request, timeout=60) as response:
                     return response.status, json.loads(response.read())["frames"]
@@ -247,7 +247,8 @@ def test_each_key_is_accepted_with_the_bearer_scheme_only(server, transport):
             call = channel.unary_unary(api.FULL_METHOD, request_serializer=api.SegmentRequest.SerializeToString,
                                        response_deserializer=api.SegmentResponse.FromString)
             try:
-                return 200, api.answer_from_proto(call(request, timeout=60, metadata=(("authorization", authorization),)))
+                answer = call(request, timeout=60, metadata=(("authorization", authorization),))
+                return 200, api.answer_from_proto(answer)
             except grpc.RpcError as error:
                 assert error.code() == grpc.StatusCode.UNAUTHENTICATED, error.details()
                 return 401, None

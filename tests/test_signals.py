@@ -62,7 +62,8 @@ class Command:
     def wait_for(self, condition, timeout, what):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"exited {self.process.returncode} before {what}:\n{self.output[-3000:]}"
+            assert self.process.poll() is None, \
+                f"exited {self.process.returncode} before {what}:\n{self.output[-3000:]}"
             if condition():
                 return
             time.sleep(0.2)

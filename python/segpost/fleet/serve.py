@@ -302,7 +302,8 @@ def start_serve(config: ServeConfig, *, address: Optional[str] = None, name: str
         options["autoscaling_config"] = config.autoscaling
     else:
         options["num_replicas"] = config.num_replicas
-    replica = ReplicaOptions(config.limits(), config.batch_wait_ms, config.round_timeout_s, config.decode, config.decode_threads)
+    replica = ReplicaOptions(config.limits(), config.batch_wait_ms, config.round_timeout_s, config.decode,
+                             config.decode_threads)
     deployment = serve.deployment(SegmentationService, name="segmentation", **options)
     handle = serve.run(deployment.bind(config.pipeline, config.pipeline_dir, replica), name=name, route_prefix="/")
     local = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
