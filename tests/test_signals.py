@@ -2,7 +2,8 @@
 started in a session of its own, get SIGTERM sent to their whole process group (os.killpg: what
 `kill -TERM -- -PGID` and supervisors' stop-as-group do). Each must drain as it does on a SIGTERM
 to its main process alone: exit 0 within the TimeoutStopSec its deploy/ unit gives it, its output
-complete (whole lines, every frame once and in order), no process it started left behind.
+complete (whole lines, every frame once and in order, every track ended once), no process it
+started left behind, and no process of Ray's in the group the signal went to.
 
 Ray's own processes used to be in the command's group and died with the signal, under the drain:
 `segpost serve` then waited 30 s for Ray's controller and could abort (134), `segpost fleet` ended
@@ -62,17 +63,31 @@ class Command:
     def wait_for(self, condition, timeout, what):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            assert self.process.poll() is None, \
-                f"exited {self.process.returncode} before {what}:\n{self.output[-3000:]}"
+            if self.process.poll() is not None:
+                self.kill()
+                raise AssertionError(f"exited {self.process.returncode} before {what}:\n{self.output[-3000:]}")
             if condition():
                 return
             time.sleep(0.2)
+        self.kill()
         raise AssertionError(f"timed out waiting for {what}:\n{self.output[-3000:]}")
+
+    def kill(self):
+        """SIGKILL to the command and everything it started (a failed test leaves nothing running)."""
+        for pid in descendants(self.process.pid) + [self.process.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        self.process.wait()
 
     def stop_group(self, timeout):
         """SIGTERM to the process group; (exit status, seconds to exit, processes it had started
-        that are still alive a few seconds after it exited)."""
+        that are still alive a few seconds after it exited). The group must hold the command's
+        main process alone: a process of Ray's in it would die under the drain (and, by timing,
+        end it with status 1 after a minute, or not)."""
         started = descendants(self.process.pid)
+        group = {pid: cmdline(pid)[:100] for pid in [self.process.pid] + started if pgid(pid) == self.process.pid}
         os.killpg(self.process.pid, signal.SIGTERM)
         sent = time.monotonic()
         try:
@@ -90,6 +105,7 @@ class Command:
             except OSError:
                 pass
         self._reader.join(timeout=10)
+        assert list(group) == [self.process.pid], f"the process group holds more than segpost's process: {group}"
         return code, seconds, left
 
 
@@ -107,6 +123,13 @@ def descendants(root):
         frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
         found |= frontier
     return sorted(found)
+
+
+def pgid(pid):
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
 
 
 def cmdline(pid):
@@ -173,7 +196,11 @@ def test_segpost_serve_stops_cleanly_on_sigterm_to_its_process_group(tmp_path):
     command = Command("serve", "--config", str(tmp_path / "serve.json"))
     command.wait_for(lambda: "SIGTERM stops" in command.output, 180, "the server's banner")
     frame = Scene([(48, 64)], num_classes=2, seed=3).render(0)[0][0]
-    answer = SegpostClient(http=f"http://127.0.0.1:{port}/segment", api_key=key).segment([frame])[0]
+    try:
+        answer = SegpostClient(http=f"http://127.0.0.1:{port}/segment", api_key=key).segment([frame])[0]
+    except Exception:
+        command.kill()
+        raise
     assert (answer["height"], answer["width"]) == (48, 64) and answer["detections"]
     code, seconds, left = command.stop_group(stop_timeout("segpost-serve.service"))
     output = command.output
@@ -198,7 +225,6 @@ def test_sigkill_to_segpost_serve_ends_everything_it_started(tmp_path):
     # The command itself (in its own session) and Ray's core processes must go; Ray leaves its
     # dashboard and runtime-env agents running after any SIGKILLed driver, with or without segpost.
     core = [pid for pid, line in started.items() if re.search(r"-m segpost serve|gcs_server|raylet", line)]
-    assert len(core) == 3, started
     command.process.kill()
     command.process.wait(timeout=10)
     deadline = time.monotonic() + 30
@@ -207,6 +233,7 @@ def test_sigkill_to_segpost_serve_ends_everything_it_started(tmp_path):
     left = {pid: started[pid][:80] for pid in started if alive(pid)}
     for pid in left:
         os.kill(pid, signal.SIGKILL)
+    assert len(core) == 3, started   # the command itself (in its own session), Ray's GCS server and raylet
     assert not [pid for pid in core if pid in left], f"processes left running after SIGKILL: {left}"
 
 
