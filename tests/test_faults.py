@@ -27,7 +27,7 @@ cv2 = pytest.importorskip("cv2", reason="the fault histories' videos are written
 
 # Fixed seeds, chosen so that together they strike with every fault kind (checked below).
 RUN_SEEDS = [3, 4, 7]
-FLEET_SEEDS = [11, 12, 15]
+FLEET_SEEDS = [13, 15]
 
 
 def _seeds(fixed):
@@ -71,8 +71,7 @@ def test_the_checker_passes_a_good_history():
     (lambda r: r.insert(5, event("track_started", track_id=1)), "track_restarted"),
     (lambda r: r.insert(8, frame(5, [1])) or r.__setitem__(-1, event("finished", frames=6)), "track_id_reused"),
     (lambda r: r.__setitem__(5, frame(3, [2, 1], round_=0)), "track_id_reused"),   # a new worker hands out 1 again
-    (lambda r: r.__setitem__(2, frame(2, [1, 2], cls="green")) or r.insert(3, frame(2, [2, 1])) and None,
-     "track_id_reused"),
+    (lambda r: r.__setitem__(2, frame(2, [1, 2], cls="green")), "track_id_reused"),   # one id, two classes
     (lambda r: r.pop(6), "track_not_ended"),
     (lambda r: r.insert(7, event("track_ended", track_id=1)), "track_ended_twice"),
     (lambda r: r.insert(7, event("track_ended", track_id=9)), "track_end_without_start"),
@@ -112,11 +111,14 @@ def engines(faults):
                              where="c.json")
 
 
+def zero_tensors(engine):
+    return {name: np.zeros(spec.with_batch(1), spec.dtype) for name, spec in engine.tensors.items()}
+
+
 def calls_that_raise(engine, n):
     from segpost.synthetic.engines import INJECTED
 
-    tensors = {name: np.zeros([1] + [max(d, 1) for d in spec.shape[1:]], spec.dtype)
-               for name, spec in engine.specs.items()}
+    tensors = zero_tensors(engine)
     raised = []
     for call in range(n):
         try:
@@ -137,7 +139,7 @@ def test_faults_raise_at_their_calls_and_replay_by_seed():
 
 def test_a_hang_holds_the_vision_encoder_call_it_names():
     vision_encoder = engines({"hang": [[1, 0.4]]})[0]
-    tensors = {name: np.zeros([1] + list(spec.shape[1:]), spec.dtype) for name, spec in vision_encoder.specs.items()}
+    tensors = zero_tensors(vision_encoder)
     times = []
     for _ in range(3):
         started = time.perf_counter()

@@ -8,7 +8,8 @@ of frame records:
 
 - worker_kill / sink_kill: SIGKILL of a ``ray::CameraWorker`` / ``ray::RecordSink`` process of the
   fleet's process group (Ray restarts the sink; the coordinator replaces the worker);
-- driver_kill: SIGKILL of `segpost fleet` alone, then the same command on the same --out;
+- driver_kill: SIGKILL of `segpost fleet` alone, then the same command on the same --out, at once
+  (its Ray processes may still run) or once every process of the killed run is gone;
 - disk_full: the writing process (`segpost run`, or the fleet's sink actors) gets an RLIMIT_FSIZE
   a seeded few bytes past its largest output file (prlimit; Python ignores SIGXFSZ, so writes
   fail with EFBIG, as on a full disk), lifted after ``free_after_s`` (a sink restarted by Ray
@@ -89,8 +90,8 @@ class Outcome:
 
     def report(self) -> str:
         lines = [f"history {self.history.describe()}",
-                 f"  replay: SEGPOST_FAULT_SEED={self.history.seed} SEGPOST_FAULT_COMMAND={self.history.command} "
-                 f"python -m pytest tests/test_faults.py -k replay -s",
+                 f"  replay: SEGPOST_FAULT_SEED={self.history.seed} python -m pytest tests/test_faults.py "
+                 f"-k {self.history.command}_histories -s",
                  f"  exits {self.exits} after {self.seconds:.1f} s; done: " + ("; ".join(self.fired) or "nothing")]
         groups: Dict[tuple, List[Violation]] = {}
         for v in self.violations:
@@ -145,6 +146,8 @@ class _Run:
         self.start = time.monotonic()
         self.timers: List[Any] = []       # (when, what, action)
         self.limited: List[int] = []      # pids under a file-size limit
+        self.restart_at_once = False      # driver_kill: start again without waiting for the old processes
+        self.old_sessions: List[int] = []
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -184,7 +187,8 @@ class _Run:
                 "--address", "local", "--status-every", "0"]
 
     def launch(self) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(HERE / "python") + os.pathsep
+        # PYTHONFAULTHANDLER: a process that will not drain gets SIGABRT first, and its threads' stacks go to the log.
+        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1", PYTHONPATH=str(HERE / "python") + os.pathsep
                    + os.environ.get("PYTHONPATH", ""))
         if self.ray_tmp is not None:
             env["RAY_TMPDIR"] = str(self.ray_tmp)
@@ -238,6 +242,7 @@ class _Run:
             os.kill(pid, signal.SIGKILL)
             self.note(frames, f"{kind}: SIGKILL pid {pid}", kind)
         elif kind == "driver_kill":
+            self.restart_at_once = fault.params.get("restart") == "at_once"
             os.kill(self.proc.pid, signal.SIGKILL)
             self.note(frames, f"driver_kill: SIGKILL segpost fleet (pid {self.proc.pid})", kind)
             return "restart"
@@ -365,20 +370,27 @@ class _Run:
                     self.outcome.exits.append(rc)
                     sid = self.proc.pid
                     if restart or (term_at is not None and h.command == "fleet"):
-                        left = self.wait_group_gone(sid, KILLED_GROUP_S)
+                        left = [] if restart and self.restart_at_once else self.wait_group_gone(sid, KILLED_GROUP_S)
+                        if restart and self.restart_at_once:
+                            self.old_sessions.append(sid)
+                            self.note(frames, f"started again at once, beside {len(_group(sid))} processes of "
+                                              "the killed run")
                         if left:
                             self.note(frames, f"{len(left)} processes of the old group still alive after "
                                               f"{KILLED_GROUP_S:g} s: {[_title(p)[:40] for p in left]}; SIGKILLed")
                             self.kill_group(sid)
                         self._check_exit(rc, killed=restart, termed=term_at is not None)
-                        term_at, ended_by_us, restart = None, False, False
+                        term_at, ended_by_us, restart, self.restart_at_once = None, False, False, False
                         self.launch()
                         last_growth = time.monotonic()
                         continue
                     self._check_exit(rc, killed=False, termed=term_at is not None)
                     break
                 if term_at is not None and now - term_at > DRAIN_S[h.command]:
-                    self.violation("drain_timeout", f"still running {DRAIN_S[h.command]:g} s after SIGTERM")
+                    self.violation("drain_timeout", f"still running {DRAIN_S[h.command]:g} s after SIGTERM "
+                                                    "(its stacks, from SIGABRT, are in its log)")
+                    self.proc.send_signal(signal.SIGABRT)
+                    time.sleep(3)
                     self.kill_group(self.proc.pid)
                     self.outcome.exits.append(self.proc.wait())
                     break
@@ -388,6 +400,8 @@ class _Run:
                     self.proc.send_signal(signal.SIGTERM)
                     term_at, ended_by_us = now, True
         finally:
+            for sid in self.old_sessions:
+                self.kill_group(sid)
             if self.proc.poll() is None:
                 self.kill_group(self.proc.pid)
             else:

@@ -2,8 +2,8 @@
 
 A history is a pure function of (seed, command): the same seed gives the same faults at the same
 points (frames written, or engine calls), so a violating history replays with
-``SEGPOST_FAULT_SEED=N SEGPOST_FAULT_COMMAND=run|fleet pytest tests/test_faults.py -k replay`` (or
-``bench/fault_histories.py --seed N --histories 1``).
+``SEGPOST_FAULT_SEED=N python -m pytest tests/test_faults.py -k fleet_histories`` (or run_histories;
+or ``bench/fault_histories.py --histories 1 --seed N --command fleet``).
 Faults that act on processes strike once the output holds ``at_frames`` frame records in all.
 """
 from __future__ import annotations
@@ -79,7 +79,11 @@ def generate(seed: int, command: str) -> History:
             seconds = rng.choice((1.0, WATCHDOG_S + 3.0))   # shorter than the watchdog, or not
             faults.append(Fault(kind, params={"hang": [[rng.randint(first, frames - 4), seconds]]}))
         elif kind == "disk_full":
-            faults.append(Fault(kind, at, {"free_after_s": rng.choice((2.0, 5.0))}))
+            faults.append(Fault(kind, at, {"free_after_s": rng.choice((0.3, 1.0, 5.0))}))
+        elif kind == "driver_kill":
+            # Started again at once (by hand, or a supervisor that kills only the main process), or
+            # once the killed run's every process is gone (systemd's restart of a unit).
+            faults.append(Fault(kind, at, {"restart": rng.choice(("at_once", "after_exit"))}))
         elif kind == "source_removed":
             faults.append(Fault(kind, at, {"camera": rng.randrange(cameras), "back_after_s": rng.choice((1.0, 4.0))}))
         else:
