@@ -26,8 +26,8 @@ cv2 = pytest.importorskip("cv2", reason="the fault histories' videos are written
                                         "segpost[test]; .ci/run does)")
 
 # Fixed seeds, chosen so that together they strike with every fault kind (checked below).
-RUN_SEEDS = [3, 4, 7]
-FLEET_SEEDS = [13, 15]
+RUN_SEEDS = [3, 57, 59]
+FLEET_SEEDS = [23, 76]
 
 
 def _seeds(fixed):

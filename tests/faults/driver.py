@@ -156,9 +156,12 @@ class _Run:
         for fault in self.h.faults:
             for key in ("raise", "hang"):
                 faults[key] += fault.params.get(key, [])
+            for key in ("raise_probability", "seed"):
+                if key in fault.params:
+                    faults[key] = fault.params[key]
         pipeline = {"backend": "synthetic", "classes": ["red", "green"], "max_frame_size": list(FRAME_SIZE),
                     "max_cameras": 2, "busy_ms": [15, 5], "track": TRACK}
-        if faults["raise"] or faults["hang"]:
+        if faults["raise"] or faults["hang"] or faults.get("raise_probability"):
             pipeline["faults"] = faults
         if self.h.classes_per_call is not None:
             pipeline["classes_per_call"] = self.h.classes_per_call
@@ -257,6 +260,8 @@ class _Run:
             return "term"
         elif kind == "disk_full":
             writers = [self.proc.pid] if self.h.command == "run" else _actors(sid, "RecordSink")
+            if not writers:
+                return "retry"
             largest = max((p.stat().st_size for p in self.out_files() if p.exists()), default=0)
             limit = largest + self.rng.randint(1, 3000)   # a write may stop inside a line
             for pid in writers:
@@ -291,7 +296,7 @@ class _Run:
         text = self.logs()
         for fault in self.h.faults:
             if fault.kind == "engine_raise":
-                hit = "injected fault" in text or any(call < rounds for call, _ in fault.params["raise"])
+                hit = "injected fault" in text or any(call < rounds for call, _ in fault.params.get("raise", []))
             elif fault.kind == "engine_hang":
                 hit = "segpost: watchdog:" in text or any(call < rounds for call, _ in fault.params["hang"])
             else:

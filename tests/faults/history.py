@@ -72,7 +72,10 @@ def generate(seed: int, command: str) -> History:
         # Engine calls count from 0 in each process, and a fleet's replacement worker meets the same
         # fault again: in the fleet they come late enough for each worker to get well ahead.
         first = 2 if command == "run" else frames // 3
-        if kind == "engine_raise":
+        if kind == "engine_raise" and rng.random() < 0.25:   # any call may fail: a seeded probability
+            faults.append(Fault(kind, params={"raise_probability": rng.choice((0.01, 0.03)),
+                                              "seed": rng.randrange(1 << 16)}))
+        elif kind == "engine_raise":
             calls = sorted(rng.sample(range(first, frames - 4), rng.randint(1, 2)))
             faults.append(Fault(kind, params={"raise": [[c, rng.choice(("decoder", "vision_encoder"))] for c in calls]}))
         elif kind == "engine_hang":
