@@ -11,7 +11,7 @@ Per camera (records grouped by their "camera", each file in order):
 - track_restarted: no track_started twice for one id;
 - track_id_reused: an id in detections after its track_ended, an id in two classes, or an id
   handed out by a later incarnation of the camera's tracker (a new worker: its round counter starts
-  again at 0) that an earlier one had used;
+  again, so a camera's round goes down) that an earlier one had used;
 - track_not_ended / track_ended_twice / track_end_without_start: each track_started has exactly
   one track_ended after it (when the history expects its tracks ended);
 - reopened_after_finished: nothing of a camera after its "finished" event, no second "finished";
@@ -87,7 +87,7 @@ def check_camera(camera: Any, records: List[Dict[str, Any]], expect: Expect) -> 
     finished_frames: Optional[int] = None
     tracks: Dict[int, _Track] = {}
     ended_ids: Dict[int, int] = {}        # id -> line of its track_ended
-    incarnation = 0
+    incarnation, last_round = 0, None
     ids_of: Dict[int, int] = {}           # id -> the incarnation that used it first
     for line, record in enumerate(records):
         event = record.get("event")
@@ -101,8 +101,11 @@ def check_camera(camera: Any, records: List[Dict[str, Any]], expect: Expect) -> 
         excused.update(_excused(record))
         frame = frame_of(record)
         if frame is not None:
-            if "detections" in record and record.get("round") == 0 and seen:
-                incarnation += 1          # a new worker (or process) took the camera over
+            rnd = record.get("round")
+            if "detections" in record and isinstance(rnd, int):
+                if last_round is not None and rnd <= last_round:
+                    incarnation += 1      # a new worker took the camera over: its round counter began again
+                last_round = rnd
             if frame in seen:
                 bad("frame_repeated", f"frame {frame} again at line {line}")
             elif seen and frame < seen[-1]:
