@@ -9,7 +9,8 @@ of frame records:
 - worker_kill / sink_kill: SIGKILL of a ``ray::CameraWorker`` / ``ray::RecordSink`` process of the
   fleet's process group (Ray restarts the sink; the coordinator replaces the worker);
 - driver_kill: SIGKILL of `segpost fleet` alone, then the same command on the same --out, at once
-  (its Ray processes may still run) or once every process of the killed run is gone;
+  (its Ray processes may still run) or once every process of the killed run is gone; or SIGKILL
+  of every process of the run at once, then the same command;
 - disk_full: the writing process (`segpost run`, or the fleet's sink actors) gets an RLIMIT_FSIZE
   a seeded few bytes past its largest output file (prlimit; Python ignores SIGXFSZ, so writes
   fail with EFBIG, as on a full disk), lifted after ``free_after_s`` (a sink restarted by Ray
@@ -246,8 +247,14 @@ class _Run:
             self.note(frames, f"{kind}: SIGKILL pid {pid}", kind)
         elif kind == "driver_kill":
             self.restart_at_once = fault.params.get("restart") == "at_once"
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.note(frames, f"driver_kill: SIGKILL segpost fleet (pid {self.proc.pid})", kind)
+            if fault.params.get("restart") == "whole_session":
+                pids = _group(sid)
+                for pid in pids:
+                    os.kill(pid, signal.SIGKILL)
+                self.note(frames, f"driver_kill: SIGKILL to the {len(pids)} processes of segpost fleet's session", kind)
+            else:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.note(frames, f"driver_kill: SIGKILL segpost fleet (pid {self.proc.pid})", kind)
             return "restart"
         elif kind == "sigterm_group":
             pids = _group(sid)

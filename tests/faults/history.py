@@ -85,8 +85,10 @@ def generate(seed: int, command: str) -> History:
             faults.append(Fault(kind, at, {"free_after_s": rng.choice((0.3, 1.0, 5.0))}))
         elif kind == "driver_kill":
             # Started again at once (by hand, or a supervisor that kills only the main process), or
-            # once the killed run's every process is gone (systemd's restart of a unit).
-            faults.append(Fault(kind, at, {"restart": rng.choice(("at_once", "after_exit"))}))
+            # once the killed run's every process is gone (systemd's restart of a unit), or every
+            # process of the run killed at once (`systemctl kill -s KILL`, the OOM killer of a
+            # unit, a crash of the machine with its disk intact) and then started again.
+            faults.append(Fault(kind, at, {"restart": rng.choice(("at_once", "after_exit", "whole_session"))}))
         elif kind == "source_removed":
             faults.append(Fault(kind, at, {"camera": rng.randrange(cameras), "back_after_s": rng.choice((1.0, 4.0))}))
         else:
