@@ -85,8 +85,8 @@ def main() -> int:
     for kind in KINDS:
         print(f"| {kind} | {violated[kind]} | {violation_lines[kind]} |")
     if bad:
-        print("\nviolating seeds: " + ", ".join(f"{r['command']} {r['seed']} ({', '.join(sorted({v['kind'] for v in r['violations']}))})"
-                                            for r in bad))
+        kinds_of = lambda r: ", ".join(sorted({v["kind"] for v in r["violations"]}))  # noqa: E731
+        print("\nviolating seeds: " + ", ".join(f"{r['command']} {r['seed']} ({kinds_of(r)})" for r in bad))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"histories": len(results), "commands": dict(commands), "planned": dict(planned),

@@ -192,7 +192,8 @@ def read_records(paths: List[str]) -> "tuple[Dict[Any, List[Dict[str, Any]]], Li
             try:
                 record = json.loads(line)
             except ValueError:
-                violations.append(Violation("torn_line", os.path.basename(path), f"line {n} is not JSON: {line[:60]!r}"))
+                violations.append(Violation("torn_line", os.path.basename(path),
+                                            f"line {n} is not JSON: {line[:60]!r}"))
                 continue
             by_camera.setdefault(record.get("camera"), []).append(record)
     return by_camera, violations

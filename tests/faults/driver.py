@@ -42,41 +42,14 @@ from typing import Any, Dict, List, Optional
 
 from .check import Expect, Violation, check_output, read_records
 from .history import WATCHDOG_S, Fault, History
+from .world import FRAME_SIZE, actors, make_video, session, title
 
 HERE = Path(__file__).resolve().parents[2]
-FRAME_SIZE = (48, 64)
-TRACK = {"max_age": 4}                       # tracks end within the short videos (see make_video)
+TRACK = {"max_age": 4}                       # tracks end within the short videos (world.make_video)
 DRAIN_S = {"run": 20.0, "fleet": 45.0}       # SIGTERM to exit
 STUCK_S = {"run": 20.0, "fleet": 45.0}       # no new output for this long (plus hangs and pauses): stuck
 DEADLINE_S = {"run": 120.0, "fleet": 300.0}  # a whole history
 KILLED_GROUP_S = 8.0                         # then a SIGKILLed fleet's leftover Ray processes are killed
-
-
-def make_video(path: Path, frames: int, seed: int) -> str:
-    """A lossless (FFV1) video of the synthetic scene: every frame decodes exactly, so the
-    synthetic decoder sees the scene's shades only. Each object hides for 10 frames of every 30
-    (at its own phase): with the tracker's max_age of 4 (TRACK), tracks end and new ids start all
-    through the file, and a new id goes unconfirmed for its first frames."""
-    import cv2
-
-    from segpost.synthetic.scene import Scene
-
-    if not path.exists():
-        scene = Scene([FRAME_SIZE], num_classes=2, seed=seed)
-        background = scene.render(0)[0][0].copy()
-        tmp = path.with_suffix(".tmp.avi")
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"FFV1"), 10, FRAME_SIZE[::-1])
-        for r in range(frames):
-            images, truths = scene.render(r)
-            image, labels = images[0], truths[0].labels
-            background[...] = scene._backgrounds[0]
-            for k in range(len(truths[0].objects)):
-                if ((r + 7 * k) // 10) % 3 == 2:
-                    image[labels == k + 1] = background[labels == k + 1]
-            writer.write(image)
-        writer.release()
-        os.replace(tmp, path)
-    return str(path)
 
 
 @dataclass
@@ -100,34 +73,6 @@ class Outcome:
         lines += [f"  VIOLATION {vs[0]}" + (f" (and {len(vs) - 1} more of this kind)" if len(vs) > 1 else "")
                   for vs in groups.values()]
         return "\n".join(lines)
-
-
-def _group(sid: int) -> List[int]:
-    """The live processes of a session: a run's every process, Ray's included (Ray gives each actor
-    its own process group, but they stay in the driver's session, as in a unit's control group)."""
-    pids = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                if int(fields[3]) == sid and fields[0] != "Z":
-                    pids.append(int(name))
-            except (OSError, IndexError, ValueError):
-                pass
-    return sorted(pids)
-
-
-def _title(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
-def _actors(sid: int, cls: str) -> List[int]:
-    return [pid for pid in _group(sid) if _title(pid).startswith(f"ray::{cls}")]
 
 
 class _Run:
@@ -192,8 +137,8 @@ class _Run:
 
     def launch(self) -> None:
         # PYTHONFAULTHANDLER: a process that will not drain gets SIGABRT first, and its threads' stacks go to the log.
-        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1", PYTHONPATH=str(HERE / "python") + os.pathsep
-                   + os.environ.get("PYTHONPATH", ""))
+        path = str(HERE / "python") + os.pathsep + os.environ.get("PYTHONPATH", "")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1", PYTHONPATH=path)
         if self.ray_tmp is not None:
             env["RAY_TMPDIR"] = str(self.ray_tmp)
         self.log.write(f"---- started at {self.elapsed():.1f} s: {' '.join(self.command())}\n")
@@ -239,7 +184,7 @@ class _Run:
         sid = self.proc.pid
         kind = fault.kind
         if kind in ("worker_kill", "sink_kill"):
-            pids = _actors(sid, "CameraWorker" if kind == "worker_kill" else "RecordSink")
+            pids = actors(sid, "CameraWorker" if kind == "worker_kill" else "RecordSink")
             if not pids:            # a restarted fleet's actors are not up yet: try again
                 return "retry"
             pid = pids[self.rng.randrange(len(pids))]
@@ -248,7 +193,7 @@ class _Run:
         elif kind == "driver_kill":
             self.restart_at_once = fault.params.get("restart") == "at_once"
             if fault.params.get("restart") == "whole_session":
-                pids = _group(sid)
+                pids = session(sid)
                 for pid in pids:
                     os.kill(pid, signal.SIGKILL)
                 self.note(frames, f"driver_kill: SIGKILL to the {len(pids)} processes of segpost fleet's session", kind)
@@ -257,7 +202,7 @@ class _Run:
                 self.note(frames, f"driver_kill: SIGKILL segpost fleet (pid {self.proc.pid})", kind)
             return "restart"
         elif kind == "sigterm_group":
-            pids = _group(sid)
+            pids = session(sid)
             for pid in pids:
                 try:
                     os.kill(pid, signal.SIGTERM)
@@ -266,7 +211,7 @@ class _Run:
             self.note(frames, f"sigterm_group: SIGTERM to the {len(pids)} processes of session {sid}", kind)
             return "term"
         elif kind == "disk_full":
-            writers = [self.proc.pid] if self.h.command == "run" else _actors(sid, "RecordSink")
+            writers = [self.proc.pid] if self.h.command == "run" else actors(sid, "RecordSink")
             if not writers:
                 return "retry"
             largest = max((p.stat().st_size for p in self.out_files() if p.exists()), default=0)
@@ -329,14 +274,14 @@ class _Run:
     def wait_group_gone(self, sid: int, seconds: float) -> List[int]:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            left = _group(sid)
+            left = session(sid)
             if not left:
                 return []
             time.sleep(0.2)
-        return _group(sid)
+        return session(sid)
 
     def kill_group(self, sid: int) -> None:
-        for pid in _group(sid):
+        for pid in session(sid):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -385,11 +330,11 @@ class _Run:
                         left = [] if restart and self.restart_at_once else self.wait_group_gone(sid, KILLED_GROUP_S)
                         if restart and self.restart_at_once:
                             self.old_sessions.append(sid)
-                            self.note(frames, f"started again at once, beside {len(_group(sid))} processes of "
+                            self.note(frames, f"started again at once, beside {len(session(sid))} processes of "
                                               "the killed run")
                         if left:
                             self.note(frames, f"{len(left)} processes of the old group still alive after "
-                                              f"{KILLED_GROUP_S:g} s: {[_title(p)[:40] for p in left]}; SIGKILLed")
+                                              f"{KILLED_GROUP_S:g} s: {[title(p)[:40] for p in left]}; SIGKILLed")
                             self.kill_group(sid)
                         self._check_exit(rc, killed=restart, termed=term_at is not None)
                         term_at, ended_by_us, restart, self.restart_at_once = None, False, False, False
@@ -420,7 +365,7 @@ class _Run:
                 left = self.wait_group_gone(self.proc.pid, KILLED_GROUP_S)
                 if left:
                     self.note(-1, f"{len(left)} processes of the group outlived it: "
-                                  f"{[_title(p)[:40] for p in left]}; SIGKILLed")
+                                  f"{[title(p)[:40] for p in left]}; SIGKILLed")
                     self.kill_group(self.proc.pid)
             for _, what, action in self.timers:   # a renamed video comes back for the next history
                 if "back" in what:

@@ -77,7 +77,8 @@ def generate(seed: int, command: str) -> History:
                                               "seed": rng.randrange(1 << 16)}))
         elif kind == "engine_raise":
             calls = sorted(rng.sample(range(first, frames - 4), rng.randint(1, 2)))
-            faults.append(Fault(kind, params={"raise": [[c, rng.choice(("decoder", "vision_encoder"))] for c in calls]}))
+            engines = [rng.choice(("decoder", "vision_encoder")) for _ in calls]
+            faults.append(Fault(kind, params={"raise": [[c, e] for c, e in zip(calls, engines)]}))
         elif kind == "engine_hang":
             seconds = rng.choice((1.0, WATCHDOG_S + 3.0))   # shorter than the watchdog, or not
             faults.append(Fault(kind, params={"hang": [[rng.randint(first, frames - 4), seconds]]}))
