@@ -36,6 +36,7 @@ from .status import NAMESPACE, STATUS_ACTOR, StatusBoard
 from .worker import Camera, CameraWorker, worker_options
 
 _WAITING = "waiting for the cluster to place it (resources) or still constructing"
+SINK_CALL_SECONDS = 20.0   # a sink call that takes longer: the sink or its node is gone
 TRACKS_LOST = "worker lost"   # the reason of the track_ended lines the sink writes for a dead worker
 STABLE_SECONDS = 60.0   # a worker that ran this long before dying starts its group's backoff over
 
@@ -179,6 +180,8 @@ class Fleet:
             slot.state = "finished"
             self.log(f"segpost fleet: {slot.name}: every camera's output is complete already")
             return
+        if not self._end_open_tracks(slot):
+            return
         actor = self.standbys.take() if self.standbys is not None else None
         slot.actor = actor if actor is not None else self._new_worker(slot.name, self.config.gpus_per_worker)
         slot.run_ref = slot.actor.run.remote(self.sinks, cameras, slot.name)
@@ -196,7 +199,6 @@ class Fleet:
         now = time.monotonic()
         slot.failures = 1 if now - slot.started_at > STABLE_SECONDS else slot.failures + 1
         slot.actor = slot.run_ref = None
-        self._end_open_tracks(slot)
         group = ", ".join(c.name for c in slot.cameras)
         if slot.failures == 1 and self.standbys.has_ready():
             self.log(f"segpost fleet: {slot.name} ({group}) died: {slot.last_error}; a standby takes over "
@@ -208,13 +210,27 @@ class Fleet:
         self.log(f"segpost fleet: {slot.name} ({group}) died: {slot.last_error}; restarting in {delay:.1f} s "
                  f"(restart {slot.restarts})")
 
-    def _end_open_tracks(self, slot: Slot) -> None:
-        """The dead worker's confirmed tracks end where its output did (RecordSink.end_open_tracks)."""
+    def _end_open_tracks(self, slot: Slot) -> bool:
+        """The tracks the group's last worker left open (it died, or an earlier fleet was stopped
+        or killed) end where its output did (RecordSink.end_open_tracks), before a worker takes
+        the cameras again. False when the sinks could not write them (a full disk): the launch
+        waits and is tried again, so no replacement hands out ids beside tracks never ended."""
         ray = import_ray()
         names = [c.name for c in slot.cameras]
-        ended = sum(ray.get([sink.end_open_tracks.remote(names, TRACKS_LOST) for sink in self.sinks]))
+        try:
+            ended = sum(ray.get([sink.end_open_tracks.remote(names, TRACKS_LOST) for sink in self.sinks],
+                                timeout=SINK_CALL_SECONDS))
+        except Exception as exc:   # a sink's write failed, or the sink is restarting
+            slot.failures += 1
+            slot.last_error = self.redactor(short_error(exc))
+            delay = backoff_delay(slot.failures, *self.config.restart_backoff)
+            slot.state, slot.restart_at = "restarting", time.monotonic() + delay
+            self.log(f"segpost fleet: {slot.name}: the tracks its last worker left open could not be ended "
+                     f"({slot.last_error}); trying again in {delay:.1f} s")
+            return False
         if ended:
-            self.log(f"segpost fleet: {slot.name}: {ended} track(s) it left open ended ({TRACKS_LOST})")
+            self.log(f"segpost fleet: {slot.name}: {ended} track(s) its last worker left open ended ({TRACKS_LOST})")
+        return True
 
     def supervise(self, stop: threading.Event, max_seconds: Optional[float] = None) -> None:
         """Watch, restart and report until every worker finished (file sources), `stop`, or max_seconds."""
@@ -330,13 +346,21 @@ class Fleet:
         if self.standbys is not None:
             self.standbys.shutdown()
         committed: Dict[str, int] = {}
-        if self.metrics is not None:   # the metrics' last word: every frame written, not a snapshot before
-            for shard in ray.get([sink.committed.remote() for sink in self.sinks]):
-                committed.update(shard)
         stats: Dict[str, Any] = {}
-        for shard in ray.get([sink.close.remote() for sink in self.sinks]) if self.sinks else []:
-            for key, value in shard.items():
-                stats[key] = stats.get(key, 0) + value if isinstance(value, (int, float)) else value
+        # Bounded: a sink whose node or Ray's own processes are going away (the whole process
+        # group was signalled) must not keep the fleet from exiting; its files are fsynced by
+        # the sink's timer and its last lines, at worst, written again by the next fleet.
+        try:
+            if self.metrics is not None:   # the metrics' last word: every frame written, not a snapshot before
+                for shard in ray.get([sink.committed.remote() for sink in self.sinks], timeout=SINK_CALL_SECONDS):
+                    committed.update(shard)
+            for shard in ray.get([sink.close.remote() for sink in self.sinks],
+                                 timeout=SINK_CALL_SECONDS) if self.sinks else []:
+                for key, value in shard.items():
+                    stats[key] = stats.get(key, 0) + value if isinstance(value, (int, float)) else value
+        except Exception as exc:
+            self.log(f"segpost fleet: the sinks did not answer at shutdown ({short_error(exc)}); "
+                     "their files hold what they acknowledged")
         for sink in self.sinks:
             kill_actor(sink)   # the names go free for the next fleet on this cluster
         if self.board is not None:
