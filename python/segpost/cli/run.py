@@ -126,7 +126,7 @@ def _run(args, device: str, redactor: Redactor) -> int:
     resume.apply(runner)
     stop = threading.Event()
     try:
-        with stop_on_signals(stop):
+        with stop_on_signals(stop, restore=False):   # the process exits after this
             summary = runner.run(max_rounds=args.max_rounds, stop=stop)
     except (ValueError, OSError):
         raise

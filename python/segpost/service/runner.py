@@ -85,9 +85,11 @@ class Watchdog:
 
 
 @contextmanager
-def stop_on_signals(stop: threading.Event, log: Callable[[str], None] = log_stderr):
+def stop_on_signals(stop: threading.Event, log: Callable[[str], None] = log_stderr, restore: bool = True):
     """SIGINT/SIGTERM set `stop` (the loop finishes its round and exits cleanly); a second one
-    interrupts at once. Only in the main thread; elsewhere this does nothing."""
+    interrupts at once. Only in the main thread; elsewhere this does nothing. restore=False keeps
+    the handlers after the block, for a process on its way out: a SIGTERM that comes while it
+    flushes and exits must not kill it (-15) after a clean run."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -105,7 +107,7 @@ def stop_on_signals(stop: threading.Event, log: Callable[[str], None] = log_stde
     try:
         yield
     finally:
-        for signum, old in previous.items():
+        for signum, old in previous.items() if restore else ():
             signal.signal(signum, old)
 
 
