@@ -8,9 +8,9 @@ of frame records:
 
 - worker_kill / sink_kill: SIGKILL of a ``ray::CameraWorker`` / ``ray::RecordSink`` process of the
   fleet's process group (Ray restarts the sink; the coordinator replaces the worker);
-- driver_kill: SIGKILL of `segpost fleet` alone, then the same command on the same --out, at once
-  (its Ray processes may still run) or once every process of the killed run is gone; or SIGKILL
-  of every process of the run at once, then the same command;
+- driver_kill: SIGKILL of `segpost fleet` (or `segpost run`) alone, then the same command on the
+  same --out, at once (its Ray processes may still run) or once every process of the killed run
+  is gone; or SIGKILL of every process of the run at once, then the same command;
 - disk_full: the writing process (`segpost run`, or the fleet's sink actors) gets an RLIMIT_FSIZE
   a seeded few bytes past its largest output file (prlimit; Python ignores SIGXFSZ, so writes
   fail with EFBIG, as on a full disk), lifted after ``free_after_s`` (a sink restarted by Ray
@@ -21,6 +21,9 @@ of frame records:
   group); it must exit 0 within its drain time; a fleet is then started again to finish its files.
 
 Engine exceptions and hangs go into the pipeline config ("faults", synthetic/engines.py).
+`segpost run` runs as deploy/segpost-run.service runs it: with --resume, started again when it
+exits with an error (Restart=on-failure: a full disk, a fired watchdog), so its file too must end
+complete, each frame once, every track ended.
 Watched: the process must end or keep writing within a bound (stuck), exit within its drain time
 after SIGTERM (drain_timeout), with the status its situation calls for (bad_exit).
 """
@@ -49,6 +52,7 @@ TRACK = {"max_age": 4}                       # tracks end within the short video
 DRAIN_S = {"run": 20.0, "fleet": 45.0}       # SIGTERM to exit
 STUCK_S = {"run": 20.0, "fleet": 45.0}       # no new output for this long (plus hangs and pauses): stuck
 DEADLINE_S = {"run": 120.0, "fleet": 300.0}  # a whole history
+SUPERVISED_RESTARTS = 5                      # segpost run started again after an error exit, at most
 KILLED_GROUP_S = 8.0                         # then a SIGKILLed fleet's leftover Ray processes are killed
 
 
@@ -92,6 +96,7 @@ class _Run:
         self.start = time.monotonic()
         self.timers: List[Any] = []       # (when, what, action)
         self.limited: List[int] = []      # pids under a file-size limit
+        self.supervised = 0                # segpost run's restarts after an error exit
         self.restart_at_once = False      # driver_kill: start again without waiting for the old processes
         self.old_sessions: List[int] = []
 
@@ -131,7 +136,7 @@ class _Run:
             sources = [arg for s in self.sources for arg in ("--source", s)]
             return [sys.executable, "-m", "segpost", "run", "--device", "cpu", "--decode", "cpu", "--config",
                     str(self.config), *sources, "--out", str(self.out), "--track", "--watchdog-seconds",
-                    str(WATCHDOG_S)]
+                    str(WATCHDOG_S), "--resume"]
         return [sys.executable, "-m", "segpost", "fleet", "--config", str(self.config), "--out", str(self.out),
                 "--address", "local", "--status-every", "0"]
 
@@ -196,10 +201,10 @@ class _Run:
                 pids = session(sid)
                 for pid in pids:
                     os.kill(pid, signal.SIGKILL)
-                self.note(frames, f"driver_kill: SIGKILL to the {len(pids)} processes of segpost fleet's session", kind)
+                self.note(frames, f"driver_kill: SIGKILL to the {len(pids)} processes of segpost {self.h.command}'s session", kind)
             else:
                 os.kill(self.proc.pid, signal.SIGKILL)
-                self.note(frames, f"driver_kill: SIGKILL segpost fleet (pid {self.proc.pid})", kind)
+                self.note(frames, f"driver_kill: SIGKILL segpost {self.h.command} (pid {self.proc.pid})", kind)
             return "restart"
         elif kind == "sigterm_group":
             pids = session(sid)
@@ -326,7 +331,12 @@ class _Run:
                 if rc is not None:
                     self.outcome.exits.append(rc)
                     sid = self.proc.pid
-                    if restart or (term_at is not None and h.command == "fleet"):
+                    # segpost run under its unit: an error exit is restarted (Restart=on-failure).
+                    failed = h.command == "run" and rc != 0 and term_at is None and self.supervised < SUPERVISED_RESTARTS
+                    self.supervised += failed
+                    if failed:
+                        self.note(frames, f"segpost run exited {rc}: started again (--resume), as its unit does")
+                    if restart or failed or (term_at is not None and h.command == "fleet"):
                         left = [] if restart and self.restart_at_once else self.wait_group_gone(sid, KILLED_GROUP_S)
                         if restart and self.restart_at_once:
                             self.old_sessions.append(sid)
@@ -400,9 +410,9 @@ class _Run:
         stopped = "sigterm_group" in fired if h.command == "run" else False
         exits_ok = not any(v.kind in ("stuck", "drain_timeout") for v in self.outcome.violations)
         complete = exits_ok and not stopped
-        # A run whose disk filled, or whose watchdog fired (exit 3, for a supervisor to restart:
-        # `segpost run` does not resume), ends early by design; its tracks stay open then.
-        early = h.command == "run" and ("disk_full" in fired or (self._watchdog_hang() and "engine_hang" in fired))
+        # A run whose disk filled, or whose watchdog fired (exit 3), is started again by its
+        # supervisor with --resume: it must still end complete, unless it gave up restarting.
+        early = h.command == "run" and self.supervised >= SUPERVISED_RESTARTS
         complete = complete and not early
         expect = {}
         for name in names:

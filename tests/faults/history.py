@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List
 
 # Engine faults go into the pipeline config ("faults"); the others are done to processes and files.
-RUN_KINDS = ("engine_raise", "engine_hang", "disk_full", "sigterm_group")
+RUN_KINDS = ("engine_raise", "engine_hang", "disk_full", "driver_kill", "sigterm_group")
 FLEET_KINDS = ("engine_raise", "engine_hang", "worker_kill", "sink_kill", "driver_kill", "disk_full",
                "source_removed", "sigterm_group")
 ALL_KINDS = tuple(dict.fromkeys(RUN_KINDS + FLEET_KINDS))
