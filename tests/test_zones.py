@@ -98,6 +98,15 @@ def test_dwell_once_per_stay_and_only_when_long_enough():
     assert [(e.frame, e.seconds) for e in dwell] == [(22, pytest.approx(2.0))]
 
 
+def test_no_dwell_while_an_exit_is_pending():
+    """A stay of 1.9 s whose exit is confirmed only inertia frames later: no dwell of 2 s."""
+    monitor = ZoneMonitor(zone_set(inertia=3, dwell_seconds=2.0))
+    shares = [0.0] * 2 + [1.0] * 19 + [0.0] * 6
+    events = feed(monitor, [[("p", 1, s, 0, 0)] for s in shares])
+    assert not kinds(events, "zone_dwell")
+    assert [e.frame for e in kinds(events, "zone_left")] == [21]
+
+
 def test_counts_and_overcrowding_per_class():
     monitor = ZoneMonitor(zone_set(inertia=1, max_count=1))
     frames = [[("p", 1, 1, 0, 0), ("p", 2, 0, 0, 0), ("cart", 3, 1, 0, 0)],

@@ -456,7 +456,8 @@ class ZoneMonitor:
             key = (camera, zone.name, cls)
             self._counts[key] = self._counts.get(key, 0) + (1 if flip.state else -1)
             self._changed[key] = began   # the count changed when the entry or exit began
-        if flip.state and zone.dwell_seconds is not None and not flip.dwelled:
+        # Dwell only on a frame seen inside: a pending exit may still date the stay's end before now.
+        if flip.state and inside and zone.dwell_seconds is not None and not flip.dwelled:
             stayed = time - flip.since[1]
             if stayed >= zone.dwell_seconds - 1e-9:   # times are sums of frame steps: allow rounding
                 flip.dwelled = True
