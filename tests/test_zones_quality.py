@@ -21,6 +21,7 @@ def test_truth_has_the_scripted_events():
     world = ZoneWorld(seed=3)
     assert truth_of(world, "hidden") == [("zone_entered", 0, None), ("zone_left", 0, None)]   # the wall: no events
     assert truth_of(world, "diagonal") == [("zone_entered", 1, None), ("zone_left", 1, None)]  # the sweep: none
+    assert truth_of(world, "wedge") == [("zone_entered", 1, None), ("zone_left", 1, None)]     # the bar: none
     assert truth_of(world, "hover") == [("zone_entered", 0, None), ("zone_left", 0, None)]     # pokes: none
     assert truth_of(world, "dwell") == [("zone_entered", 0, None), ("zone_dwell", 0, None), ("zone_left", 0, None),
                                         ("zone_entered", 1, None), ("zone_left", 1, None)]
@@ -30,10 +31,10 @@ def test_truth_has_the_scripted_events():
 
 def test_small_scene_mask_rule_beats_the_bottom_centre():
     methods = ("mask", "bottom_centre") + (("supervision",) if importlib.util.find_spec("supervision") else ())
-    rec = record(("hidden", "diagonal", "hover"), seeds=[0], rounds=100, methods=methods)
+    rec = record(("hidden", "diagonal", "wedge", "hover"), seeds=[0], rounds=95, methods=methods)
     mask = score(rec, "mask")
     assert mask["f1"] >= 0.98, mask
-    for kind in ("hidden", "diagonal"):
+    for kind in ("hidden", "diagonal", "wedge"):
         ours = score(rec, "mask", [kind])
         assert ours["false_changes"] == 0, (kind, ours)
         for peer in methods[1:]:

@@ -507,3 +507,58 @@ class ZoneMonitor:
     def occupancy(self, camera: str) -> Dict[Tuple[str, str], int]:
         """(zone, class) -> tracks inside now (the per-zone gauges)."""
         return {(z, c): n for (cam, z, c), n in self._counts.items() if cam == str(camera)}
+
+
+class PipelineZones:
+    """Zones for a tracking MultiCameraPipeline: ZoneMasks on its tracker plus a ZoneMonitor.
+
+    In the round (the pipeline's stream, after the last class's tracker.enqueue):
+    ``enqueue(cameras, stream)``; after the round's results and the tracker's update:
+    ``events(result, frame_ids, times)`` (frame index and time of each camera slot in the round)
+    gives the round's ZoneEvents, track_ended included (the ended tracks leave their zones).
+    Pipelines on numpy may call both after ``process()``: the tracker keeps the round's packed
+    masks until the next round."""
+
+    def __init__(self, zones: ZoneSet, pipeline: Any, *, camera_keys: Optional[Sequence[str]] = None,
+                 rule: str = "mask"):
+        if pipeline.tracker is None:
+            raise ValueError("zones need a tracking pipeline (PipelineConfig.track)")
+        self.class_names = tuple(pipeline.class_names)
+        unknown = sorted({c for items in zones.cameras.values() for item in items for c in item.classes}
+                         - set(self.class_names))
+        if unknown:
+            raise ValueError(f"zones name unknown class(es) {unknown}; the classes are {list(self.class_names)}")
+        self.masks = ZoneMasks(zones, tracker=pipeline.tracker, mask_size=pipeline.geometry.mask_size,
+                               camera_keys=camera_keys, rule=rule)
+        self.monitor = ZoneMonitor(zones)
+        self._posts = pipeline._post
+
+    def enqueue(self, cameras: Sequence[int], stream: Any = None) -> None:
+        self.masks.enqueue(self._posts, cameras, stream)
+
+    def events(self, result: Any, frame_ids: Mapping[int, int], times: Mapping[int, float]) -> List[ZoneEvent]:
+        overlap = self.masks.overlap()
+        starts = [0] * len(self.class_names)
+        events: List[ZoneEvent] = []
+        for slot in sorted(result.cameras):   # the round's frames, in batch order
+            camera = result.cameras[slot]
+            classes, ids, rows = [], [], []
+            for c, name in enumerate(self.class_names):
+                found = camera.by_class[name]
+                n = len(found)
+                classes += [name] * n
+                ids.append(np.asarray(found.track_ids, np.int64))
+                rows.append(overlap[c, starts[c]:starts[c] + n])
+                starts[c] += n
+            events += self.monitor.update(self.masks.camera_keys[slot], int(frame_ids[slot]), float(times[slot]),
+                                          classes, np.concatenate(ids), np.concatenate(rows))
+        events += self.end_tracks(result.track_events)
+        return events
+
+    def end_tracks(self, track_events: Iterable[Any]) -> List[ZoneEvent]:
+        """The zone_left of the tracks that ``track_events`` (segpost.TrackEvent) ended."""
+        events: List[ZoneEvent] = []
+        for e in track_events:
+            if e.kind == "track_ended":
+                events += self.monitor.end_track(self.masks.camera_keys[e.camera], e.track_id)
+        return events

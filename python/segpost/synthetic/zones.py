@@ -15,6 +15,9 @@ Kinds (every object moves inside the frame, the watched classes are red, green a
                zone, most of what is visible of it does not; then it walks out;
   diagonal     long bars at 45 degrees: one sweeps past a zone's corner (its box's bottom
                centre inside, its pixels not), one goes down into the zone and back;
+  wedge        a long bar lying along a triangular zone's long edge, just outside it, sliding
+               along it (its box and its box's bottom centre are in the zone, its pixels are not),
+               and an object going into the triangle and out;
   hover        an object poking into the zone for fewer than ``inertia`` frames, then staying,
                poking out briefly, and leaving;
   dwell        stays longer and shorter than the zone's dwell_seconds;
@@ -30,7 +33,7 @@ import numpy as np
 from ..zones import LineConfig, ZoneConfig, ZoneSet
 from .scene import BACKGROUND, instance_rgb
 
-KINDS = ("enter_leave", "hidden", "diagonal", "hover", "dwell", "lines")
+KINDS = ("enter_leave", "hidden", "diagonal", "wedge", "hover", "dwell", "lines")
 FPS = 10
 SIZE = (240, 360)     # (H, W)
 ROUNDS = 120
@@ -138,6 +141,18 @@ def _diagonal(rng) -> Camera:
     return Camera("diagonal", (sweep, dive), zones)
 
 
+def _wedge(rng) -> Camera:
+    t = int(rng.integers(0, 6))
+    # Zone: x + y >= 420 (pixels; the frame's lower-right triangle). The bar "/" lies along
+    # x + y = 410, 6 px from the edge at its closest; its box is ~40% inside.
+    cx = Path(((0, 215), (40 + t, 255), (80 + t, 215)))
+    slider = Body(2, 2, cx, Path(((0, 410 - 215), (40 + t, 410 - 255), (80 + t, 410 - 215))), angle=-45.0)
+    ellipse = Body(0, 3, _const(330), Path(((0, 30), (15 + t, 30), (35 + t, 200), (60 + t, 200), (80 + t, 30))))
+    w, h = SIZE[1], SIZE[0]
+    zones = (ZoneConfig("wedge", [[1.0, 60 / h], [1.0, 1.0], [180 / w, 1.0]], classes=WATCHED),)
+    return Camera("wedge", (slider, ellipse), zones)
+
+
 def _hover(rng) -> Camera:
     h = SIZE[0]
     # Shares in the zone (x >= 180) of the ellipse (48 wide) at these centres: ~0.13 and ~0.66;
@@ -176,7 +191,7 @@ def _lines(rng) -> Camera:
     return Camera("lines", (green, red, bar), lines)
 
 
-_SCRIPTS = {"enter_leave": _enter_leave, "hidden": _hidden, "diagonal": _diagonal, "hover": _hover,
+_SCRIPTS = {"enter_leave": _enter_leave, "hidden": _hidden, "diagonal": _diagonal, "wedge": _wedge, "hover": _hover,
             "dwell": _dwell, "lines": _lines}
 
 
@@ -434,17 +449,14 @@ def record(kinds: Sequence[str], seeds: Sequence[int], rounds: int = ROUNDS, met
     detections (the same boxes, masks and track ids)."""
     import time as clock
 
-    from ..zones import ZoneMasks, ZoneMonitor
+    from ..zones import PipelineZones
 
     rec = ZoneRecording(kinds=tuple(kinds))
     for seed in seeds:
         world = ZoneWorld(kinds, seed=seed)
         rec.truth[seed] = world.truth_events(rounds)
-        pipeline, geometry = build_pipeline(world, seed)
-        size = (geometry.mask_size, geometry.mask_size)
-        rules = [m for m in methods if m != "supervision"]
-        masks = {m: ZoneMasks(world.zones, tracker=pipeline.tracker, mask_size=size, rule=m) for m in rules}
-        monitors = {m: ZoneMonitor(world.zones) for m in rules}
+        pipeline, _ = build_pipeline(world, seed)
+        rules = {m: PipelineZones(world.zones, pipeline, rule=m) for m in methods if m != "supervision"}
         peer = _Supervision(world.zones) if "supervision" in methods else None
         votes: Dict[Tuple[int, int], Dict[int, int]] = {}
         raw: List[Tuple[str, object, int]] = []
@@ -452,21 +464,18 @@ def record(kinds: Sequence[str], seeds: Sequence[int], rounds: int = ROUNDS, met
             frames, labels = world.render(r)
             result = pipeline.process(frames)
             live = sorted(result.cameras)
-            overlaps = {}
-            for m in rules:
+            for m, zones in rules.items():
                 start = clock.perf_counter()
-                masks[m].enqueue(pipeline._post, live)
-                overlaps[m] = masks[m].overlap().copy()
+                zones.enqueue(live)
+                for event in zones.events(result, {c: r for c in live}, {c: r / FPS for c in live}):
+                    raw.append((m, event, int(event.camera)))
                 rec.seconds[m] = rec.seconds.get(m, 0.0) + clock.perf_counter() - start
-            starts = [0] * len(CLASS_NAMES)
             for cam in live:
                 camera = result.cameras[cam]
-                key = str(cam)
-                classes, ids, rows, boxes, dmasks = [], [], {m: [] for m in rules}, [], []
+                classes, ids, boxes, dmasks = [], [], [], []
                 for c, name in enumerate(CLASS_NAMES):
                     found = camera.by_class[name]
-                    n = len(found)
-                    for k in range(n):
+                    for k in range(len(found)):
                         track = int(found.track_ids[k])
                         if track < 0 or name not in WATCHED:
                             continue
@@ -475,28 +484,16 @@ def record(kinds: Sequence[str], seeds: Sequence[int], rounds: int = ROUNDS, met
                         ids.append(track)
                         boxes.append(found.boxes[k])
                         dmasks.append(mask)
-                        for m in rules:
-                            rows[m].append(overlaps[m][c, starts[c] + k])
                         _vote(votes, cam, track, mask, labels[cam], world.cameras[cam], c)
-                    starts[c] += n
-                for m in rules:
-                    shares = np.array(rows[m], np.float32).reshape(len(ids), -1)
-                    start = clock.perf_counter()
-                    for event in monitors[m].update(key, r, r / FPS, classes, ids, shares):
-                        raw.append((m, event, cam))
-                    rec.seconds[m] += clock.perf_counter() - start
                 if peer is not None:
                     start = clock.perf_counter()
-                    for event in peer.update(key, r, r / FPS, classes, ids, boxes,
+                    for event in peer.update(str(cam), r, r / FPS, classes, ids, boxes,
                                              np.stack(dmasks) if dmasks else np.zeros((0,) + SIZE, bool)):
                         raw.append(("supervision", event, cam))
                     rec.seconds["supervision"] = rec.seconds.get("supervision", 0.0) + clock.perf_counter() - start
-            for event in result.track_events:
-                if event.kind == "track_ended":
-                    for m in rules:
-                        for e in monitors[m].end_track(str(event.camera), event.track_id):
-                            raw.append((m, e, event.camera))
-                    if peer is not None:
+            if peer is not None:
+                for event in result.track_events:
+                    if event.kind == "track_ended":
                         for e in peer.monitor.end_track(str(event.camera), event.track_id):
                             raw.append(("supervision", e, event.camera))
         for m, event, cam in raw:
