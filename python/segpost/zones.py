@@ -374,34 +374,65 @@ class ZoneEvent:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
-@dataclass
-class _Flip:
-    """A track's confirmed state in one zone or line, and a streak of frames disagreeing with it."""
+class _CameraState:
+    """One camera's rule state: a row per (track, class) seen, a column per zone or line, so a
+    frame's detections update together (numpy); only flips and dwells take Python steps."""
 
-    state: int = 0                 # zone: 0 out, 1 in; line: 0 unknown, +1 inward side, -1 outward
-    pending: int = 0               # the state the streak argues for
-    streak: int = 0
-    streak_start: Tuple[int, float] = (0, 0.0)
-    since: Tuple[int, float] = (0, 0.0)   # when the state began (zone: entry, for dwell)
-    dwelled: bool = False
-    last_seen: Tuple[int, float] = (0, 0.0)
+    def __init__(self, items: Sequence[Any]):
+        self.items = tuple(items)
+        n = len(self.items)
+        self.is_line = np.array([isinstance(i, LineConfig) for i in self.items], bool)
+        cols, col = [], 0
+        for item in self.items:
+            cols.append(col)
+            col += len(item.regions())
+        self.col = np.array(cols, np.int64)
+        self.min_overlap = np.array([i.min_overlap for i in self.items], np.float32)
+        self.inertia = np.array([i.inertia for i in self.items], np.int32)
+        self.dwell = np.array([getattr(i, "dwell_seconds", None) or np.inf for i in self.items], np.float64)
+        self.has_dwell = bool(np.isfinite(self.dwell).any())
+        self.class_index: Dict[str, int] = {}
+        self.allowed = np.zeros((0, n), bool)          # [class, item]
+        self.rows: Dict[Tuple[int, str], int] = {}
+        self.free: List[int] = []
+        shape = (0, n)
+        self.state = np.zeros(shape, np.int8)           # zone: 0 out, 1 in; line: 0 unknown, +-1 side
+        self.pending = np.zeros(shape, np.int8)
+        self.streak = np.zeros(shape, np.int32)
+        self.streak_frame = np.zeros(shape, np.int64)
+        self.streak_time = np.zeros(shape, np.float64)
+        self.since_time = np.zeros(shape, np.float64)
+        self.dwelled = np.zeros(shape, bool)
+        self.last_frame = np.zeros(0, np.int64)         # per row
+        self.last_time = np.zeros(0, np.float64)
 
-    def observe(self, value: int, frame: int, time: float, inertia: int) -> Optional[Tuple[int, float]]:
-        """One frame's evidence; returns the streak's first frame when the state flips now."""
-        self.last_seen = (frame, time)
-        if value == self.state:
-            self.streak = 0
-            return None
-        if self.streak and value == self.pending:
-            self.streak += 1
-        else:
-            self.pending, self.streak, self.streak_start = value, 1, (frame, time)
-        if self.streak >= inertia:
-            self.state, self.streak = value, 0
-            self.since = self.streak_start
-            self.dwelled = False
-            return self.streak_start
-        return None
+    def class_of(self, name: str) -> int:
+        index = self.class_index.get(name)
+        if index is None:
+            index = self.class_index[name] = len(self.class_index)
+            row = np.array([not i.classes or name in i.classes for i in self.items], bool)
+            self.allowed = np.vstack([self.allowed, row[None]])
+        return index
+
+    def row(self, key: Tuple[int, str]) -> int:
+        r = self.rows.get(key)
+        if r is not None:
+            return r
+        if not self.free:
+            old = len(self.state)
+            grow = max(16, old)
+            for name in ("state", "pending", "streak", "streak_frame", "streak_time", "since_time", "dwelled",
+                         "last_frame", "last_time"):
+                a = getattr(self, name)
+                setattr(self, name, np.concatenate([a, np.zeros((grow,) + a.shape[1:], a.dtype)]))
+            self.free = list(range(old + grow - 1, old - 1, -1))
+        r = self.rows[key] = self.free.pop()
+        return r
+
+    def release(self, r: int) -> None:
+        for name in ("state", "pending", "streak", "dwelled"):
+            getattr(self, name)[r] = 0
+        self.free.append(r)
 
 
 class ZoneMonitor:
@@ -416,92 +447,112 @@ class ZoneMonitor:
 
     def __init__(self, zones: ZoneSet):
         self.zones = zones
-        self._state: Dict[Tuple[str, int, str], Dict[int, _Flip]] = {}   # (camera, track, class) -> per item
+        self._cameras: Dict[str, _CameraState] = {}
         self._counts: Dict[Tuple[str, str, str], int] = {}                # (camera, zone, class) -> occupancy
-        self._changed: Dict[Tuple[str, str, str], Tuple[int, float]] = {}
+        self._changed: Dict[Tuple[str, str, str], Tuple[int, float]] = {}  # -> when the last change began
+
+    def _camera(self, camera: str) -> Optional[_CameraState]:
+        state = self._cameras.get(camera)
+        if state is None:
+            items = self.zones.cameras.get(camera, ())
+            if not items:
+                return None
+            state = self._cameras[camera] = _CameraState(items)
+        return state
 
     def update(self, camera: str, frame: int, time: float, classes: Sequence[str], track_ids: Sequence[int],
                shares: np.ndarray) -> List[ZoneEvent]:
         camera = str(camera)
-        items = self.zones.cameras.get(camera, ())
-        if not items:
+        cs = self._camera(camera)
+        if cs is None:
             return []
+        ids = np.asarray(track_ids, np.int64)
+        keep = np.nonzero(ids >= 0)[0]
+        if len(keep) == 0:
+            return []
+        names = [classes[i] for i in keep]
+        rows = np.array([cs.row((int(ids[i]), name)) for i, name in zip(keep, names)], np.int64)
+        class_rows = [cs.class_of(name) for name in names]   # may add rows to cs.allowed: before reading it
+        allowed = cs.allowed[class_rows]
+        shares = np.asarray(shares, np.float32)[keep]
+        first = shares[:, cs.col]
+        second = shares[:, np.minimum(cs.col + 1, shares.shape[1] - 1)]
+        # Zones: in when the share reaches min_overlap. Lines: the side with the larger share,
+        # when enough of the mask lies within the span (else no evidence).
+        zone_raw = (first >= cs.min_overlap).astype(np.int8)
+        line_evidence = (first + second >= cs.min_overlap) & (first != second)
+        raw = np.where(cs.is_line, np.where(first > second, 1, -1).astype(np.int8), zone_raw)
+        evidence = allowed & (~cs.is_line | line_evidence)
+        state, pending, streak = cs.state[rows], cs.pending[rows], cs.streak[rows]
+        differ = evidence & (raw != state)
+        going_on = differ & (streak > 0) & (raw == pending)
+        started = differ & ~going_on
+        streak = np.where(evidence & ~differ, 0, np.where(going_on, streak + 1, np.where(started, 1, streak)))
+        pending = np.where(started, raw, pending)
+        cs.streak_frame[rows] = np.where(started, frame, cs.streak_frame[rows])
+        cs.streak_time[rows] = np.where(started, time, cs.streak_time[rows])
+        flips = differ & (streak >= cs.inertia)
+        cs.pending[rows], cs.streak[rows] = pending, np.where(flips, 0, streak)
+        cs.last_frame[rows], cs.last_time[rows] = frame, time
         events: List[ZoneEvent] = []
-        before = dict(self._counts)
-        for i, (cls, track) in enumerate(zip(classes, track_ids)):
-            track = int(track)
-            if track < 0:
+        changed = set()
+        for d, z in zip(*np.nonzero(flips)):
+            r, item, value = rows[d], cs.items[z], int(raw[d, z])
+            began = (int(cs.streak_frame[r, z]), float(cs.streak_time[r, z]))
+            was = int(cs.state[r, z])
+            cs.state[r, z] = value
+            track, cls = int(ids[keep[d]]), names[d]
+            if cs.is_line[z]:
+                if was != 0:
+                    events.append(ZoneEvent("line_crossed", camera, item.name, cls, track, *began,
+                                            direction="in" if value > 0 else "out"))
                 continue
-            states = self._state.setdefault((camera, track, cls), {})
-            region = 0
-            for z, item in enumerate(items):
-                n = len(item.regions())
-                row = shares[i, region:region + n]
-                region += n
-                if item.classes and cls not in item.classes:
-                    continue
-                flip = states.setdefault(z, _Flip())
-                if isinstance(item, ZoneConfig):
-                    self._zone(events, camera, item, cls, track, flip, int(row[0] >= item.min_overlap), frame, time)
-                else:
-                    self._line(events, camera, item, cls, track, flip, float(row[0]), float(row[1]), frame, time)
-        self._count_events(events, camera, frame, time, before)
+            cs.since_time[r, z], cs.dwelled[r, z] = began[1], False
+            events.append(ZoneEvent("zone_entered" if value else "zone_left", camera, item.name, cls, track, *began))
+            key = (camera, item.name, cls)
+            self._counts[key] = self._counts.get(key, 0) + (1 if value else -1)
+            self._changed[key] = began   # the count changed when the entry or exit began
+            changed.add(key)
+        if cs.has_dwell:
+            # Dwell only on a frame seen inside: a pending exit may still date the stay's end before now.
+            inside = evidence & ~cs.is_line & (raw == 1) & (cs.state[rows] == 1) & ~cs.dwelled[rows]
+            stayed = time - cs.since_time[rows]
+            due = inside & (stayed >= cs.dwell - 1e-9)   # times are sums of frame steps: allow rounding
+            for d, z in zip(*np.nonzero(due)):
+                cs.dwelled[rows[d], z] = True
+                events.append(ZoneEvent("zone_dwell", camera, cs.items[z].name, names[d], int(ids[keep[d]]), frame,
+                                        time, seconds=float(stayed[d, z])))
+        self._count_events(events, changed)
         return events
 
-    def _zone(self, events, camera, zone: ZoneConfig, cls, track, flip: _Flip, inside: int, frame, time):
-        began = flip.observe(inside, frame, time, zone.inertia)
-        if began is not None:
-            kind = "zone_entered" if flip.state else "zone_left"
-            events.append(ZoneEvent(kind, camera, zone.name, cls, track, began[0], began[1]))
-            key = (camera, zone.name, cls)
-            self._counts[key] = self._counts.get(key, 0) + (1 if flip.state else -1)
-            self._changed[key] = began   # the count changed when the entry or exit began
-        # Dwell only on a frame seen inside: a pending exit may still date the stay's end before now.
-        if flip.state and inside and zone.dwell_seconds is not None and not flip.dwelled:
-            stayed = time - flip.since[1]
-            if stayed >= zone.dwell_seconds - 1e-9:   # times are sums of frame steps: allow rounding
-                flip.dwelled = True
-                events.append(ZoneEvent("zone_dwell", camera, zone.name, cls, track, frame, time, seconds=stayed))
-
-    def _line(self, events, camera, line: LineConfig, cls, track, flip: _Flip, inward: float, outward: float,
-              frame, time):
-        if inward + outward < line.min_overlap or inward == outward:
-            return   # not within the segment's span: no evidence of a side
-        side = 1 if inward > outward else -1
-        was = flip.state
-        began = flip.observe(side, frame, time, line.inertia)
-        if began is not None and was != 0:
-            events.append(ZoneEvent("line_crossed", camera, line.name, cls, track, began[0], began[1],
-                                    direction="in" if side > 0 else "out"))
-
-    def _count_events(self, events, camera, frame, time, before):
-        for (cam, zone_name, cls), count in sorted(self._counts.items()):
-            if cam != camera or before.get((cam, zone_name, cls), 0) == count:
-                continue
+    def _count_events(self, events: List[ZoneEvent], changed) -> None:
+        for camera, zone_name, cls in sorted(changed):
+            count = self._counts[(camera, zone_name, cls)]
             zone = next(z for z in self.zones.cameras[camera] if z.name == zone_name)
             over = zone.max_count is not None and count > zone.max_count
-            at = self._changed.get((cam, zone_name, cls), (frame, time))
+            at = self._changed[(camera, zone_name, cls)]
             events.append(ZoneEvent("zone_count", camera, zone_name, cls, -1, at[0], at[1], count=count,
                                     overcrowded=over))
 
     def end_track(self, camera: str, track_id: int) -> List[ZoneEvent]:
         """The tracker ended ``track_id``: it leaves every zone it is in, at its last seen frame."""
         camera = str(camera)
+        cs = self._cameras.get(camera)
         events: List[ZoneEvent] = []
-        before = dict(self._counts)
-        last = (0, 0.0)
-        for key in [k for k in self._state if k[0] == camera and k[1] == int(track_id)]:
-            states = self._state.pop(key)
-            items = self.zones.cameras.get(camera, ())
-            for z, flip in states.items():
-                item = items[z]
-                if isinstance(item, ZoneConfig) and flip.state:
-                    events.append(ZoneEvent("zone_left", camera, item.name, key[2], key[1], *flip.last_seen))
-                    self._counts[(camera, item.name, key[2])] -= 1
-                    self._changed[(camera, item.name, key[2])] = flip.last_seen
-                    last = max(last, flip.last_seen)
-        if events:
-            self._count_events(events, camera, last[0], last[1], before)
+        if cs is None:
+            return events
+        changed = set()
+        for key in [k for k in cs.rows if k[0] == int(track_id)]:
+            r = cs.rows.pop(key)
+            seen = (int(cs.last_frame[r]), float(cs.last_time[r]))
+            for z, item in enumerate(cs.items):
+                if not cs.is_line[z] and cs.state[r, z] == 1:
+                    events.append(ZoneEvent("zone_left", camera, item.name, key[1], key[0], *seen))
+                    self._counts[(camera, item.name, key[1])] -= 1
+                    self._changed[(camera, item.name, key[1])] = seen
+                    changed.add((camera, item.name, key[1]))
+            cs.release(r)
+        self._count_events(events, changed)
         return events
 
     def occupancy(self, camera: str) -> Dict[Tuple[str, str], int]:
