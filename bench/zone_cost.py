@@ -100,16 +100,17 @@ def measure(device: str, cameras: int, classes: int, per_camera: int, zones_per_
         ids, _ = tracker.update(posts, [t] * cameras, [FRAME] * cameras)
         started = time.perf_counter()
         overlap = zone_masks.overlap()
-        found = 0
-        for f in range(cameras):
+        starts, frames = [0] * classes, []
+        for f in range(cameras):   # each camera's rows of every class, as PipelineZones.events reads them
             classes_f, ids_f, rows = [], [], []
             for c, result in enumerate(results):
-                first = sum(len(results[c][g]) for g in range(f))
                 n = len(result[f])
                 classes_f += [names[c]] * n
-                ids_f.append(ids[c, first:first + n])
-                rows.append(overlap[c, first:first + n])
-            found += len(monitor.update(str(f), t, t / 10.0, classes_f, np.concatenate(ids_f), np.concatenate(rows)))
+                ids_f.append(ids[c, starts[c]:starts[c] + n])
+                rows.append(overlap[c, starts[c]:starts[c] + n])
+                starts[c] += n
+            frames.append((str(f), t, t / 10.0, classes_f, np.concatenate(ids_f), np.concatenate(rows)))
+        found = len(monitor.update_round(frames))
         rules = time.perf_counter() - started
         if timed:
             enqueue_ms.append(enqueue * 1e3)

@@ -374,36 +374,50 @@ class ZoneEvent:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
-class _CameraState:
-    """One camera's rule state: a row per (track, class) seen, a column per zone or line, so a
-    frame's detections update together (numpy); only flips and dwells take Python steps."""
+class _RuleState:
+    """The rules' state of every camera: a row per (camera, track, class) seen, a column per zone
+    or line of any camera, so a round's detections update together (numpy); only flips and
+    dwells take Python steps."""
 
-    def __init__(self, items: Sequence[Any]):
+    ARRAYS = ("state", "pending", "streak", "streak_frame", "streak_time", "since_time", "dwelled", "last_frame",
+              "last_time")
+
+    def __init__(self, zones: ZoneSet):
+        self.cameras = list(zones.cameras)
+        self.camera_index = {k: i for i, k in enumerate(self.cameras)}
+        items, item_camera, cols, self.region_start, self.region_count = [], [], [], {}, {}
+        offset = 0
+        for c, key in enumerate(self.cameras):
+            self.region_start[key] = offset
+            for item in zones.cameras[key]:
+                items.append(item)
+                item_camera.append(c)
+                cols.append(offset)
+                offset += len(item.regions())
+            self.region_count[key] = offset - self.region_start[key]
+        self.regions = max(offset, 1)
         self.items = tuple(items)
-        n = len(self.items)
-        self.is_line = np.array([isinstance(i, LineConfig) for i in self.items], bool)
-        cols, col = [], 0
-        for item in self.items:
-            cols.append(col)
-            col += len(item.regions())
+        n = len(items)
+        self.item_camera = np.array(item_camera, np.int64)
+        self.is_line = np.array([isinstance(i, LineConfig) for i in items], bool)
         self.col = np.array(cols, np.int64)
-        self.min_overlap = np.array([i.min_overlap for i in self.items], np.float32)
-        self.inertia = np.array([i.inertia for i in self.items], np.int32)
-        self.dwell = np.array([getattr(i, "dwell_seconds", None) or np.inf for i in self.items], np.float64)
+        self.col2 = np.where(self.is_line, self.col + 1, self.col)   # a line's outward strip
+        self.min_overlap = np.array([i.min_overlap for i in items], np.float32)
+        self.inertia = np.array([i.inertia for i in items], np.int32)
+        self.dwell = np.array([getattr(i, "dwell_seconds", None) or np.inf for i in items], np.float64)
         self.has_dwell = bool(np.isfinite(self.dwell).any())
         self.class_index: Dict[str, int] = {}
         self.allowed = np.zeros((0, n), bool)          # [class, item]
-        self.rows: Dict[Tuple[int, str], int] = {}
+        self.rows: Dict[Tuple[int, int, str], int] = {}
         self.free: List[int] = []
-        shape = (0, n)
-        self.state = np.zeros(shape, np.int8)           # zone: 0 out, 1 in; line: 0 unknown, +-1 side
-        self.pending = np.zeros(shape, np.int8)
-        self.streak = np.zeros(shape, np.int32)
-        self.streak_frame = np.zeros(shape, np.int64)
-        self.streak_time = np.zeros(shape, np.float64)
-        self.since_time = np.zeros(shape, np.float64)
-        self.dwelled = np.zeros(shape, bool)
-        self.last_frame = np.zeros(0, np.int64)         # per row
+        self.state = np.zeros((0, n), np.int8)         # zone: 0 out, 1 in; line: 0 unknown, +-1 side
+        self.pending = np.zeros((0, n), np.int8)
+        self.streak = np.zeros((0, n), np.int32)
+        self.streak_frame = np.zeros((0, n), np.int64)
+        self.streak_time = np.zeros((0, n), np.float64)
+        self.since_time = np.zeros((0, n), np.float64)
+        self.dwelled = np.zeros((0, n), bool)
+        self.last_frame = np.zeros(0, np.int64)        # per row
         self.last_time = np.zeros(0, np.float64)
 
     def class_of(self, name: str) -> int:
@@ -414,15 +428,14 @@ class _CameraState:
             self.allowed = np.vstack([self.allowed, row[None]])
         return index
 
-    def row(self, key: Tuple[int, str]) -> int:
+    def row(self, key: Tuple[int, int, str]) -> int:
         r = self.rows.get(key)
         if r is not None:
             return r
         if not self.free:
-            old = len(self.state)
-            grow = max(16, old)
-            for name in ("state", "pending", "streak", "streak_frame", "streak_time", "since_time", "dwelled",
-                         "last_frame", "last_time"):
+            old = len(self.last_frame)
+            grow = max(64, old)
+            for name in self.ARRAYS:
                 a = getattr(self, name)
                 setattr(self, name, np.concatenate([a, np.zeros((grow,) + a.shape[1:], a.dtype)]))
             self.free = list(range(old + grow - 1, old - 1, -1))
@@ -436,92 +449,108 @@ class _CameraState:
 
 
 class ZoneMonitor:
-    """Per track rules of one ZoneSet, fed each camera frame's tracked detections with their
-    region shares (ZoneMasks.overlap rows, or 1/0 memberships from any rule):
+    """Per track rules of one ZoneSet, fed each round's tracked detections with their region
+    shares (ZoneMasks.overlap rows, or 1/0 memberships from any rule):
 
-        events = monitor.update(camera_key, frame_index, time, classes, track_ids, shares)
+        events = monitor.update_round([(camera_key, frame_index, time, classes, track_ids, shares), ...])
+        events = monitor.update(camera_key, frame_index, time, classes, track_ids, shares)   # one camera
 
     classes[i], track_ids[i], shares[i] (one value per region of the camera, ZoneSet.regions
-    order) per detection; detections without a track (id < 0) are ignored. ``end_track`` closes
-    a track the tracker ended (zone_left at its last seen frame)."""
+    order; extra columns are ignored) per detection; detections without a track (id < 0) are
+    ignored. ``end_track`` closes a track the tracker ended (zone_left at its last seen frame)."""
 
     def __init__(self, zones: ZoneSet):
         self.zones = zones
-        self._cameras: Dict[str, _CameraState] = {}
+        self._s = _RuleState(zones)
         self._counts: Dict[Tuple[str, str, str], int] = {}                # (camera, zone, class) -> occupancy
         self._changed: Dict[Tuple[str, str, str], Tuple[int, float]] = {}  # -> when the last change began
 
-    def _camera(self, camera: str) -> Optional[_CameraState]:
-        state = self._cameras.get(camera)
-        if state is None:
-            items = self.zones.cameras.get(camera, ())
-            if not items:
-                return None
-            state = self._cameras[camera] = _CameraState(items)
-        return state
-
     def update(self, camera: str, frame: int, time: float, classes: Sequence[str], track_ids: Sequence[int],
                shares: np.ndarray) -> List[ZoneEvent]:
-        camera = str(camera)
-        cs = self._camera(camera)
-        if cs is None:
+        return self.update_round([(camera, frame, time, classes, track_ids, shares)])
+
+    def update_round(self, frames: Sequence[Tuple[str, int, float, Sequence[str], Sequence[int], np.ndarray]]
+                     ) -> List[ZoneEvent]:
+        st = self._s
+        rows, cams, frame_of, time_of, names, tracks, blocks = [], [], [], [], [], [], []
+        for camera, frame, time, classes, track_ids, shares in frames:
+            c = st.camera_index.get(str(camera))
+            if c is None:
+                continue
+            ids = np.asarray(track_ids, np.int64)
+            keep = np.nonzero(ids >= 0)[0]
+            if len(keep) == 0:
+                continue
+            key = st.cameras[c]
+            for i in keep:
+                rows.append(st.row((c, int(ids[i]), classes[i])))
+                names.append(classes[i])
+                tracks.append(int(ids[i]))
+            cams += [c] * len(keep)
+            frame_of += [int(frame)] * len(keep)
+            time_of += [float(time)] * len(keep)
+            blocks.append((key, np.asarray(shares, np.float32)[keep][:, :st.region_count[key]]))
+        if not rows:
             return []
-        ids = np.asarray(track_ids, np.int64)
-        keep = np.nonzero(ids >= 0)[0]
-        if len(keep) == 0:
-            return []
-        names = [classes[i] for i in keep]
-        rows = np.array([cs.row((int(ids[i]), name)) for i, name in zip(keep, names)], np.int64)
-        class_rows = [cs.class_of(name) for name in names]   # may add rows to cs.allowed: before reading it
-        allowed = cs.allowed[class_rows]
-        shares = np.asarray(shares, np.float32)[keep]
-        first = shares[:, cs.col]
-        second = shares[:, np.minimum(cs.col + 1, shares.shape[1] - 1)]
+        rows = np.asarray(rows, np.int64)
+        cams = np.asarray(cams, np.int64)
+        frame_d = np.asarray(frame_of, np.int64)[:, None]
+        time_d = np.asarray(time_of, np.float64)[:, None]
+        shares = np.zeros((len(rows), st.regions), np.float32)
+        at = 0
+        for key, block in blocks:
+            start = st.region_start[key]
+            shares[at:at + len(block), start:start + block.shape[1]] = block
+            at += len(block)
+        class_rows = [st.class_of(name) for name in names]   # may add rows to st.allowed: before reading it
+        allowed = st.allowed[class_rows] & (st.item_camera[None, :] == cams[:, None])
+        first, second = shares[:, st.col], shares[:, st.col2]
         # Zones: in when the share reaches min_overlap. Lines: the side with the larger share,
         # when enough of the mask lies within the span (else no evidence).
-        zone_raw = (first >= cs.min_overlap).astype(np.int8)
-        line_evidence = (first + second >= cs.min_overlap) & (first != second)
-        raw = np.where(cs.is_line, np.where(first > second, 1, -1).astype(np.int8), zone_raw)
-        evidence = allowed & (~cs.is_line | line_evidence)
-        state, pending, streak = cs.state[rows], cs.pending[rows], cs.streak[rows]
+        zone_raw = (first >= st.min_overlap).astype(np.int8)
+        line_evidence = (first + second >= st.min_overlap) & (first != second)
+        raw = np.where(st.is_line, np.where(first > second, 1, -1).astype(np.int8), zone_raw)
+        evidence = allowed & (~st.is_line | line_evidence)
+        state, pending, streak = st.state[rows], st.pending[rows], st.streak[rows]
         differ = evidence & (raw != state)
         going_on = differ & (streak > 0) & (raw == pending)
         started = differ & ~going_on
         streak = np.where(evidence & ~differ, 0, np.where(going_on, streak + 1, np.where(started, 1, streak)))
-        pending = np.where(started, raw, pending)
-        cs.streak_frame[rows] = np.where(started, frame, cs.streak_frame[rows])
-        cs.streak_time[rows] = np.where(started, time, cs.streak_time[rows])
-        flips = differ & (streak >= cs.inertia)
-        cs.pending[rows], cs.streak[rows] = pending, np.where(flips, 0, streak)
-        cs.last_frame[rows], cs.last_time[rows] = frame, time
+        st.pending[rows] = np.where(started, raw, pending)
+        st.streak_frame[rows] = np.where(started, frame_d, st.streak_frame[rows])
+        st.streak_time[rows] = np.where(started, time_d, st.streak_time[rows])
+        flips = differ & (streak >= st.inertia)
+        st.streak[rows] = np.where(flips, 0, streak)
+        st.last_frame[rows], st.last_time[rows] = frame_d[:, 0], time_d[:, 0]
         events: List[ZoneEvent] = []
         changed = set()
         for d, z in zip(*np.nonzero(flips)):
-            r, item, value = rows[d], cs.items[z], int(raw[d, z])
-            began = (int(cs.streak_frame[r, z]), float(cs.streak_time[r, z]))
-            was = int(cs.state[r, z])
-            cs.state[r, z] = value
-            track, cls = int(ids[keep[d]]), names[d]
-            if cs.is_line[z]:
+            r, item, value = rows[d], st.items[z], int(raw[d, z])
+            camera = st.cameras[cams[d]]
+            began = (int(st.streak_frame[r, z]), float(st.streak_time[r, z]))
+            was = int(st.state[r, z])
+            st.state[r, z] = value
+            if st.is_line[z]:
                 if was != 0:
-                    events.append(ZoneEvent("line_crossed", camera, item.name, cls, track, *began,
+                    events.append(ZoneEvent("line_crossed", camera, item.name, names[d], tracks[d], *began,
                                             direction="in" if value > 0 else "out"))
                 continue
-            cs.since_time[r, z], cs.dwelled[r, z] = began[1], False
-            events.append(ZoneEvent("zone_entered" if value else "zone_left", camera, item.name, cls, track, *began))
-            key = (camera, item.name, cls)
+            st.since_time[r, z], st.dwelled[r, z] = began[1], False
+            events.append(ZoneEvent("zone_entered" if value else "zone_left", camera, item.name, names[d],
+                                    tracks[d], *began))
+            key = (camera, item.name, names[d])
             self._counts[key] = self._counts.get(key, 0) + (1 if value else -1)
             self._changed[key] = began   # the count changed when the entry or exit began
             changed.add(key)
-        if cs.has_dwell:
+        if st.has_dwell:
             # Dwell only on a frame seen inside: a pending exit may still date the stay's end before now.
-            inside = evidence & ~cs.is_line & (raw == 1) & (cs.state[rows] == 1) & ~cs.dwelled[rows]
-            stayed = time - cs.since_time[rows]
-            due = inside & (stayed >= cs.dwell - 1e-9)   # times are sums of frame steps: allow rounding
+            inside = evidence & ~st.is_line & (raw == 1) & (st.state[rows] == 1) & ~st.dwelled[rows]
+            stayed = time_d - st.since_time[rows]
+            due = inside & (stayed >= st.dwell - 1e-9)   # times are sums of frame steps: allow rounding
             for d, z in zip(*np.nonzero(due)):
-                cs.dwelled[rows[d], z] = True
-                events.append(ZoneEvent("zone_dwell", camera, cs.items[z].name, names[d], int(ids[keep[d]]), frame,
-                                        time, seconds=float(stayed[d, z])))
+                st.dwelled[rows[d], z] = True
+                events.append(ZoneEvent("zone_dwell", st.cameras[cams[d]], st.items[z].name, names[d], tracks[d],
+                                        int(frame_d[d, 0]), float(time_d[d, 0]), seconds=float(stayed[d, z])))
         self._count_events(events, changed)
         return events
 
@@ -536,22 +565,23 @@ class ZoneMonitor:
 
     def end_track(self, camera: str, track_id: int) -> List[ZoneEvent]:
         """The tracker ended ``track_id``: it leaves every zone it is in, at its last seen frame."""
+        st = self._s
         camera = str(camera)
-        cs = self._cameras.get(camera)
+        c = st.camera_index.get(camera)
         events: List[ZoneEvent] = []
-        if cs is None:
+        if c is None:
             return events
         changed = set()
-        for key in [k for k in cs.rows if k[0] == int(track_id)]:
-            r = cs.rows.pop(key)
-            seen = (int(cs.last_frame[r]), float(cs.last_time[r]))
-            for z, item in enumerate(cs.items):
-                if not cs.is_line[z] and cs.state[r, z] == 1:
-                    events.append(ZoneEvent("zone_left", camera, item.name, key[1], key[0], *seen))
-                    self._counts[(camera, item.name, key[1])] -= 1
-                    self._changed[(camera, item.name, key[1])] = seen
-                    changed.add((camera, item.name, key[1]))
-            cs.release(r)
+        for key in [k for k in st.rows if k[0] == c and k[1] == int(track_id)]:
+            r = st.rows.pop(key)
+            seen = (int(st.last_frame[r]), float(st.last_time[r]))
+            for z in np.nonzero((st.item_camera == c) & ~st.is_line & (st.state[r] == 1))[0]:
+                name = st.items[z].name
+                events.append(ZoneEvent("zone_left", camera, name, key[2], key[1], *seen))
+                self._counts[(camera, name, key[2])] -= 1
+                self._changed[(camera, name, key[2])] = seen
+                changed.add((camera, name, key[2]))
+            st.release(r)
         self._count_events(events, changed)
         return events
 
@@ -590,7 +620,7 @@ class PipelineZones:
     def events(self, result: Any, frame_ids: Mapping[int, int], times: Mapping[int, float]) -> List[ZoneEvent]:
         overlap = self.masks.overlap()
         starts = [0] * len(self.class_names)
-        events: List[ZoneEvent] = []
+        frames = []
         for slot in sorted(result.cameras):   # the round's frames, in batch order
             camera = result.cameras[slot]
             classes, ids, rows = [], [], []
@@ -601,8 +631,9 @@ class PipelineZones:
                 ids.append(np.asarray(found.track_ids, np.int64))
                 rows.append(overlap[c, starts[c]:starts[c] + n])
                 starts[c] += n
-            events += self.monitor.update(self.masks.camera_keys[slot], int(frame_ids[slot]), float(times[slot]),
-                                          classes, np.concatenate(ids), np.concatenate(rows))
+            frames.append((self.masks.camera_keys[slot], int(frame_ids[slot]), float(times[slot]), classes,
+                           np.concatenate(ids), np.concatenate(rows)))
+        events = self.monitor.update_round(frames)
         events += self.end_tracks(result.track_events)
         return events
 
