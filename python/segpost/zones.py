@@ -375,9 +375,9 @@ class ZoneEvent:
 
 
 class _RuleState:
-    """The rules' state of every camera: a row per (camera, track, class) seen, a column per zone
-    or line of any camera, so a round's detections update together (numpy); only flips and
-    dwells take Python steps."""
+    """The rules' state of every camera: a row per (camera, track, class) seen, a column per
+    zone or line slot of its camera (the cameras' items padded to the longest list), so a
+    round's detections update together (numpy); only flips and dwells take Python steps."""
 
     ARRAYS = ("state", "pending", "streak", "streak_frame", "streak_time", "since_time", "dwelled", "last_frame",
               "last_time")
@@ -385,31 +385,31 @@ class _RuleState:
     def __init__(self, zones: ZoneSet):
         self.cameras = list(zones.cameras)
         self.camera_index = {k: i for i, k in enumerate(self.cameras)}
-        items, item_camera, cols, self.region_start, self.region_count = [], [], [], {}, {}
-        offset = 0
-        for c, key in enumerate(self.cameras):
-            self.region_start[key] = offset
-            for item in zones.cameras[key]:
-                items.append(item)
-                item_camera.append(c)
-                cols.append(offset)
-                offset += len(item.regions())
-            self.region_count[key] = offset - self.region_start[key]
-        self.regions = max(offset, 1)
-        self.items = tuple(items)
-        n = len(items)
-        self.item_camera = np.array(item_camera, np.int64)
-        self.is_line = np.array([isinstance(i, LineConfig) for i in items], bool)
-        self.col = np.array(cols, np.int64)
+        self.slots = max([len(items) for items in zones.cameras.values()] + [1])
+        shape = (len(self.cameras), self.slots)
+        self.items: List[List[Any]] = [list(zones.cameras[k]) for k in self.cameras]
+        self.valid = np.zeros(shape, bool)
+        self.is_line = np.zeros(shape, bool)
+        self.col = np.zeros(shape, np.int64)            # the item's first region among its camera's
+        self.min_overlap = np.ones(shape, np.float32)
+        self.inertia = np.ones(shape, np.int32)
+        self.dwell = np.full(shape, np.inf)
+        self.region_count = [len(zones.regions(k)) for k in self.cameras]
+        for c, items in enumerate(self.items):
+            col = 0
+            for z, item in enumerate(items):
+                self.valid[c, z], self.is_line[c, z], self.col[c, z] = True, isinstance(item, LineConfig), col
+                self.min_overlap[c, z], self.inertia[c, z] = item.min_overlap, item.inertia
+                self.dwell[c, z] = getattr(item, "dwell_seconds", None) or np.inf
+                col += len(item.regions())
         self.col2 = np.where(self.is_line, self.col + 1, self.col)   # a line's outward strip
-        self.min_overlap = np.array([i.min_overlap for i in items], np.float32)
-        self.inertia = np.array([i.inertia for i in items], np.int32)
-        self.dwell = np.array([getattr(i, "dwell_seconds", None) or np.inf for i in items], np.float64)
         self.has_dwell = bool(np.isfinite(self.dwell).any())
+        self.regions = max(self.region_count + [1])
         self.class_index: Dict[str, int] = {}
-        self.allowed = np.zeros((0, n), bool)          # [class, item]
+        self.allowed = np.zeros((0,) + shape, bool)    # [class, camera, slot]
         self.rows: Dict[Tuple[int, int, str], int] = {}
         self.free: List[int] = []
+        n = self.slots
         self.state = np.zeros((0, n), np.int8)         # zone: 0 out, 1 in; line: 0 unknown, +-1 side
         self.pending = np.zeros((0, n), np.int8)
         self.streak = np.zeros((0, n), np.int32)
@@ -424,8 +424,11 @@ class _RuleState:
         index = self.class_index.get(name)
         if index is None:
             index = self.class_index[name] = len(self.class_index)
-            row = np.array([not i.classes or name in i.classes for i in self.items], bool)
-            self.allowed = np.vstack([self.allowed, row[None]])
+            table = np.zeros(self.valid.shape, bool)
+            for c, items in enumerate(self.items):
+                for z, item in enumerate(items):
+                    table[c, z] = not item.classes or name in item.classes
+            self.allowed = np.concatenate([self.allowed, table[None]])
         return index
 
     def row(self, key: Tuple[int, int, str]) -> int:
@@ -481,15 +484,15 @@ class ZoneMonitor:
             keep = np.nonzero(ids >= 0)[0]
             if len(keep) == 0:
                 continue
-            key = st.cameras[c]
             for i in keep:
-                rows.append(st.row((c, int(ids[i]), classes[i])))
-                names.append(classes[i])
-                tracks.append(int(ids[i]))
+                track, name = int(ids[i]), classes[i]
+                rows.append(st.row((c, track, name)))
+                names.append(name)
+                tracks.append(track)
             cams += [c] * len(keep)
             frame_of += [int(frame)] * len(keep)
             time_of += [float(time)] * len(keep)
-            blocks.append((key, np.asarray(shares, np.float32)[keep][:, :st.region_count[key]]))
+            blocks.append(np.asarray(shares, np.float32)[keep][:, :st.region_count[c]])
         if not rows:
             return []
         rows = np.asarray(rows, np.int64)
@@ -498,19 +501,20 @@ class ZoneMonitor:
         time_d = np.asarray(time_of, np.float64)[:, None]
         shares = np.zeros((len(rows), st.regions), np.float32)
         at = 0
-        for key, block in blocks:
-            start = st.region_start[key]
-            shares[at:at + len(block), start:start + block.shape[1]] = block
+        for block in blocks:
+            shares[at:at + len(block), :block.shape[1]] = block
             at += len(block)
-        class_rows = [st.class_of(name) for name in names]   # may add rows to st.allowed: before reading it
-        allowed = st.allowed[class_rows] & (st.item_camera[None, :] == cams[:, None])
-        first, second = shares[:, st.col], shares[:, st.col2]
+        class_rows = np.array([st.class_of(name) for name in names])   # may grow st.allowed: before reading it
+        allowed = st.allowed[class_rows, cams]
+        is_line, min_overlap, inertia = st.is_line[cams], st.min_overlap[cams], st.inertia[cams]
+        first = np.take_along_axis(shares, st.col[cams], 1)
+        second = np.take_along_axis(shares, st.col2[cams], 1)
         # Zones: in when the share reaches min_overlap. Lines: the side with the larger share,
         # when enough of the mask lies within the span (else no evidence).
-        zone_raw = (first >= st.min_overlap).astype(np.int8)
-        line_evidence = (first + second >= st.min_overlap) & (first != second)
-        raw = np.where(st.is_line, np.where(first > second, 1, -1).astype(np.int8), zone_raw)
-        evidence = allowed & (~st.is_line | line_evidence)
+        zone_raw = (first >= min_overlap).astype(np.int8)
+        line_evidence = (first + second >= min_overlap) & (first != second)
+        raw = np.where(is_line, np.where(first > second, 1, -1).astype(np.int8), zone_raw)
+        evidence = allowed & (~is_line | line_evidence)
         state, pending, streak = st.state[rows], st.pending[rows], st.streak[rows]
         differ = evidence & (raw != state)
         going_on = differ & (streak > 0) & (raw == pending)
@@ -519,18 +523,18 @@ class ZoneMonitor:
         st.pending[rows] = np.where(started, raw, pending)
         st.streak_frame[rows] = np.where(started, frame_d, st.streak_frame[rows])
         st.streak_time[rows] = np.where(started, time_d, st.streak_time[rows])
-        flips = differ & (streak >= st.inertia)
+        flips = differ & (streak >= inertia)
         st.streak[rows] = np.where(flips, 0, streak)
         st.last_frame[rows], st.last_time[rows] = frame_d[:, 0], time_d[:, 0]
         events: List[ZoneEvent] = []
         changed = set()
         for d, z in zip(*np.nonzero(flips)):
-            r, item, value = rows[d], st.items[z], int(raw[d, z])
+            r, item, value = rows[d], st.items[cams[d]][z], int(raw[d, z])
             camera = st.cameras[cams[d]]
             began = (int(st.streak_frame[r, z]), float(st.streak_time[r, z]))
             was = int(st.state[r, z])
             st.state[r, z] = value
-            if st.is_line[z]:
+            if is_line[d, z]:
                 if was != 0:
                     events.append(ZoneEvent("line_crossed", camera, item.name, names[d], tracks[d], *began,
                                             direction="in" if value > 0 else "out"))
@@ -544,13 +548,14 @@ class ZoneMonitor:
             changed.add(key)
         if st.has_dwell:
             # Dwell only on a frame seen inside: a pending exit may still date the stay's end before now.
-            inside = evidence & ~st.is_line & (raw == 1) & (st.state[rows] == 1) & ~st.dwelled[rows]
+            inside = evidence & ~is_line & (raw == 1) & (st.state[rows] == 1) & ~st.dwelled[rows]
             stayed = time_d - st.since_time[rows]
-            due = inside & (stayed >= st.dwell - 1e-9)   # times are sums of frame steps: allow rounding
+            due = inside & (stayed >= st.dwell[cams] - 1e-9)   # times are sums of frame steps: allow rounding
             for d, z in zip(*np.nonzero(due)):
                 st.dwelled[rows[d], z] = True
-                events.append(ZoneEvent("zone_dwell", st.cameras[cams[d]], st.items[z].name, names[d], tracks[d],
-                                        int(frame_d[d, 0]), float(time_d[d, 0]), seconds=float(stayed[d, z])))
+                events.append(ZoneEvent("zone_dwell", st.cameras[cams[d]], st.items[cams[d]][z].name, names[d],
+                                        tracks[d], int(frame_d[d, 0]), float(time_d[d, 0]),
+                                        seconds=float(stayed[d, z])))
         self._count_events(events, changed)
         return events
 
@@ -575,8 +580,8 @@ class ZoneMonitor:
         for key in [k for k in st.rows if k[0] == c and k[1] == int(track_id)]:
             r = st.rows.pop(key)
             seen = (int(st.last_frame[r]), float(st.last_time[r]))
-            for z in np.nonzero((st.item_camera == c) & ~st.is_line & (st.state[r] == 1))[0]:
-                name = st.items[z].name
+            for z in np.nonzero(st.valid[c] & ~st.is_line[c] & (st.state[r] == 1))[0]:
+                name = st.items[c][z].name
                 events.append(ZoneEvent("zone_left", camera, name, key[2], key[1], *seen))
                 self._counts[(camera, name, key[2])] -= 1
                 self._changed[(camera, name, key[2])] = seen
