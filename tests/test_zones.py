@@ -135,3 +135,15 @@ def test_line_crossings_both_ways_with_inertia():
     events = feed(monitor, [[("p", 4, 0, i, o)] for i, o in sides])
     crossed = [(e.frame, e.direction, e.zone) for e in kinds(events, "line_crossed")]
     assert crossed == [(7, "in", "door"), (13, "out", "door")]
+
+
+def test_zone_event_record():
+    from segpost.io.records import zone_event_record
+
+    monitor = ZoneMonitor(zone_set(inertia=1, max_count=0))
+    events = feed(monitor, [[("p", 5, 1.0, 0, 0)]])
+    entered, count = zone_event_record(events[0], 0, "cam.mp4"), zone_event_record(events[1], 0, "cam.mp4")
+    assert {k: entered[k] for k in ("event", "camera", "zone", "class", "track_id", "frame", "frame_time")} == \
+        {"event": "zone_entered", "camera": 0, "zone": "z", "class": "p", "track_id": 5, "frame": 0, "frame_time": 0.0}
+    assert (count["event"], count["count"], count["overcrowded"], count["track_id"]) == ("zone_count", 1, True, -1)
+    assert "direction" not in count and "seconds" not in entered
