@@ -7,7 +7,7 @@ import pytest
 
 import segpost
 from segpost.zones import ZoneMasks, ZoneSet
-from track_cases import FRAME, MASK, QUERIES, blob_rounds, run_round, tracked_side
+from track_cases import FRAME, MASK, blob_rounds, run_round, tracked_side
 
 def reference_bitmap(polygon, size):
     """Cells whose centre is strictly inside the polygon (frame fractions scaled to the grid)."""

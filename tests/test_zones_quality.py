@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 
-import pytest
-
 from segpost.synthetic import zones as world_module
 from segpost.synthetic.zones import ZoneWorld, record, score
 

@@ -23,7 +23,7 @@ Config (the pipeline's ``"zones"`` block, or ``segpost run --zones zones.json``)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
