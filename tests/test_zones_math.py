@@ -124,3 +124,24 @@ def test_gpu_equals_twin(cp):
             gpu[rule].enqueue(gpu_posts, list(range(cameras)))
             for c, n in enumerate(totals):
                 assert np.array_equal(gpu[rule].overlap()[c, :n], cpu[rule].overlap()[c, :n]), (rule, r, c)
+
+
+def test_zone_masks_check_their_inputs():
+    zones = ZoneSet.from_value({"0": [{"name": "a", "polygon": [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]}]})
+    posts, tracker = tracked_side(MASK, 2, 2, "cpu", segpost.TrackerConfig())
+    zm = ZoneMasks(zones, tracker=tracker, mask_size=MASK)
+    with pytest.raises(ValueError, match="rule"):
+        ZoneMasks(zones, tracker=tracker, mask_size=MASK, rule="centre")
+    with pytest.raises(ValueError, match="mask size"):
+        ZoneMasks(zones, tracker=tracker, mask_size=(32, 32)).enqueue(posts, [0, 1])
+    with pytest.raises(ValueError, match="camera keys"):
+        zm.set_camera_keys(["0", "1", "2"])
+    for r, outputs in enumerate(blob_rounds(MASK, np.float32, 1, 2, 2, 0)):
+        run_round(posts, tracker, outputs, r)
+    with pytest.raises(ValueError, match="one Postprocessor per class"):
+        zm.enqueue(posts[:1], [0, 1])
+    with pytest.raises(ValueError, match="frames"):
+        zm.enqueue(posts, [0])
+    zm.enqueue(posts, [0, 1])
+    zm.set_camera_keys(["1", "0"])     # camera "0"'s zone moves to slot 1
+    assert not zm.bitmap(0, 0).any() and zm.bitmap(1, 0).any()
