@@ -11,6 +11,7 @@ decoder. Every buffer is allocated in the constructor.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -53,6 +54,10 @@ class PipelineConfig:
     classes_per_call: Union[int, str, None] = None
     # Track identities across frames (segpost.TrackerConfig): FrameResult.track_ids, RoundResult.track_events.
     track: Optional[TrackerConfig] = None
+    # Zones and lines (a segpost.zones.ZoneSet keyed "0", "1", ... by camera slot; needs track):
+    # RoundResult.zone_events. zone_rule "bottom_centre": the peers' membership test, for comparison.
+    zones: Optional[Any] = None
+    zone_rule: str = "mask"
 
 
 def resolve_classes_per_call(value: Union[int, str, None], classes: int, cameras: int,
@@ -148,6 +153,11 @@ class MultiCameraPipeline:
         self.tracker = None if config.track is None else Tracker(
             config.track, cameras=cameras, class_names=names, capacity=config.capacity, mask_size=g.mask_size,
             device=self.device)
+        self.zones = None
+        if config.zones is not None:   # zones read the tracker's packed masks (segpost.zones)
+            from .zones import PipelineZones
+
+            self.zones = PipelineZones(config.zones, self, rule=config.zone_rule)
         self._frame_ids = FrameIds(cameras)
         marks = 4 + 2 * len(self._prompts)
         self._events = [xp.cuda.Event() for _ in range(marks)] if self.device == "cuda" else None
@@ -281,6 +291,8 @@ class MultiCameraPipeline:
                 if self.tracker is not None:   # before the next call overwrites pred_masks, as compaction
                     self.tracker.enqueue(call * k + j, post, masks, cameras, stream=stream)
             self._mark(5 + 2 * call)
+        if self.zones is not None:   # after every class's tracker.enqueue, on the round's stream
+            self.zones.enqueue(cameras, stream=stream)
 
     def collect(self) -> RoundResult:
         """Wait for the submitted round and return its results."""
@@ -306,12 +318,22 @@ class MultiCameraPipeline:
             sizes = next(iter(frame_results.values())).masks.shape[1:]
             cameras[camera] = CameraResult(camera, tuple(int(v) for v in sizes), frame_results)
         overflow = tuple(name for name, batch in zip(self.class_names, batches) if batch.overflow or batch.mask_overflow)
-        return RoundResult(index, cameras, skipped, timings, overflow, events)
+        result = RoundResult(index, cameras, skipped, timings, overflow, events)
+        if self.zones is not None:   # times: when the round was collected (the pipeline knows no frame times)
+            now = time.time()
+            zone_events = self.zones.events(result, dict(zip(live, frame_ids)), {c: now for c in live})
+            result = dataclasses.replace(result, zone_events=tuple(zone_events))
+        return result
 
     def finish_tracks(self, camera: Optional[int] = None) -> Tuple[TrackEvent, ...]:
         """End the live tracks of camera slot ``camera`` (None: every camera), e.g. at the end of
         a file or at shutdown: their ``track_ended`` events. () when the pipeline does not track."""
         return () if self.tracker is None else self.tracker.finish(camera)
+
+    def finish_zones(self, track_events: Sequence[TrackEvent]) -> Tuple[Any, ...]:
+        """The zone_left / zone_count events of the tracks ``track_events`` ended (finish_tracks'
+        events). () when the pipeline has no zones."""
+        return () if self.zones is None else tuple(self.zones.end_tracks(track_events))
 
     def _timings(self) -> Dict[str, float]:
         calls = len(self._prompts)
