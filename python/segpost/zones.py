@@ -609,6 +609,9 @@ class PipelineZones:
                  rule: str = "mask"):
         if pipeline.tracker is None:
             raise ValueError("zones need a tracking pipeline (PipelineConfig.track)")
+        if not isinstance(zones, ZoneSet):   # a config's "zones" mapping, keyed by camera slot
+            zones = ZoneSet.from_value(zones, cameras=camera_keys or [str(c) for c in range(pipeline.tracker.cameras)],
+                                       class_names=pipeline.class_names)
         self.class_names = tuple(pipeline.class_names)
         unknown = sorted({c for items in zones.cameras.values() for item in items for c in item.classes}
                          - set(self.class_names))

@@ -352,9 +352,10 @@ class ZoneRecording:
     seconds: Dict[str, float] = field(default_factory=dict)                   # method -> rule time
 
 
-def build_pipeline(world: ZoneWorld, seed: int, device: str = "cpu"):
+def build_pipeline(world: ZoneWorld, seed: int, device: str = "cpu", zones: Optional[ZoneSet] = None):
     """The world's pipeline: a DETR-like synthetic decoder (slots permuted, scores by
-    visibility, jittered) and segpost's tracker, as the tracking world's."""
+    visibility, jittered) and segpost's tracker, as the tracking world's; ``zones``: the
+    pipeline's own (PipelineConfig.zones)."""
     from ..pipeline import ClassPrompt, MultiCameraPipeline, PipelineConfig
     from ..postprocess import OutputKind
     from ..track import TrackerConfig
@@ -365,7 +366,7 @@ def build_pipeline(world: ZoneWorld, seed: int, device: str = "cpu"):
     prompts = [ClassPrompt(n, *prompt_for_class(i, geometry, full_area=world.full_area(i)))
                for i, n in enumerate(CLASS_NAMES)]
     config = PipelineConfig(prompts, max_cameras=len(world.kinds), max_frame_size=SIZE, score_threshold=0.1,
-                            output=OutputKind.FULL, track=TrackerConfig())
+                            output=OutputKind.FULL, track=TrackerConfig(), zones=zones)
     decoder = SyntheticDecoder(geometry, device=device, permute_slots=True, score_noise=0.03, seed=seed)
     return MultiCameraPipeline(SyntheticVisionEncoder(geometry, device=device), decoder, config), geometry
 
