@@ -16,6 +16,7 @@ using segpost::Batch;
 
 namespace segpost {
 void bind_tracker(py::module_& m);  // track/bindings.cpp
+void bind_zones(py::module_& m);    // zones/bindings.cpp
 }
 using segpost::DType;
 
@@ -220,6 +221,7 @@ PYBIND11_MODULE(_ext, m) {
       .def_property_readonly("host_bytes", &segpost::Postprocessor::host_bytes);
 
   segpost::bind_tracker(m);
+  segpost::bind_zones(m);
 
   py::register_exception_translator([](std::exception_ptr p) {
     try {

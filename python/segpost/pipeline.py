@@ -11,6 +11,7 @@ decoder. Every buffer is allocated in the constructor.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -103,6 +104,11 @@ class MultiCameraPipeline:
         self.tracker = None if config.track is None else Tracker(
             config.track, cameras=cameras, class_names=names, capacity=config.capacity, mask_size=g.mask_size,
             device=self.device)
+        self.zones = None
+        if config.zones is not None:   # zones read the tracker's packed masks (segpost.zones)
+            from .zones import PipelineZones
+
+            self.zones = PipelineZones(config.zones, self, rule=config.zone_rule)
         self._frame_ids = FrameIds(cameras)
         calls = range(len(self._prompts))
         self._clock = StageClock(["start", "preprocessed", "encoded", "features_copied"]
@@ -258,6 +264,8 @@ class MultiCameraPipeline:
                 if self.tracker is not None:   # before the next call overwrites pred_masks, as compaction
                     self.tracker.enqueue(call * k + j, post, masks, cameras, stream=stream)
             self._clock.mark(f"compacted{call}")
+        if self.zones is not None:   # after every class's tracker.enqueue, on the round's stream
+            self.zones.enqueue(cameras, stream=stream)
 
     def collect(self) -> RoundResult:
         """Wait for the submitted round and return its results."""
@@ -284,12 +292,23 @@ class MultiCameraPipeline:
             sizes = next(iter(frame_results.values())).masks.shape[1:]
             cameras[camera] = CameraResult(camera, tuple(int(v) for v in sizes), frame_results)
         overflow = tuple(name for name, batch in zip(self.class_names, batches) if batch.overflow or batch.mask_overflow)
-        return RoundResult(index, cameras, skipped, timings, overflow, events)
+        result = RoundResult(index, cameras, skipped, timings, overflow, events)
+        if self.zones is not None:   # times: when the round was collected (the pipeline knows no frame times)
+            now = time.time()
+            with self._abandoned_on_error():
+                zone_events = self.zones.events(result, dict(zip(live, frame_ids)), {c: now for c in live})
+            result = dataclasses.replace(result, zone_events=tuple(zone_events))
+        return result
 
     def finish_tracks(self, camera: Optional[int] = None) -> Tuple[TrackEvent, ...]:
         """End the live tracks of camera slot ``camera`` (None: every camera), e.g. at the end of
         a file or at shutdown: their ``track_ended`` events. () when the pipeline does not track."""
         return () if self.tracker is None else self.tracker.finish(camera)
+
+    def finish_zones(self, track_events: Sequence[TrackEvent]) -> Tuple[Any, ...]:
+        """The zone_left / zone_count events of the tracks ``track_events`` ended (finish_tracks'
+        events). () when the pipeline has no zones."""
+        return () if self.zones is None else tuple(self.zones.end_tracks(track_events))
 
     def _timings(self) -> Dict[str, float]:
         span, calls = self._clock.spans(), range(len(self._prompts))

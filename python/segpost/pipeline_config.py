@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -38,6 +38,10 @@ class PipelineConfig:
     classes_per_call: Union[int, str, None] = None
     # Track identities across frames (segpost.TrackerConfig): FrameResult.track_ids, RoundResult.track_events.
     track: Optional[TrackerConfig] = None
+    # Zones and lines (a segpost.zones.ZoneSet keyed "0", "1", ... by camera slot; needs track):
+    # RoundResult.zone_events. zone_rule "bottom_centre": the peers' membership test, for comparison.
+    zones: Optional[Any] = None
+    zone_rule: str = "mask"
 
 
 def resolve_classes_per_call(value: Union[int, str, None], classes: int, cameras: int,
