@@ -116,7 +116,8 @@ class LiveHub:
         self._pending: Dict[Any, Tuple[np.ndarray, Dict[str, Any]]] = {}
         self._wake = threading.Condition(self._lock)
         self._closed = False
-        self.encodes = 0                           # JPEGs encoded so far (the tests count them)
+        self.taken = 0                             # frames downscaled for the viewers so far
+        self.encodes = 0                           # JPEGs encoded so far (the tests count both)
         self.encode_seconds = 0.0
         self._thread = threading.Thread(target=self._encode_loop, daemon=True, name="segpost ui encoder")
         self._thread.start()
@@ -130,6 +131,7 @@ class LiveHub:
 
     def frame(self, camera: Any, image: Any, record: Dict[str, Any]) -> None:
         self._taken[camera] = self._clock()
+        self.taken += 1
         small = downscale(image, self.max_width)
         with self._lock:
             self._pending[camera] = (small, record)    # a newer frame replaces one not yet encoded
@@ -204,7 +206,7 @@ class LiveHub:
         return {str(camera): self._health[camera].snapshot(now) for camera, _ in self.cameras}
 
     def stats(self) -> Dict[str, Any]:
-        return {"viewers": len(self._viewers), "encodes": self.encodes, "encode_seconds": round(self.encode_seconds, 4),
+        return {"viewers": len(self._viewers), "taken": self.taken, "encodes": self.encodes, "encode_seconds": round(self.encode_seconds, 4),
                 "watched": {str(c): n for c, n in self._watched.items()}}
 
     # -- the encoder thread --------------------------------------------------------------------

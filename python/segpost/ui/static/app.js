@@ -136,6 +136,10 @@ function filterRow(row) {
 }
 
 function addEvent(event, live) {
+  if (event.class && !state.classes.includes(event.class)) {
+    state.classes.push(event.class);
+    $("filter-class").append(el("option", { value: event.class, textContent: event.class }));
+  }
   const when = event.time ? new Date(event.time * 1000).toLocaleTimeString() : "";
   const what = event.track_id !== undefined ? `${event.class} #${event.track_id}` : (event.message || "");
   const row = el("li", { dataset: { event: event.event, camera: String(event.camera), class: eventClass(event),
