@@ -98,7 +98,10 @@ async function onFrame(message) {
     const trails = updateTrails(key, message.record);
     const bitmap = await createImageBitmap(new Blob([b64bytes(message.jpeg)], { type: "image/jpeg" }));
     if (state.large && String(state.large.id) === key) {
-      paint($("large-stack"), $("large"), bitmap, message, trails);
+      const large = $("large"), stack = $("large-stack");   // as large as the window allows, aspect kept
+      const width = Math.min(large.clientWidth - 16, (large.clientHeight - 60) * message.width / message.height);
+      stack.style.width = `${Math.max(100, Math.floor(width))}px`;
+      paint(stack, large, bitmap, message, trails);
     } else {
       paint(entry.stack, entry.tile, bitmap, message, null);
     }
