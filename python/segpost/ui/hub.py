@@ -118,7 +118,9 @@ class LiveHub:
         self._closed = False
         self.taken = 0                             # frames downscaled for the viewers so far
         self.encodes = 0                           # JPEGs encoded so far (the tests count both)
-        self.encode_seconds = 0.0
+        self.encode_seconds = 0.0                  # wall time of the encoding
+        self.encoder_cpu = 0.0                     # CPU seconds of the encoder thread's work
+        self.frame_cpu = 0.0                       # CPU seconds of frame() in the runner's thread
         self._thread = threading.Thread(target=self._encode_loop, daemon=True, name="segpost ui encoder")
         self._thread.start()
 
@@ -130,12 +132,14 @@ class LiveHub:
         return self._clock() - self._taken.get(camera, -1e9) >= self.interval
 
     def frame(self, camera: Any, image: Any, record: Dict[str, Any]) -> None:
+        cpu = time.thread_time()
         self._taken[camera] = self._clock()
         self.taken += 1
         small = downscale(image, self.max_width)
         with self._lock:
             self._pending[camera] = (small, record)    # a newer frame replaces one not yet encoded
             self._wake.notify()
+        self.frame_cpu += time.thread_time() - cpu
 
     def record(self, record: Dict[str, Any]) -> None:
         camera = record.get("camera")
@@ -206,7 +210,9 @@ class LiveHub:
         return {str(camera): self._health[camera].snapshot(now) for camera, _ in self.cameras}
 
     def stats(self) -> Dict[str, Any]:
-        return {"viewers": len(self._viewers), "taken": self.taken, "encodes": self.encodes, "encode_seconds": round(self.encode_seconds, 4),
+        return {"viewers": len(self._viewers), "taken": self.taken, "encodes": self.encodes,
+                "encode_seconds": round(self.encode_seconds, 4), "encoder_cpu_s": round(self.encoder_cpu, 4),
+                "frame_cpu_s": round(self.frame_cpu, 4),
                 "watched": {str(c): n for c, n in self._watched.items()}}
 
     # -- the encoder thread --------------------------------------------------------------------
@@ -222,7 +228,7 @@ class LiveHub:
                 viewers = [v for v in self._viewers if camera in v.watching]
             if not viewers:
                 continue
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.thread_time()
             try:
                 text = frame_message(camera, image, record, self.quality)
             except Exception:   # a frame the codec refuses is not worth the page: the next one comes
@@ -231,6 +237,7 @@ class LiveHub:
             self.encode_seconds += time.perf_counter() - started
             for viewer in viewers:
                 viewer.deliver("frame", text, camera)
+            self.encoder_cpu += time.thread_time() - cpu
 
     def close(self) -> None:
         with self._lock:

@@ -17,6 +17,7 @@ import json
 import os
 import socket
 import threading
+import time
 from collections import deque
 from typing import Any, Dict, Optional, Sequence, Tuple
 from urllib.parse import parse_qs
@@ -141,8 +142,9 @@ def build_app(hub: LiveHub, guard: Guard, scheme: str):
         if not guard.allowed(request.headers, request.cookies):
             return JSONResponse({"error": "a valid key is required (Authorization: Bearer KEY, or log in)"}, 401,
                                 headers={"www-authenticate": "Bearer"})
+        # This handler runs on the server's event-loop thread: its CPU time is the server's.
         return JSONResponse({"cameras": [{"id": c, "source": s} for c, s in hub.cameras], "health": hub.health(),
-                             "ui": hub.stats()})
+                             "ui": dict(hub.stats(), server_cpu_s=round(time.thread_time(), 4))})
 
     async def feed(websocket):
         # Browsers send cookies and Origin with the handshake but no Authorization header; other
