@@ -326,3 +326,64 @@ def test_refuses_to_listen_beyond_loopback_without_keys(tmp_path, video):
                            write_config(str(tmp_path)), "--source", video, "--ui", "0.0.0.0:0", "--max-rounds", "1"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "refusing to start the live page on 0.0.0.0" in done.stderr, done.stderr[-1000:]
+
+
+def self_signed(folder):
+    """A self-signed certificate for 127.0.0.1 and its key (PEM files)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                                  critical=False)
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                   .sign(key, hashes.SHA256()))
+    cert, key_path = os.path.join(folder, "ui.pem"), os.path.join(folder, "ui.key")
+    with open(cert, "wb") as f:
+        f.write(certificate.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return cert, key_path
+
+
+@needs_browser
+def test_tls_page_and_a_secure_session_cookie(tmp_path, video, browser):
+    import ssl
+
+    pytest.importorskip("cryptography", reason="the test certificate is made with cryptography (the test extra)")
+    cert, key = self_signed(str(tmp_path))
+    key_file = tmp_path / "keys"
+    key_file.write_text(KEY + "\n")
+    run = Run(tmp_path, video, "--ui", "127.0.0.1:0", "--ui-key-file", str(key_file), "--ui-certfile", cert,
+              "--ui-keyfile", key, busy_ms=400)
+    try:
+        url = run.wait_url()
+        assert url.startswith("https://127.0.0.1:")
+        trusted = ssl.create_default_context(cafile=cert)
+        request = urllib.request.Request(url + "api/state", headers={"Authorization": "Bearer " + KEY})
+        with urllib.request.urlopen(request, timeout=10, context=trusted) as response:
+            assert response.status == 200 and len(json.load(response)["cameras"]) == 2
+        with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):   # plain HTTP is not served
+            urllib.request.urlopen(url.replace("https://", "http://") + "api/state", timeout=10)
+        context = browser.new_context(ignore_https_errors=True)
+        page = context.new_page()
+        page.goto(url)
+        page.fill("input[name=key]", KEY)
+        page.click("button[type=submit]")
+        page.wait_for_selector("body[data-ready='1']", timeout=20000)
+        cookie, = [c for c in context.cookies() if c["name"] == "segpost_session"]
+        assert cookie["secure"] and cookie["httpOnly"]
+        context.close()
+    finally:
+        run.stop()
