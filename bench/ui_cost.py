@@ -144,7 +144,8 @@ def viewer_cost(folder: str, video: str, cameras: int, seconds: float, busy_ms: 
         return {"cameras": cameras, "seconds": seconds, "busy_ms": busy_ms, "cpu_cores_no_viewer": idle,
                 "cpu_cores_one_viewer": watched, "process_difference_cores": watched - idle,
                 "ui_threads_cpu_cores": sum(threads.values()), "ui_threads": threads,
-                "encodes_no_viewer": idle_encodes, "frames_per_second_sent": (after["encodes"] - before["encodes"]) / wall,
+                "encodes_no_viewer": idle_encodes,
+                "frames_per_second_sent": (after["encodes"] - before["encodes"]) / wall,
                 "frames_received": received["frames"], "kib_per_second": received["bytes"] / 1024 / max(wall, 1e-9)}
     finally:
         process.terminate()
@@ -183,7 +184,8 @@ def main(argv=None) -> int:
         ["round p50 with --ui, no viewer (ms, per run)", ", ".join(f"{v:.1f}" for v in with_ui)],
         ["ratio (with / without, median of the pairs)", f"{ratio:.3f}"],
         ["encodes with no viewer", str(viewer["encodes_no_viewer"])],
-        [f"process CPU, no viewer (cores; {args.cameras} cameras, paced rounds)", f"{viewer['cpu_cores_no_viewer']:.3f}"],
+        [f"process CPU, no viewer (cores; {args.cameras} cameras, paced rounds)",
+         f"{viewer['cpu_cores_no_viewer']:.3f}"],
         ["process CPU, one viewer (cores)", f"{viewer['cpu_cores_one_viewer']:.3f}"],
         ["the difference (cores; noisy on a shared machine)", f"{viewer['process_difference_cores']:.3f}"],
         [f"the page's threads, one viewer (cores; goal <= {GOAL_CPU_CORES})", f"{viewer['ui_threads_cpu_cores']:.3f}"],

@@ -73,9 +73,10 @@ class Run:
         self.out = str(tmp_path / "out.jsonl")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "segpost", "run", "--device", "cpu", "--config", write_config(str(tmp_path), busy_ms),
-             "--source", video, "--source", video, "--track", "--out", self.out, "--ui-width", str(SHOWN_WIDTH),
-             *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+            [sys.executable, "-m", "segpost", "run", "--device", "cpu",
+             "--config", write_config(str(tmp_path), busy_ms), "--source", video, "--source", video, "--track",
+             "--out", self.out, "--ui-width", str(SHOWN_WIDTH), *args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
         self.stderr, self.url = [], None
         self._ready = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
@@ -197,7 +198,7 @@ def test_page_lists_cameras_and_draws_each_frame_with_its_own_masks(tmp_path, vi
         # Events: a track_started row, received live, within a second of being written.
         row = page.wait_for_selector("#timeline li[data-event='track_started'][data-live='1']", timeout=120000)
         written, received = float(row.get_attribute("data-time")), float(row.get_attribute("data-received"))
-        assert received - written < 1.0, f"the event reached the timeline {received - written:.2f} s after it was written"
+        assert received - written < 1.0, f"the event reached the timeline {received - written:.2f} s after written"
         # The camera filter hides the other camera's rows.
         page.select_option("#filter-camera", "1")
         assert page.locator("#timeline li[data-camera='0']:not([hidden])").count() == 0
@@ -228,7 +229,7 @@ def test_page_lists_cameras_and_draws_each_frame_with_its_own_masks(tmp_path, vi
             assert ious[index] >= 0.95, f"frame {index}: the masks drawn match its record with IoU {ious[index]:.3f}"
             # Objects move little from one frame to the next: the drawn masks must be this frame's,
             # closer to its record than to its neighbours'.
-            assert max(ious, key=ious.get) == index, f"frame {index}: IoU with frames {index - 1, index, index + 1}: {ious}"
+            assert max(ious, key=ious.get) == index, f"frame {index}: IoU with it and its neighbours: {ious}"
             # ... and the pixels under them are frame `index`'s, not a neighbour's.
             shown = rgba(got["frame"], h, w)[:, :, :3]
             errors_by_frame = {i: frame_error(shown, i, scene, w, h) for i in (index - 1, index, index + 1)}

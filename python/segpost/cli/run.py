@@ -179,7 +179,8 @@ def _live_page(args, cameras):
     host, port = parse_listen(args.ui)
     live = LivePage(cameras, host, port, keys=read_keys(args.ui_key_file),
                     allow_unauthenticated=args.ui_allow_unauthenticated, certfile=args.ui_certfile,
-                    keyfile=args.ui_keyfile, fps=args.ui_fps, max_width=args.ui_width)
+                    keyfile=args.ui_keyfile, fps=args.ui_fps, max_width=args.ui_width,
+                    log=lambda message: print(message, file=sys.stderr))
     print(f"segpost run: live page on {live.url}", file=sys.stderr)
     return live
 

@@ -97,7 +97,8 @@ class LiveHub:
     """
 
     def __init__(self, cameras: Sequence[Tuple[Any, Any]], *, fps: float = 4.0, max_width: int = 640,
-                 quality: int = 75, clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time):
+                 quality: int = 75, clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+                 log: Callable[[str], None] = lambda message: None):
         if not 0.1 <= fps <= 30:
             raise ValueError(f"the live page's fps must be in [0.1, 30], got {fps}")
         if not 64 <= max_width <= 3840:
@@ -106,7 +107,8 @@ class LiveHub:
             raise ValueError(f"the live page's JPEG quality must be in [10, 95], got {quality}")
         self.cameras = [(camera, getattr(source, "shown_url", str(camera))) for camera, source in cameras]
         self.interval, self.max_width, self.quality = 1.0 / fps, max_width, quality
-        self._clock, self._wall = clock, wall
+        self._clock, self._wall, self._log = clock, wall, log
+        self.frame_error: Optional[str] = None
         self._health = {camera: CameraHealth(source) for camera, source in cameras}
         self._events: deque = deque(maxlen=MAX_EVENTS)
         self._lock = threading.Lock()
@@ -135,7 +137,14 @@ class LiveHub:
         cpu = time.thread_time()
         self._taken[camera] = self._clock()
         self.taken += 1
-        small = downscale(image, self.max_width)
+        try:
+            small = downscale(image, self.max_width)
+        except Exception as exc:   # the page never fails a round: the frame is skipped, said once
+            if not self.frame_error:
+                self.frame_error = f"{type(exc).__name__}: {exc}"
+                self._log(f"segpost: live page: a frame could not be prepared ({self.frame_error}); "
+                          "the page skips such frames")
+            return
         with self._lock:
             self._pending[camera] = (small, record)    # a newer frame replaces one not yet encoded
             self._wake.notify()

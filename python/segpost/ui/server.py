@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 from collections import deque
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 from urllib.parse import parse_qs
 
 from .guard import SESSION_COOKIE, SESSION_SECONDS, Guard
@@ -45,6 +45,10 @@ def import_server() -> Tuple[Any, Any]:
         import uvicorn
     except ImportError as exc:
         raise ValueError("the live page needs Starlette and uvicorn (pip install segpost[ui])") from exc
+    try:
+        import cv2  # noqa: F401   (the frames' JPEGs)
+    except ImportError as exc:
+        raise ValueError("the live page encodes its frames with OpenCV (pip install segpost[video])") from exc
     return starlette, uvicorn
 
 
@@ -229,7 +233,7 @@ class LivePage:
 
     def __init__(self, cameras: Sequence[Tuple[Any, Any]], host: str, port: int, *, keys: Sequence[str] = (),
                  allow_unauthenticated: bool = False, certfile: Optional[str] = None, keyfile: Optional[str] = None,
-                 fps: float = 4.0, max_width: int = 640):
+                 fps: float = 4.0, max_width: int = 640, log: Callable[[str], None] = lambda message: None):
         _, uvicorn = import_server()
         if (certfile is None) != (keyfile is None):
             raise ValueError("the live page's TLS needs both a certificate file and a key file")
@@ -238,7 +242,7 @@ class LivePage:
                 raise ValueError(f"the live page's TLS: no such file {path}")
         self.guard = Guard(host, keys, allow_unauthenticated)
         self.scheme = "https" if certfile else "http"
-        self.hub = LiveHub(cameras, fps=fps, max_width=max_width)
+        self.hub = LiveHub(cameras, fps=fps, max_width=max_width, log=log)
         try:
             family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
             self._socket = socket.socket(family, socket.SOCK_STREAM)
