@@ -76,7 +76,7 @@ class CameraHealth:
         self.finished = False
 
     def snapshot(self, now: float) -> Dict[str, Any]:
-        times = [t for t in self.times if now - t <= FPS_WINDOW_S]
+        times = [t for t in tuple(self.times) if now - t <= FPS_WINDOW_S]   # tuple(): one step, the runner appends
         span = times[-1] - times[0] if len(times) > 1 else 0.0
         stats = dict(getattr(self.source, "stats", {}) or {})
         seen = self.frames + self.skipped
