@@ -120,3 +120,23 @@ def test_hub_takes_frames_only_while_watched_and_sends_each_with_its_own_record(
         assert not hub.wants_frame(0) and hub.stats()["encodes"] == 1 and hub.stats()["taken"] == 1
     finally:
         hub.close()
+
+
+def test_downscale_takes_bgr_and_yuv_frames():
+    """NVDEC's frames are YuvFrames (nv12 on the GPU); here in host memory, the same conversion."""
+    from segpost.preprocess import YuvFrame
+    from segpost.ui.hub import downscale
+
+    rng = np.random.default_rng(0)
+    bgr = cv2.resize(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8), (320, 240), interpolation=cv2.INTER_NEAREST)
+    expected = cv2.resize(bgr, (160, 120), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(downscale(bgr, 160), expected)
+    assert downscale(bgr, 640).shape == (240, 320, 3)
+    i420 = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)
+    h, w = 240, 320
+    u, v = i420[h:h + h // 4].reshape(-1), i420[h + h // 4:].reshape(-1)
+    nv12 = np.concatenate([i420[:h], np.stack([u, v], 1).reshape(h // 2, w)])
+    for frame in (YuvFrame(i420, "i420"), YuvFrame(nv12, "nv12")):
+        shown = downscale(frame, 160)
+        assert shown.shape == (120, 160, 3)
+        assert np.abs(shown.astype(int) - expected.astype(int)).mean() < 4, frame.layout
