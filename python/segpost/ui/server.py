@@ -267,6 +267,8 @@ class LivePage:
         return f"{self.scheme}://{host}:{self.port}/"
 
     def close(self) -> None:
+        if self.hub.viewers:   # the run's last events (tracks ended, finished) reach the open pages first
+            time.sleep(0.5)
         self._server.should_exit = True
         self._thread.join(timeout=5.0)
         self.hub.close()
