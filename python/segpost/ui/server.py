@@ -86,7 +86,6 @@ def build_app(hub: LiveHub, guard: Guard, scheme: str):
     from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
     from starlette.routing import Mount, Route, WebSocketRoute
     from starlette.staticfiles import StaticFiles
-    from starlette.websockets import WebSocketDisconnect
 
     def refused(request) -> Optional[Any]:
         if not guard.host_ok(request.headers):
@@ -170,8 +169,7 @@ def build_app(hub: LiveHub, guard: Guard, scheme: str):
             for task in pending:
                 task.cancel()
             for task in done:
-                if task.exception() and not isinstance(task.exception(), WebSocketDisconnect):
-                    pass   # a viewer that goes away mid-send is no error of the run's
+                task.exception()   # read, so never logged: a viewer that goes away is no error of the run's
         finally:
             hub.remove_viewer(viewer)
 
