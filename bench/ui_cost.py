@@ -6,15 +6,19 @@ unchanged; with one viewer of 8 cameras at most 0.1 CPU core).
 1. Round time, no viewer: `segpost run --device cpu` on the synthetic scene (8 cameras, its
    synthetic engines unpaced), --max-rounds N, with and without `--ui 127.0.0.1:0`, the two runs
    side by side (a load that comes and goes hits both), `repeats` pairs; the median over the
-   pairs of the ratio of their round p50 (what `segpost run` prints).
+   pairs of the ratio of their round p50 (what `segpost run` prints). On a loaded machine that
+   ratio is mostly noise, so the hook's own time per round (the runner's record() and
+   wants_frame() calls with nobody watching, 8 cameras x 40 detections) is timed in-process too.
 2. CPU of the page with one viewer: one `segpost run --ui` whose rounds are paced by the synthetic
    engines' busy_ms (a sleep; its own CPU is then small and steady), its process CPU time (user +
    system, /proc) over `seconds` without a viewer, then over `seconds` with one WebSocket viewer
-   watching every camera (a client in this process, outside the measured one). The difference
+   watching every camera (headless chromium showing the page, or a WebSocket client; both outside
+   the measured process). The difference
    of the two CPU/wall ratios is printed, but the rounds' own CPU moves more than the page costs
    on a loaded machine; the page's cost is read from its threads' CPU clocks (/api/state): the
    downscaling in the runner's thread, the encoder thread (JPEG + base64 + JSON), the server's
-   event loop (WebSocket sends, health each second).
+   event loop (WebSocket sends, health each second). With chromium: the frames the page drew, how
+   many it had to show bare (a record of another frame: none by construction), and its paint time.
 On a shared, loaded machine the numbers move from run to run: read the ratio, not the times.
 Writes DIR/ui_cost.json and prints a Markdown table.
 """
@@ -96,7 +100,7 @@ def state(url: str):
         return json.load(response)
 
 
-def viewer_cost(folder: str, video: str, cameras: int, seconds: float, busy_ms: float):
+def viewer_cost(folder: str, video: str, cameras: int, seconds: float, busy_ms: float, browser=None):
     from websockets.sync.client import connect
 
     config = write_config(folder, cameras, busy_ms)
@@ -130,8 +134,14 @@ def viewer_cost(folder: str, video: str, cameras: int, seconds: float, busy_ms: 
                         received["frames"] += 1
                         received["bytes"] += len(text)
 
-        client = threading.Thread(target=watch, daemon=True)
-        client.start()
+        page = None
+        if browser is not None:   # the page itself, in headless chromium
+            page = browser.new_page(viewport={"width": 1600, "height": 900})
+            page.goto(url)
+            page.wait_for_selector("body[data-ready='1']", timeout=30000)
+        else:
+            client = threading.Thread(target=watch, daemon=True)
+            client.start()
         time.sleep(2.0)   # the first frames, then the steady state
         before = state(url)["ui"]
         start = time.monotonic()
@@ -139,17 +149,50 @@ def viewer_cost(folder: str, video: str, cameras: int, seconds: float, busy_ms: 
         after = state(url)["ui"]
         wall = time.monotonic() - start
         stop.set()
-        client.join(5)
+        in_browser = {}
+        if page is not None:
+            got = page.evaluate("() => window.segpost")
+            paint = sorted(got["paintMs"])
+            in_browser = {"drawn": got["drawn"], "mismatched": got["mismatched"], "dropped_in_browser": got["dropped"],
+                          "paint_ms_p50": paint[len(paint) // 2] if paint else None,
+                          "paint_ms_p95": paint[int(len(paint) * 0.95)] if paint else None}
+            page.close()
+        else:
+            client.join(5)
         threads = {key: (after[key] - before[key]) / wall for key in ("frame_cpu_s", "encoder_cpu_s", "server_cpu_s")}
         return {"cameras": cameras, "seconds": seconds, "busy_ms": busy_ms, "cpu_cores_no_viewer": idle,
                 "cpu_cores_one_viewer": watched, "process_difference_cores": watched - idle,
                 "ui_threads_cpu_cores": sum(threads.values()), "ui_threads": threads,
                 "encodes_no_viewer": idle_encodes,
                 "frames_per_second_sent": (after["encodes"] - before["encodes"]) / wall,
-                "frames_received": received["frames"], "kib_per_second": received["bytes"] / 1024 / max(wall, 1e-9)}
+                "frames_received": received["frames"], "kib_per_second": received["bytes"] / 1024 / max(wall, 1e-9),
+                "viewer": "chromium" if page is not None else "websocket client", **in_browser}
     finally:
         process.terminate()
         process.wait(30)
+
+
+def hook_cost(cameras: int, rounds: int = 2000) -> float:
+    """Microseconds a round spends in the live page's hook with nobody watching: the runner calls
+    record() for each camera's frame record and asks wants_frame(); real records of the scene."""
+    from segpost.ui.hub import LiveHub
+
+    class Source:
+        shown_url, stats = "scene.avi", {}
+
+    record = {"round": 0, "camera": 0, "source": "scene.avi", "frame_index": 0, "pts": None,
+              "frame_size": [1080, 1920], "detections": [{"class": "red", "score": 0.9, "box": [0, 0, 9, 9],
+                                                           "track_id": 1, "mask": None}] * 40}
+    hub = LiveHub([(camera, Source()) for camera in range(cameras)])
+    try:
+        started = time.perf_counter()
+        for _ in range(rounds):
+            for camera in range(cameras):
+                hub.record(dict(record, camera=camera))
+                hub.wants_frame(camera)
+        return (time.perf_counter() - started) / rounds * 1e6
+    finally:
+        hub.close()
 
 
 def main(argv=None) -> int:
@@ -160,6 +203,9 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--busy-ms", type=float, default=200.0, help="the paced run's engine sleep per round")
+    parser.add_argument("--chromium", default="/usr/bin/chromium",
+                        help="the viewer: this browser (headless, through Playwright) showing the page; when absent, "
+                             "a WebSocket client")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
@@ -175,14 +221,25 @@ def main(argv=None) -> int:
             without.append(a)
             with_ui.append(b)
         ratio = statistics.median(b / a for a, b in zip(without, with_ui))
-        viewer = viewer_cost(folder, video, args.cameras, args.seconds, args.busy_ms)
+        hook_us = hook_cost(args.cameras)
+        if args.chromium and os.path.exists(args.chromium):
+            from playwright.sync_api import sync_playwright
+
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=args.chromium, args=["--no-sandbox"])
+                viewer = viewer_cost(folder, video, args.cameras, args.seconds, args.busy_ms, browser)
+                browser.close()
+        else:
+            viewer = viewer_cost(folder, video, args.cameras, args.seconds, args.busy_ms)
     result = {"round_ms_p50_without_ui": without, "round_ms_p50_with_ui_no_viewer": with_ui,
-              "ratio_no_viewer": ratio, "viewer": viewer, "goal_cpu_cores": GOAL_CPU_CORES}
+              "ratio_no_viewer": ratio, "hook_us_per_round_no_viewer": hook_us, "viewer": viewer,
+              "goal_cpu_cores": GOAL_CPU_CORES}
     save_json(os.path.join(args.out, "ui_cost.json"), result)
     rows = [
         ["round p50 without --ui (ms, per run)", ", ".join(f"{v:.1f}" for v in without)],
         ["round p50 with --ui, no viewer (ms, per run)", ", ".join(f"{v:.1f}" for v in with_ui)],
         ["ratio (with / without, median of the pairs)", f"{ratio:.3f}"],
+        [f"the hook's time per round, no viewer ({args.cameras} cameras, in-process, us)", f"{hook_us:.1f}"],
         ["encodes with no viewer", str(viewer["encodes_no_viewer"])],
         [f"process CPU, no viewer (cores; {args.cameras} cameras, paced rounds)",
          f"{viewer['cpu_cores_no_viewer']:.3f}"],
@@ -192,7 +249,11 @@ def main(argv=None) -> int:
         ["  of which: downscale in the runner's thread / encoder / server loop",
          " / ".join(f"{viewer['ui_threads'][k]:.3f}" for k in ("frame_cpu_s", "encoder_cpu_s", "server_cpu_s"))],
         ["frames sent per second (all cameras)", f"{viewer['frames_per_second_sent']:.1f}"],
-        ["KiB per second to the viewer", f"{viewer['kib_per_second']:.0f}"]]
+        ["KiB per second to the viewer", f"{viewer['kib_per_second']:.0f}"] if not viewer.get("drawn") else
+        ["frames drawn by the page / drawn bare (another frame's record)",
+         f"{viewer['drawn']} / {viewer['mismatched']}"],
+        ["the page's paint time per frame, p50 / p95 (ms, in the browser)",
+         "-" if viewer.get("paint_ms_p50") is None else f"{viewer['paint_ms_p50']:.2f} / {viewer['paint_ms_p95']:.2f}"]]
     print_table(["measure", "value"], [{"measure": m, "value": v} for m, v in rows],
                 lambda row: [row["measure"], row["value"]], ["measure"])
     return 0

@@ -6,7 +6,7 @@ const MAX_TIMELINE = 300;
 const TRAIL_POINTS = 64;
 const state = { cameras: [], classes: [], tiles: new Map(), trails: new Map(), large: null, socket: null };
 // Read by the tests and by anyone curious: what was drawn, and what was dropped.
-window.segpost = { drawn: 0, dropped: 0, mismatched: 0, events: 0 };
+window.segpost = { drawn: 0, dropped: 0, mismatched: 0, events: 0, paintMs: [] };
 
 const $ = (id) => document.getElementById(id);
 
@@ -43,6 +43,7 @@ function b64bytes(text) {
 
 // Draw `message` (frame + record) into `stack` and stamp both indices on `holder`.
 function paint(stack, holder, bitmap, message, trails) {
+  const started = performance.now();
   const [frame, masks, boxes] = stack.querySelectorAll("canvas");
   for (const c of [frame, masks, boxes]) { c.width = message.width; c.height = message.height; }
   frame.getContext("2d").drawImage(bitmap, 0, 0, message.width, message.height);
@@ -56,6 +57,9 @@ function paint(stack, holder, bitmap, message, trails) {
   holder.dataset.frameIndex = String(message.frame_index);
   holder.dataset.overlayIndex = String(record.frame_index);
   window.segpost.drawn++;
+  const times = window.segpost.paintMs;   // the last 500 paints' times (bench/ui_cost.py reads them)
+  times.push(performance.now() - started);
+  if (times.length > 500) times.shift();
 }
 
 function learnClasses(record) {
