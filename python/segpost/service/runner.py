@@ -121,7 +121,8 @@ class CameraRunner:
     def __init__(self, pipeline, cameras: Sequence[Tuple[Any, CameraSource]], sinks: Sequence[Sink], *,
                  masks: str = "rle", mask_dir: str = "masks", metrics=None, watchdog_seconds: Optional[float] = None,
                  log: Callable[[str], None] = log_stderr, extra: Optional[Dict[str, Any]] = None,
-                 on_round: Optional[Callable[[Any], None]] = None, max_failed_rounds: int = MAX_FAILED_ROUNDS):
+                 on_round: Optional[Callable[[Any], None]] = None, max_failed_rounds: int = MAX_FAILED_ROUNDS,
+                 observer=None):
         if isinstance(max_failed_rounds, bool) or not isinstance(max_failed_rounds, int) or max_failed_rounds < 1:
             raise ValueError(f"max_failed_rounds must be a positive int, got {max_failed_rounds!r}")
         if len(cameras) > pipeline.config.max_cameras:
@@ -129,6 +130,9 @@ class CameraRunner:
         self.pipeline, self.cameras, self.sinks = pipeline, list(cameras), list(sinks)
         self.masks, self.mask_dir, self.metrics, self.log = masks, mask_dir, metrics, log
         self.extra, self.on_round = dict(extra or {}), on_round
+        # observer (the live page): record(r) sees every record written; frame(camera, image, r)
+        # gets a frame with its record only when wants_frame(camera) says someone watches.
+        self.observer = observer
         self.rounds = 0
         self.failed_rounds = 0      # in all
         self.max_failed_rounds, self._failed_in_a_row = max_failed_rounds, 0
@@ -143,6 +147,8 @@ class CameraRunner:
     def write(self, record: Dict[str, Any]) -> None:
         for sink in self.sinks:
             sink.write(record)
+        if self.observer is not None:
+            self.observer.record(record)
 
     def flush(self) -> None:
         for sink in self.sinks:
@@ -247,8 +253,11 @@ class CameraRunner:
         for slot, camera_result in sorted(result.cameras.items()):
             camera, source = self.cameras[slot]
             frame = got[slot]
-            self.write(frame_record(result.round_index, camera, source.shown_url, frame.index, camera_result,
-                                    self.masks, self.mask_dir, pts=frame.pts, **self.extra))
+            record = frame_record(result.round_index, camera, source.shown_url, frame.index, camera_result,
+                                  self.masks, self.mask_dir, pts=frame.pts, **self.extra)
+            self.write(record)
+            if self.observer is not None and self.observer.wants_frame(camera):
+                self.observer.frame(camera, frame.image, record)
             self.frames[camera] += 1
             for name, frame_result in camera_result.by_class.items():
                 detections[name] = detections.get(name, 0) + len(frame_result)
