@@ -18,7 +18,7 @@ of frame records:
 - source_removed: a file camera's video renamed away for ``back_after_s``;
 - sigterm_group: SIGTERM to every process of the run's session (its process group, and Ray's
   actors, which Ray puts in process groups of their own: what systemd does to a unit's control
-  group); it must exit 0 within its drain time; a fleet is then started again to finish its files.
+  group); it must exit 0 within its drain time; it is then started again to finish its files.
 
 Engine exceptions and hangs go into the pipeline config ("faults", synthetic/engines.py).
 `segpost run` runs as deploy/segpost-run.service runs it: with --resume, started again when it
@@ -336,7 +336,7 @@ class _Run:
                     self.supervised += failed
                     if failed:
                         self.note(frames, f"segpost run exited {rc}: started again (--resume), as its unit does")
-                    if restart or failed or (term_at is not None and h.command == "fleet"):
+                    if restart or failed or term_at is not None:   # after a stop, started again to finish
                         left = [] if restart and self.restart_at_once else self.wait_group_gone(sid, KILLED_GROUP_S)
                         if restart and self.restart_at_once:
                             self.old_sessions.append(sid)
@@ -394,6 +394,8 @@ class _Run:
             allowed |= {1, 2}          # a run whose disk is full may stop, with an error
         if self.h.command == "run" and self._watchdog_hang():
             allowed |= {3}
+        if termed:   # a SIGTERM before the handlers exist (the interpreter starting): systemd counts it clean
+            allowed |= {-signal.SIGTERM}
         if rc not in allowed:
             self.violation("bad_exit", f"exit status {rc} (expected {sorted(allowed)})"
                            + (" after SIGTERM" if termed else ""))
@@ -407,9 +409,8 @@ class _Run:
         fired = set(self.outcome.fired_kinds)
         h = self.h
         names = list(range(h.cameras)) if h.command == "run" else [f"cam{i}" for i in range(h.cameras)]
-        stopped = "sigterm_group" in fired if h.command == "run" else False
         exits_ok = not any(v.kind in ("stuck", "drain_timeout") for v in self.outcome.violations)
-        complete = exits_ok and not stopped
+        complete = exits_ok   # a stopped run or fleet is started again (--resume) to finish its files
         # A run whose disk filled, or whose watchdog fired (exit 3), is started again by its
         # supervisor with --resume: it must still end complete, unless it gave up restarting.
         early = h.command == "run" and self.supervised >= SUPERVISED_RESTARTS

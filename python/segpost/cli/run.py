@@ -82,13 +82,18 @@ def run_command(args) -> int:
     redactor = Redactor()
     for url in args.source:
         redactor.register(url)
+    # From the start: a SIGTERM while the engines load (systemd stopping a unit that is starting)
+    # stops the run before its first round, cleanly, instead of killing it (-15). Kept while the
+    # process exits, for the same reason.
+    stop = threading.Event()
     try:
-        return _run(args, device, redactor)
+        with stop_on_signals(stop, restore=False):
+            return _run(args, device, redactor, stop)
     except (ValueError, OSError) as exc:
         raise ValueError(redactor(exc)) from None
 
 
-def _run(args, device: str, redactor: Redactor) -> int:
+def _run(args, device: str, redactor: Redactor, stop: threading.Event) -> int:
     if args.out not in (None, "-"):
         check_output_file("--out", args.out)
     vision_encoder, decoder, config = load_config(args.config, device=device)
@@ -143,10 +148,8 @@ def _run(args, device: str, redactor: Redactor) -> int:
                           watchdog_seconds=args.watchdog_seconds or None, log=lambda m: print(redactor(m), file=sys.stderr),
                           max_failed_rounds=args.max_failed_rounds, observer=live and live.hub)
     resume.apply(runner)
-    stop = threading.Event()
     try:
-        with stop_on_signals(stop, restore=False):   # the process exits after this
-            summary = runner.run(max_rounds=args.max_rounds, stop=stop)
+        summary = runner.run(max_rounds=args.max_rounds, stop=stop)
     except (ValueError, OSError):
         raise
     except Exception as exc:  # an engine or the GPU failed: say so, non-zero exit (the sinks were flushed)
