@@ -30,19 +30,14 @@ from ..io.sources import backoff_delay, is_live
 from . import import_ray, kill_actor, short_error
 from .config import CameraSpec, FleetConfig
 from .heartbeat import Heartbeat
-from .sink import RecordSink, shard_of
+from .shards import close_sinks, committed_state, end_open_tracks, sink_name, start_sinks
 from .standby import StandbyPool
 from .status import NAMESPACE, STATUS_ACTOR, StatusBoard
 from .worker import Camera, CameraWorker, worker_options
 
 _WAITING = "waiting for the cluster to place it (resources) or still constructing"
-SINK_CALL_SECONDS = 20.0   # a sink call that takes longer: the sink or its node is gone
 TRACKS_LOST = "worker lost"   # the reason of the track_ended lines the sink writes for a dead worker
 STABLE_SECONDS = 60.0   # a worker that ran this long before dying starts its group's backoff over
-
-
-def sink_name(shard: int) -> str:
-    return f"segpost-fleet-sink-{shard}"
 
 
 @dataclass
@@ -104,12 +99,7 @@ class Fleet:
         # The sinks write this machine's disk; Ray restarts one that dies and re-sends its calls.
         on_this_node = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
         shards = self.config.sink_shards
-        sink = ray.remote(RecordSink)
-        self.sinks = [sink.options(name=sink_name(shard), namespace=NAMESPACE, num_cpus=0, max_concurrency=8,
-                                   max_restarts=-1, max_task_retries=-1, scheduling_strategy=on_this_node).remote(
-            os.path.abspath(self.out), self.config.per_camera_files, self.config.mqtt,
-            [c.name for c in self.config.cameras if shard_of(c.name, shards) == shard], self.config.fsync_seconds)
-            for shard in range(shards)]
+        self.sinks = start_sinks(self.config, self.out, on_this_node)
         self.board = ray.remote(StatusBoard).options(name=STATUS_ACTOR, namespace=NAMESPACE, num_cpus=0,
                                                      scheduling_strategy=on_this_node).remote()
         resources = ray.cluster_resources()
@@ -148,12 +138,8 @@ class Fleet:
                 raise ValueError(f"another segpost fleet runs on this Ray cluster (its actor {name} answers)")
 
     def committed_state(self) -> Dict[str, Dict[str, Any]]:
-        """Per camera, where the sink's output ends (RecordSink.committed_state), from every shard."""
-        ray = import_ray()
-        state: Dict[str, Dict[str, Any]] = {}
-        for shard in ray.get([sink.committed_state.remote() for sink in self.sinks]):
-            state.update(shard)
-        return state
+        """Per camera, where the sinks' output ends (RecordSink.committed_state)."""
+        return committed_state(self.sinks)
 
     def _new_worker(self, name: str, gpus: float) -> Any:
         ray = import_ray()
@@ -211,15 +197,11 @@ class Fleet:
                  f"(restart {slot.restarts})")
 
     def _end_open_tracks(self, slot: Slot) -> bool:
-        """The tracks the group's last worker left open (it died, or an earlier fleet was stopped
-        or killed) end where its output did (RecordSink.end_open_tracks), before a worker takes
-        the cameras again. False when the sinks could not write them (a full disk): the launch
-        waits and is tried again, so no replacement hands out ids beside tracks never ended."""
-        ray = import_ray()
-        names = [c.name for c in slot.cameras]
+        """The tracks the group's last worker (or an earlier fleet) left open end where its output
+        did, before a worker takes the cameras again; False when the sinks could not write them
+        (a full disk): the launch is tried again later."""
         try:
-            ended = sum(ray.get([sink.end_open_tracks.remote(names, TRACKS_LOST) for sink in self.sinks],
-                                timeout=SINK_CALL_SECONDS))
+            ended = end_open_tracks(self.sinks, [c.name for c in slot.cameras], TRACKS_LOST)
         except Exception as exc:   # a sink's write failed, or the sink is restarting
             slot.failures += 1
             slot.last_error = self.redactor(short_error(exc))
@@ -351,13 +333,7 @@ class Fleet:
         # group was signalled) must not keep the fleet from exiting; its files are fsynced by
         # the sink's timer and its last lines, at worst, written again by the next fleet.
         try:
-            if self.metrics is not None:   # the metrics' last word: every frame written, not a snapshot before
-                for shard in ray.get([sink.committed.remote() for sink in self.sinks], timeout=SINK_CALL_SECONDS):
-                    committed.update(shard)
-            for shard in ray.get([sink.close.remote() for sink in self.sinks],
-                                 timeout=SINK_CALL_SECONDS) if self.sinks else []:
-                for key, value in shard.items():
-                    stats[key] = stats.get(key, 0) + value if isinstance(value, (int, float)) else value
+            committed, stats = close_sinks(self.sinks, committed_too=self.metrics is not None)
         except Exception as exc:
             self.log(f"segpost fleet: the sinks did not answer at shutdown ({short_error(exc)}); "
                      "their files hold what they acknowledged")
