@@ -17,7 +17,6 @@ seconds. ``stop`` ends it cleanly: workers finish their round, the sinks fsync a
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
@@ -32,7 +31,7 @@ from .config import CameraSpec, FleetConfig
 from .heartbeat import Heartbeat
 from .shards import close_sinks, committed_state, end_open_tracks, sink_name, start_sinks
 from .standby import StandbyPool
-from .status import NAMESPACE, STATUS_ACTOR, StatusBoard
+from .status import NAMESPACE, STATUS_ACTOR, StatusBoard, write_status_file
 from .worker import Camera, CameraWorker, worker_options
 
 _WAITING = "waiting for the cluster to place it (resources) or still constructing"
@@ -282,10 +281,7 @@ class Fleet:
     def _publish(self, committed: Optional[Dict[str, int]] = None) -> None:
         """committed: the sinks' final committed indices (at shutdown), else asked without waiting."""
         status = self.status()
-        tmp = self.status_path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(status, f)
-        os.replace(tmp, self.status_path)
+        write_status_file(self.status_path, status)
         self.board.publish.remote(status)
         if self.metrics is not None:
             self._observe_metrics(status, committed)
