@@ -26,7 +26,7 @@ cv2 = pytest.importorskip("cv2", reason="the fault histories' videos are written
                                         "segpost[test]; .ci/run does)")
 
 # Fixed seeds, chosen so that together they strike with every fault kind (checked below).
-RUN_SEEDS = [3, 6, 59]
+RUN_SEEDS = [6, 8, 39]
 FLEET_SEEDS = [23, 76]
 
 
