@@ -3,7 +3,7 @@
 # print the tables for bench/RESULTS.md.
 #   bench/run_gpu.sh [output-dir]
 # SEGPOST_SECTIONS picks what runs (default: all of them, in this order):
-#   build tests bench pipeline track demo soak decode e2e transformers sam3 fleet serve sanitize
+#   build tests bench pipeline track zones demo soak decode e2e transformers sam3 fleet serve sanitize
 # SEGPOST_VIDEO: an H.264 1080p25 file for decode, e2e, transformers and fleet (bench/make_video.py
 # writes one). Needs nvcc, CuPy, pytest, pytest-benchmark, opencv; torch + transformers for the
 # Sam3Model rows; PyNvVideoCodec for NVDEC; Ray for fleet and serve.
@@ -14,7 +14,7 @@ mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
 arch=${SEGPOST_CUDA_ARCHITECTURES:-native}
-sections=${SEGPOST_SECTIONS:-build tests bench pipeline track demo soak decode e2e transformers sam3 fleet serve sanitize}
+sections=${SEGPOST_SECTIONS:-build tests bench pipeline track zones demo soak decode e2e transformers sam3 fleet serve sanitize}
 video=${SEGPOST_VIDEO:-}
 status=0
 want() { [[ " $sections " == *" $1 "* ]]; }
@@ -55,6 +55,11 @@ fi
 if want track; then
   step "tracker cost (8 cameras x 4 classes, 40 and 120 detections per class-batch)"
   "$py" bench/track_cost.py --out "$out" 2>&1 | tee "$out/track_cost.log" | tail -n 6 || status=1
+fi
+
+if want zones; then
+  step "zone membership cost (8 cameras x 4 classes x 40 detections, 8 zones per camera)"
+  "$py" bench/zone_cost.py --out "$out" 2>&1 | tee "$out/zone_cost.log" | tail -n 8 || status=1
 fi
 
 if want demo; then

@@ -17,6 +17,7 @@ using segpost::Batch;
 
 namespace segpost {
 void bind_tracker(py::module_& m);  // track/bindings.cpp
+void bind_zones(py::module_& m);    // zones/bindings.cpp
 }
 using segpost::DType;
 
@@ -221,6 +222,7 @@ PYBIND11_MODULE(_ext, m) {
       .def_property_readonly("host_bytes", &segpost::Postprocessor::host_bytes);
 
   segpost::bind_tracker(m);
+  segpost::bind_zones(m);
 
   // The change gate (segpost.gate): frames as the Preprocessor's tuples; grids [B, rows * cols] int32.
   const auto gate_batch = [](const std::vector<FrameTuple>& frames, int rows, int cols) {

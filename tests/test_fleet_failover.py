@@ -17,7 +17,7 @@ from fleet_cases import (LONG_FRAMES, SERVICES, assert_exactly_once, committed, 
 ray = fleet_services()
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from segpost.fleet.coordinator import sink_name  # noqa: E402
+from segpost.fleet.shards import sink_name  # noqa: E402
 
 
 @pytest.fixture(scope="module")

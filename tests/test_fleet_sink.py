@@ -228,3 +228,22 @@ def test_a_write_that_fails_on_the_second_file_writes_neither(tmp_path, monkeypa
     assert sink.write_batch(batch) == 2
     sink.close()
     assert frames_of(out, "a") == [0, 1] and frames_of(out, "b") == [0, 1]
+
+
+def test_a_new_sink_ends_the_tracks_its_files_left_open(tmp_path):
+    """A sink restarted by Ray, or by a restarted segpost fleet, finds the tracks its files
+    started and never ended (read whole once), for its own cameras only, and ends each once."""
+    out = str(tmp_path / "out.jsonl")
+    sink = RecordSink(out, per_camera=False, cameras=["a", "b"])
+    sink.write_batch([frame("a", 0, tracks=[1, 2], detections=2), started("a", 1, 0, 0, 1), started("a", 2, 0, 0, 1),
+                      frame("b", 0, tracks=[5]), started("b", 5, 0, 0, 1),
+                      frame("a", 1, tracks=[2]), {**started("a", 1, 0, 0, 1), "event": "track_ended"}])
+    # No close, no end_open_tracks: the fleet died. Shard "a" alone comes back first.
+    again = RecordSink(out, per_camera=False, cameras=["a"])
+    assert again.end_open_tracks(["a", "b"], "worker lost") == 1            # b is another shard's
+    assert again.end_open_tracks(["a"], "worker lost") == 0
+    again.close()
+    with open(out) as f:
+        ends = [json.loads(line) for line in f if '"track_ended"' in line]
+    assert [(e["camera"], e["track_id"], e.get("reason"), e["last_frame"], e["frames_seen"]) for e in ends] == \
+        [("a", 1, None, 0, 1), ("a", 2, "worker lost", 1, 2)]

@@ -19,10 +19,10 @@ class FlakyDecoder(SyntheticDecoder):
 
     def __init__(self, *args, fail_calls=(), **kwargs):
         super().__init__(*args, **kwargs)
-        self.fail_calls, self.calls = set(fail_calls), 0
+        self.fail_calls, self.enqueued = set(fail_calls), 0
 
     def enqueue(self, stream):
-        call, self.calls = self.calls, self.calls + 1
+        call, self.enqueued = self.enqueued, self.enqueued + 1
         if call in self.fail_calls:
             raise EngineError(f"injected decoder failure on call {call}")
         return super().enqueue(stream)

@@ -1,6 +1,8 @@
 """segpost serve on a real local Ray instance: 16 concurrent HTTP and gRPC clients get the
 in-process pipeline's answers, frames of different clients sharing rounds; bad input gets 400 /
-INVALID_ARGUMENT and the server keeps serving; without the API key, 401 / UNAUTHENTICATED."""
+INVALID_ARGUMENT and the server keeps serving; without one of the API keys, sent with the Bearer
+scheme, 401 / UNAUTHENTICATED. The pipeline's config asks for tracking, which serve ignores."""
+import base64
 import json
 import os
 import threading
@@ -27,6 +29,7 @@ from segpost.fleet.serve import load_serve_config, start_serve, stop_serve  # no
 
 MAX_BATCH = 4
 KEY = "test-key-" + "k" * 24
+KEYS = (KEY, "second-key-" + "2" * 24, "file-key-" + "3" * 24)   # the third read from a file, newline and all
 
 
 @pytest.fixture(scope="module")
@@ -34,12 +37,18 @@ def server(tmp_path_factory):
     import ray
 
     folder = tmp_path_factory.mktemp("serve")
+    # "track": serve's requests are independent frames, so it must not track (a tracker would hold
+    # back every new object's first detections, and mix clients' frames into tracks).
     (folder / "segpost.json").write_text(json.dumps({"backend": "synthetic", "classes": ["red", "green", "blue"],
-                                                     "max_frame_size": [240, 320], "max_cameras": MAX_BATCH}))
-    os.environ["SEGPOST_TEST_SERVE_KEY"] = KEY
+                                                     "max_frame_size": [240, 320], "max_cameras": MAX_BATCH,
+                                                     "track": True}))
+    os.environ["SEGPOST_TEST_SERVE_KEY"], os.environ["SEGPOST_TEST_SERVE_KEY2"] = KEYS[:2]
+    (folder / "third.key").write_text(KEYS[2] + "\n")   # as `echo KEY > third.key` writes it
+    os.environ["SEGPOST_TEST_SERVE_FILE_KEY"] = (folder / "third.key").read_text()
     (folder / "serve.json").write_text(json.dumps({
         "pipeline": "segpost.json", "gpus_per_replica": 0, "cpus_per_replica": 0.5, "batch_wait_ms": 50,
-        "http_port": free_port(), "grpc_port": free_port(), "api_keys": ["${SEGPOST_TEST_SERVE_KEY}"]}))
+        "http_port": free_port(), "grpc_port": free_port(),
+        "api_keys": ["${SEGPOST_TEST_SERVE_KEY}", "${SEGPOST_TEST_SERVE_KEY2}", "${SEGPOST_TEST_SERVE_FILE_KEY}"]}))
     metrics_port = free_port()
     ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False, namespace="segpost",
              _metrics_export_port=metrics_port)
@@ -47,7 +56,9 @@ def server(tmp_path_factory):
     assert endpoints["decode"] == "decode auto chose cpu (OpenCV): the pipeline runs on the CPU"
     endpoints["metrics"] = f"http://127.0.0.1:{metrics_port}/metrics"
     ve, dec, config = load_config(str(folder / "segpost.json"), device="cpu")
-    reference = MultiCameraPipeline(ve, dec, config.__class__(**{**config.__dict__, "output": OutputKind.RLE}))
+    assert config.track is not None   # the file asks for tracking; the reference, like serve, does not track
+    reference = MultiCameraPipeline(ve, dec, config.__class__(**{**config.__dict__, "output": OutputKind.RLE,
+                                                                 "track": None}))
     yield endpoints, reference
     stop_serve()
     ray.shutdown()
@@ -205,6 +216,66 @@ def test_without_the_key_nothing_is_served(server, transport):
         assert KEY not in str(error.value) and "***" in repr(SegpostClient(http="http://x", api_key=KEY))
     assert get(endpoints, "/stats", key=None)[0] == 401 and get(endpoints, "/stats", key="x" * 40)[0] == 401
     assert get(endpoints, "/healthz", key=None)[0] == 200   # open for load balancers; it tells nothing else
+
+
+@pytest.mark.parametrize("transport", ["http", "grpc"])
+def test_each_key_is_accepted_with_the_bearer_scheme_only(server, transport):
+    """Every configured key is compared (not only the first), the one read from a file included;
+    the right key under another scheme, or none, is refused."""
+    import urllib.error
+    import urllib.request
+
+    endpoints, reference = server
+    frame = frames_for(72, 1)[0]
+    png = cv2.imencode(".png", frame)[1].tobytes()
+    body = json.dumps({"frames": [{"image": base64.b64encode(png).decode()}]}).encode()
+    wanted = expected(reference, frame)
+
+    def send(authorization):
+        """(status, frames) of one request with this Authorization value."""
+        if transport == "http":
+            headers = {"Authorization": authorization, "Content-Type": "application/json"}
+            request = urllib.request.Request(endpoints["http"], data=body, method="POST", headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    return response.status, json.loads(response.read())["frames"]
+            except urllib.error.HTTPError as error:
+                return error.code, None
+        request = api.SegmentRequest()
+        request.frames.add(image=png)
+        with grpc.insecure_channel(endpoints["grpc"]) as channel:
+            call = channel.unary_unary(api.FULL_METHOD, request_serializer=api.SegmentRequest.SerializeToString,
+                                       response_deserializer=api.SegmentResponse.FromString)
+            try:
+                answer = call(request, timeout=60, metadata=(("authorization", authorization),))
+                return 200, api.answer_from_proto(answer)
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.UNAUTHENTICATED, error.details()
+                return 401, None
+
+    for authorization in [f"Bearer {key}" for key in KEYS] + [f"bearer {KEYS[1]}"]:   # schemes ignore case
+        status, frames = send(authorization)
+        assert status == 200, authorization[:20]
+        assert [(d["class"], d["mask"]["counts"]) for d in frames[0]["detections"]] == \
+               [(name, counts) for name, _, _, counts in wanted]
+    for authorization in (f"Basic {KEY}", KEYS[1], f"Token {KEYS[2]}", f"Bearer{KEY}", f"Bearer {KEY[:-1]}",
+                          f"Bearer {KEYS[2]}x", "Bearer " + "x" * 40):
+        assert send(authorization)[0] == 401, authorization[:16]
+
+
+def test_serve_does_not_track_though_its_pipeline_config_does(server):
+    """The pipeline file says "track": true; serve's requests are independent frames from any
+    client, so its replicas build their pipeline without a tracker. Tracking would change no answer
+    (it adds ids, which answers do not carry) but would spend each round's time on tracks mixing
+    clients' frames: the replica's /stats says whether its pipeline tracks."""
+    endpoints, reference = server
+    frame = frames_for(73, 1)[0]
+    client = connect(endpoints)
+    for _ in range(3):
+        answer = client.segment([frame])[0]
+        assert summary(answer) == expected(reference, frame) and all("track_id" not in d for d in answer["detections"])
+    status, stats = get(endpoints, "/stats")
+    assert status == 200 and json.loads(stats)["tracking"] is False
 
 
 def test_http_requests_that_are_not_segment_requests(server):

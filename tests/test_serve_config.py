@@ -36,6 +36,8 @@ def write(tmp_path, **keys):
     ("tls", {"certfile": "a.pem", "keyfile": "b.key"}, r"tls.certfile: no such file .*a.pem"),
     ("api_keys", ["too-short"], r"api_keys\[0\] is shorter than 16 characters"),
     ("api_keys", [7], r"api_keys.0: Input should be a valid string$"),
+    ("api_keys", ["short-key-12345\n"], r"api_keys\[0\] is shorter than 16 characters"),   # 15 without the newline
+    ("api_keys", [KEY, "two words " + KEY], r"api_keys\[1\] contains whitespace or control characters inside it"),
     ("replicas", 2, r"unknown key\(s\) \['replicas'\]")])
 def test_serve_config_errors_name_the_key(tmp_path, key, value, message):
     (tmp_path / "serve.json").write_text(json.dumps({"pipeline": {"backend": "synthetic", "classes": ["red"]},
@@ -86,3 +88,22 @@ def test_the_library_core_does_not_import_pydantic_or_nvimgcodec():
             "print(sorted(m for m in ('pydantic', 'nvidia.nvimgcodec', 'ray') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_key_read_from_a_file_with_its_newline_is_accepted(tmp_path, monkeypatch):
+    """`echo KEY > serve.key` writes "KEY\\n"; a Kubernetes secret made from that file (or any tool
+    that reads the file whole) puts the newline in the variable. The client presents "KEY": the
+    configured key is taken without its surrounding whitespace, so it matches."""
+    from segpost.fleet.serve_guard import RequestError
+
+    (tmp_path / "serve.key").write_text(KEY + "\n")
+    monkeypatch.setenv("SEGPOST_FILE_KEY", (tmp_path / "serve.key").read_text())
+    other = "other-key-" + "o" * 20
+    config = load_serve_config(write(tmp_path, api_keys=["${SEGPOST_FILE_KEY}", f" {other}\r\n"], host="0.0.0.0"))
+    limits = config.limits()   # what start_serve gives every replica
+    for key in (KEY, other):
+        limits.check_key(f"Bearer {key}")
+    assert config.key_values() == [KEY, other]
+    for refused in (f"Bearer {KEY[:-1]}", "Bearer " + KEY + "x", f"Basic {KEY}", None):
+        with pytest.raises(RequestError, match="a valid API key is required"):
+            limits.check_key(refused)

@@ -165,6 +165,43 @@ def test_images_declaring_30000_by_30000_are_refused_in_milliseconds(server):
     assert replica_stats(endpoints)["peak_rss_bytes"] < stats["peak_rss_bytes"] + (200 << 20)
 
 
+def test_value_counts_and_message_sizes_are_refused_before_parsing(server):
+    """Each message is refused by its count or size although it is also unparseable: the answer
+    names the count or the size, so the check ran before the parser did (the parser would have
+    said "not JSON" / "not a segpost.v1.SegmentRequest")."""
+    endpoints, *_ = server
+    # JSON: thousands of values (8 frames need a few dozen), and not JSON at all (unclosed, a trailing comma).
+    status, text = post(port_of(endpoints), b'{"frames": [' + b"0," * 5000)
+    assert_refused(status, text)
+    assert "JSON values, far more than 8 frames need" in text, text
+    with grpc.insecure_channel(endpoints["grpc"], options=[("grpc.max_send_message_length", -1)]) as channel:
+        call = channel.unary_unary(api.FULL_METHOD)   # raw bytes both ways
+
+        def refusal(message):
+            with pytest.raises(grpc.RpcError) as error:
+                call(message, timeout=60, metadata=(("authorization", f"Bearer {KEY}"),))
+            assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            return error.value.details()
+
+        # Over max_body_bytes: 9 frames (more than 8) and a broken end (wire type 7), refused for its size.
+        image = b"\x0a" + _varint(MAX_BODY // 8) + b"x" * (MAX_BODY // 8)   # Frame.image
+        big = (b"\x0a" + _varint(len(image)) + image) * 9 + b"\x0f"
+        assert len(big) > MAX_BODY
+        assert f"the message is {len(big)} bytes; this server takes at most {MAX_BODY} (max_body_bytes)" in refusal(big)
+        # Under the size: its frames are counted on the wire, the 9th refused before the broken end is reached.
+        assert "more than 8 frames" in refusal(b"\x0a\x00" * 9 + b"\x0f")
+        assert "not a segpost.v1.SegmentRequest" in refusal(b"\x0a\x00" * 8 + b"\x0f")   # what parsing it says
+
+
+def _varint(value):
+    out = b""
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out += bytes([byte | (0x80 if value else 0)])
+        if not value:
+            return out
+
+
 # -- generated requests --------------------------------------------------------------------------
 
 SMALL = Scene([(48, 64)], num_classes=3, seed=9).render(0)[0][0]
@@ -216,15 +253,76 @@ def http_bodies(draw):
                        **draw(st.dictionaries(st.sampled_from(["classes", "masks", "extra"]), json_values, max_size=2))}).encode()
 
 
+# -- what a 200 / OK must be: the answer to the request that was sent ------------------------------
+# A server that answered refused requests with an empty 200 ({"frames": []}) passed when any 200
+# was taken; every accepted request is now checked against what it asked for.
+
+CLASSES = {"red", "green", "blue"}
+MAX_FRAME = (240, 320)
+
+
+def frame_size(image=None, raw=None, shape=None):
+    """(height, width) that a frame must be answered with; AssertionError where no server may
+    accept it (OpenCV, which decodes the server's images, cannot; raw pixels that do not fit)."""
+    if image is not None:
+        frame = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        assert frame is not None, "accepted an image that does not decode"
+        size = frame.shape[:2]
+    else:
+        assert (isinstance(shape, list) and len(shape) == 3 and shape[2] == 3 and min(shape) >= 1
+                and all(type(v) is int for v in shape) and len(raw) == shape[0] * shape[1] * 3), \
+            f"accepted raw pixels of shape {str(shape)[:60]} in {len(raw)} bytes"
+        size = tuple(shape[:2])
+    assert size[0] <= MAX_FRAME[0] and size[1] <= MAX_FRAME[1], f"accepted a {size} frame"
+    return tuple(size)
+
+
+def assert_answers(frames, classes, masks, answers):
+    """`answers` (the JSON form) answer `frames` ({"image"} / {"raw", "shape"}) with `classes`, `masks`."""
+    assert 1 <= len(frames) <= 8, f"accepted a request of {len(frames)} frames"
+    assert set(classes) <= CLASSES, f"accepted unknown classes {classes}"
+    assert masks in api.MASK_ENCODINGS, f"accepted masks {masks!r}"
+    assert len(answers) == len(frames), f"{len(answers)} answers to {len(frames)} frames"
+    for frame, answer in zip(frames, answers):
+        height, width = frame_size(**frame)
+        assert (answer["height"], answer["width"]) == (height, width)
+        for detection in answer["detections"]:
+            assert detection["class"] in (set(classes) or CLASSES)
+            mask = detection["mask"]
+            if masks == "none":
+                assert mask is None
+            else:
+                assert list(mask["size"]) == [height, width] and (("counts" in mask) == (masks == "rle"))
+
+
+def assert_answers_http_request(body, answer):
+    request = json.loads(body)   # a body that is not JSON must not be answered
+    assert isinstance(request, dict) and set(request) <= {"frames", "classes", "masks"}, str(request)[:200]
+    frames = []
+    for frame in request["frames"]:
+        assert isinstance(frame, dict) and len(frame.keys() & {"image", "raw"}) == 1, str(frame)[:200]
+        data = base64.b64decode(frame.get("image", frame.get("raw")), validate=True)
+        frames.append({"image": data} if "image" in frame else {"raw": data, "shape": frame.get("shape")})
+    assert_answers(frames, request.get("classes", []), request.get("masks", "rle"), answer["frames"])
+
+
+def assert_answers_grpc_request(message, response):
+    request = api.SegmentRequest.FromString(message)   # a message that does not parse must not be answered
+    frames = [{"image": f.image} if f.image else {"raw": f.raw, "shape": list(f.shape)} for f in request.frames]
+    assert_answers(frames, list(request.classes), request.masks or "rle", api.answer_from_proto(response))
+
+
 @FUZZ
 @given(body=http_bodies(), key=st.sampled_from([KEY, KEY, KEY, None, "wrong-" + KEY]))
 def test_fuzzed_http_requests_get_4xx_with_a_message(server, body, key):
     endpoints, *_ = server
     status, text = post(port_of(endpoints), body, key=key)
     if key != KEY:
-        assert status == 401, (status, text[:200])
-    elif status != 200:   # a flipped byte may leave an image that decodes: then 200 is right
+        assert status == 401 and json.loads(text)["error"], (status, text[:200])
+    elif status != 200:
         assert_refused(status, text, (400, 413))
+    else:   # a flipped byte may leave an image that decodes: then the answer must be the request's
+        assert_answers_http_request(body, json.loads(text))
 
 
 @st.composite
@@ -254,8 +352,9 @@ def test_fuzzed_grpc_requests_get_invalid_argument_with_a_message(server, messag
         call = channel.unary_unary(api.FULL_METHOD)   # raw bytes both ways
         metadata = (("authorization", f"Bearer {key}"),) if key else None
         try:
-            call(message, timeout=30, metadata=metadata)
+            answer = call(message, timeout=30, metadata=metadata)
             assert key == KEY
+            assert_answers_grpc_request(message, api.SegmentResponse.FromString(answer))
         except grpc.RpcError as error:
             expected = grpc.StatusCode.UNAUTHENTICATED if key != KEY else grpc.StatusCode.INVALID_ARGUMENT
             assert error.code() == expected and error.details(), (error.code(), error.details())

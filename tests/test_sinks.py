@@ -201,3 +201,36 @@ def test_mqtt_buffer_bounds_memory_and_counts_what_it_drops(tmp_path):
     finally:
         sink.close(timeout=2)
         broker.stop()
+
+
+def test_a_full_disk_leaves_whole_lines_only(tmp_path):
+    """A write cut short by a file-size limit (as a full disk cuts it) is taken back: the file
+    holds whole lines, and the error reaches the caller."""
+    import resource
+    import signal
+
+    path = str(tmp_path / "out.jsonl")
+    sink = JsonLinesSink(path, flush_seconds=3600)
+    for i in range(10):
+        sink.write({"frame_index": i, "pad": "x" * 100})
+    sink.flush()
+    size = os.path.getsize(path)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    try:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 250, old_limit[1]))   # room for 2 lines and a bit
+        for i in range(10, 20):
+            sink.write({"frame_index": i, "pad": "x" * 100})
+        with pytest.raises(OSError):
+            sink.flush()
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+        signal.signal(signal.SIGXFSZ, old_handler)
+    with open(path) as f:
+        text = f.read()
+    assert text.endswith("\n") and len(text) == size
+    assert [json.loads(line)["frame_index"] for line in text.splitlines()] == list(range(10))
+    sink.write({"frame_index": 10})
+    sink.close()
+    with open(path) as f:
+        assert json.loads(f.read().splitlines()[-1])["frame_index"] == 10

@@ -45,6 +45,10 @@ class Tracker {
   const int64_t* track_ids() const { return track_ids_.data(); }  // [classes][capacity]
   const float* mask_iou() const { return host_iou_; }             // [classes][capacity][max_tracks]
   const SlotPlan* slot_plan() const { return host_plan_; }         // the last update's, [cameras][max_tracks]
+  // The last enqueued classes' packed masks and MaskMeta, [classes][capacity] (device memory on
+  // CUDA): read by ops that follow on the round's stream (zones/zone_masks.h).
+  const uint32_t* packed_masks() const { return det_packed_; }
+  const MaskMeta* mask_meta() const { return det_meta_; }
   int64_t device_bytes() const { return device_bytes_; }
   int64_t pinned_bytes() const { return pinned_bytes_; }
   int64_t host_bytes() const;

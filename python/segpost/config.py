@@ -22,7 +22,11 @@ takes ``weights`` (a local Sam3Model directory, or omitted for random weights) i
 files and makes its prompts from the class names; ``compile`` ("off", "default", "max-autotune"),
 ``cuda_graphs`` and ``compile_cache`` (a folder) run it through torch.compile; the synthetic
 backend takes class names only, and ``busy_ms`` [encoder, decoder] and ``startup_s`` to stand in
-for a real engine's compute and start-up (the fleet's failover tests).
+for a real engine's compute and start-up (the fleet's failover tests), and ``faults`` to make its
+engines fail or hang on chosen calls (the fault-injection tests, tests/test_faults.py):
+``{"raise": [[call, "vision_encoder"|"decoder"], ...], "hang": [[call, seconds], ...],
+"raise_probability": p, "seed": n}``, calls counted per engine from 0 in each process; an injected
+exception is an EngineError whose message says it was injected (synthetic/engines.py: Faults).
 The onnx backend is the tensorrt one with .onnx files run by onnxruntime on the CPU (device cpu).
 ``tensor_names`` (engine-file backends) binds engines that name the contract's tensors otherwise;
 ``segpost inspect VISION_ENGINE DECODER_ENGINE`` prints the map a pair needs.
@@ -48,7 +52,7 @@ from .track import TrackerConfig
 _KNOWN = {"backend", "vision_encoder", "decoder", "weights", "classes", "max_cameras", "max_frame_size",
           "score_threshold", "mask_threshold", "mask_mode", "top_k", "capacity", "output", "dtype", "busy_ms",
           "resize", "classes_per_call", "compile", "cuda_graphs", "compile_cache", "tensor_names", "track",
-          "startup_s", "schedule"}
+          "startup_s", "faults", "schedule"}
 
 
 def read_json(path: str, what: str = "config file") -> Dict[str, Any]:
@@ -80,8 +84,9 @@ def build_from_config(raw: Dict[str, Any], base: str, device: str = "cuda", wher
         raise ValueError(f"{path}: unknown key(s) {unknown}; known keys are {sorted(_KNOWN)}")
     resolve = lambda p: p if os.path.isabs(p) else os.path.join(base, p)  # noqa: E731
     backend = raw.get("backend", "tensorrt")
-    if "startup_s" in raw and backend != "synthetic":
-        raise ValueError(f"{path}: startup_s is for the synthetic backend only")
+    for key in ("startup_s", "faults"):
+        if key in raw and backend != "synthetic":
+            raise ValueError(f"{path}: {key} is for the synthetic backend only")
     classes = raw.get("classes")
     if not classes:
         raise ValueError(f"{path}: 'classes' must name at least one class")
@@ -125,7 +130,8 @@ def build_from_config(raw: Dict[str, Any], base: str, device: str = "cuda", wher
         prompts = [ClassPrompt(*p) for p in sam3.text_prompts(list(classes))]
     elif backend == "synthetic":
         from .synthetic import scene
-        from .synthetic.engines import SyntheticDecoder, SyntheticGeometry, SyntheticVisionEncoder, prompt_for_class
+        from .synthetic.engines import (Faults, SyntheticDecoder, SyntheticGeometry, SyntheticVisionEncoder,
+                                        prompt_for_class)
 
         if len(classes) > scene.MAX_CLASSES:
             raise ValueError(f"{path}: the synthetic backend knows {scene.MAX_CLASSES} colour classes, got {len(classes)}")
@@ -134,9 +140,10 @@ def build_from_config(raw: Dict[str, Any], base: str, device: str = "cuda", wher
         startup = raw.get("startup_s", 0.0)
         if isinstance(startup, bool) or not isinstance(startup, (int, float)) or not 0 <= startup <= 3600:
             raise ValueError(f"{path}: startup_s must be seconds in [0, 3600], got {startup!r}")
+        faults = Faults.from_value(raw["faults"], f"{path}: faults") if "faults" in raw else None
         time.sleep(startup)
-        vision_encoder = SyntheticVisionEncoder(geometry, device=device, busy_ms=busy[0])
-        decoder = SyntheticDecoder(geometry, device=device, busy_ms=busy[1])
+        vision_encoder = SyntheticVisionEncoder(geometry, device=device, busy_ms=busy[0], faults=faults)
+        decoder = SyntheticDecoder(geometry, device=device, busy_ms=busy[1], faults=faults)
         prompts = [ClassPrompt(name, *prompt_for_class(i, geometry)) for i, name in enumerate(classes)]
     else:
         raise ValueError(f"{path}: unknown backend {backend!r}; use tensorrt, tensorrt_rtx, aoti, onnx, torch or synthetic")

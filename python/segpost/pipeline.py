@@ -11,71 +11,21 @@ decoder. Every buffer is allocated in the constructor.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
-from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .engines.base import Engine, EngineError
 from .engines.contract import DECODER_OUTPUTS, FPN_TENSORS, Geometry, check_engines, padded_prompt
+from .pipeline_config import ClassPrompt, PipelineConfig, resolve_classes_per_call  # noqa: F401  (re-exported)
 from .pipeline_results import CameraResult, Detection, RoundResult  # noqa: F401  (re-exported)
-from .postprocess import MaskMode, OutputKind, Postprocessor, _pair
+from ._common import StageClock, size_pair
+from .postprocess import Postprocessor
 from .preprocess import RESIZE_FILTERS, Preprocessor, checked_frame
 from .results import BatchResult
-from .track import FrameIds, TrackEvent, Tracker, TrackerConfig
-
-
-@dataclass(frozen=True)
-class ClassPrompt:
-    """One class: its name and its precomputed prompt features [L, D] (L <= the decoder's P),
-    with an optional validity mask [L] (default: all L tokens valid). Padded to P here."""
-
-    name: str
-    features: np.ndarray
-    mask: Optional[np.ndarray] = None
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    classes: Sequence[ClassPrompt]
-    max_cameras: int = 8
-    max_frame_size: Tuple[int, int] = (1080, 1920)
-    score_threshold: float = 0.5
-    mask_threshold: Optional[float] = None
-    mask_mode: MaskMode = MaskMode.LOGIT
-    top_k: Optional[int] = None
-    capacity: int = 128          # detections per class-batch (all cameras); more sets overflow
-    output: OutputKind = OutputKind.FULL
-    resize: str = "antialias"    # the model's reference processor; "bilinear": cv2.INTER_LINEAR-like
-    # Classes per decoder call: 1 (one call per class, the users' plan C), k (a divisor of the
-    # class count), "all", or None: as many as the decoder's batch range allows (F x k <= its max).
-    classes_per_call: Union[int, str, None] = None
-    # Track identities across frames (segpost.TrackerConfig): FrameResult.track_ids, RoundResult.track_events.
-    track: Optional[TrackerConfig] = None
-    # Camera slots (tracks, frame ids) when a scheduler feeds more cameras than the engines'
-    # batch (segpost.schedule): a round still takes at most max_cameras frames. None: max_cameras.
-    cameras: Optional[int] = None
-    # segpost.schedule.ScheduleConfig (the config file's "schedule"): read by segpost run, which
-    # drives an on_change pipeline through segpost.schedule.ScheduledPipeline; None: every_frame.
-    schedule: Optional[Any] = None
-
-
-def resolve_classes_per_call(value: Union[int, str, None], classes: int, cameras: int,
-                             decoder_max_batch: Optional[int], decoder_name: str = "decoder") -> int:
-    """How many classes share one decoder call (see PipelineConfig.classes_per_call)."""
-    fits = lambda k: decoder_max_batch is None or cameras * k <= decoder_max_batch  # noqa: E731
-    if value is None:
-        return max(k for k in range(1, classes + 1) if classes % k == 0 and (fits(k) or k == 1))
-    k = classes if value == "all" else value
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= classes or classes % k:
-        divisors = [d for d in range(1, classes + 1) if classes % d == 0]
-        raise ValueError(f"classes_per_call must be 'all' or a divisor of the {classes} classes {divisors}, got {value!r}")
-    if not fits(k):
-        raise EngineError(f"{decoder_name} takes batches up to {decoder_max_batch}; classes_per_call {value!r} needs "
-                          f"{cameras} cameras x {k} classes = {cameras * k}. Rebuild the decoder with "
-                          f"--classes-per-call {k} (engines/build_engines.sh) or lower classes_per_call")
-    return int(k)
+from .track import FrameIds, TrackEvent, Tracker
 
 
 class MultiCameraPipeline:
@@ -105,7 +55,7 @@ class MultiCameraPipeline:
         self.device = vision_encoder.device
         self.class_names = tuple(names)
         cameras, g = config.max_cameras, self.geometry
-        self.max_frame_size = _pair("max_frame_size", config.max_frame_size)
+        self.max_frame_size = size_pair("max_frame_size", config.max_frame_size)
         if self.device == "cuda":
             import cupy
 
@@ -157,10 +107,16 @@ class MultiCameraPipeline:
         self.tracker = None if config.track is None else Tracker(
             config.track, cameras=self.cameras, class_names=names, capacity=config.capacity, mask_size=g.mask_size,
             device=self.device)
+        self.zones = None
+        if config.zones is not None:   # zones read the tracker's packed masks (segpost.zones)
+            from .zones import PipelineZones
+
+            self.zones = PipelineZones(config.zones, self, rule=config.zone_rule)
         self._frame_ids = FrameIds(self.cameras)
-        marks = 4 + 2 * len(self._prompts)
-        self._events = [xp.cuda.Event() for _ in range(marks)] if self.device == "cuda" else None
-        self._host_marks = [0.0] * marks
+        calls = range(len(self._prompts))
+        self._clock = StageClock(["start", "preprocessed", "encoded", "features_copied"]
+                                 + [f"{stage}{call}" for call in calls for stage in ("decoded", "compacted")],
+                                 self._stream)
         self._pending: Optional[tuple] = None
         self._rounds = 0
 
@@ -279,26 +235,21 @@ class MultiCameraPipeline:
                              "staging slots (a scheduled pipeline)")
         return self._pre.staging(camera, height, width)
 
-    def _mark(self, index: int) -> None:
-        if self._events is None:
-            self._host_marks[index] = time.perf_counter()
-        else:
-            self._events[index].record(self._stream)
 
     def _enqueue_round(self, frames: List[Any], cameras: List[int], sizes: List[Tuple[int, int]]) -> None:
         """`frames`: the live cameras' frames as checked_frame described them; `sizes`: their (height, width)."""
         n, g, k = len(frames), self.geometry, self.classes_per_call
         stream = 0 if self._stream is None else self._stream.ptr
         self._lay_out_prompts(n)
-        self._mark(0)
+        self._clock.mark("start")
         # Staging slot = camera, unless cameras outnumber the slots (a scheduler's round).
         self._pre.run_checked(frames, stream=stream, slots=None if self.cameras > self.config.max_cameras else cameras)
-        self._mark(1)
+        self._clock.mark("preprocessed")
         self.vision_encoder.set_input_shape("images", (n, 3, g.image_size, g.image_size))
         self.vision_encoder.enqueue(stream)
-        self._mark(2)
+        self._clock.mark("encoded")
         self._replicate_features(n)
-        self._mark(3)
+        self._clock.mark("features_copied")
         for name in FPN_TENSORS:
             self.decoder.set_input_shape(name, self.decoder.tensors[name].with_batch(n * k))
         self.decoder.set_input_shape("prompt_features", (n * k, g.prompt_length, g.prompt_width))
@@ -309,7 +260,7 @@ class MultiCameraPipeline:
         for call, (features, mask) in enumerate(self._prompts):
             self._bind_prompts(features, mask)
             self.decoder.enqueue(stream)
-            self._mark(4 + 2 * call)
+            self._clock.mark(f"decoded{call}")
             # Compaction reads pred_masks on this stream before the next call overwrites it; each
             # class reads its own slice of the call's rows in place.
             for j in range(k):
@@ -319,7 +270,9 @@ class MultiCameraPipeline:
                              out["pred_boxes"][rows], masks, sizes, class_id=call * k + j, stream=stream)
                 if self.tracker is not None:   # before the next call overwrites pred_masks, as compaction
                     self.tracker.enqueue(call * k + j, post, masks, cameras, stream=stream)
-            self._mark(5 + 2 * call)
+            self._clock.mark(f"compacted{call}")
+        if self.zones is not None:   # after every class's tracker.enqueue, on the round's stream
+            self.zones.enqueue(cameras, stream=stream)
 
     def collect(self) -> RoundResult:
         """Wait for the submitted round and return its results."""
@@ -346,25 +299,32 @@ class MultiCameraPipeline:
             sizes = next(iter(frame_results.values())).masks.shape[1:]
             cameras[camera] = CameraResult(camera, tuple(int(v) for v in sizes), frame_results)
         overflow = tuple(name for name, batch in zip(self.class_names, batches) if batch.overflow or batch.mask_overflow)
-        return RoundResult(index, cameras, skipped, timings, overflow, events)
+        result = RoundResult(index, cameras, skipped, timings, overflow, events)
+        if self.zones is not None:   # times: when the round was collected (the pipeline knows no frame times)
+            now = time.time()
+            with self._abandoned_on_error():
+                zone_events = self.zones.events(result, dict(zip(live, frame_ids)), {c: now for c in live})
+            result = dataclasses.replace(result, zone_events=tuple(zone_events))
+        return result
 
     def finish_tracks(self, camera: Optional[int] = None) -> Tuple[TrackEvent, ...]:
         """End the live tracks of camera slot ``camera`` (None: every camera), e.g. at the end of
         a file or at shutdown: their ``track_ended`` events. () when the pipeline does not track."""
         return () if self.tracker is None else self.tracker.finish(camera)
 
+    def finish_zones(self, track_events: Sequence[TrackEvent]) -> Tuple[Any, ...]:
+        """The zone_left / zone_count events of the tracks ``track_events`` ended (finish_tracks'
+        events). () when the pipeline has no zones."""
+        return () if self.zones is None else tuple(self.zones.end_tracks(track_events))
+
     def _timings(self) -> Dict[str, float]:
-        calls = len(self._prompts)
-        if self._events is None:
-            marks = self._host_marks
-            span = lambda a, b: (marks[b] - marks[a]) * 1e3  # noqa: E731
-        else:
-            self._events[-1].synchronize()
-            span = lambda a, b: self.xp.cuda.get_elapsed_time(self._events[a], self._events[b])  # noqa: E731
-        return {"preprocess": span(0, 1), "vision_encoder": span(1, 2), "feature_copies": span(2, 3),
-                "decoder": sum(span(3 + 2 * c, 4 + 2 * c) for c in range(calls)),
-                "postprocess_enqueue": sum(span(4 + 2 * c, 5 + 2 * c) for c in range(calls)),
-                "gpu_busy": span(0, 3 + 2 * calls)}
+        span, calls = self._clock.spans(), range(len(self._prompts))
+        called_from = ["features_copied"] + [f"compacted{call}" for call in calls][:-1]   # each decoder call's start
+        return {"preprocess": span("start", "preprocessed"), "vision_encoder": span("preprocessed", "encoded"),
+                "feature_copies": span("encoded", "features_copied"),
+                "decoder": sum(span(called_from[call], f"decoded{call}") for call in calls),
+                "postprocess_enqueue": sum(span(f"decoded{call}", f"compacted{call}") for call in calls),
+                "gpu_busy": span("start", f"compacted{len(calls) - 1}")}
 
     # -- reporting ---------------------------------------------------------------------------
 

@@ -48,6 +48,7 @@ class RoundResult:
     timings_ms: Dict[str, float]
     overflow: Tuple[str, ...] = field(default=())  # classes whose capacity cut dropped detections
     track_events: Tuple[TrackEvent, ...] = field(default=())   # tracks confirmed or ended this round
+    zone_events: Tuple[Any, ...] = field(default=())   # segpost.zones.ZoneEvent (PipelineConfig.zones)
 
     @property
     def num_detections(self) -> int:

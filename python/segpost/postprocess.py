@@ -3,16 +3,15 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
 from . import _ext
 from ._arrays import ArrayRef, as_array_ref, stream_handle
+from ._common import FrameSize, cuda_available, size_pair
 from .encodings import CroppedMasks, LowResMasks, PackedMasks, RleMasks
 from .results import BatchResult, FrameResult
-
-FrameSize = Tuple[int, int]
 
 
 class OutputKind(enum.Enum):
@@ -40,11 +39,6 @@ class MaskMode(enum.Enum):
 
     LOGIT = 0        # bilinear on logits, then > mask_threshold (default 0.0)
     PROBABILITY = 1  # sigmoid, bilinear, then > mask_threshold (default 0.5): transformers' order
-
-
-def cuda_available() -> bool:
-    """True when the extension was built with CUDA and a CUDA device is visible."""
-    return _ext.built_with_cuda() and _ext.cuda_device_count() > 0
 
 
 class Postprocessor:
@@ -96,8 +90,8 @@ class Postprocessor:
             raise ValueError(f"mask_threshold is a probability in this mode and must be in [0, 1], got {mask_threshold}")
         if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
             raise ValueError(f"top_k must be None or a positive int, got {top_k!r}")
-        mask_h, mask_w = _pair("mask_size", mask_size)
-        max_h, max_w = _pair("max_frame_size", max_frame_size)
+        mask_h, mask_w = size_pair("mask_size", mask_size)
+        max_h, max_w = size_pair("max_frame_size", max_frame_size)
         if output is OutputKind.RLE:
             # A blob crosses each column about twice; 16 (H + W) run lengths a mask leave room for
             # several objects and ragged edges (1080p: 48k runs, 192 KB a mask of pinned memory).
@@ -300,23 +294,13 @@ def _expect_shape(name: str, ref: ArrayRef, shape: tuple) -> None:
         raise ValueError(f"{name} must have shape {list(shape)}, got {list(ref.shape)}")
 
 
-def _pair(name: str, value: Any) -> FrameSize:
-    try:
-        a, b = value
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a (height, width) pair, got {value!r}") from None
-    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in (a, b)):
-        raise ValueError(f"{name} must be two positive ints, got {value!r}")
-    return int(a), int(b)
-
-
 def _frame_sizes(frame_sizes: Any, num_frames: int, max_size: FrameSize) -> list:
     """A (H, W) pair for every frame; a single pair applies to all frames."""
     if (isinstance(frame_sizes, (tuple, list)) and len(frame_sizes) == 2
             and all(isinstance(v, (int, np.integer)) for v in frame_sizes)):
         frame_sizes = [tuple(frame_sizes)] * num_frames
     try:
-        sizes = [_pair(f"frame_sizes[{i}]", s) for i, s in enumerate(frame_sizes)]
+        sizes = [size_pair(f"frame_sizes[{i}]", s) for i, s in enumerate(frame_sizes)]
     except TypeError:
         raise ValueError(f"frame_sizes must be a (H, W) pair or one per frame, got {frame_sizes!r}") from None
     if len(sizes) != num_frames:

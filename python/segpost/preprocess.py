@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _ext
 from ._arrays import DTYPE_CODES, cupy_stream, stream_handle, strided_ref
-from .postprocess import _pair, cuda_available
+from ._common import cuda_available, size_pair
 
 RESIZE_FILTERS = {"antialias": 0, "bilinear": 1}
 _FORMATS = {"bgr": 0, "nv12": 1, "i420": 2}
@@ -155,8 +155,8 @@ class Preprocessor:
         if self.dtype not in DTYPE_CODES:
             raise TypeError(f"dtype must be float32 or float16, got {self.dtype}")
         self.device, self.max_frames, self.resize = device, max_frames, resize
-        self.max_frame_size = _pair("max_frame_size", max_frame_size)
-        self.out_size = _pair("out_size", out_size)
+        self.max_frame_size = size_pair("max_frame_size", max_frame_size)
+        self.out_size = size_pair("out_size", out_size)
         max_h, max_w = self.max_frame_size
         out_h, out_w = self.out_size
         self._slot_bytes = max_h * max_w * 3
@@ -271,7 +271,7 @@ class Preprocessor:
         return out
 
     def _checked_size(self, index: int, size) -> tuple:
-        h, w = _pair(f"frames[{index}] size", tuple(size))
+        h, w = size_pair(f"frames[{index}] size", tuple(size))
         if h > self.max_frame_size[0] or w > self.max_frame_size[1]:
             raise ValueError(f"frames[{index}] is {h}x{w}, larger than max_frame_size {self.max_frame_size}")
         return h, w

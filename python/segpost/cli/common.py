@@ -19,7 +19,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def choose_device(choice: str) -> str:
     """``--device auto|cuda|cpu`` -> "cuda" or "cpu" (ValueError when cuda is asked for and absent)."""
-    from ..postprocess import cuda_available
+    from .._common import cuda_available
 
     if choice == "auto":
         return "cuda" if cuda_available() else "cpu"

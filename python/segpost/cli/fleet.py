@@ -7,6 +7,7 @@ import sys
 import threading
 
 from ..service.runner import stop_on_signals
+from .own_session import run_in_own_session
 
 
 def add_parser(commands) -> None:
@@ -45,6 +46,9 @@ def run_command(args) -> int:
         raise ValueError("with sink.per_camera false, --out is the merged file and must end in .jsonl")
     _check_out(args.out, config.per_camera_files)
     _check_resources(args, config)
+    supervised = run_in_own_session()   # Ray's processes out of reach of a signal to our process group
+    if supervised is not None:
+        return supervised
     metrics = server = None
     if args.metrics_port is not None:
         from ..service.metrics import Metrics, MetricsServer

@@ -68,6 +68,18 @@ def add_parser(commands) -> None:
                           "written off as skipped)")
     run.add_argument("--watchdog-seconds", type=float, default=300.0,
                      help="exit with status 3 when one round takes longer (a hung engine or GPU); 0: off")
+    run.add_argument("--ui", default=None, metavar="HOST:PORT",
+                     help="serve the live page (segpost[ui]): every camera with its masks, tracks, events and health; "
+                          "loopback unless --ui-key-file is given, e.g. 127.0.0.1:8080")
+    run.add_argument("--ui-key-file", default=None, metavar="FILE",
+                     help="the live page's API keys, one a line (16+ characters): browsers log in with one, clients "
+                          "send \"Authorization: Bearer KEY\"; needed beyond loopback")
+    run.add_argument("--ui-allow-unauthenticated", action="store_true",
+                     help="let the live page listen beyond loopback without keys (a network you trust)")
+    run.add_argument("--ui-certfile", default=None, help="the live page over HTTPS: PEM certificate chain")
+    run.add_argument("--ui-keyfile", default=None, help="the live page over HTTPS: PEM private key")
+    run.add_argument("--ui-fps", type=float, default=4.0, help="frames a second sent per watched camera")
+    run.add_argument("--ui-width", type=int, default=640, help="the live page's frames are at most this wide")
     run.set_defaults(handler=run_command)
 
 
@@ -76,13 +88,18 @@ def run_command(args) -> int:
     redactor = Redactor()
     for url in args.source:
         redactor.register(url)
+    # From the start: a SIGTERM while the engines load (systemd stopping a unit that is starting)
+    # stops the run before its first round, cleanly, instead of killing it (-15). Kept while the
+    # process exits, for the same reason.
+    stop = threading.Event()
     try:
-        return _run(args, device, redactor)
+        with stop_on_signals(stop, restore=False):
+            return _run(args, device, redactor, stop)
     except (ValueError, OSError) as exc:
         raise ValueError(redactor(exc)) from None
 
 
-def _run(args, device: str, redactor: Redactor) -> int:
+def _run(args, device: str, redactor: Redactor, stop: threading.Event) -> int:
     if args.out not in (None, "-"):
         check_output_file("--out", args.out)
     vision_encoder, decoder, config = load_config(args.config, device=device)
@@ -112,7 +129,8 @@ def _run(args, device: str, redactor: Redactor) -> int:
     print(f"segpost run: decoding: {why}", file=sys.stderr)
     pipeline = MultiCameraPipeline(vision_encoder, decoder, config)
     sinks = []
-    metrics = server = None
+    metrics = server = live = None
+    cameras = []
     try:
         if args.out is not None or args.mqtt is None:
             sinks.append(JsonLinesSink(args.out or "-", rotate_bytes=int(args.rotate_mb * 2**20) if args.rotate_mb else None,
@@ -134,19 +152,23 @@ def _run(args, device: str, redactor: Redactor) -> int:
         cameras = [(index, CameraSource(url, open_decoder, redactor=redactor, stall_seconds=args.stall_seconds,
                                         start_index=resume.start_index(index)))
                    for index, url in enumerate(args.source) if not resume.finished(index)]
+        if args.ui is not None:
+            live = _live_page(args, cameras)
     except BaseException:
         for sink in sinks:
             sink.close()
+        if server is not None:
+            server.close()
+        for _, source in cameras:
+            source.close()
         raise
     runner = CameraRunner(pipeline, cameras, sinks, masks=args.masks, mask_dir=args.mask_dir, metrics=metrics,
                           watchdog_seconds=args.watchdog_seconds or None, log=lambda m: print(redactor(m), file=sys.stderr),
-                          max_failed_rounds=args.max_failed_rounds,
+                          max_failed_rounds=args.max_failed_rounds, observer=live and live.hub,
                           scheduled=ScheduledPipeline(pipeline, schedule) if on_change else None)
     resume.apply(runner)
-    stop = threading.Event()
     try:
-        with stop_on_signals(stop):
-            summary = runner.run(max_rounds=args.max_rounds, stop=stop)
+        summary = runner.run(max_rounds=args.max_rounds, stop=stop)
     except (ValueError, OSError):
         raise
     except Exception as exc:  # an engine or the GPU failed: say so, non-zero exit (the sinks were flushed)
@@ -156,6 +178,8 @@ def _run(args, device: str, redactor: Redactor) -> int:
     finally:
         if server is not None:
             server.close()
+        if live is not None:
+            live.close()
     if cameras and not summary["rounds"] and all(source.error for _, source in cameras):
         print("segpost run: error: no source could be read", file=sys.stderr)
         return 2
@@ -173,6 +197,19 @@ def _run(args, device: str, redactor: Redactor) -> int:
               f"{s['skipped_share']:.0%} skipped by the model" + (f"; staleness p50 {s['staleness_p50_s']:.2f} s, "
               f"p95 {s['staleness_p95_s']:.2f} s" if "staleness_p50_s" in s else ""), file=sys.stderr)
     return 0
+
+
+def _live_page(args, cameras):
+    from ..ui.guard import parse_listen, read_keys
+    from ..ui.server import LivePage
+
+    host, port = parse_listen(args.ui)
+    live = LivePage(cameras, host, port, keys=read_keys(args.ui_key_file),
+                    allow_unauthenticated=args.ui_allow_unauthenticated, certfile=args.ui_certfile,
+                    keyfile=args.ui_keyfile, fps=args.ui_fps, max_width=args.ui_width,
+                    log=lambda message: print(message, file=sys.stderr))
+    print(f"segpost run: live page on {live.url}", file=sys.stderr)
+    return live
 
 
 def _describe(sink) -> str:

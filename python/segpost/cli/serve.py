@@ -5,6 +5,7 @@ import sys
 import threading
 
 from ..service.runner import stop_on_signals
+from .own_session import run_in_own_session
 
 
 def add_parser(commands) -> None:
@@ -41,6 +42,9 @@ def run_command(args) -> int:
 
     config = load_serve_config(args.config)
     _check_resources(args, config)
+    supervised = run_in_own_session()   # Ray's processes out of reach of a signal to our process group
+    if supervised is not None:
+        return supervised
     endpoints = start_serve(config, address=args.address, metrics_port=args.metrics_port)
     grpc = f", gRPC {endpoints['grpc']} ({api.FULL_METHOD})" if "grpc" in endpoints else ""
     metrics = f", metrics {endpoints['metrics']}" if "metrics" in endpoints else ""

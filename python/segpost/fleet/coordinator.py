@@ -17,7 +17,6 @@ seconds. ``stop`` ends it cleanly: workers finish their round, the sinks fsync a
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
@@ -30,18 +29,14 @@ from ..io.sources import backoff_delay, is_live
 from . import import_ray, kill_actor, short_error
 from .config import CameraSpec, FleetConfig
 from .heartbeat import Heartbeat
-from .sink import RecordSink, shard_of
+from .shards import close_sinks, committed_state, end_open_tracks, sink_name, start_sinks
 from .standby import StandbyPool
-from .status import NAMESPACE, STATUS_ACTOR, StatusBoard
+from .status import NAMESPACE, STATUS_ACTOR, StatusBoard, write_status_file
 from .worker import Camera, CameraWorker, worker_options
 
 _WAITING = "waiting for the cluster to place it (resources) or still constructing"
 TRACKS_LOST = "worker lost"   # the reason of the track_ended lines the sink writes for a dead worker
 STABLE_SECONDS = 60.0   # a worker that ran this long before dying starts its group's backoff over
-
-
-def sink_name(shard: int) -> str:
-    return f"segpost-fleet-sink-{shard}"
 
 
 @dataclass
@@ -103,12 +98,7 @@ class Fleet:
         # The sinks write this machine's disk; Ray restarts one that dies and re-sends its calls.
         on_this_node = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
         shards = self.config.sink_shards
-        sink = ray.remote(RecordSink)
-        self.sinks = [sink.options(name=sink_name(shard), namespace=NAMESPACE, num_cpus=0, max_concurrency=8,
-                                   max_restarts=-1, max_task_retries=-1, scheduling_strategy=on_this_node).remote(
-            os.path.abspath(self.out), self.config.per_camera_files, self.config.mqtt,
-            [c.name for c in self.config.cameras if shard_of(c.name, shards) == shard], self.config.fsync_seconds)
-            for shard in range(shards)]
+        self.sinks = start_sinks(self.config, self.out, on_this_node)
         self.board = ray.remote(StatusBoard).options(name=STATUS_ACTOR, namespace=NAMESPACE, num_cpus=0,
                                                      scheduling_strategy=on_this_node).remote()
         resources = ray.cluster_resources()
@@ -147,12 +137,8 @@ class Fleet:
                 raise ValueError(f"another segpost fleet runs on this Ray cluster (its actor {name} answers)")
 
     def committed_state(self) -> Dict[str, Dict[str, Any]]:
-        """Per camera, where the sink's output ends (RecordSink.committed_state), from every shard."""
-        ray = import_ray()
-        state: Dict[str, Dict[str, Any]] = {}
-        for shard in ray.get([sink.committed_state.remote() for sink in self.sinks]):
-            state.update(shard)
-        return state
+        """Per camera, where the sinks' output ends (RecordSink.committed_state)."""
+        return committed_state(self.sinks)
 
     def _new_worker(self, name: str, gpus: float) -> Any:
         ray = import_ray()
@@ -179,6 +165,8 @@ class Fleet:
             slot.state = "finished"
             self.log(f"segpost fleet: {slot.name}: every camera's output is complete already")
             return
+        if not self._end_open_tracks(slot):
+            return
         actor = self.standbys.take() if self.standbys is not None else None
         slot.actor = actor if actor is not None else self._new_worker(slot.name, self.config.gpus_per_worker)
         slot.run_ref = slot.actor.run.remote(self.sinks, cameras, slot.name)
@@ -196,7 +184,6 @@ class Fleet:
         now = time.monotonic()
         slot.failures = 1 if now - slot.started_at > STABLE_SECONDS else slot.failures + 1
         slot.actor = slot.run_ref = None
-        self._end_open_tracks(slot)
         group = ", ".join(c.name for c in slot.cameras)
         if slot.failures == 1 and self.standbys.has_ready():
             self.log(f"segpost fleet: {slot.name} ({group}) died: {slot.last_error}; a standby takes over "
@@ -208,13 +195,23 @@ class Fleet:
         self.log(f"segpost fleet: {slot.name} ({group}) died: {slot.last_error}; restarting in {delay:.1f} s "
                  f"(restart {slot.restarts})")
 
-    def _end_open_tracks(self, slot: Slot) -> None:
-        """The dead worker's confirmed tracks end where its output did (RecordSink.end_open_tracks)."""
-        ray = import_ray()
-        names = [c.name for c in slot.cameras]
-        ended = sum(ray.get([sink.end_open_tracks.remote(names, TRACKS_LOST) for sink in self.sinks]))
+    def _end_open_tracks(self, slot: Slot) -> bool:
+        """The tracks the group's last worker (or an earlier fleet) left open end where its output
+        did, before a worker takes the cameras again; False when the sinks could not write them
+        (a full disk): the launch is tried again later."""
+        try:
+            ended = end_open_tracks(self.sinks, [c.name for c in slot.cameras], TRACKS_LOST)
+        except Exception as exc:   # a sink's write failed, or the sink is restarting
+            slot.failures += 1
+            slot.last_error = self.redactor(short_error(exc))
+            delay = backoff_delay(slot.failures, *self.config.restart_backoff)
+            slot.state, slot.restart_at = "restarting", time.monotonic() + delay
+            self.log(f"segpost fleet: {slot.name}: the tracks its last worker left open could not be ended "
+                     f"({slot.last_error}); trying again in {delay:.1f} s")
+            return False
         if ended:
-            self.log(f"segpost fleet: {slot.name}: {ended} track(s) it left open ended ({TRACKS_LOST})")
+            self.log(f"segpost fleet: {slot.name}: {ended} track(s) its last worker left open ended ({TRACKS_LOST})")
+        return True
 
     def supervise(self, stop: threading.Event, max_seconds: Optional[float] = None) -> None:
         """Watch, restart and report until every worker finished (file sources), `stop`, or max_seconds."""
@@ -284,10 +281,7 @@ class Fleet:
     def _publish(self, committed: Optional[Dict[str, int]] = None) -> None:
         """committed: the sinks' final committed indices (at shutdown), else asked without waiting."""
         status = self.status()
-        tmp = self.status_path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(status, f)
-        os.replace(tmp, self.status_path)
+        write_status_file(self.status_path, status)
         self.board.publish.remote(status)
         if self.metrics is not None:
             self._observe_metrics(status, committed)
@@ -330,13 +324,15 @@ class Fleet:
         if self.standbys is not None:
             self.standbys.shutdown()
         committed: Dict[str, int] = {}
-        if self.metrics is not None:   # the metrics' last word: every frame written, not a snapshot before
-            for shard in ray.get([sink.committed.remote() for sink in self.sinks]):
-                committed.update(shard)
         stats: Dict[str, Any] = {}
-        for shard in ray.get([sink.close.remote() for sink in self.sinks]) if self.sinks else []:
-            for key, value in shard.items():
-                stats[key] = stats.get(key, 0) + value if isinstance(value, (int, float)) else value
+        # Bounded: a sink whose node or Ray's own processes are going away (the whole process
+        # group was signalled) must not keep the fleet from exiting; its files are fsynced by
+        # the sink's timer and its last lines, at worst, written again by the next fleet.
+        try:
+            committed, stats = close_sinks(self.sinks, committed_too=self.metrics is not None)
+        except Exception as exc:
+            self.log(f"segpost fleet: the sinks did not answer at shutdown ({short_error(exc)}); "
+                     "their files hold what they acknowledged")
         for sink in self.sinks:
             kill_actor(sink)   # the names go free for the next fleet on this cluster
         if self.board is not None:

@@ -35,7 +35,7 @@ from ..io.image_header import ImageError
 from . import api, import_ray
 from .rounds import RoundBatcher
 from .serve_config import ServeConfig, load_serve_config  # noqa: F401 (load_serve_config: the module's API)
-from .serve_guard import Limits, RequestError, check_frame, key_digests
+from .serve_guard import Limits, RequestError, check_frame
 
 logger = logging.getLogger("segpost.serve")
 
@@ -152,7 +152,8 @@ class SegmentationService:
                                f"(round_timeout_s {self.round_timeout_s:g}): the engine is hung")
 
     def stats(self) -> Dict[str, Any]:
-        return {"replica": self.replica, "rounds": self.rounds, "decode": self.decoder.choice,
+        return {"replica": self.replica, "rounds": self.rounds, "tracking": self.pipeline.tracker is not None,
+                "decode": self.decoder.choice,
                 "decode_why": self.decoder.why, "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                 "batch_sizes": {str(k): v for k, v in sorted(self.batch_sizes.items())},
                 "recent_round_ms": list(self.round_ms)}
@@ -301,9 +302,8 @@ def start_serve(config: ServeConfig, *, address: Optional[str] = None, name: str
         options["autoscaling_config"] = config.autoscaling
     else:
         options["num_replicas"] = config.num_replicas
-    limits = Limits(key_digests(config.key_values()), config.max_body_bytes, config.max_frames_per_request,
-                    config.body_timeout_s)
-    replica = ReplicaOptions(limits, config.batch_wait_ms, config.round_timeout_s, config.decode, config.decode_threads)
+    replica = ReplicaOptions(config.limits(), config.batch_wait_ms, config.round_timeout_s, config.decode,
+                             config.decode_threads)
     deployment = serve.deployment(SegmentationService, name="segmentation", **options)
     handle = serve.run(deployment.bind(config.pipeline, config.pipeline_dir, replica), name=name, route_prefix="/")
     local = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host

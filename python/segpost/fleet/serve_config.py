@@ -6,7 +6,8 @@ and ``segpost serve --print-schema`` prints its JSON Schema.
       "host": "127.0.0.1",                 # HTTP bind address; beyond loopback needs api_keys
       "http_port": 8000,
       "grpc_port": null,                   # e.g. 9000; Ray Serve's gRPC proxy listens on every interface
-      "api_keys": ["${SEGPOST_KEY}"],      # clients send "Authorization: Bearer KEY" (HTTP header, gRPC metadata)
+      "api_keys": ["${SEGPOST_KEY}"],      # clients send "Authorization: Bearer KEY" (HTTP header, gRPC metadata);
+                                           # surrounding whitespace (a key file's newline) is dropped
       "allow_unauthenticated": false,      # true: listen beyond loopback without keys (a trusted network)
       "tls": {"certfile": "server.pem", "keyfile": "server.key"},   # HTTPS
       "max_body_bytes": 16777216, "max_frames_per_request": 32, "body_timeout_s": 30,
@@ -27,9 +28,11 @@ import ipaddress
 import os
 from typing import Any, Dict, List, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator,
+                      model_validator)
 
 from .config import read_app_config
+from .serve_guard import Limits, key_digests
 
 _SECRET_KEYS = ("api_keys", "keyfile_password")
 _MIN_KEY_LENGTH = 16
@@ -72,6 +75,20 @@ class ServeConfig(BaseModel):
 
     _pipeline_dir: str = PrivateAttr(".")
 
+    @field_validator("api_keys", mode="after")
+    @classmethod
+    def _bare_keys(cls, keys: List[SecretStr]) -> List[SecretStr]:
+        """Keys without surrounding whitespace: a key read from a file (`echo KEY > file`, a
+        Kubernetes secret made from a file) ends with a newline that no client sends, and the
+        presented token is stripped, so such a key would pass the length check and never match."""
+        bare = []
+        for i, key in enumerate(keys):
+            value = key.get_secret_value().strip()
+            if any(c.isspace() or not c.isprintable() for c in value):
+                raise ValueError(f"api_keys[{i}] contains whitespace or control characters inside it")
+            bare.append(SecretStr(value))
+        return bare
+
     @model_validator(mode="after")
     def _safe(self) -> "ServeConfig":
         for i, key in enumerate(self.api_keys):
@@ -99,6 +116,11 @@ class ServeConfig(BaseModel):
 
     def key_values(self) -> List[str]:
         return [key.get_secret_value() for key in self.api_keys]
+
+    def limits(self) -> Limits:
+        """What each replica checks before it works on a request."""
+        return Limits(key_digests(self.key_values()), self.max_body_bytes, self.max_frames_per_request,
+                      self.body_timeout_s)
 
 
 def _is_loopback(host: str) -> bool:

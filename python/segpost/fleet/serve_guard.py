@@ -30,6 +30,11 @@ class RequestError(ValueError):
 
 
 def key_digests(keys: Sequence[str]) -> Tuple[bytes, ...]:
+    """SHA-256 of each key. A key with surrounding whitespace is refused: the presented token is
+    stripped, so it could never match (ServeConfig strips the keys it loads)."""
+    for i, key in enumerate(keys):
+        if key != key.strip():
+            raise ValueError(f"api_keys[{i}] has surrounding whitespace (a key file's newline?): it could never match")
     return tuple(hashlib.sha256(key.encode()).digest() for key in keys)
 
 

@@ -18,9 +18,8 @@ Durable and idempotent, so that no death loses or repeats a record:
 - Tracks a dead worker left open get their end: the sink follows each camera's confirmed tracks
   (``track_started`` without its ``track_ended``: their class, first frame, last frame written
   and frames seen) and ``end_open_tracks`` writes a ``track_ended`` line for each, with a
-  ``reason``, before the camera's replacement starts. It knows the tracks started since the sink
-  actor itself started: a sink restarted by Ray, or a restarted `segpost fleet`, cannot end the
-  tracks its files started earlier (that would take reading the files whole).
+  ``reason``, before the camera's next worker starts. A sink restarted by Ray, or by a restarted
+  `segpost fleet`, reads its files whole once at start-up to find the tracks they left open.
 
 Cameras go to shards by a stable hash of their name (``shard_of``), so that the records of a
 camera always reach the same actor and file.
@@ -34,7 +33,7 @@ import time
 import zlib
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..io.recovery import CameraState, OpenTracks, counted_frame, recover, track_ids, truncate_torn_line
+from ..io.recovery import CameraState, OpenTracks, counted_frame, open_tracks, recover, track_ids, truncate_torn_line
 from ..io.sinks import MqttSink, dumps
 
 FLEET_FILE = "fleet"   # the per-camera folder's file for records of no camera
@@ -69,7 +68,10 @@ class RecordSink:
         for path, names in self._paths(list(cameras) + [None]).items():
             fd = self._fd(path)
             self.torn_bytes += truncate_torn_line(fd)
-            self._state.update(recover(fd, names))
+            states = recover(fd, names)
+            self._state.update(states)
+            if any(state.next_track_id > 0 for state in states.values()):   # a tracked camera's file
+                open_tracks(fd, names, self._open_tracks)   # tracks an earlier sink or fleet left open
         self._mqtt = MqttSink(mqtt) if mqtt else None
         self._closed = threading.Event()
         self._fsync_seconds = fsync_seconds

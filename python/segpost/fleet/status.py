@@ -63,3 +63,11 @@ def _check_reachable(address: str, timeout: float = 3.0) -> None:
     except OSError as exc:
         raise ValueError(f"no Ray cluster answers at {address} ({exc.strerror or exc}); is the address right, "
                          "and does the fleet run?") from None
+
+
+def write_status_file(path: str, status: Dict[str, Any]) -> None:
+    """The status as JSON, replaced whole (a reader never sees half of it)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(status, f)
+    os.replace(tmp, path)

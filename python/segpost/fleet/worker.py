@@ -26,7 +26,8 @@ from ..io.sinks import Sink
 from ..io.records import event_record
 from ..io.sources import CameraSource, decoder_factory, is_live
 from ..pipeline import MultiCameraPipeline
-from ..postprocess import OutputKind, cuda_available
+from .._common import cuda_available
+from ..postprocess import OutputKind
 from ..service.runner import CameraRunner
 from .sink import shard_of
 

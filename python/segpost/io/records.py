@@ -52,3 +52,18 @@ def track_event_record(event, camera: Any, source: str) -> Dict[str, Any]:
     return {"event": event.kind, "camera": camera, "source": source, "class": event.class_name,
             "track_id": event.track_id, "first_frame": event.first_frame, "last_frame": event.last_frame,
             "frames_seen": event.frames_seen, "time": round(time.time(), 3)}
+
+
+def zone_event_record(event, camera: Any, source: str) -> Dict[str, Any]:
+    """A segpost.zones.ZoneEvent as a line, beside the track events: zone_entered / zone_left /
+    zone_dwell / zone_count / line_crossed with its zone, class, track_id (-1 for zone_count),
+    frame and frame_time (when the new state began), and count / overcrowded (zone_count),
+    direction (line_crossed), seconds (zone_dwell). ``camera``: the camera's id."""
+    record = {"event": event.kind, "camera": camera, "source": source, "zone": event.zone, "class": event.class_name,
+              "track_id": event.track_id, "frame": event.frame, "frame_time": round(event.time, 3)}
+    for key in ("count", "overcrowded", "direction", "seconds"):
+        value = getattr(event, key)
+        if value is not None:
+            record[key] = round(value, 3) if key == "seconds" else value
+    record["time"] = round(time.time(), 3)
+    return record

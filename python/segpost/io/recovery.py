@@ -169,10 +169,12 @@ class OpenTracks:
                 for _, started in sorted(self._tracks.get(camera, {}).items())]
 
 
-def open_tracks(fd: int) -> OpenTracks:
-    """The confirmed tracks the file started and did not end, read from its start (a restart's
-    one full read: a track open at a crash may have started at any point before it)."""
-    tracks = OpenTracks()
+def open_tracks(fd: int, cameras: Optional[Sequence[Any]] = None, tracks: Optional[OpenTracks] = None) -> OpenTracks:
+    """The confirmed tracks the file started and did not end (of `cameras`, None: of every
+    camera), read from its start into `tracks` (a new OpenTracks by default): a restart's one
+    full read, since a track open at a crash may have started at any point before it."""
+    tracks = OpenTracks() if tracks is None else tracks
+    wanted = None if cameras is None else set(cameras)
     rest, at, size = b"", 0, os.fstat(fd).st_size
     while at < size:
         block = os.pread(fd, min(BLOCK * 16, size - at), at)
@@ -181,7 +183,9 @@ def open_tracks(fd: int) -> OpenTracks:
         rest = lines.pop()
         for raw in lines:
             try:
-                tracks.follow(json.loads(raw))
+                record = json.loads(raw)
             except ValueError:
                 continue
+            if wanted is None or record.get("camera") in wanted:
+                tracks.follow(record)
     return tracks

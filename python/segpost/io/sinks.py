@@ -10,7 +10,7 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import unquote, urlsplit
 
 from .secrets import redact
@@ -38,7 +38,11 @@ class JsonLinesSink(Sink):
     """One JSON object per line. ``path`` "-" is stdout. Rotation: when the file passes
     ``rotate_bytes`` or is older than ``rotate_seconds``, it is fsynced and renamed to
     ``<path>.<UTC time>.<n>`` and a new file begins; ``keep`` bounds how many rotated files stay.
-    The file is flushed at least every ``flush_seconds`` and fsynced at rotation and close."""
+    Lines are written at least every ``flush_seconds`` (and past FLUSH_BYTES), each time with one
+    write of whole lines; a write that fails (a full disk, a file-size limit) is cut back, so the
+    file never holds half a line, and raises. The file is fsynced at rotation and close."""
+
+    FLUSH_BYTES = 1 << 20
 
     def __init__(self, path: str, *, rotate_bytes: Optional[int] = None, rotate_seconds: Optional[float] = None,
                  keep: Optional[int] = None, flush_seconds: float = 1.0, clock: Callable[[], float] = time.time):
@@ -52,43 +56,65 @@ class JsonLinesSink(Sink):
         self._lock = threading.Lock()
         self.rotated: List[str] = []
         self.lines = 0
-        self._file: TextIO = sys.stdout
+        self._fd: Optional[int] = None      # None: stdout
+        self._pending: List[bytes] = []
+        self._pending_bytes = 0
+        self._closed = False
         self._open()
 
     def _open(self) -> None:
         if self.path != "-":
             folder = os.path.dirname(os.path.abspath(self.path))
             os.makedirs(folder, exist_ok=True)
-            self._file = open(self.path, "a", encoding="utf-8")
-        # fsync and rotation apply to files; /dev/null or a pipe refuses fsync (EINVAL).
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        # fsync, rotation and cutting back apply to files; /dev/null or a pipe refuses fsync (EINVAL).
         self._regular = self.path != "-" and os.path.isfile(self.path)
         self._opened_at = self._clock()
         self._flushed_at = self._clock()
-        self._bytes = self._file.tell() if self._regular else 0
+        self._bytes = os.fstat(self._fd).st_size if self._regular else 0
 
     def write(self, record: Dict[str, Any]) -> None:
-        line = dumps(record) + "\n"
+        line = (dumps(record) + "\n").encode("utf-8")
         with self._lock:
-            self._file.write(line)
-            self._bytes += len(line.encode("utf-8"))
+            self._pending.append(line)
+            self._pending_bytes += len(line)
+            self._bytes += len(line)
             self.lines += 1
             now = self._clock()
             if (self.rotate_bytes and self._bytes >= self.rotate_bytes) or \
                     (self.rotate_seconds and now - self._opened_at >= self.rotate_seconds):
                 self._rotate()
-            elif now - self._flushed_at >= self._flush_seconds:
-                self._file.flush()
-                self._flushed_at = now
+            elif now - self._flushed_at >= self._flush_seconds or self._pending_bytes >= self.FLUSH_BYTES:
+                self._write_pending()
+
+    def _write_pending(self) -> None:
+        data = b"".join(self._pending)
+        self._pending.clear()
+        self._pending_bytes = 0
+        self._flushed_at = self._clock()
+        if self._fd is None:
+            sys.stdout.write(data.decode("utf-8"))
+            sys.stdout.flush()
+            return
+        size = os.fstat(self._fd).st_size if self._regular else 0
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError:
+            if self._regular:
+                os.ftruncate(self._fd, size)   # whole lines only; the lost ones raise to the caller
+                self._bytes = size
+            raise
 
     def _sync(self) -> None:
-        self._file.flush()
+        self._write_pending()
         if self._regular:
-            os.fsync(self._file.fileno())
-        self._flushed_at = self._clock()
+            os.fsync(self._fd)
 
     def _rotate(self) -> None:
         self._sync()
-        self._file.close()
+        os.close(self._fd)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._clock()))
         n = 0
         while os.path.exists(f"{self.path}.{stamp}.{n}"):
@@ -103,16 +129,19 @@ class JsonLinesSink(Sink):
 
     def flush(self) -> None:
         with self._lock:
-            if not self._file.closed:
+            if not self._closed:
                 self._sync()
 
     def close(self) -> None:
         with self._lock:
-            if self._file.closed:
+            if self._closed:
                 return
-            self._sync()
-            if self._file is not sys.stdout:
-                self._file.close()
+            self._closed = True
+            try:
+                self._sync()
+            finally:
+                if self._fd is not None:
+                    os.close(self._fd)
 
     def stats(self) -> Dict[str, Any]:
         return {"lines": self.lines, "rotated_files": len(self.rotated)}

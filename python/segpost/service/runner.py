@@ -85,9 +85,11 @@ class Watchdog:
 
 
 @contextmanager
-def stop_on_signals(stop: threading.Event, log: Callable[[str], None] = log_stderr):
+def stop_on_signals(stop: threading.Event, log: Callable[[str], None] = log_stderr, restore: bool = True):
     """SIGINT/SIGTERM set `stop` (the loop finishes its round and exits cleanly); a second one
-    interrupts at once. Only in the main thread; elsewhere this does nothing."""
+    interrupts at once. Only in the main thread; elsewhere this does nothing. restore=False keeps
+    the handlers after the block, for a process on its way out: a SIGTERM that comes while it
+    flushes and exits must not kill it (-15) after a clean run."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -105,7 +107,7 @@ def stop_on_signals(stop: threading.Event, log: Callable[[str], None] = log_stde
     try:
         yield
     finally:
-        for signum, old in previous.items():
+        for signum, old in previous.items() if restore else ():
             signal.signal(signum, old)
 
 
@@ -120,7 +122,7 @@ class CameraRunner:
                  masks: str = "rle", mask_dir: str = "masks", metrics=None, watchdog_seconds: Optional[float] = None,
                  log: Callable[[str], None] = log_stderr, extra: Optional[Dict[str, Any]] = None,
                  on_round: Optional[Callable[[Any], None]] = None, max_failed_rounds: int = MAX_FAILED_ROUNDS,
-                 scheduled=None):
+                 observer=None, scheduled=None):
         if isinstance(max_failed_rounds, bool) or not isinstance(max_failed_rounds, int) or max_failed_rounds < 1:
             raise ValueError(f"max_failed_rounds must be a positive int, got {max_failed_rounds!r}")
         most = getattr(pipeline, "cameras", pipeline.config.max_cameras)
@@ -131,6 +133,9 @@ class CameraRunner:
         self.pipeline, self.cameras, self.sinks = pipeline, list(cameras), list(sinks)
         self.masks, self.mask_dir, self.metrics, self.log = masks, mask_dir, metrics, log
         self.extra, self.on_round = dict(extra or {}), on_round
+        # observer (the live page): record(r) sees every record written; frame(camera, image, r)
+        # gets a frame with its record only when wants_frame(camera) says someone watches.
+        self.observer = observer
         self.rounds = 0
         self.failed_rounds = 0      # in all
         self.max_failed_rounds, self._failed_in_a_row = max_failed_rounds, 0
@@ -145,6 +150,8 @@ class CameraRunner:
     def write(self, record: Dict[str, Any]) -> None:
         for sink in self.sinks:
             sink.write(record)
+        if self.observer is not None:
+            self.observer.record(record)
 
     def flush(self) -> None:
         for sink in self.sinks:
@@ -255,8 +262,11 @@ class CameraRunner:
         for slot, camera_result in sorted(result.cameras.items()):
             camera, source = self.cameras[slot]
             frame = got[slot]
-            self.write(frame_record(result.round_index, camera, source.shown_url, frame.index, camera_result,
-                                    self.masks, self.mask_dir, pts=frame.pts, **self.extra))
+            record = frame_record(result.round_index, camera, source.shown_url, frame.index, camera_result,
+                                  self.masks, self.mask_dir, pts=frame.pts, **self.extra)
+            self.write(record)
+            if self.observer is not None and self.observer.wants_frame(camera):
+                self.observer.frame(camera, frame.image, record)
             self.frames[camera] += 1
             for name, frame_result in camera_result.by_class.items():
                 detections[name] = detections.get(name, 0) + len(frame_result)

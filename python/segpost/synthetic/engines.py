@@ -6,7 +6,8 @@ template from prompt_features (see ``prompt_for_class``) and segments every inst
 colour family (scene.py): query j holds the mask logits of shade j, logit = gain * (alpha - 1/2)
 where alpha is how much of the cell the object covers, so the 0-level set of the resized logits
 is the object's edge. Boxes come from the masks, presence from fpn_feat_2. Each engine can add a
-busy time per call to stand in for a real engine's compute.
+busy time per call to stand in for a real engine's compute, and fail or hang on chosen calls
+(``Faults``: the fault-injection tests' engine exceptions and hung engines).
 
 For tracking (synthetic/tracking.py) the decoder can behave more like a DETR: ``permute_slots``
 scatters the instances over random query slots on every call (slots are not identities), and a
@@ -17,12 +18,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Optional, Tuple
 
 import numpy as np
 
 from .._arrays import cupy_stream
-from ..engines.base import ArrayEngine, TensorSpec
+from ..engines.base import ArrayEngine, EngineError, TensorSpec
 from . import scene
 
 MASK_GAIN = 8.0      # logits span +-4 over an object's edge
@@ -101,14 +102,79 @@ def _area_matrix(out_size: int, in_size: int) -> np.ndarray:
     return (overlap / scale).astype(np.float32)
 
 
+ROLES = ("vision_encoder", "decoder")
+INJECTED = "injected fault"   # in the message of every exception Faults raises
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Failures injected into the synthetic engines (a config's ``"faults"``), counted per engine
+    from its first call (0) in this process:
+
+    - ``raise``: [[call, "vision_encoder" | "decoder"], ...]: that engine's call raises EngineError
+      (what a real engine's failed execution raises) before computing anything;
+    - ``hang``: [[call, seconds], ...]: the vision encoder's call sleeps that long first (a hung
+      engine, for the watchdog and the fleet's heartbeat);
+    - ``raise_probability`` with ``seed``: every call of either engine also raises with that
+      probability, drawn from a generator per engine seeded with ``seed`` (a run replays exactly).
+    """
+
+    raises: Dict[str, FrozenSet[int]]
+    hangs: Dict[int, float]
+    raise_probability: float = 0.0
+    seed: int = 0
+
+    @classmethod
+    def from_value(cls, value: Any, where: str) -> "Faults":
+        """From the config's value; ValueError (one line, naming `where`) when it is malformed."""
+        usage = ('{"raise": [[call, "vision_encoder"|"decoder"], ...], "hang": [[call, seconds], ...], '
+                 '"raise_probability": p, "seed": n}')
+        if not isinstance(value, dict) or set(value) - {"raise", "hang", "raise_probability", "seed"}:
+            raise ValueError(f"{where} must be {usage}, got {value!r}")
+        raises: Dict[str, set] = {role: set() for role in ROLES}
+        hangs: Dict[int, float] = {}
+        try:
+            for call, role in value.get("raise", []):
+                if not _count(call) or role not in ROLES:
+                    raise ValueError
+                raises[role].add(call)
+            for call, seconds in value.get("hang", []):
+                if not _count(call) or isinstance(seconds, bool) or not isinstance(seconds, (int, float)) \
+                        or not 0 < seconds <= 3600:
+                    raise ValueError
+                hangs[call] = float(seconds)
+            p, seed = value.get("raise_probability", 0.0), value.get("seed", 0)
+            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1 or not _count(seed):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ValueError(f"{where} must be {usage} (calls and seed ints >= 0, seconds in (0, 3600], "
+                             f"p in [0, 1]), got {value!r}") from None
+        return cls({role: frozenset(calls) for role, calls in raises.items()}, hangs, float(p), seed)
+
+    def before_call(self, role: str, call: int, rng: np.random.Generator) -> None:
+        """Called by an engine before its call number `call` computes: hang and/or raise."""
+        if role == "vision_encoder" and call in self.hangs:
+            time.sleep(self.hangs[call])
+        if call in self.raises[role] or (self.raise_probability and rng.random() < self.raise_probability):
+            raise EngineError(f"synthetic {role.replace('_', ' ')}: {INJECTED} at call {call} (config \"faults\")")
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 class _Synthetic(ArrayEngine):
-    def __init__(self, name: str, specs: Dict[str, TensorSpec], device: str, busy_ms: float):
+    def __init__(self, name: str, specs: Dict[str, TensorSpec], device: str, busy_ms: float,
+                 faults: Optional[Faults] = None, role: str = ""):
         if device not in ("cuda", "cpu"):
             raise ValueError(f"device must be 'cuda' or 'cpu', got {device!r}")
         if busy_ms < 0:
             raise ValueError(f"busy_ms must be >= 0, got {busy_ms}")
         super().__init__(name, specs, device)
         self.busy_ms = float(busy_ms)
+        self.faults, self.role, self.calls = faults, role, 0
+        if faults is not None:   # one stream per engine, so that one engine's draws do not shift the other's
+            self._fault_rng = np.random.default_rng([faults.seed, ROLES.index(role)])
         if device == "cuda":
             import cupy
 
@@ -118,6 +184,9 @@ class _Synthetic(ArrayEngine):
             self.xp = np
 
     def execute(self, tensors: Dict[str, Any], stream: int) -> None:
+        call, self.calls = self.calls, self.calls + 1
+        if self.faults is not None:
+            self.faults.before_call(self.role, call, self._fault_rng)
         if self.device == "cuda":
             with cupy_stream(stream):
                 self.compute(tensors)
@@ -150,10 +219,10 @@ def _specs(geometry: SyntheticGeometry, dtype: Any, names_in, names_out) -> Dict
 
 class SyntheticVisionEncoder(_Synthetic):
     def __init__(self, geometry: SyntheticGeometry = SyntheticGeometry(), *, device: str = "cpu",
-                 dtype: Any = np.float16, busy_ms: float = 0.0):
+                 dtype: Any = np.float16, busy_ms: float = 0.0, faults: Optional[Faults] = None):
         super().__init__("synthetic vision encoder", _specs(geometry, dtype, ("images",),
                                                              ("fpn_feat_0", "fpn_feat_1", "fpn_feat_2", "fpn_pos_2")),
-                         device, busy_ms)
+                         device, busy_ms, faults, "vision_encoder")
         s0, s1, s2 = geometry.feature_sizes
         xp = self.xp
         self._down0 = xp.asarray(_area_matrix(s0, geometry.image_size))
@@ -178,10 +247,10 @@ class SyntheticDecoder(_Synthetic):
 
     def __init__(self, geometry: SyntheticGeometry = SyntheticGeometry(), *, device: str = "cpu",
                  dtype: Any = np.float16, busy_ms: float = 0.0, permute_slots: bool = False,
-                 score_noise: float = 0.0, seed: int = 0):
+                 score_noise: float = 0.0, seed: int = 0, faults: Optional[Faults] = None):
         super().__init__("synthetic decoder", _specs(
             geometry, dtype, ("fpn_feat_0", "fpn_feat_1", "fpn_feat_2", "fpn_pos_2", "prompt_features", "prompt_mask"),
-            ("pred_masks", "pred_boxes", "pred_logits", "presence_logits")), device, busy_ms)
+            ("pred_masks", "pred_boxes", "pred_logits", "presence_logits")), device, busy_ms, faults, "decoder")
         if not 0 <= score_noise < 0.5:
             raise ValueError(f"score_noise must be in [0, 0.5), got {score_noise}")
         self._slots = self.xp.arange(scene.MAX_INSTANCES).reshape(1, -1, 1, 1)

@@ -1,0 +1,75 @@
+// pybind11 surface of the zones (part of the private module segpost._ext; see csrc/bindings.cpp).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <vector>
+
+#include "zone_masks.h"
+
+namespace py = pybind11;
+
+namespace segpost {
+
+void bind_zones(py::module_& m) {
+  m.attr("MAX_ZONE_VERTICES") = kMaxZoneVertices;
+  m.attr("MAX_ZONE_CLASSES") = kMaxZoneClasses;
+  py::class_<ZoneMasks>(m, "ZoneMasks")
+      .def(py::init([](int max_cameras, int num_classes, int capacity, int mask_h, int mask_w, int max_zones,
+                       bool use_cuda) {
+             ZoneMasksConfig c;
+             c.max_cameras = max_cameras;
+             c.num_classes = num_classes;
+             c.capacity = capacity;
+             c.mask_h = mask_h;
+             c.mask_w = mask_w;
+             c.max_zones = max_zones;
+             c.use_cuda = use_cuda;
+             return new ZoneMasks(c);
+           }),
+           py::arg("max_cameras"), py::arg("num_classes"), py::arg("capacity"), py::arg("mask_h"), py::arg("mask_w"),
+           py::arg("max_zones"), py::arg("use_cuda"))
+      .def("set_zones",
+           [](ZoneMasks& self, int camera, const std::vector<std::vector<std::pair<float, float>>>& polygons) {
+             std::vector<std::vector<ZonePoint>> points(polygons.size());
+             for (size_t z = 0; z < polygons.size(); ++z) {
+               for (const auto& [x, y] : polygons[z]) points[z].push_back(ZonePoint{x, y});
+             }
+             self.set_zones(camera, points);
+           })
+      .def("enqueue",
+           [](ZoneMasks& self, const Tracker& tracker, const std::vector<Postprocessor*>& posts,
+              const std::vector<int32_t>& cameras, int rule, uintptr_t stream) {
+             self.enqueue(tracker, posts, cameras, static_cast<ZoneRule>(rule), stream);
+           })
+      .def("run_cpu",
+           [](ZoneMasks& self, const Tracker& tracker, const std::vector<Postprocessor*>& posts,
+              const std::vector<int32_t>& cameras, int rule) {
+             py::gil_scoped_release release;
+             self.run_cpu(tracker, posts, cameras, static_cast<ZoneRule>(rule));
+           })
+      .def("synchronize", &ZoneMasks::synchronize, py::call_guard<py::gil_scoped_release>())
+      .def("overlap",
+           [](py::object owner) {  // [classes, capacity, max_zones], a view of the pinned buffer
+             const ZoneMasks& z = owner.cast<const ZoneMasks&>();
+             const auto& c = z.config();
+             return py::array_t<float>({c.num_classes, c.capacity, c.max_zones},
+                                       {c.capacity * c.max_zones * 4, c.max_zones * 4, 4}, z.host_overlap(), owner);
+           })
+      .def("bitmap",
+           [](const ZoneMasks& self, int camera, int zone) {  // for tests: the zone's cells, [mask_h, mask_w] bool
+             const auto& c = self.config();
+             const int words = (c.mask_w + 31) / 32;
+             const uint32_t* bits = self.host_bitmap(camera, zone);
+             py::array_t<bool> out({c.mask_h, c.mask_w});
+             auto view = out.mutable_unchecked<2>();
+             for (int y = 0; y < c.mask_h; ++y) {
+               for (int x = 0; x < c.mask_w; ++x) view(y, x) = (bits[y * words + x / 32] >> (x % 32)) & 1u;
+             }
+             return out;
+           })
+      .def_property_readonly("device_bytes", &ZoneMasks::device_bytes)
+      .def_property_readonly("pinned_bytes", &ZoneMasks::pinned_bytes);
+}
+
+}  // namespace segpost
