@@ -21,7 +21,7 @@ import numpy as np
 
 from . import _ext
 from ._arrays import cupy_stream, stream_handle
-from .postprocess import _pair, cuda_available
+from ._common import cuda_available, size_pair
 from .preprocess import describe_frame
 
 LEVEL_SCALE = 16   # csrc/gate/gate.h kGateLevelScale: cell levels carry 4 fractional bits
@@ -46,7 +46,7 @@ class ChangeGate:
             raise ValueError(f"device must be 'cuda', 'cpu' or None, got {device!r}")
         if not isinstance(cameras, int) or cameras < 1:
             raise ValueError(f"cameras must be a positive int, got {cameras!r}")
-        self.rows, self.cols = _pair("grid", grid)
+        self.rows, self.cols = size_pair("grid", grid)
         if not threshold > 0:
             raise ValueError(f"threshold must be > 0 luma levels, got {threshold!r}")
         if not isinstance(min_cells, int) or not 1 <= min_cells <= self.rows * self.cols:
