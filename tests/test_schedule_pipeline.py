@@ -14,7 +14,7 @@ ROUND_S = 0.1
 CAMERAS, BATCH, MOVING = 6, 2, 5
 
 
-def scheduled(max_interval=1.0):
+def scheduled(max_interval=1.0, predict_limit=1.0):
     geometry = geometry_for("cpu")
     sizes = camera_sizes("cpu", CAMERAS)
     config = PipelineConfig(prompts(geometry, 2), max_cameras=BATCH, cameras=CAMERAS,
@@ -22,7 +22,8 @@ def scheduled(max_interval=1.0):
                             track=TrackerConfig(min_hits=1))
     pipeline = MultiCameraPipeline(SyntheticVisionEncoder(geometry, device="cpu"),
                                    SyntheticDecoder(geometry, device="cpu"), config)
-    rounds = ScheduledPipeline(pipeline, ScheduleConfig(mode="on_change", max_interval=max_interval, output_fps=100))
+    rounds = ScheduledPipeline(pipeline, ScheduleConfig(mode="on_change", max_interval=max_interval, output_fps=100,
+                                                        predict_limit=predict_limit))
     return rounds, Scene(sizes, num_classes=2, seed=3)
 
 
@@ -75,3 +76,21 @@ def test_batch_of_two_serves_six_cameras():
     assert summary["skipped_share"] == 1 - counts["model_frames"] / (30 * CAMERAS)
     # Records are at most max_interval (+ a round) older than the model's look at their camera.
     assert 0 < summary["staleness_p95_s"] <= 1.0 + ROUND_S and summary["staleness_p50_s"] <= summary["staleness_p95_s"]
+
+
+def test_tracks_predicted_too_long_ask_for_the_model():
+    """max_interval 10 s, predict_limit 0.3 s: the still cameras' tracks bring them back to the
+    model long before max_interval (in the slot the changing camera leaves)."""
+    rounds, scene = scheduled(max_interval=10.0, predict_limit=0.3)
+    still, _ = scene.render(0)
+    served = {c: [] for c in range(CAMERAS)}
+    for r in range(40):
+        moving, _ = scene.render(r * 8)
+        frames = [moving[c] if c == MOVING else still[c] for c in range(CAMERAS)]
+        result, _ = rounds.process(frames, [r] * CAMERAS, r * ROUND_S)
+        for c in result.cameras if result else ():
+            served[c].append(r * ROUND_S)
+    for c in range(MOVING):
+        gaps = np.diff(served[c] + [39 * ROUND_S])
+        # 5 still cameras share one slot a round: each waits its turn after predict_limit
+        assert len(served[c]) >= 4 and gaps.max() <= 0.3 + CAMERAS * ROUND_S, (c, served[c])
