@@ -61,7 +61,7 @@ def test_batch_of_two_serves_six_cameras():
                         assert best > 0.9, (r, c, d["class"], best)
                         continue
                     # the moving camera's are extrapolated: closer to the truth than the last mask seen
-                    seen = rounds.motion._tracks[c][d["track_id"]].mask
+                    seen = rounds.motion._tracks[c][d["track_id"]].mask   # the mask it holds
                     moved_iou.append((best, max(mask_iou(seen, truth.mask(i)) for i in k)))
     for c in range(CAMERAS):   # seen at least every max_interval (+ one round), and at the start
         gaps = np.diff([0.0] + served[c] + [29 * ROUND_S])

@@ -170,6 +170,10 @@ class TrackMotion:
     def forget(self, camera: int) -> None:
         self._tracks.pop(camera, None)
 
+    def track_ids(self, camera: int) -> set:
+        """The ids of the tracks predicted for `camera`."""
+        return set(self._tracks.get(camera, {}))
+
     def predict(self, camera: int, frame: int, moving: bool = True) -> list:
         """The detections of `camera` at camera frame `frame` (>= the last observation's): dicts
         with class, score, box, mask (dense bool), track_id, predicted True and observed_frame.
@@ -248,7 +252,7 @@ class ScheduledPipeline:
             changed[ready] = self.gate.measure([frames[c] for c in ready], ready)
         # Tracks predicted for longer than predict_limit need the model too.
         tracks = self._needs_model | ((now - self._observed_at > self.config.predict_limit)
-                                      & np.array([bool(self.motion._tracks.get(c)) for c in range(n)]))
+                                      & np.array([bool(self.motion.track_ids(c)) for c in range(n)]))
         picked = self.scheduler.pick(now, [f is not None for f in frames], changed, tracks)
         result = None
         if picked:
@@ -303,10 +307,10 @@ class ScheduledPipeline:
                 if track_id < 0:   # untracked: nothing to follow (a tentative track is predicted, as
                     continue       # every_frame outputs it: waiting for max_interval would hide it)
                 detections.append((track_id, name, float(r.scores[k]), np.asarray(r.boxes[k]), dense_mask(r.masks, k)))
-        before = set(self.motion._tracks.get(camera, {}))
+        before = self.motion.track_ids(camera)
         self.motion.observe(camera, frame_id, detections)
         # A detection without a confirmed track, or a track not found again, asks for the model.
-        self._needs_model[camera] = unsure or not before <= set(self.motion._tracks.get(camera, {}))
+        self._needs_model[camera] = unsure or not before <= self.motion.track_ids(camera)
         self._observed_at[camera] = now
 
 
