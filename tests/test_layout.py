@@ -7,7 +7,8 @@ import sys
 import segpost
 
 PACKAGE = os.path.dirname(segpost.__file__)
-CORE = ("_arrays", "postprocess", "preprocess", "encodings", "results", "pipeline", "pipeline_results", "engines", "track")
+CORE = ("_arrays", "_common", "postprocess", "preprocess", "encodings", "results", "pipeline", "pipeline_config",
+        "pipeline_results", "engines", "track", "zones", "gate", "schedule")
 APPLICATION = ("io", "service", "cli", "fleet", "config", "synthetic", "ui")
 OPTIONAL = ("ray", "prometheus_client", "paho", "PyNvVideoCodec", "fastapi", "grpc", "starlette", "uvicorn")
 # Who may import what, besides the core (and besides optional libraries, imported lazily where used).
