@@ -12,8 +12,12 @@
                                                    # the decoder's batch range allows
       "tensor_names": {"presence_logits": "presence"},  # contract name -> the engines' own, where they differ
       "track": true,                               # or {"max_age": 60, ...}: segpost.TrackerConfig's fields
-      "schedule": "every_frame"                    # or "on_change", or {"mode": "on_change", "max_interval": 2,
+      "schedule": "every_frame",                   # or "on_change", or {"mode": "on_change", "max_interval": 2,
                                                    # ...}: segpost.schedule.ScheduleConfig's fields
+      "zones": {"0": [{"name": "counter", "polygon": [[0.1, 0.5], [0.6, 0.5], [0.6, 1.0], [0.1, 1.0]]}]},
+                                                   # keyed by camera ("0", "1", ...): segpost.zones' format;
+                                                   # turns tracking on (the "track" settings, else the defaults)
+      "zone_rule": "mask"                          # or "bottom_centre" (the peers' test, for comparison)
     }
 
 Relative paths are relative to the config file. A prompt file is an .npz with ``features``
@@ -52,7 +56,7 @@ from .track import TrackerConfig
 _KNOWN = {"backend", "vision_encoder", "decoder", "weights", "classes", "max_cameras", "max_frame_size",
           "score_threshold", "mask_threshold", "mask_mode", "top_k", "capacity", "output", "dtype", "busy_ms",
           "resize", "classes_per_call", "compile", "cuda_graphs", "compile_cache", "tensor_names", "track",
-          "startup_s", "faults", "schedule"}
+          "startup_s", "faults", "schedule", "zones", "zone_rule"}
 
 
 def read_json(path: str, what: str = "config file") -> Dict[str, Any]:
@@ -165,10 +169,27 @@ def _pipeline_config(path: str, raw: Dict[str, Any], prompts) -> PipelineConfig:
         mode = MaskMode[raw.get("mask_mode", "LOGIT").upper()]
     except (ValueError, KeyError) as exc:
         raise ValueError(f"{path}: {exc}; output is one of {[k.value for k in OutputKind]}, mask_mode logit or probability") from None
+    zones, zone_rule = _zones(path, raw, [p.name for p in prompts])
+    track = TrackerConfig.from_value(raw.get("track"), f"{path}: track")
     return PipelineConfig(classes=prompts, max_cameras=raw.get("max_cameras", 8),
                           max_frame_size=tuple(raw.get("max_frame_size", (1080, 1920))),
                           score_threshold=raw.get("score_threshold", 0.5), mask_threshold=raw.get("mask_threshold"),
                           mask_mode=mode, top_k=raw.get("top_k"), capacity=raw.get("capacity", 128), output=output,
                           resize=raw.get("resize", "antialias"), classes_per_call=raw.get("classes_per_call"),
-                          track=TrackerConfig.from_value(raw.get("track"), f"{path}: track"),
-                          schedule=ScheduleConfig.from_value(raw.get("schedule"), f"{path}: schedule"))
+                          track=track if zones is None else (track or TrackerConfig()),   # zones need tracks
+                          schedule=ScheduleConfig.from_value(raw.get("schedule"), f"{path}: schedule"),
+                          zones=zones, zone_rule=zone_rule)
+
+
+def _zones(path: str, raw: Dict[str, Any], class_names) -> Tuple[Any, str]:
+    """The "zones" block as a ZoneSet and the "zone_rule"; one-line errors naming the file and the
+    zone. Camera keys are checked where the cameras are known (segpost run: its sources)."""
+    from .zones import ZoneSet
+    from .zones.config import ZONE_RULES
+
+    rule = raw.get("zone_rule", "mask")
+    if rule not in ZONE_RULES:
+        raise ValueError(f"{path}: zone_rule must be one of {list(ZONE_RULES)}, got {rule!r}")
+    if raw.get("zones") is None:
+        return None, rule
+    return ZoneSet.from_value(raw["zones"], class_names=class_names, where=f"{path}: zones"), rule

@@ -7,7 +7,7 @@ import os
 import sys
 import threading
 
-from ..config import load_config
+from ..config import load_config, read_json
 from ..io.recovery import CameraState, open_tracks, recover, truncate_torn_line
 from ..io.secrets import Redactor
 from ..io.sinks import JsonLinesSink, MqttSink
@@ -44,6 +44,10 @@ def add_parser(commands) -> None:
     run.add_argument("--track", action="store_true",
                      help="track identities: a track_id per detection, track_started/track_ended event lines "
                           "(the config's \"track\" settings, else the defaults)")
+    run.add_argument("--zones", default=None, metavar="FILE",
+                     help="zones and lines (JSON: {camera: [zones]}, cameras \"0\", \"1\", ... in --source order; "
+                          "the format: segpost/zones/__init__.py): zone_entered / zone_left / zone_dwell / zone_count "
+                          "/ line_crossed lines; replaces the config's \"zones\"; turns tracking on as --track does")
     run.add_argument("--schedule", choices=("every_frame", "on_change"), default=None,
                      help="every_frame: the model sees every frame taken; on_change: it sees the cameras whose scene "
                           "changed (and each at least every max_interval), the others get predicted records; "
@@ -121,6 +125,7 @@ def _run(args, device: str, redactor: Redactor, stop: threading.Event) -> int:
     config = dataclasses.replace(config, output=output,
                                  resize=args.resize or config.resize,
                                  track=config.track or (TrackerConfig() if args.track else None))
+    config = _zones(args, config)
     resume = resume_point(args)
     decode = "cpu" if device == "cpu" and args.decode == "auto" else args.decode
     if device == "cpu" and decode == "gpu":
@@ -166,6 +171,8 @@ def _run(args, device: str, redactor: Redactor, stop: threading.Event) -> int:
                           watchdog_seconds=args.watchdog_seconds or None, log=lambda m: print(redactor(m), file=sys.stderr),
                           max_failed_rounds=args.max_failed_rounds, observer=live and live.hub,
                           scheduled=ScheduledPipeline(pipeline, schedule) if on_change else None)
+    if pipeline.zones is not None:   # a zone's key is its camera's record name, whichever slot it runs in
+        pipeline.zones.masks.set_camera_keys([str(camera) for camera, _ in cameras])
     resume.apply(runner)
     try:
         summary = runner.run(max_rounds=args.max_rounds, stop=stop)
@@ -197,6 +204,22 @@ def _run(args, device: str, redactor: Redactor, stop: threading.Event) -> int:
               f"{s['skipped_share']:.0%} skipped by the model" + (f"; staleness p50 {s['staleness_p50_s']:.2f} s, "
               f"p95 {s['staleness_p95_s']:.2f} s" if "staleness_p50_s" in s else ""), file=sys.stderr)
     return 0
+
+
+def _zones(args, config):
+    """The zones of --zones FILE, else the config's, checked against this run's cameras and
+    classes (one-line errors naming the zone); zones turn tracking on."""
+    from ..zones import ZoneSet
+
+    if args.zones is not None:
+        value, where = read_json(args.zones, "zones file"), args.zones
+    elif config.zones is not None:
+        value, where = dict(config.zones.cameras), f"{args.config}: zones"
+    else:
+        return config
+    zones = ZoneSet.from_value(value, cameras=[str(i) for i in range(len(args.source))],
+                               class_names=[c.name for c in config.classes], where=where)
+    return dataclasses.replace(config, zones=zones, track=config.track or TrackerConfig())
 
 
 def _live_page(args, cameras):

@@ -5,7 +5,8 @@
 - Source events (errors, disconnections, reconnections with their gap) become event records,
   metrics and one stderr line each, with credentials redacted.
 - When the pipeline tracks, its track events become records too; a file camera's tracks end
-  when the file does, and every camera's at shutdown.
+  when the file does, and every camera's at shutdown. Zone events (segpost.zones) follow the
+  round's track events, and the zone exits of ended tracks follow their track_ended lines.
 - ``stop`` (SIGINT/SIGTERM through ``stop_on_signals``) ends the loop after the round in flight;
   the sinks are flushed and closed and the sources closed.
 - A round that fails (an engine's exception) is abandoned by the pipeline; each of its frames
@@ -28,7 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..io.records import event_record, frame_record, track_event_record
+from ..io.records import event_record, frame_record, track_event_record, zone_event_record
 from ..io.sinks import Sink
 from ..io.sources import CameraSource
 
@@ -162,6 +163,20 @@ class CameraRunner:
             camera, source = self.cameras[event.camera]
             self.write(track_event_record(event, camera, source.shown_url))
 
+    def write_zone_events(self, events) -> None:
+        """Zone events (segpost.zones.ZoneEvent), keyed by the camera's record name."""
+        by_key = {str(camera): (camera, source) for camera, source in self.cameras}
+        for event in events:
+            camera, source = by_key[event.camera]
+            self.write(zone_event_record(event, camera, source.shown_url))
+
+    def finish_tracks(self, slot: Optional[int] = None) -> None:
+        """End the tracks of a camera slot (None: all) and write their track_ended, then the
+        zone_left / zone_count those ends make."""
+        ended = self.pipeline.finish_tracks(slot)
+        self.write_track_events(ended)
+        self.write_zone_events(self.pipeline.finish_zones(ended))
+
     def _events(self) -> None:
         for slot, (camera, source) in enumerate(self.cameras):
             if camera not in self._described and source.decoder_description:
@@ -173,7 +188,7 @@ class CameraRunner:
                 if event.kind != "finished":
                     self.log(f"segpost: camera {camera}: {event.message}")
                 else:   # its tracks end first: "finished" is the camera's last line (recovery reads it there)
-                    self.write_track_events(self.pipeline.finish_tracks(slot))
+                    self.finish_tracks(slot)
                 self.write(event_record(event.kind, camera, source.shown_url, event.message, **event.details))
             if self.metrics:
                 self.metrics.observe_camera(camera, source.stats)
@@ -193,7 +208,7 @@ class CameraRunner:
                     continue
                 self._round(got)
             self._events()
-            self.write_track_events(self.pipeline.finish_tracks())
+            self.finish_tracks()
         finally:
             if self.watchdog:
                 self.watchdog.close()
@@ -272,6 +287,7 @@ class CameraRunner:
                 detections[name] = detections.get(name, 0) + len(frame_result)
         self._write_predicted(result.round_index, got, predicted)
         self.write_track_events(result.track_events)
+        self.write_zone_events(result.zone_events)
         if self.metrics:
             self.metrics.observe_round(result.timings_ms["round"] / 1e3, result.timings_ms,
                                        [self.cameras[slot][0] for slot in result.cameras], detections)
