@@ -139,3 +139,19 @@ def test_bad_zone_files_are_one_line_errors(tmp_path, video, capsys, zones, word
 def test_bad_zone_rule(tmp_path, video, capsys):
     run(tmp_path, video, config_extra={"zones": ZONES, "zone_rule": "centre"}, code=2)
     assert "zone_rule" in capsys.readouterr().err
+
+
+def test_zones_file_alone_turns_tracking_on(tmp_path, video):
+    zones = tmp_path / "zones.json"
+    zones.write_text(json.dumps(ZONES))
+    check_zone_lines(run(tmp_path, video, "--zones", str(zones)))   # no --track, no "track" in the config
+
+
+def test_config_zones_key_loads_as_zone_set_with_tracking():
+    from segpost.config import build_from_config
+    from segpost.zones import ZoneSet
+
+    _, _, config = build_from_config({"backend": "synthetic", "classes": ["red", "green"], "zones": ZONES,
+                                      "zone_rule": "bottom_centre"}, ".", device="cpu")
+    assert isinstance(config.zones, ZoneSet) and config.zones.cameras["1"][0].classes == ("red",)
+    assert config.track is not None and config.zone_rule == "bottom_centre"
