@@ -16,9 +16,10 @@ of frame records:
   fail with EFBIG, as on a full disk), lifted after ``free_after_s`` (a sink restarted by Ray
   starts without it);
 - source_removed: a file camera's video renamed away for ``back_after_s``;
-- sigterm_group: SIGTERM to every process of the run's session (its process group, and Ray's
-  actors, which Ray puts in process groups of their own: what systemd does to a unit's control
-  group); it must exit 0 within its drain time; it is then started again to finish its files.
+- sigterm_group: SIGTERM to the process group of the command started (a stop-as-group: `kill
+  -TERM -- -PGID`); it must exit 0 within its drain time; it is then started again to finish
+  its files. (systemd's default KillMode=control-group also signals Ray's own processes: the
+  units in deploy/ use KillMode=mixed.)
 
 Engine exceptions and hangs go into the pipeline config ("faults", synthetic/engines.py).
 `segpost run` runs as deploy/segpost-run.service runs it: with --resume, started again when it
@@ -207,13 +208,10 @@ class _Run:
                 self.note(frames, f"driver_kill: SIGKILL segpost {self.h.command} (pid {self.proc.pid})", kind)
             return "restart"
         elif kind == "sigterm_group":
-            pids = session(sid)
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-            self.note(frames, f"sigterm_group: SIGTERM to the {len(pids)} processes of session {sid}", kind)
+            # The whole process group of the command started (a supervisor's stop-as-group;
+            # deploy/'s units use KillMode=mixed, which signals the main process alone).
+            os.killpg(sid, signal.SIGTERM)
+            self.note(frames, f"sigterm_group: SIGTERM to process group {sid}", kind)
             return "term"
         elif kind == "disk_full":
             writers = [self.proc.pid] if self.h.command == "run" else actors(sid, "RecordSink")

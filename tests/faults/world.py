@@ -35,19 +35,27 @@ def make_video(path: Path, frames: int, seed: int) -> str:
 
 
 def session(sid: int) -> List[int]:
-    """The live processes of a session: a run's every process, Ray's included (Ray gives each actor
-    its own process group, but they stay in the driver's session, as in a unit's control group)."""
-    pids = []
+    """The live processes of a run: those of its session (Ray gives each actor its own process
+    group, but they stay in the driver's session, as in a unit's control group) and of the
+    sessions its processes started (segpost fleet and serve run in a session of their own behind
+    the forwarding process that was launched)."""
+    table = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
                 with open(f"/proc/{name}/stat") as f:
                     fields = f.read().rsplit(")", 1)[1].split()
-                if int(fields[3]) == sid and fields[0] != "Z":
-                    pids.append(int(name))
+                if fields[0] != "Z":
+                    table[int(name)] = (int(fields[1]), int(fields[3]))   # ppid, session
             except (OSError, IndexError, ValueError):
                 pass
-    return sorted(pids)
+    sessions, grew = {sid}, True
+    while grew:
+        members = {pid for pid, (_, s) in table.items() if s in sessions}
+        led = {pid for pid, (ppid, s) in table.items() if ppid in members and s == pid} - sessions
+        sessions |= led
+        grew = bool(led)
+    return sorted(pid for pid, (_, s) in table.items() if s in sessions)
 
 
 def title(pid: int) -> str:
