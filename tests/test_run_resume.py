@@ -106,3 +106,35 @@ def test_a_killed_run_resumes_with_each_frame_once(tmp_path, videos):
 def test_resume_needs_one_plain_out_file(tmp_path, videos, capsys):
     assert main(args(tmp_path, videos, "-")) == 2
     assert "--resume continues one --out file" in capsys.readouterr().err
+
+
+def test_a_full_disk_at_the_first_write_of_a_resumed_run_is_an_error_exit_not_an_abort(tmp_path, videos):
+    """The resumed run's first write (the ends of the tracks left open) fails on a full disk: the
+    run exits with its error status. Before, its cameras' decoding threads were never closed on
+    that path and the interpreter aborted at exit inside OpenCV (status -6)."""
+    import resource
+
+    out = tmp_path / "out.jsonl"
+    process = subprocess.Popen([sys.executable, "-m", "segpost", *args(tmp_path, videos, out, busy_ms=60)],
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 3000):
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    size = out.stat().st_size + 10      # no room for a whole line
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+    codes = []
+    for _ in range(3):
+        done = subprocess.run([sys.executable, "-m", "segpost", *args(tmp_path, videos, out)], preexec_fn=limit,
+                              capture_output=True, text=True, timeout=120)
+        codes.append(done.returncode)
+        assert "File too large" in done.stderr, done.stderr[-2000:]
+    assert codes == [2, 2, 2], codes
+    with open(out) as f:
+        assert f.read().endswith("\n")

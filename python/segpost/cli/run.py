@@ -2,6 +2,7 @@
 Lines and/or MQTT, metrics on HTTP, for as long as it takes."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -173,7 +174,12 @@ def _run(args, device: str, redactor: Redactor, stop: threading.Event) -> int:
                           scheduled=ScheduledPipeline(pipeline, schedule) if on_change else None)
     if pipeline.zones is not None:   # a zone's key is its camera's record name, whichever slot it runs in
         pipeline.zones.masks.set_camera_keys([str(camera) for camera, _ in cameras])
-    resume.apply(runner)
+    try:
+        resume.apply(runner)
+    except BaseException:   # a full disk at the first write: the sources' threads must not outlive us
+        with contextlib.suppress(Exception):
+            runner.close()
+        raise
     try:
         summary = runner.run(max_rounds=args.max_rounds, stop=stop)
     except (ValueError, OSError):

@@ -13,8 +13,10 @@ CPU in decoders.py, NVDEC in nvdec.py) and adds what cameras need:
 """
 from __future__ import annotations
 
+import atexit
 import itertools
 import threading
+import weakref
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -177,6 +179,7 @@ class CameraSource:
         self._events.append(SourceEvent("error", message, {}))
 
     def _start_pump(self, target: Callable[[int], None]) -> None:
+        _OPEN.add(self)
         thread = threading.Thread(target=target, args=(self._generation,), daemon=True,
                                   name=f"segpost camera {self.shown_url}")
         self._threads.append(thread)
@@ -338,3 +341,9 @@ def decoder_factory(decode: str, *, gpu: int = 0, timeout_seconds: float = 10.0
             return decoder
 
     return auto, "NVDEC (GPU) where the GPU decodes the camera's codec, OpenCV (CPU) otherwise"
+
+
+# A decoding thread still in OpenCV or NVDEC at finalization aborts the process ("exception not
+# rethrown"): every source still open at exit is closed first, whatever path led there.
+_OPEN: "weakref.WeakSet[CameraSource]" = weakref.WeakSet()
+atexit.register(lambda: [source.close(timeout=2.0) for source in list(_OPEN)])

@@ -193,6 +193,23 @@ class CameraRunner:
             if self.metrics:
                 self.metrics.observe_camera(camera, source.stats)
 
+    def close(self) -> None:
+        """Stops the watchdog and the sources' threads (none may outlive the interpreter inside a
+        decoder), then closes every sink; a sink that fails to close (a full disk) does not keep
+        the others open, and the first such error is raised after all of them."""
+        if self.watchdog:
+            self.watchdog.close()
+        for _, source in self.cameras:
+            source.close()
+        error = None
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:
+                error = error or exc
+        if error is not None:
+            raise error
+
     def run(self, max_rounds: Optional[int] = None, stop: Optional[threading.Event] = None) -> Dict[str, Any]:
         """Rounds until every file source ended (live streams never end), `max_rounds`, or `stop`."""
         stop = stop or threading.Event()
@@ -210,12 +227,7 @@ class CameraRunner:
             self._events()
             self.finish_tracks()
         finally:
-            if self.watchdog:
-                self.watchdog.close()
-            for _, source in self.cameras:
-                source.close()
-            for sink in self.sinks:
-                sink.close()
+            self.close()
         summary = {"rounds": self.rounds, "frames": dict(self.frames), "seconds": time.monotonic() - started,
                    "stopped": stop.is_set()}
         if self.scheduled is not None:
