@@ -44,12 +44,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+import segpost
+
 from .check import Expect, Violation, check_output, read_records
 from .history import WATCHDOG_S, Fault, History
 from .world import FRAME_SIZE, actors, make_video, session, title
 
-HERE = Path(__file__).resolve().parents[2]
 TRACK = {"max_age": 4}                       # tracks end within the short videos (world.make_video)
+# Engine time a round: `segpost run` writes its file once a second, so its rounds are slow
+# enough that the faults placed by frames written strike while it runs, on a fast machine too.
+BUSY_MS = {"run": (80, 20), "fleet": (15, 5)}
 DRAIN_S = {"run": 20.0, "fleet": 45.0}       # SIGTERM to exit
 STUCK_S = {"run": 20.0, "fleet": 45.0}       # no new output for this long (plus hangs and pauses): stuck
 DEADLINE_S = {"run": 120.0, "fleet": 300.0}  # a whole history
@@ -112,7 +116,7 @@ class _Run:
                 if key in fault.params:
                     faults[key] = fault.params[key]
         pipeline = {"backend": "synthetic", "classes": ["red", "green"], "max_frame_size": list(FRAME_SIZE),
-                    "max_cameras": 2, "busy_ms": [15, 5], "track": TRACK}
+                    "max_cameras": 2, "busy_ms": list(BUSY_MS[self.h.command]), "track": TRACK}
         if faults["raise"] or faults["hang"] or faults.get("raise_probability"):
             pipeline["faults"] = faults
         if self.h.classes_per_call is not None:
@@ -143,7 +147,8 @@ class _Run:
 
     def launch(self) -> None:
         # PYTHONFAULTHANDLER: a process that will not drain gets SIGABRT first, and its threads' stacks go to the log.
-        path = str(HERE / "python") + os.pathsep + os.environ.get("PYTHONPATH", "")
+        # The segpost these tests import (an installed one in CI, the tree's under PYTHONPATH here).
+        path = str(Path(segpost.__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", "")
         env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1", PYTHONPATH=path)
         if self.ray_tmp is not None:
             env["RAY_TMPDIR"] = str(self.ray_tmp)
