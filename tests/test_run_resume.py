@@ -68,6 +68,19 @@ def check_invariants(records, frames):
         assert ids and set(started) <= set(ids)
 
 
+def kill_midway(tmp_path, videos, out):
+    """A resumable run SIGKILLed once its file holds a few kB (some frames, some tracks open)."""
+    process = subprocess.Popen([sys.executable, "-m", "segpost", *args(tmp_path, videos, out, busy_ms=60)],
+                               stderr=subprocess.DEVNULL, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 3000):
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+
+
 def test_a_stopped_run_resumes_where_its_file_ends(tmp_path, videos):
     out = tmp_path / "out.jsonl"
     assert main(args(tmp_path, videos, out, "--max-rounds", "15")) == 0
@@ -88,15 +101,7 @@ def test_a_stopped_run_resumes_where_its_file_ends(tmp_path, videos):
 
 def test_a_killed_run_resumes_with_each_frame_once(tmp_path, videos):
     out = tmp_path / "out.jsonl"
-    process = subprocess.Popen([sys.executable, "-m", "segpost", *args(tmp_path, videos, out, busy_ms=60)],
-                               stderr=subprocess.DEVNULL, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 3000):
-            time.sleep(0.05)
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
+    kill_midway(tmp_path, videos, out)
     with open(out, "ab") as f:
         f.write(b'{"round": 99, "camera": 0, "frame_ind')   # a line torn by the death
     assert main(args(tmp_path, videos, out)) == 0
@@ -115,15 +120,7 @@ def test_a_full_disk_at_the_first_write_of_a_resumed_run_is_an_error_exit_not_an
     import resource
 
     out = tmp_path / "out.jsonl"
-    process = subprocess.Popen([sys.executable, "-m", "segpost", *args(tmp_path, videos, out, busy_ms=60)],
-                               stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 3000):
-            time.sleep(0.05)
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
+    kill_midway(tmp_path, videos, out)
     size = out.stat().st_size + 10      # no room for a whole line
 
     def limit():
