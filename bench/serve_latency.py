@@ -123,7 +123,7 @@ def stats_of(url: str) -> list:
 
 def serve_phase(spec: dict) -> list:
     from brokers import free_port
-    from segpost.fleet.serve import load_serve_config, start_serve, stop_serve
+    from segpost.serve.app import load_serve_config, start_serve, stop_serve
 
     folder = spec["folder"]
     config = {"pipeline": spec["pipeline"], "gpus_per_replica": spec["gpus"], "cpus_per_replica": 2 if spec["gpus"] else 0.5,

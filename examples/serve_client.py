@@ -16,7 +16,7 @@ import sys
 import numpy as np
 
 from segpost import decode_coco_rle
-from segpost.fleet.client import SegpostClient, SegpostError
+from segpost.serve.client import SegpostClient, SegpostError
 
 
 def main(argv=None) -> int:

@@ -23,9 +23,9 @@ pytest.importorskip("ray", reason="segpost serve runs on Ray Serve: pip install 
 grpc = pytest.importorskip("grpc", reason="gRPC needs grpcio: pip install 'segpost[fleet]' (.ci/run does)")
 cv2 = pytest.importorskip("cv2")
 
-from segpost.fleet.client import SegpostClient, SegpostError  # noqa: E402
-from segpost.fleet import api  # noqa: E402
-from segpost.fleet.serve import load_serve_config, start_serve, stop_serve  # noqa: E402
+from segpost.serve.client import SegpostClient, SegpostError  # noqa: E402
+from segpost.serve import api  # noqa: E402
+from segpost.serve.app import load_serve_config, start_serve, stop_serve  # noqa: E402
 
 MAX_BATCH = 4
 KEY = "test-key-" + "k" * 24

@@ -16,7 +16,7 @@ from brokers import free_port, http_get
 pytest.importorskip("ray", reason="segpost serve runs on Ray Serve: pip install 'segpost[fleet]' (.ci/run does)")
 pytest.importorskip("grpc", reason="gRPC needs grpcio: pip install 'segpost[fleet]' (.ci/run does)")
 
-from segpost.fleet.client import SegpostClient  # noqa: E402
+from segpost.serve.client import SegpostClient  # noqa: E402
 from segpost.synthetic.scene import Scene  # noqa: E402
 
 KEY = "command-key-" + "q" * 20

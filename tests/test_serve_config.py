@@ -11,7 +11,7 @@ pytest.importorskip("pydantic", reason="the serve config needs pydantic (Ray Ser
                                        "'segpost[fleet]' (.ci/run does)")
 
 from segpost.cli import main  # noqa: E402
-from segpost.fleet.serve_config import load_serve_config, schema  # noqa: E402
+from segpost.serve.config import load_serve_config, schema  # noqa: E402
 
 PIPELINE = {"backend": "synthetic", "classes": ["red"]}
 KEY = "config-key-" + "c" * 20
@@ -94,7 +94,7 @@ def test_a_key_read_from_a_file_with_its_newline_is_accepted(tmp_path, monkeypat
     """`echo KEY > serve.key` writes "KEY\\n"; a Kubernetes secret made from that file (or any tool
     that reads the file whole) puts the newline in the variable. The client presents "KEY": the
     configured key is taken without its surrounding whitespace, so it matches."""
-    from segpost.fleet.serve_guard import RequestError
+    from segpost.serve.guard import RequestError
 
     (tmp_path / "serve.key").write_text(KEY + "\n")
     monkeypatch.setenv("SEGPOST_FILE_KEY", (tmp_path / "serve.key").read_text())

@@ -22,9 +22,9 @@ pytest.importorskip("ray", reason="segpost serve runs on Ray Serve: pip install 
 grpc = pytest.importorskip("grpc", reason="gRPC needs grpcio: pip install 'segpost[fleet]' (.ci/run does)")
 cv2 = pytest.importorskip("cv2", reason="OpenCV encodes the test images: pip install 'segpost[test]' (.ci/run does)")
 
-from segpost.fleet import api  # noqa: E402
-from segpost.fleet.client import SegpostClient  # noqa: E402
-from segpost.fleet.serve import load_serve_config, start_serve, stop_serve  # noqa: E402
+from segpost.serve import api  # noqa: E402
+from segpost.serve.client import SegpostClient  # noqa: E402
+from segpost.serve.app import load_serve_config, start_serve, stop_serve  # noqa: E402
 from segpost.synthetic.scene import Scene  # noqa: E402
 
 KEY = "fuzz-key-" + "f" * 24

@@ -69,8 +69,8 @@ def test_a_gpu_replica_decodes_on_the_gpu_end_to_end(tmp_path):
     ray = pytest.importorskip("ray", reason="pip install 'segpost[fleet]'")
     pytest.importorskip("nvidia.nvimgcodec", reason="pip install 'segpost[serve-gpu]'")
     from brokers import free_port
-    from segpost.fleet.client import SegpostClient
-    from segpost.fleet.serve import load_serve_config, start_serve, stop_serve
+    from segpost.serve.client import SegpostClient
+    from segpost.serve.app import load_serve_config, start_serve, stop_serve
 
     key = "gpu-key-" + "g" * 24
     (tmp_path / "serve.json").write_text(json.dumps({

@@ -14,8 +14,8 @@ from brokers import free_port, http_get
 ray = pytest.importorskip("ray", reason="segpost serve runs on Ray Serve: pip install 'segpost[fleet]' (.ci/run does)")
 pytest.importorskip("grpc", reason="gRPC needs grpcio: pip install 'segpost[fleet]' (.ci/run does)")
 
-from segpost.fleet.client import SegpostClient, SegpostError  # noqa: E402
-from segpost.fleet.serve import load_serve_config, start_serve, stop_serve  # noqa: E402
+from segpost.serve.client import SegpostClient, SegpostError  # noqa: E402
+from segpost.serve.app import load_serve_config, start_serve, stop_serve  # noqa: E402
 
 ROUND_TIMEOUT_S = 2
 FRAME = np.zeros((64, 64, 3), np.uint8)

@@ -1,4 +1,4 @@
-"""The serve replica's round batcher (segpost.fleet.rounds): a round waits for frames the replica
+"""The serve replica's round batcher (segpost.serve.rounds): a round waits for frames the replica
 has received and is still decoding, never for frames nobody sent, and at most about a round."""
 import asyncio
 import concurrent.futures
@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from segpost.fleet.rounds import RoundBatcher
+from segpost.serve.rounds import RoundBatcher
 
 
 @pytest.fixture

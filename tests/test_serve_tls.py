@@ -21,8 +21,8 @@ grpc = pytest.importorskip("grpc", reason="gRPC needs grpcio: pip install 'segpo
 x509 = pytest.importorskip("cryptography.x509", reason="certificates are made with cryptography (Ray installs it; "
                                                        ".ci/run does)")
 
-from segpost.fleet.client import SegpostClient, SegpostError  # noqa: E402
-from segpost.fleet.serve import load_serve_config, start_serve, stop_serve  # noqa: E402
+from segpost.serve.client import SegpostClient, SegpostError  # noqa: E402
+from segpost.serve.app import load_serve_config, start_serve, stop_serve  # noqa: E402
 from segpost.synthetic.scene import Scene  # noqa: E402
 
 KEY = "tls-key-" + "t" * 24

@@ -186,7 +186,7 @@ def test_segpost_run_stops_cleanly_on_sigterm_to_its_process_group(tmp_path):
 
 def test_segpost_serve_stops_cleanly_on_sigterm_to_its_process_group(tmp_path):
     pytest.importorskip("ray", reason="segpost serve runs on Ray Serve: pip install 'segpost[fleet]' (.ci/run does)")
-    from segpost.fleet.client import SegpostClient
+    from segpost.serve.client import SegpostClient
 
     key = "signals-key-" + "s" * 20
     port = free_port()

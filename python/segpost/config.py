@@ -72,6 +72,22 @@ def read_json(path: str, what: str = "config file") -> Dict[str, Any]:
         raise ValueError(f"{path}: the config must be a JSON object")
     return expand_env(raw, path)
 
+def read_app_config(path: str, known: set, what: str) -> Tuple[Dict[str, Any], Dict[str, Any], str]:
+    """A fleet or serve config: (its keys, the pipeline config object, the folder the pipeline's
+    relative paths start from); "pipeline" is a `segpost run` config file or the object inline."""
+    raw = read_json(path, what)
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {unknown}; known keys are {sorted(known)}")
+    base = os.path.dirname(os.path.abspath(path))
+    pipeline = raw.get("pipeline")
+    if isinstance(pipeline, str):
+        pipeline_path = pipeline if os.path.isabs(pipeline) else os.path.join(base, pipeline)
+        base, pipeline = os.path.dirname(os.path.abspath(pipeline_path)), read_json(pipeline_path)
+    if not isinstance(pipeline, dict):
+        raise ValueError(f"{path}: 'pipeline' must be a `segpost run` config file or object")
+    return raw, pipeline, base
+
 
 def load_config(path: str, device: str = "cuda") -> Tuple[Engine, Engine, PipelineConfig]:
     """Build both engines and the PipelineConfig a config file describes (EngineError/ValueError

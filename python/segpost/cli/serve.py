@@ -24,7 +24,7 @@ def add_parser(commands) -> None:
 
 
 def run_command(args) -> int:
-    from ..fleet import api
+    from ..serve import api
 
     if args.print_proto:
         print(api.proto_text(), end="")
@@ -32,13 +32,13 @@ def run_command(args) -> int:
     if args.print_schema:
         import json
 
-        from ..fleet.serve_config import schema
+        from ..serve.config import schema
 
         print(json.dumps(schema(), indent=1))
         return 0
     if not args.config:
         raise ValueError("segpost serve needs --config SERVE.json")
-    from ..fleet.serve import load_serve_config, start_serve, stop_serve
+    from ..serve.app import load_serve_config, start_serve, stop_serve
 
     config = load_serve_config(args.config)
     _check_resources(args, config)

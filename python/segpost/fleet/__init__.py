@@ -13,17 +13,11 @@
 - standby: warm standby workers (built, waiting) that take a dead worker's cameras at once.
 - heartbeat: a worker's stats() answers as both watch them, and the restart backoff.
 - status: the named actor `segpost fleet status` reads.
-- serve: a Ray Serve application for clients that send frames (HTTP and gRPC); client: their side.
 This package imports the library; the library never imports it.
 """
+from .._ray import import_ray
 
 
-def import_ray():
-    try:
-        import ray
-    except ImportError as exc:
-        raise ValueError("the fleet and serve commands run on Ray: pip install 'segpost[fleet]'") from exc
-    return ray
 
 
 def short_error(exc: BaseException) -> str:

@@ -27,7 +27,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..config import read_json
+from ..config import read_app_config
 
 _KNOWN = {"pipeline", "cameras", "cameras_per_worker", "gpus_per_worker", "cpus_per_worker", "decode", "masks",
           "sink", "heartbeat_seconds", "stall_seconds", "watchdog_seconds", "restart_backoff", "standby_workers",
@@ -68,21 +68,6 @@ class FleetConfig:
         return [list(self.cameras[i:i + n]) for i in range(0, len(self.cameras), n)]
 
 
-def read_app_config(path: str, known: set, what: str) -> Tuple[Dict[str, Any], Dict[str, Any], str]:
-    """A fleet or serve config: (its keys, the pipeline config object, the folder the pipeline's
-    relative paths start from); "pipeline" is a `segpost run` config file or the object inline."""
-    raw = read_json(path, what)
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ValueError(f"{path}: unknown key(s) {unknown}; known keys are {sorted(known)}")
-    base = os.path.dirname(os.path.abspath(path))
-    pipeline = raw.get("pipeline")
-    if isinstance(pipeline, str):
-        pipeline_path = pipeline if os.path.isabs(pipeline) else os.path.join(base, pipeline)
-        base, pipeline = os.path.dirname(os.path.abspath(pipeline_path)), read_json(pipeline_path)
-    if not isinstance(pipeline, dict):
-        raise ValueError(f"{path}: 'pipeline' must be a `segpost run` config file or object")
-    return raw, pipeline, base
 
 
 def load_fleet_config(path: str) -> FleetConfig:

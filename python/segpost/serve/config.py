@@ -31,8 +31,8 @@ from typing import Any, Dict, List, Literal, Optional, Union
 from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator,
                       model_validator)
 
-from .config import read_app_config
-from .serve_guard import Limits, key_digests
+from ..config import read_app_config
+from .guard import Limits, key_digests
 
 _SECRET_KEYS = ("api_keys", "keyfile_password")
 _MIN_KEY_LENGTH = 16

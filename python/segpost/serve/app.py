@@ -1,6 +1,6 @@
 """``segpost serve``: a Ray Serve application that clients send frames to (HTTP and gRPC).
 
-The config is fleet/serve_config.py's model. Every frame of every request is one item of two
+The config is serve/config.py's model. Every frame of every request is one item of two
 ``@serve.batch`` stages: decoding (a batch of JPEGs in one nvImageCodec call on the GPU, or OpenCV
 threads) and the pipeline round (frames from many clients fill a round, up to max_cameras; a
 request with more frames spans several rounds). Each answer names its replica and round.
@@ -32,10 +32,11 @@ from ..config import build_from_config
 from ..encodings import decode_coco_rle
 from ..io.image_decoder import Decoded, FrameDecoder
 from ..io.image_header import ImageError
-from . import api, import_ray
+from .._ray import import_ray
+from . import api
 from .rounds import RoundBatcher
-from .serve_config import ServeConfig, load_serve_config  # noqa: F401 (load_serve_config: the module's API)
-from .serve_guard import Limits, RequestError, check_frame
+from .config import ServeConfig, load_serve_config  # noqa: F401 (load_serve_config: the module's API)
+from .guard import Limits, RequestError, check_frame
 
 logger = logging.getLogger("segpost.serve")
 

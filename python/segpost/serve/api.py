@@ -231,7 +231,7 @@ def answer_to_proto(frames: List[Dict[str, Any]]) -> Any:
 
 
 def answer_from_proto(response: Any) -> List[Dict[str, Any]]:
-    """A gRPC answer in the JSON form (what segpost.fleet.client returns for both transports)."""
+    """A gRPC answer in the JSON form (what segpost.serve.client returns for both transports)."""
     frames = []
     for f in response.frames:
         detections = []
