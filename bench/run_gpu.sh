@@ -4,6 +4,9 @@
 #   bench/run_gpu.sh [output-dir]
 # SEGPOST_SECTIONS picks what runs (default: all of them, in this order):
 #   build tests bench pipeline track zones demo soak decode e2e transformers sam3 fleet serve sanitize
+# Not in the default list: capacity (bench/capacity.py, cameras served per GPU, every_frame against
+# on_change with compiled Sam3Model; ~8 min incl. one compile; SEGPOST_CAPACITY_ARGS adds flags,
+# e.g. "--max-seconds 540 --top-k 2"): SEGPOST_SECTIONS="build capacity" bench/run_gpu.sh
 # SEGPOST_VIDEO: an H.264 1080p25 file for decode, e2e, transformers and fleet (bench/make_video.py
 # writes one). Needs nvcc, CuPy, pytest, pytest-benchmark, opencv; torch + transformers for the
 # Sam3Model rows; PyNvVideoCodec for NVDEC; Ray for fleet and serve.
@@ -111,6 +114,11 @@ if want serve; then
   step "serve vs segpost run (Sam3Model fp16 compiled, 1080p JPEGs, decode gpu and cpu, 1 / 32 clients)"
   "$py" bench/serve_latency.py --backend torch --compile default --decode gpu cpu --clients 1 32 --run-side \
     --out "$out/serve" 2>&1 | tee "$out/serve.log" | tail -n 9 || status=1
+fi
+
+if want capacity; then
+  step "capacity: cameras served per GPU at 5 records/s each, staleness p95 <= 1 s, every_frame vs on_change (compiled Sam3Model)"
+  "$py" bench/capacity.py --out "$out" ${SEGPOST_CAPACITY_ARGS:-} 2>&1 | tee "$out/capacity.log" | tail -n 16 || status=1
 fi
 
 if want sanitize && [ "${SEGPOST_SANITIZE:-0}" = 1 ]; then
