@@ -8,8 +8,10 @@ N cameras, each a live-paced source: site-like clips (bench/make_video.py --site
 OpenCV's mp4v and decoded once by OpenCV into memory, then served at --fps (25) by a paced
 Decoder behind segpost's own live CameraSource (it keeps the newest frame and drops the stale
 ones, as for an RTSP camera). Decoding is not what is measured: 40 cameras x 25 fps of 1080p
-would take a CPU decoder more cores than the GPU's work, so every camera replays decoded frames
-(host BGR, uploaded by the pipeline as with --decode cpu). The pipeline is built as `segpost run`
+would take a CPU decoder more cores than the GPU's work, so every camera replays decoded frames.
+--frames: nv12-gpu (the default on CUDA: NV12 in GPU memory, what NVDEC hands `segpost run
+--decode gpu`), bgr (host BGR, what --decode cpu hands it; the pipeline and the change gate upload
+every frame), nv12-host. The pipeline is built as `segpost run`
 builds it (config.build_from_config, CameraRunner with ScheduledPipeline for on_change, RLE masks,
 tracking on in both schedules) and runs for --seconds after --warmup per N; the engines are built
 (and compiled) once and reused for every N and both schedules.
@@ -31,6 +33,7 @@ import gc
 import json
 import os
 import sys
+import tempfile
 import threading
 import time
 from typing import Dict, List
@@ -109,11 +112,34 @@ class TimedSink(Sink):
             self.records.append((time.monotonic(), record["camera"], record["frame_index"], bool(record.get("predicted"))))
 
 
+class TimedRunner(CameraRunner):
+    """segpost's CameraRunner, timing the host work of on_change around the model's rounds: the
+    gate, the scheduler and the predicted detections (ScheduledPipeline.process less its model
+    round), and writing the predicted records (masks to RLE). One thread runs all of it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.host_s = {"model_rounds": 0.0, "gate_schedule_predict": 0.0, "write_predicted": 0.0}
+
+    def _scheduled_round(self, frames, got):
+        started = time.perf_counter()
+        result, predicted = super()._scheduled_round(frames, got)
+        model = result.timings_ms["round"] / 1e3
+        self.host_s["model_rounds"] += model
+        self.host_s["gate_schedule_predict"] += time.perf_counter() - started - model
+        return result, predicted
+
+    def _write_predicted(self, round_index, got, predicted) -> None:
+        started = time.perf_counter()
+        super()._write_predicted(round_index, got, predicted)
+        self.host_s["write_predicted"] += time.perf_counter() - started
+
+
 def make_clips(args, size) -> List[List[np.ndarray]]:
     """The site clips (written once to --video-dir, kept), decoded into memory."""
     import cv2
 
-    folder = args.video_dir or os.path.join(args.out, "capacity-clips")
+    folder = os.path.join(args.work_dir, "clips")
     os.makedirs(folder, exist_ok=True)
     clips = []
     for seed in range(args.clips):
@@ -128,8 +154,7 @@ def make_clips(args, size) -> List[List[np.ndarray]]:
             ok, frame = capture.read()
             if not ok:
                 break
-            frame.setflags(write=False)   # shared by the cameras of this clip
-            frames.append(frame)
+            frames.append(as_frame(frame, args.frames))
         capture.release()
         if not frames:
             raise OSError(f"OpenCV decoded no frame of {path}")
@@ -137,11 +162,32 @@ def make_clips(args, size) -> List[List[np.ndarray]]:
     return clips
 
 
+def as_frame(bgr: np.ndarray, kind: str):
+    """A decoded BGR frame as --frames hands it to the pipeline (shared by the cameras of its clip,
+    never written to)."""
+    if kind == "bgr":
+        return bgr
+    import cv2
+
+    from segpost.preprocess import YuvFrame
+
+    h, w = bgr.shape[:2]
+    i420 = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)   # Y, then U and V planes of H/2 x W/2
+    u = i420[h:h + h // 4].reshape(h // 2, w // 2)
+    v = i420[h + h // 4:].reshape(h // 2, w // 2)
+    nv12 = np.concatenate([i420[:h], np.stack([u, v], axis=-1).reshape(h // 2, w)])   # Y, then U V interleaved
+    if kind == "nv12-gpu":
+        import cupy
+
+        nv12 = cupy.asarray(nv12)
+    return YuvFrame(nv12, "nv12")
+
+
 def engine_config(args, size) -> dict:
     if args.backend == "torch":
         return {"backend": "torch", "classes": TORCH_NAMES, "max_cameras": args.batch, "max_frame_size": list(size),
                 "compile": args.compile, "classes_per_call": "all", "dtype": "float16",
-                "compile_cache": os.path.abspath(os.path.join(args.out, "compile-cache")),
+                "compile_cache": os.path.abspath(os.path.join(args.work_dir, "compile-cache")),
                 # Random weights score at random: keep the top_k best per camera and class.
                 "score_threshold": 0.0, "top_k": args.top_k}
     return {"backend": "synthetic", "classes": SYNTHETIC_NAMES, "max_cameras": args.batch, "max_frame_size": list(size),
@@ -188,7 +234,7 @@ def run_one(args, engines, clips, schedule: str, n: int) -> dict:
             rounds.append((time.monotonic(), len(result.cameras), result.timings_ms["round"], tiers))
 
     messages = []
-    runner = CameraRunner(pipeline, sources, [sink], masks=args.masks, scheduled=scheduled, on_round=on_round,
+    runner = TimedRunner(pipeline, sources, [sink], masks=args.masks, scheduled=scheduled, on_round=on_round,
                           log=messages.append, watchdog_seconds=None)
     stop = threading.Event()
     started, cpu = time.monotonic(), os.times()
@@ -205,7 +251,9 @@ def run_one(args, engines, clips, schedule: str, n: int) -> dict:
     row.update(model_records_all=sum(1 for r in sink.records if not r[3]),
                predicted_records_all=sum(1 for r in sink.records if r[3]),
                model_round_frames_all=int(sum(r[1] for r in rounds)),
-               cpu_cores=cpu_s / (time.monotonic() - started))
+               cpu_cores=cpu_s / (time.monotonic() - started),
+               # seconds per second of the run (the runner's one thread): on_change's host work next to its rounds
+               host_share={k: v / (time.monotonic() - started) for k, v in runner.host_s.items()} if on_change else None)
     row.update(schedule=schedule, cameras=n, batch=batch, rounds_all=summary["rounds"],
                dropped_frames=sum(s.stats["dropped"] for _, s in sources),
                messages=[m for m in messages if "paced clip" not in m][:5])
@@ -272,7 +320,8 @@ def print_row(row: dict) -> None:
         f"staleness p50 {_f(row['staleness_p50_s'])} p95 {_f(row['staleness_p95_s'])} worst camera p95 "
         f"{_f(row['staleness_p95_worst_camera_s'])} s; model {row['model_frames_per_s']:.1f} frames/s "
         f"({row['model_rounds']} rounds, p50 {_f(row['round_ms_p50'], '{:.0f}')} ms); predicted {row['predicted_share']:.0%}; "
-        f"tiers {row['tiers']}; CPU {row['cpu_cores']:.1f} cores")
+        f"tiers {row['tiers']}; CPU {row['cpu_cores']:.1f} cores"
+        + (f"; runner thread: {', '.join(f'{k} {v:.0%}' for k, v in row['host_share'].items())}" if row["host_share"] else ""))
 
 
 def markdown(result: dict) -> str:
@@ -281,19 +330,21 @@ def markdown(result: dict) -> str:
              f"clips at {result['fps']:g} fps, output {result['output_fps']:g} records/s per camera, staleness p95 "
              f"<= {result['max_staleness']:g} s, on_change max_interval {result['max_interval']:g} s",
              "", "| schedule | cameras | served | records/s min / mean | staleness p50 / p95 / worst camera p95 (s) "
-             "| model frames/s | round p50 (ms) | predicted | tiers (overdue/changed/tracks/fill) | CPU cores |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| model frames/s | round p50 (ms) | predicted | tiers (overdue/changed/tracks/fill) | CPU cores "
+             "| runner thread: model rounds / gate+predict / write predicted |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         if "error" in r:
             lines.append(f"| {r['schedule']} | {r['cameras']} | error: {' '.join(str(r['error']).split())[-150:]} |"
-                         + " |" * 7)
+                         + " |" * 8)
             continue
         t = r["tiers"]
         lines.append(f"| {r['schedule']} | {r['cameras']} | {'yes' if r['served'] else 'no'} | "
                      f"{r['records_per_s_min']:.2f} / {r['records_per_s_mean']:.2f} | {fmt(r['staleness_p50_s'])} / "
                      f"{fmt(r['staleness_p95_s'])} / {fmt(r['staleness_p95_worst_camera_s'])} | "
                      f"{r['model_frames_per_s']:.1f} | {fmt(r['round_ms_p50'], '{:.0f}')} | {r['predicted_share']:.0%} | "
-                     f"{'/'.join(str(t.get(k, 0)) for k in ('overdue', 'changed', 'tracks', 'fill'))} | {r['cpu_cores']:.1f} |")
+                     f"{'/'.join(str(t.get(k, 0)) for k in ('overdue', 'changed', 'tracks', 'fill'))} | {r['cpu_cores']:.1f} | "
+                     + (" / ".join(f"{v:.0%}" for v in r["host_share"].values()) if r["host_share"] else "-") + " |")
     best = result["largest_served"]
     ratio = result["ratio"]
     lines += ["", f"Largest N served: every_frame {best.get('every_frame')}, on_change {best.get('on_change')}"
@@ -320,7 +371,7 @@ def main() -> int:
                              "the round's latency)")
     parser.add_argument("--schedule-json", default="{}", help="other ScheduleConfig fields, e.g. '{\"fill\": true}'")
     parser.add_argument("--every-frame-cameras", type=int, nargs="+", default=None,
-                        help="every_frame N (default: the batch, then downwards until one is served)")
+                        help="every_frame N (default: the batch, then half of it if the batch is not served)")
     parser.add_argument("--on-change-cameras", type=int, nargs="+", default=None,
                         help="on_change N, growing (torch 8 16 24 32 40 48 64)")
     parser.add_argument("--schedules", nargs="+", default=["every_frame", "on_change"],
@@ -331,7 +382,10 @@ def main() -> int:
                         help="the whole run's budget from start (torch 480): no N starts that would end past it")
     parser.add_argument("--clips", type=int, default=None, help="distinct site clips (cameras take turns)")
     parser.add_argument("--clip-seconds", type=float, default=None)
-    parser.add_argument("--video-dir", default=None, help="where the clips are written (and reused)")
+    parser.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "segpost-capacity"),
+                        help="where the clips (reused when there) and the compile cache go; --out gets the results only")
+    parser.add_argument("--frames", choices=("nv12-gpu", "bgr", "nv12-host"), default=None,
+                        help="what each camera hands the pipeline (default: nv12-gpu on CUDA, bgr on the CPU)")
     parser.add_argument("--masks", choices=("rle", "none"), default="rle", help="as segpost run --masks")
     parser.add_argument("--top-k", type=int, default=1,
                         help="torch: detections kept per camera and class (1: 4 objects a camera, each a track "
@@ -346,10 +400,11 @@ def main() -> int:
         if getattr(args, key) is None:
             setattr(args, key, preset[key])
     size = tuple(int(v) for v in args.size.split("x"))
+    args.frames = args.frames or ("nv12-gpu" if args.device == "cuda" else "bgr")
     os.makedirs(args.out, exist_ok=True)
     clips = make_clips(args, size)
     log(f"{len(clips)} clips of {len(clips[0])} frames {size[0]}x{size[1]} in memory "
-        f"({sum(f.nbytes for c in clips for f in c) / 2**30:.2f} GiB); building the engines ({args.backend})")
+        f"({sum(getattr(f, 'data', f).nbytes for c in clips for f in c) / 2**30:.2f} GiB, {args.frames}); building the engines ({args.backend})")
     started = time.perf_counter()
     engines = tiny_engines(args, size) if args.tiny_model else build_from_config(
         engine_config(args, size), args.out, device=args.device, where="capacity")
@@ -384,7 +439,9 @@ def main() -> int:
         return row
 
     if "every_frame" in args.schedules:
-        candidates = args.every_frame_cameras or list(range(args.batch, 0, -1))
+        # A compiled engine runs its whole batch whatever the cameras: below the batch each camera gets
+        # the same rounds, so one try at half the batch shows it (a smaller batch needs another compile).
+        candidates = args.every_frame_cameras or sorted({args.batch, max(args.batch // 2, 1)}, reverse=True)
         for n in candidates:
             if n > args.batch:
                 log(f"every_frame N={n}: skipped, more cameras than the engines' batch ({args.batch})")
