@@ -136,7 +136,7 @@ class TimedRunner(CameraRunner):
 
 
 def make_clips(args, size) -> List[List[np.ndarray]]:
-    """The site clips (written once to --video-dir, kept), decoded into memory."""
+    """The site clips (written once under --work-dir, then reused), decoded into memory as --frames says."""
     import cv2
 
     folder = os.path.join(args.work_dir, "clips")
@@ -146,8 +146,14 @@ def make_clips(args, size) -> List[List[np.ndarray]]:
         path = os.path.join(folder, f"site-{size[0]}x{size[1]}-{args.clip_seconds:g}s-{seed}.mp4")
         if not os.path.exists(path):
             started = time.perf_counter()
-            moving = write_site_clip(path + ".tmp.mp4", size, fps=int(args.fps), seconds=args.clip_seconds, seed=seed)
-            os.replace(path + ".tmp.mp4", path)
+            try:
+                moving = write_site_clip(path + ".tmp.mp4", size, fps=int(args.fps), seconds=args.clip_seconds, seed=seed)
+            except OSError as exc:   # an OpenCV build without the MPEG-4 encoder: Motion JPEG, which all have
+                log(f"{exc}; writing Motion JPEG instead")
+                path = path[:-4] + ".avi"
+                moving = write_site_clip(path + ".tmp.avi", size, fps=int(args.fps), seconds=args.clip_seconds,
+                                         seed=seed, fourcc="MJPG")
+            os.replace(path + ".tmp" + path[-4:], path)
             log(f"wrote {path} ({moving:.0%} of frames moving) in {time.perf_counter() - started:.1f} s")
         capture, frames = cv2.VideoCapture(path), []
         while True:

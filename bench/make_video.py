@@ -96,7 +96,7 @@ def _position(actor: dict, t: float):
 
 
 def write_site_clip(path: str, size=(1080, 1920), fps: int = 25, seconds: float = 20.0, seed: int = 0,
-                    noise: int = 2, drift: float = 3.0) -> float:
+                    noise: int = 2, drift: float = 3.0, fourcc: str = "mp4v") -> float:
     """Writes the site clip (see the module docstring) with cv2.VideoWriter (mp4v); returns the
     share of frames in which something moves."""
     import cv2
@@ -112,9 +112,9 @@ def write_site_clip(path: str, size=(1080, 1920), fps: int = 25, seconds: float 
     noisy = [np.clip(background + rng.integers(-noise, noise + 1, (h, w, 3)), 0, 255).astype(np.uint8) for _ in range(8)]
     actors = site_script(seconds, seed)
     radius = (max(h // 12, 4), max(h // 8, 6))
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
     if not writer.isOpened():
-        raise OSError(f"cv2.VideoWriter cannot write {path} (mp4v)")
+        raise OSError(f"cv2.VideoWriter cannot write {path} ({fourcc})")
     frames, moving = int(round(seconds * fps)), 0
     previous = None
     try:
