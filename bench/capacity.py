@@ -265,8 +265,6 @@ def run_one(args, engines, clips, schedule: str, n: int) -> dict:
                messages=[m for m in messages if "paced clip" not in m][:5])
     if scheduled is not None:
         row["scheduler"] = scheduled.summary()
-    del runner, pipeline, scheduled
-    gc.collect()   # the next N's pipeline binds the engines again: free this one's buffers first
     return row
 
 
@@ -433,6 +431,7 @@ def main() -> int:
             return None
         try:
             row = run_one(args, engines, clips, schedule, n)
+            gc.collect()   # the next N's pipeline binds the engines again: this one's buffers go first
         except Exception as exc:   # report the N and go on
             row = {"schedule": schedule, "cameras": n, "served": False, "error": f"{type(exc).__name__}: {exc}"[:500]}
             log(f"{schedule} N={n}: error: {row['error']}")
