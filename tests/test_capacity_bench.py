@@ -36,6 +36,8 @@ def test_capacity_synthetic_both_schedules_counts_agree(tmp_path):
         assert row["staleness_p50_s"] > 0 and row["staleness_p95_s"] >= row["staleness_p50_s"]
         assert row["served"] == (row["records_per_s_min"] >= 0.95 * 2 and
                                  (row["staleness_p95_worst_camera_s"] or float("inf")) <= 1.0)
+        assert row["output_fps_met"] == 0 or abs(row["output_fps_met"] * 0.95 - row["records_per_s_min"]) < 1e-9
+        assert not row["served"] or row["output_fps_met"] >= 2
     every, change = rows["every_frame"], rows["on_change"]
     assert every["predicted_records_all"] == 0 and every["predicted_share"] == 0 and not every["tiers"]
     # on_change: 4 cameras on a batch of 2 over a mostly static scene: the model's records are its
