@@ -214,6 +214,23 @@ def tiny_engines(args, size):
     return sam3.vision_encoder, sam3.decoder, config
 
 
+def host_costs(size, repeats: int = 10) -> dict:
+    """ms on this host's CPU per predicted mask at the clips' size: moving it (schedule.shifted, what
+    TrackMotion.predict does per track) and its COCO RLE (what a predicted record's mask costs)."""
+    from segpost.schedule import coco_rle, shifted
+
+    h, w = size
+    mask = np.zeros(size, bool)
+    mask[h // 4:h // 2, w // 4:w // 2] = True
+    started = time.perf_counter()
+    for _ in range(repeats):
+        moved = shifted(mask, 3, 2)
+    middle = time.perf_counter()
+    for _ in range(repeats):
+        coco_rle(moved)
+    return {"shift_ms": (middle - started) / repeats * 1e3, "rle_ms": (time.perf_counter() - middle) / repeats * 1e3}
+
+
 def run_one(args, engines, clips, schedule: str, n: int) -> dict:
     """N cameras for --warmup + --seconds under `schedule`; the row of numbers."""
     vision_encoder, decoder, config = engines
@@ -337,7 +354,9 @@ def markdown(result: dict) -> str:
     fmt = _f
     lines = [f"Capacity: {result['backend']} ({result['engine']}), batch {result['batch']}, {result['size']} "
              f"clips at {result['fps']:g} fps, output {result['output_fps']:g} records/s per camera, staleness p95 "
-             f"<= {result['max_staleness']:g} s, on_change max_interval {result['max_interval']:g} s",
+             f"<= {result['max_staleness']:g} s, on_change max_interval {result['max_interval']:g} s; frames "
+             f"{result['frames']}, masks {result['masks']}; host per predicted mask: shift "
+             f"{result['host_ms_per_predicted_mask']['shift_ms']:.2f} ms, RLE {result['host_ms_per_predicted_mask']['rle_ms']:.2f} ms",
              "", "| schedule | cameras | served | records/s min / mean | staleness p50 / p95 / worst camera p95 (s) "
              "| output fps met | model frames/s | round p50 (ms) | predicted | tiers (overdue/changed/tracks/fill) | CPU cores "
              "| runner thread: model rounds / gate+predict / write predicted |",
@@ -422,6 +441,9 @@ def main() -> int:
     build_s = time.perf_counter() - started
     log(f"engines ready in {build_s:.1f} s")
 
+    costs = host_costs(size)
+    log(f"host cost per predicted mask at {size[0]}x{size[1]}: shift {costs['shift_ms']:.2f} ms, "
+        f"RLE {costs['rle_ms']:.2f} ms")
     per_run = args.warmup + args.seconds + 5.0   # + building the pipeline and closing the sources
 
     def budget_left() -> bool:
@@ -478,7 +500,8 @@ def main() -> int:
               if args.backend == "torch" else f"busy_ms {args.busy_ms}", "device": args.device,
               "batch": args.batch, "size": args.size, "fps": args.fps, "output_fps": args.output_fps,
               "max_staleness": args.max_staleness, "max_interval": args.max_interval, "seconds": args.seconds,
-              "warmup": args.warmup, "masks": args.masks, "build_s": build_s, "largest_served": largest,
+              "warmup": args.warmup, "masks": args.masks, "frames": args.frames,
+              "host_ms_per_predicted_mask": costs, "build_s": build_s, "largest_served": largest,
               "ratio": oc / ef if ef and oc else None, "skipped_for_budget": skipped, "rows": rows,
               "wall_s": time.monotonic() - began}
     save_json(os.path.join(args.out, "capacity.json"), result)
