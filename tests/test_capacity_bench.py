@@ -16,7 +16,7 @@ def test_capacity_synthetic_both_schedules_counts_agree(tmp_path):
                            "--out", str(out), "--seconds", "2", "--warmup", "1", "--batch", "2",
                            "--every-frame-cameras", "2", "--on-change-cameras", "4", "--output-fps", "2",
                            "--max-seconds", "50"],
-                          capture_output=True, text=True, timeout=110, env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "python")})
+                          capture_output=True, text=True, timeout=110, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     result = json.loads((out / "capacity.json").read_text())
     assert (out / "capacity.md").read_text().count("| every_frame |") == 1
