@@ -1,6 +1,6 @@
 """Cameras served per GPU, every_frame against on_change (issue 32's capacity measurement).
 
-    python bench/capacity.py --out DIR                          # GPU: Sam3Model fp16 compiled, ~7 min
+    python bench/capacity.py --out DIR                          # GPU: Sam3Model fp16 compiled, ~8.5 min
     python bench/capacity.py --backend synthetic --out DIR      # CPU: tiny synthetic engines, < 60 s
 
 N cameras, each a live-paced source: site-like clips (bench/make_video.py --site: nothing moves
@@ -11,9 +11,8 @@ ones, as for an RTSP camera). Decoding is not what is measured: 40 cameras x 25 
 would take a CPU decoder more cores than the GPU's work, so every camera replays decoded frames.
 --frames: nv12-gpu (the default on CUDA: NV12 in GPU memory, what NVDEC hands `segpost run
 --decode gpu`), bgr (host BGR, what --decode cpu hands it; the pipeline and the change gate upload
-every frame), nv12-host. The pipeline is built as `segpost run`
-builds it (config.build_from_config, CameraRunner with ScheduledPipeline for on_change, RLE masks,
-tracking on in both schedules) and runs for --seconds after --warmup per N; the engines are built
+every frame), nv12-host. The pipeline is built as `segpost run` builds it (config.build_from_config, CameraRunner with ScheduledPipeline for on_change, RLE masks,
+tracking on in both schedules; random weights: top_k per class kept) and runs for --seconds after --warmup per N; the engines are built
 (and compiled) once and reused for every N and both schedules.
 
 Per N: each camera's records/s (observed and predicted) against --output-fps, the staleness of
@@ -21,9 +20,10 @@ each record (its write time minus the capture time of the newest frame the model
 camera: a model record's own frame, a predicted record's camera's last observed frame), model
 frames/s, the share of records predicted. N is served when every camera gets >= 95% of
 --output-fps records/s and its staleness p95 is <= --max-staleness (1 s). every_frame runs at most
-the engines' batch of cameras (`segpost run` refuses more), searched downwards from it; on_change
+the engines' batch of cameras (`segpost run` refuses more): the batch, then half of it; on_change
 grows N until one is not served, then tries the midpoint. Writes DIR/capacity.json and
-DIR/capacity.md and prints progress lines.
+DIR/capacity.md and prints progress lines; --max-seconds (480 on the GPU) bounds the whole run,
+clips and compile included (no N starts that would end past it).
 """
 from __future__ import annotations
 
