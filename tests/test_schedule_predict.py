@@ -4,7 +4,8 @@ object's true position."""
 import numpy as np
 import pytest
 
-from segpost.schedule import TrackMotion, shifted
+from segpost.encodings import RunLengthMask
+from segpost.schedule import TrackMotion
 
 H, W = 120, 160
 
@@ -20,6 +21,7 @@ def box_of(mask):
 
 
 def iou(a, b):
+    a, b = np.asarray(a), np.asarray(b)
     return (a & b).sum() / max((a | b).sum(), 1)
 
 
@@ -84,9 +86,9 @@ def test_untracked_detections_are_not_predicted():
     assert motion.predict(1, 3) == []
 
 
-def test_shifted_leaves_the_frame():
+def test_moved_mask_leaves_the_frame():
     m = disc(150, 60)
-    out = shifted(m, 8, 0)
+    out = np.asarray(RunLengthMask.of_dense(m).moved(8, 0))
     np.testing.assert_array_equal(out[:, 8:], m[:, :-8])
     assert not out[:, :8].any()
-    assert not shifted(m, W, 0).any()
+    assert not np.asarray(RunLengthMask.of_dense(m).moved(W, 0)).any()

@@ -203,6 +203,108 @@ def dense_mask(masks, k: int) -> np.ndarray:
     return mask.get() if hasattr(mask, "get") else np.asarray(mask)
 
 
+def mask_crop(masks, k: int, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+    """Rows y0:y1 and columns x0:x1 of mask k, (y1 - y0, x1 - x0) bool, whatever the output kind;
+    an RLE mask decodes only those columns (a 1080p frame's other columns cost nothing)."""
+    if isinstance(masks, RleMasks):
+        counts = masks.counts(k)
+        if counts is None:
+            raise ValueError(f"RLE mask {k} did not fit the counts buffer (raise rle_capacity)")
+        h = masks.height
+        ends = np.cumsum(counts, dtype=np.int64)            # run i covers [ends[i] - counts[i], ends[i])
+        first, last = x0 * h, x1 * h
+        runs = slice(np.searchsorted(ends, first, side="right"), np.searchsorted(ends, last, side="left") + 1)
+        lengths = np.clip(ends[runs], first, last) - np.clip(ends[runs] - counts[runs], first, last)
+        values = np.arange(runs.start, runs.start + len(lengths)) % 2 == 1   # odd runs are the mask's
+        return np.repeat(values, lengths).reshape(x1 - x0, h).T[y0:y1]
+    return dense_mask(masks, k)[y0:y1, x0:x1]
+
+
+def placed_rle_counts(crop: np.ndarray, x0: int, y0: int, height: int, width: int) -> np.ndarray:
+    """The COCO run lengths (column-major, starting with zeros) of a (height, width) frame that is
+    empty but for `crop` with its top-left pixel at (x0, y0), which may lie partly outside (cut off).
+    Costs the crop's pixels, not the frame's: a predicted mask is encoded where it moved to."""
+    crop = np.asarray(crop, bool)
+    h, w = crop.shape
+    r0, r1 = max(0, -y0), min(h, height - y0)
+    c0, c1 = max(0, -x0), min(w, width - x0)
+    if r0 >= r1 or c0 >= c1:
+        return np.asarray([height * width], np.int32)
+    sub = crop[r0:r1, c0:c1]
+    padded = np.zeros((sub.shape[1], sub.shape[0] + 2), np.int8)   # column-major, a False above and below
+    padded[:, 1:-1] = sub.T
+    col, row = np.nonzero(np.diff(padded, axis=1))                 # edges, in column-major order
+    edges = (x0 + c0 + col).astype(np.int64) * height + (y0 + r0 + row)
+    # A run ending at a column's last row and one starting at the next column's first row are one run.
+    joined = np.flatnonzero(edges[1:-1:2] == edges[2::2])
+    edges = np.delete(edges, np.concatenate([2 * joined + 1, 2 * joined + 2]))
+    end = [] if edges.size and edges[-1] == height * width else [height * width]
+    return np.diff(np.concatenate([[0], edges, end])).astype(np.int32)
+
+
+class RunLengthMask:
+    """One (H, W) mask as its COCO run lengths, moved and encoded without being decoded: what the
+    on_change schedule writes for a frame the model did not see (the last mask, moved by its
+    track's motion). np.asarray() gives the dense (H, W) bool mask; ``rle()`` the COCO dict."""
+
+    def __init__(self, counts: np.ndarray, height: int, width: int):
+        self.counts = np.asarray(counts, np.int32)
+        self.height, self.width = int(height), int(width)
+        ends = np.cumsum(self.counts, dtype=np.int64)
+        starts, stops = (ends - self.counts)[1::2], ends[1::2]   # the mask's runs (odd ones)
+        keep = stops > starts
+        starts, stops = starts[keep], stops[keep] - 1
+        if starts.size:
+            h = self.height
+            rows_whole = bool(np.any(starts // h != stops // h)) or h == 1
+            self.columns = (int(starts[0] // h), int(stops[-1] // h) + 1)
+            self.rows = (0, h) if rows_whole else (int((starts % h).min()), int((stops % h).max()) + 1)
+        else:
+            self.columns = self.rows = None   # empty
+
+    @classmethod
+    def of(cls, masks, k: int) -> "RunLengthMask":
+        """Mask k of a FrameResult's masks (RLE output is taken as it is, other kinds are encoded)."""
+        if isinstance(masks, RleMasks):
+            counts = masks.counts(k)
+            if counts is None:
+                raise ValueError(f"RLE mask {k} did not fit the counts buffer (raise rle_capacity)")
+            return cls(np.array(counts, np.int32), masks.height, masks.width)
+        return cls.of_dense(dense_mask(masks, k))
+
+    @classmethod
+    def of_dense(cls, mask: np.ndarray) -> "RunLengthMask":
+        mask = np.asarray(mask, bool)
+        return cls(placed_rle_counts(mask, 0, 0, *mask.shape), *mask.shape)
+
+    @property
+    def shape(self) -> tuple:
+        return (self.height, self.width)
+
+    def moved(self, dx: int, dy: int) -> "RunLengthMask":
+        """The mask moved dx pixels right and dy down; what leaves the frame is lost."""
+        if self.columns is None or (dx == 0 and dy == 0):
+            return self
+        (c0, c1), (r0, r1), h, w = self.columns, self.rows, self.height, self.width
+        if 0 <= c0 + dx and c1 + dx <= w and 0 <= r0 + dy and r1 + dy <= h:
+            # Inside the frame: every edge moves by the same offset (a run that wraps a column
+            # spans rows 0..h, so it only gets here with dy == 0, which keeps it whole).
+            edges = np.cumsum(self.counts, dtype=np.int64)
+            edges = (edges if len(edges) % 2 == 0 else edges[:-1]) + dx * h + dy   # an odd last run: background
+            end = [] if edges[-1] == h * w else [h * w]
+            return RunLengthMask(np.diff(np.concatenate([[0], edges, end])), h, w)
+        crop = mask_crop(RleMasks([self.counts], h, w), 0, c0, r0, c1, r1)
+        return RunLengthMask(placed_rle_counts(crop, c0 + dx, r0 + dy, h, w), h, w)
+
+    def rle(self) -> dict:
+        from . import _ext
+
+        return {"size": [self.height, self.width], "counts": _ext.coco_rle_string(np.ascontiguousarray(self.counts))}
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        dense = RleMasks([self.counts], self.height, self.width).decode(0)
+        return dense if dtype is None else dense.astype(dtype)
+
 def resize_lowres(lowres: np.ndarray, frame_size, threshold: float = 0.0) -> np.ndarray:
     """A low-res map (mask_h, mask_w) resized to frame_size (H, W) and thresholded, (H, W) bool,
     by the Postprocessor's CPU twin (half-pixel bilinear, then value > threshold)."""

@@ -24,6 +24,8 @@ from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
+from .encodings import RunLengthMask
+
 MODES = ("every_frame", "on_change")
 TIERS = ("overdue", "changed", "tracks", "fill")
 
@@ -151,8 +153,8 @@ class TrackMotion:
 
     def observe(self, camera: int, frame: int, detections) -> None:
         """The model's record of `camera` at camera frame `frame`: detections are
-        (track_id, class_name, score, box xyxy, dense (H, W) bool mask); untracked ones (id < 0)
-        are not predicted."""
+        (track_id, class_name, score, box xyxy, mask: an encodings.RunLengthMask or a dense
+        (H, W) bool array); untracked ones (id < 0) are not predicted."""
         before = self._tracks.get(camera, {})
         now = {}
         for track_id, class_name, score, box, mask in detections:
@@ -164,7 +166,8 @@ class TrackMotion:
             last = before.get(track_id)
             if last is not None and frame > last.frame:
                 velocity = (centre - last.centre) / (frame - last.frame)
-            now[track_id] = _Observed(frame, class_name, float(score), box, centre, velocity, np.array(mask, bool))
+            mask = mask if isinstance(mask, RunLengthMask) else RunLengthMask.of_dense(mask)   # copies: reused buffers
+            now[track_id] = _Observed(frame, class_name, float(score), box, centre, velocity, mask)
         self._tracks[camera] = now
 
     def forget(self, camera: int) -> None:
@@ -176,12 +179,13 @@ class TrackMotion:
 
     def predict(self, camera: int, frame: int, moving: bool = True) -> list:
         """The detections of `camera` at camera frame `frame` (>= the last observation's): dicts
-        with class, score, box, mask (dense bool), track_id, predicted True and observed_frame.
+        with class, score, box, mask (an encodings.RunLengthMask: np.asarray() for the dense mask),
+        track_id, predicted True and observed_frame.
         ``moving`` False (the change gate saw no change since that observation): where they were."""
         out = []
         for track_id, t in self._tracks.get(camera, {}).items():
             dx, dy = np.rint(t.velocity * (frame - t.frame) * moving).astype(int)
-            mask = shifted(t.mask, int(dx), int(dy))
+            mask = t.mask.moved(int(dx), int(dy))
             h, w = mask.shape
             box = t.box + np.array([dx, dy, dx, dy], np.float64)
             box = np.clip(box, 0, [w, h, w, h])
@@ -198,17 +202,8 @@ class _Observed:
     box: np.ndarray
     centre: np.ndarray
     velocity: np.ndarray
-    mask: np.ndarray
+    mask: RunLengthMask
 
-
-def shifted(mask: np.ndarray, dx: int, dy: int) -> np.ndarray:
-    """`mask` moved dx pixels right and dy down; what leaves the frame is lost, what enters is empty."""
-    h, w = mask.shape
-    out = np.zeros_like(mask)
-    if abs(dx) >= w or abs(dy) >= h:
-        return out
-    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = mask[max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
-    return out
 
 
 class ScheduledPipeline:
@@ -296,8 +291,6 @@ class ScheduledPipeline:
         return out
 
     def _observe(self, camera: int, frame_id: int, camera_result, now: float) -> None:
-        from .encodings import dense_mask
-
         detections, unsure = [], False
         for name, r in camera_result.by_class.items():
             for k in range(len(r)):
@@ -306,7 +299,8 @@ class ScheduledPipeline:
                     unsure = True
                 if track_id < 0:   # untracked: nothing to follow (a tentative track is predicted, as
                     continue       # every_frame outputs it: waiting for max_interval would hide it)
-                detections.append((track_id, name, float(r.scores[k]), np.asarray(r.boxes[k]), dense_mask(r.masks, k)))
+                detections.append((track_id, name, float(r.scores[k]), np.asarray(r.boxes[k]),
+                               RunLengthMask.of(r.masks, k)))
         before = self.motion.track_ids(camera)
         self.motion.observe(camera, frame_id, detections)
         # A detection without a confirmed track, or a track not found again, asks for the model.
@@ -314,15 +308,7 @@ class ScheduledPipeline:
         self._observed_at[camera] = now
 
 
-def coco_rle(mask: np.ndarray) -> dict:
-    """An (H, W) bool mask as a COCO RLE dict {"size": [H, W], "counts": bytes} (column-major
-    runs, starting with background), as the Postprocessor's RLE output gives it."""
-    from . import _ext
-
-    flat = np.asarray(mask, bool).ravel(order="F")
-    edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    runs = np.diff(np.concatenate([[0], edges, [flat.size]]))
-    if flat.size and flat[0]:
-        runs = np.concatenate([[0], runs])
-    return {"size": [int(mask.shape[0]), int(mask.shape[1])],
-            "counts": _ext.coco_rle_string(np.ascontiguousarray(runs, np.int32))}
+def coco_rle(mask) -> dict:
+    """A mask (an encodings.RunLengthMask, or an (H, W) bool array) as a COCO RLE dict
+    {"size": [H, W], "counts": bytes}, as the Postprocessor's RLE output gives it."""
+    return (mask if isinstance(mask, RunLengthMask) else RunLengthMask.of_dense(mask)).rle()
