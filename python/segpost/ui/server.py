@@ -4,6 +4,8 @@
     POST /login        key=...: a session cookie, then back to /
     POST /logout       ends the session
     GET  /api/state    cameras, health, encoder counters (JSON; the Bearer header works too)
+    GET  /api/zones    each camera's zones and lines, whether they may be edited, their occupancy
+    POST /api/zones    {"camera": id, "zones": [...]}: the editor's save (same origin, JSON, 64 KiB)
     WS   /ws           the page's feed: hello, frames (JPEG + record), events, health each second
     GET  /static/...   the page's modules (no secret in them)
 
@@ -29,6 +31,7 @@ STATIC = os.path.join(os.path.dirname(__file__), "static")
 MAX_VIEWERS = 16
 MAX_WS_MESSAGE = 4096
 MAX_LOGIN_BODY = 1024
+MAX_ZONES_BODY = 64 * 1024
 HEALTH_SECONDS = 1.0
 HEADERS = {
     "content-security-policy": "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
@@ -149,6 +152,44 @@ def build_app(hub: LiveHub, guard: Guard, scheme: str):
         return JSONResponse({"cameras": [{"id": c, "source": s} for c, s in hub.cameras], "health": hub.health(),
                              "ui": dict(hub.stats(), server_cpu_s=round(time.thread_time(), 4))})
 
+    def unauthorised():
+        return JSONResponse({"error": "a valid key is required (Authorization: Bearer KEY, or log in)"}, 401,
+                            headers={"www-authenticate": "Bearer"})
+
+    async def zones(request):
+        bad = refused(request)
+        if bad:
+            return bad
+        if not guard.allowed(request.headers, request.cookies):
+            return unauthorised()
+        if request.method == "GET":
+            return JSONResponse(hub.zones_message())
+        # A change: from this page only (Origin, and Fetch Metadata where the browser sends it).
+        site = request.headers.get("sec-fetch-site")
+        if not guard.same_origin(request.headers, scheme) or site not in (None, "same-origin"):
+            return JSONResponse({"error": "cross-origin request refused"}, 403)
+        if hub.zones_file is None:
+            return JSONResponse({"error": "this run has no zones file to save to (start it with --zones FILE)"}, 409)
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            return JSONResponse({"error": "the body must be application/json"}, 415)
+        body = await read_body(request, MAX_ZONES_BODY)
+        if body is None:
+            return JSONResponse({"error": f"the body must declare and hold at most {MAX_ZONES_BODY} bytes"}, 413)
+        try:
+            message = json.loads(body)
+        except ValueError:   # UnicodeDecodeError included
+            return JSONResponse({"error": "the body is not JSON"}, 400)
+        if not isinstance(message, dict) or set(message) != {"camera", "zones"}:
+            return JSONResponse({"error": "the body must be {\"camera\": ID, \"zones\": [...]}"}, 400)
+        try:
+            value = hub.zones_file.save_camera(message["camera"], message["zones"])
+        except ValueError as exc:   # the run's own validation: one line naming the camera and zone
+            return JSONResponse({"error": str(exc)[:1000]}, 400)
+        except OSError as exc:
+            return JSONResponse({"error": f"the zones file could not be written: {exc.strerror or exc}"}, 500)
+        hub.zones_changed()
+        return JSONResponse({"zones": value})
+
     async def feed(websocket):
         # Browsers send cookies and Origin with the handshake but no Authorization header; other
         # clients may send the header. Refused before accept: uvicorn answers HTTP 403.
@@ -206,8 +247,22 @@ def build_app(hub: LiveHub, guard: Guard, scheme: str):
     app = Starlette(routes=[
         Route("/", index), Route("/login", login_form, methods=["GET"]), Route("/login", login, methods=["POST"]),
         Route("/logout", logout, methods=["POST"]), Route("/api/state", state),
+        Route("/api/zones", zones, methods=["GET", "POST"]),
         WebSocketRoute("/ws", feed), Mount("/static", StaticFiles(directory=STATIC), name="static")])
     return _with_headers(app)
+
+
+async def read_body(request, limit: int) -> Optional[bytes]:
+    """The body if it declares its length and holds at most `limit` bytes, else None (read no further)."""
+    declared = request.headers.get("content-length", "")
+    if not declared.isdigit() or int(declared) > limit:
+        return None
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return body
 
 
 def _with_headers(app):
@@ -231,7 +286,8 @@ class LivePage:
 
     def __init__(self, cameras: Sequence[Tuple[Any, Any]], host: str, port: int, *, keys: Sequence[str] = (),
                  allow_unauthenticated: bool = False, certfile: Optional[str] = None, keyfile: Optional[str] = None,
-                 fps: float = 4.0, max_width: int = 640, log: Callable[[str], None] = lambda message: None):
+                 fps: float = 4.0, max_width: int = 640, log: Callable[[str], None] = lambda message: None,
+                 zones_file: Any = None, zones_shown: Optional[Dict[str, Any]] = None):
         _, uvicorn = import_server()
         if (certfile is None) != (keyfile is None):
             raise ValueError("the live page's TLS needs both a certificate file and a key file")
@@ -241,6 +297,7 @@ class LivePage:
         self.guard = Guard(host, keys, allow_unauthenticated)
         self.scheme = "https" if certfile else "http"
         self.hub = LiveHub(cameras, fps=fps, max_width=max_width, log=log)
+        self.hub.zones_file, self.hub.zones_shown = zones_file, zones_shown or {}
         try:
             family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
             self._socket = socket.socket(family, socket.SOCK_STREAM)
