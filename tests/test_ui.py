@@ -254,6 +254,29 @@ def test_page_lists_cameras_and_draws_each_frame_with_its_own_masks(tmp_path, vi
 
 
 @needs_browser
+def test_frame_and_overlay_in_sync_as_the_browser_shows_them(tmp_path, video, browser):
+    """Measured in the page (window.__segpostSync): after every paint and at every animation
+    frame, the frame index of the pixels on each canvas minus the frame index of the overlay
+    drawn over them. p95 0 frames, never more than one apart."""
+    run = Run(tmp_path, video, "--ui", "127.0.0.1:0", "--ui-fps", "10", busy_ms=50)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 760})
+        page.goto(run.wait_url())
+        page.wait_for_selector("body[data-ready='1']", timeout=20000)
+        wait_until(lambda: page.evaluate("() => window.segpost.drawn") >= 40, 120, "40 frames drawn")
+        page.click(".tile[data-camera='1']")   # the large view too (with its trails)
+        drawn = page.evaluate("() => window.segpost.drawn")
+        wait_until(lambda: page.evaluate("() => window.segpost.drawn") >= drawn + 10, 60, "10 frames drawn large")
+        sync = page.evaluate("() => window.__segpostSync.summary()")
+        assert sync["samples"] >= 200 and sync["kept"] >= 200, sync
+        assert sync["p95"] == 0, sync
+        assert sync["max"] <= 1, sync
+        page.close()
+    finally:
+        run.stop()
+
+
+@needs_browser
 def test_keys_sessions_and_no_encoding_without_a_viewer(tmp_path, video, browser):
     websockets = pytest.importorskip("websockets.sync.client", reason="the websockets client (uvicorn's)")
     from websockets.exceptions import InvalidStatus

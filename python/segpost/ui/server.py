@@ -177,7 +177,7 @@ def build_app(hub: LiveHub, guard: Guard, scheme: str):
             return JSONResponse({"error": f"the body must declare and hold at most {MAX_ZONES_BODY} bytes"}, 413)
         try:
             message = json.loads(body)
-        except ValueError:   # UnicodeDecodeError included
+        except (ValueError, RecursionError):   # UnicodeDecodeError included; RecursionError: nested too deep
             return JSONResponse({"error": "the body is not JSON"}, 400)
         if not isinstance(message, dict) or set(message) != {"camera", "zones"}:
             return JSONResponse({"error": "the body must be {\"camera\": ID, \"zones\": [...]}"}, 400)
