@@ -140,7 +140,7 @@ def test_a_few_hundred_random_requests_get_4xx_and_the_page_keeps_serving(page):
     for i in range(REQUESTS):
         kind = rng.randrange(9)
         if kind == 0:     # bad JSON, invalid UTF-8, deep nesting
-            body = rng.choice([b"{", b"not json", b"\xff\xfe\x00", b"[" * 100000 + b"]" * 100000, b"", b"nul",
+            body = rng.choice([b"{", b"not json", b"\xff\xfe\x00", b"[" * 30000 + b"]" * 30000, b"", b"nul",
                                b'{"camera": "0", "zones": [NaN]}', b'{"camera": "0"'])
             status, _ = request(live, "POST", "/api/zones", body, post)
         elif kind == 1:   # wrong types, path tricks in camera ids, invalid zones

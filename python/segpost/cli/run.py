@@ -215,8 +215,6 @@ def _run(args, device: str, redactor: Redactor, stop: threading.Event) -> int:
 def _zones(args, config):
     """The zones of --zones FILE, else the config's, checked against this run's cameras and
     classes (one-line errors naming the zone); zones turn tracking on."""
-    from ..zones import ZoneSet
-
     if args.zones is not None:
         value, where = read_json(args.zones, "zones file"), args.zones
     elif config.zones is not None:

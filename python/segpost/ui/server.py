@@ -84,16 +84,14 @@ def _page(name: str, message: str = "") -> str:
         return f.read().replace("<!--message-->", message)
 
 
-def build_app(hub: LiveHub, guard: Guard, scheme: str):
-    from starlette.applications import Starlette
-    from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
-    from starlette.routing import Mount, Route, WebSocketRoute
-    from starlette.staticfiles import StaticFiles
+def page_routes(guard: Guard, scheme: str, page: str) -> list:
+    """/ (the page `page` of static/, or the login form while a key is needed), /login, /logout:
+    the same for `segpost run`'s page and `segpost fleet`'s."""
+    from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse
+    from starlette.routing import Route
 
     def refused(request) -> Optional[Any]:
-        if not guard.host_ok(request.headers):
-            return PlainTextResponse("segpost: this page answers only to a loopback host name\n", 421)
-        return None
+        return host_refused(guard, request)
 
     async def index(request):
         bad = refused(request)
@@ -101,7 +99,7 @@ def build_app(hub: LiveHub, guard: Guard, scheme: str):
             return bad
         if not guard.allowed(request.headers, request.cookies):
             return HTMLResponse(_page("login.html"), 401)
-        return HTMLResponse(_page("index.html"))
+        return HTMLResponse(_page(page))
 
     async def login_form(request):
         return refused(request) or HTMLResponse(_page("login.html"))
@@ -141,20 +139,43 @@ def build_app(hub: LiveHub, guard: Guard, scheme: str):
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
 
+    return [Route("/", index), Route("/login", login_form, methods=["GET"]), Route("/login", login, methods=["POST"]),
+            Route("/logout", logout, methods=["POST"])]
+
+
+def host_refused(guard: Guard, request) -> Optional[Any]:
+    from starlette.responses import PlainTextResponse
+
+    if not guard.host_ok(request.headers):
+        return PlainTextResponse("segpost: this page answers only to a loopback host name\n", 421)
+    return None
+
+
+def unauthorised():
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"error": "a valid key is required (Authorization: Bearer KEY, or log in)"}, 401,
+                        headers={"www-authenticate": "Bearer"})
+
+
+def build_app(hub: LiveHub, guard: Guard, scheme: str):
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Mount, Route, WebSocketRoute
+    from starlette.staticfiles import StaticFiles
+
+    def refused(request) -> Optional[Any]:
+        return host_refused(guard, request)
+
     async def state(request):
         bad = refused(request)
         if bad:
             return bad
         if not guard.allowed(request.headers, request.cookies):
-            return JSONResponse({"error": "a valid key is required (Authorization: Bearer KEY, or log in)"}, 401,
-                                headers={"www-authenticate": "Bearer"})
+            return unauthorised()
         # This handler runs on the server's event-loop thread: its CPU time is the server's.
         return JSONResponse({"cameras": [{"id": c, "source": s} for c, s in hub.cameras], "health": hub.health(),
                              "ui": dict(hub.stats(), server_cpu_s=round(time.thread_time(), 4))})
-
-    def unauthorised():
-        return JSONResponse({"error": "a valid key is required (Authorization: Bearer KEY, or log in)"}, 401,
-                            headers={"www-authenticate": "Bearer"})
 
     async def zones(request):
         bad = refused(request)
@@ -244,9 +265,8 @@ def build_app(hub: LiveHub, guard: Guard, scheme: str):
                                                      separators=(",", ":"), default=str))
                 next_health = loop.time() + HEALTH_SECONDS
 
-    app = Starlette(routes=[
-        Route("/", index), Route("/login", login_form, methods=["GET"]), Route("/login", login, methods=["POST"]),
-        Route("/logout", logout, methods=["POST"]), Route("/api/state", state),
+    app = Starlette(routes=page_routes(guard, scheme, "index.html") + [
+        Route("/api/state", state),
         Route("/api/zones", zones, methods=["GET", "POST"]),
         WebSocketRoute("/ws", feed), Mount("/static", StaticFiles(directory=STATIC), name="static")])
     return _with_headers(app)
@@ -281,14 +301,13 @@ def _with_headers(app):
     return wrapped
 
 
-class LivePage:
-    """The hub, the guard and uvicorn serving them on `host:port` (0: a free port; see ``url``)."""
+class PageServer:
+    """A page's guard and uvicorn serving `build(guard, scheme)`'s app on `host:port` (0: a free
+    port; see ``url``) in a thread of its own."""
 
-    def __init__(self, cameras: Sequence[Tuple[Any, Any]], host: str, port: int, *, keys: Sequence[str] = (),
-                 allow_unauthenticated: bool = False, certfile: Optional[str] = None, keyfile: Optional[str] = None,
-                 fps: float = 4.0, max_width: int = 640, log: Callable[[str], None] = lambda message: None,
-                 zones_file: Any = None, zones_shown: Optional[Dict[str, Any]] = None):
-        _, uvicorn = import_server()
+    def __init__(self, host: str, port: int, *, keys: Sequence[str] = (), allow_unauthenticated: bool = False,
+                 certfile: Optional[str] = None, keyfile: Optional[str] = None):
+        _, self._uvicorn = import_server()
         if (certfile is None) != (keyfile is None):
             raise ValueError("the live page's TLS needs both a certificate file and a key file")
         for path in (certfile, keyfile):
@@ -296,8 +315,9 @@ class LivePage:
                 raise ValueError(f"the live page's TLS: no such file {path}")
         self.guard = Guard(host, keys, allow_unauthenticated)
         self.scheme = "https" if certfile else "http"
-        self.hub = LiveHub(cameras, fps=fps, max_width=max_width, log=log)
-        self.hub.zones_file, self.hub.zones_shown = zones_file, zones_shown or {}
+        self._tls = (certfile, keyfile)
+
+    def _serve(self, app, host: str, port: int) -> None:
         try:
             family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
             self._socket = socket.socket(family, socket.SOCK_STREAM)
@@ -305,13 +325,12 @@ class LivePage:
             self._socket.bind((host, port))
             self._socket.listen(128)    # connections wait in the backlog until uvicorn's loop accepts them
         except OSError as exc:
-            self.hub.close()
             raise ValueError(f"--ui {host}:{port}: cannot listen ({exc.strerror or exc})") from None
         self.host, self.port = host, self._socket.getsockname()[1]
-        config = uvicorn.Config(build_app(self.hub, self.guard, self.scheme), log_level="warning", access_log=False,
-                                lifespan="off", ws_max_size=MAX_WS_MESSAGE, limit_concurrency=64,
-                                timeout_keep_alive=5, ssl_certfile=certfile, ssl_keyfile=keyfile)
-        self._server = uvicorn.Server(config)
+        config = self._uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                                      ws_max_size=MAX_WS_MESSAGE, limit_concurrency=64, timeout_keep_alive=5,
+                                      ssl_certfile=self._tls[0], ssl_keyfile=self._tls[1])
+        self._server = self._uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True,
                                         name="segpost ui server")
         self._thread.start()
@@ -322,9 +341,30 @@ class LivePage:
         return f"{self.scheme}://{host}:{self.port}/"
 
     def close(self) -> None:
-        if self.hub.viewers:   # the run's last events (tracks ended, finished) reach the open pages first
-            time.sleep(0.5)
         self._server.should_exit = True
         self._thread.join(timeout=5.0)
-        self.hub.close()
         self._socket.close()
+
+
+class LivePage(PageServer):
+    """`segpost run`'s page: the hub (the runner's observer) and the server."""
+
+    def __init__(self, cameras: Sequence[Tuple[Any, Any]], host: str, port: int, *, keys: Sequence[str] = (),
+                 allow_unauthenticated: bool = False, certfile: Optional[str] = None, keyfile: Optional[str] = None,
+                 fps: float = 4.0, max_width: int = 640, log: Callable[[str], None] = lambda message: None,
+                 zones_file: Any = None, zones_shown: Optional[Dict[str, Any]] = None):
+        super().__init__(host, port, keys=keys, allow_unauthenticated=allow_unauthenticated, certfile=certfile,
+                         keyfile=keyfile)
+        self.hub = LiveHub(cameras, fps=fps, max_width=max_width, log=log)
+        self.hub.zones_file, self.hub.zones_shown = zones_file, zones_shown or {}
+        try:
+            self._serve(build_app(self.hub, self.guard, self.scheme), host, port)
+        except BaseException:
+            self.hub.close()
+            raise
+
+    def close(self) -> None:
+        if self.hub.viewers:   # the run's last events (tracks ended, finished) reach the open pages first
+            time.sleep(0.5)
+        super().close()
+        self.hub.close()
