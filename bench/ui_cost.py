@@ -18,7 +18,10 @@ unchanged; with one viewer of 8 cameras at most 0.1 CPU core).
    on a loaded machine; the page's cost is read from its threads' CPU clocks (/api/state): the
    downscaling in the runner's thread, the encoder thread (JPEG + base64 + JSON), the server's
    event loop (WebSocket sends, health each second). With chromium: the frames the page drew, how
-   many it had to show bare (a record of another frame: none by construction), and its paint time.
+   many it had to show bare (a record of another frame: none by construction), its paint time, and
+   the frame/overlay sync as the page shows it: after every paint and at every animation frame,
+   the frame index of the pixels on a canvas minus the frame index of the overlay over them
+   (window.__segpostSync), p95 and max in frames.
 On a shared, loaded machine the numbers move from run to run: read the ratio, not the times.
 Writes DIR/ui_cost.json and prints a Markdown table.
 """
@@ -155,7 +158,10 @@ def viewer_cost(folder: str, video: str, cameras: int, seconds: float, busy_ms: 
             paint = sorted(got["paintMs"])
             in_browser = {"drawn": got["drawn"], "mismatched": got["mismatched"], "dropped_in_browser": got["dropped"],
                           "paint_ms_p50": paint[len(paint) // 2] if paint else None,
-                          "paint_ms_p95": paint[int(len(paint) * 0.95)] if paint else None}
+                          "paint_ms_p95": paint[int(len(paint) * 0.95)] if paint else None,
+                          # frame index shown minus overlay index shown, after every paint and at
+                          # every animation frame (app.js's window.__segpostSync)
+                          "sync": page.evaluate("() => window.__segpostSync.summary()")}
             page.close()
         else:
             client.join(5)
@@ -254,6 +260,10 @@ def main(argv=None) -> int:
          f"{viewer['drawn']} / {viewer['mismatched']}"],
         ["the page's paint time per frame, p50 / p95 (ms, in the browser)",
          "-" if viewer.get("paint_ms_p50") is None else f"{viewer['paint_ms_p50']:.2f} / {viewer['paint_ms_p95']:.2f}"]]
+    sync = viewer.get("sync")
+    if sync:
+        rows.append(["frame/overlay sync in the browser: frames apart, p95 / max (samples)",
+                     f"{sync['p95']} / {sync['max']} ({sync['samples']})"])
     print_table(["measure", "value"], [{"measure": m, "value": v} for m, v in rows],
                 lambda row: [row["measure"], row["value"]], ["measure"])
     return 0

@@ -254,6 +254,29 @@ def test_page_lists_cameras_and_draws_each_frame_with_its_own_masks(tmp_path, vi
 
 
 @needs_browser
+def test_frame_and_overlay_in_sync_as_the_browser_shows_them(tmp_path, video, browser):
+    """Measured in the page (window.__segpostSync): after every paint and at every animation
+    frame, the frame index of the pixels on each canvas minus the frame index of the overlay
+    drawn over them. p95 0 frames, never more than one apart."""
+    run = Run(tmp_path, video, "--ui", "127.0.0.1:0", "--ui-fps", "10", busy_ms=50)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 760})
+        page.goto(run.wait_url())
+        page.wait_for_selector("body[data-ready='1']", timeout=20000)
+        wait_until(lambda: page.evaluate("() => window.segpost.drawn") >= 40, 120, "40 frames drawn")
+        page.click(".tile[data-camera='1']")   # the large view too (with its trails)
+        drawn = page.evaluate("() => window.segpost.drawn")
+        wait_until(lambda: page.evaluate("() => window.segpost.drawn") >= drawn + 10, 60, "10 frames drawn large")
+        sync = page.evaluate("() => window.__segpostSync.summary()")
+        assert sync["samples"] >= 200 and sync["kept"] >= 200, sync
+        assert sync["p95"] == 0, sync
+        assert sync["max"] <= 1, sync
+        page.close()
+    finally:
+        run.stop()
+
+
+@needs_browser
 def test_keys_sessions_and_no_encoding_without_a_viewer(tmp_path, video, browser):
     websockets = pytest.importorskip("websockets.sync.client", reason="the websockets client (uvicorn's)")
     from websockets.exceptions import InvalidStatus
@@ -388,5 +411,105 @@ def test_tls_page_and_a_secure_session_cookie(tmp_path, video, browser):
         cookie, = [c for c in context.cookies() if c["name"] == "segpost_session"]
         assert cookie["secure"] and cookie["httpOnly"]
         context.close()
+    finally:
+        run.stop()
+
+
+ZONES_READBACK = """(selector) => {
+  const canvas = document.querySelector(selector);
+  const w = canvas.width, h = canvas.height, data = canvas.getContext("2d").getImageData(0, 0, w, h).data;
+  const alpha = []; for (let i = 3; i < data.length; i += 4) alpha.push(data[i]);
+  return {w, h, alpha};
+}"""
+
+
+def zones_alpha(page, selector):
+    got = page.evaluate(ZONES_READBACK, selector)
+    return np.asarray(got["alpha"], np.uint8).reshape(got["h"], got["w"])
+
+
+def post_zones(url, body, headers):
+    data = json.dumps(body).encode()
+    return http(url + "api/zones", {"Content-Type": "application/json", **headers}, data)
+
+
+@needs_browser
+def test_zone_editor_saves_validates_and_the_run_applies_it(tmp_path, video, browser):
+    spot = [[0.05, 0.05], [0.3, 0.05], [0.3, 0.3], [0.05, 0.3]]
+    zones_path = tmp_path / "zones.json"
+    zones_path.write_text(json.dumps({"0": [{"name": "spot", "polygon": spot, "inertia": 2}]}))
+    run = Run(tmp_path, video, "--ui", "127.0.0.1:0", "--zones", str(zones_path), busy_ms=200)
+    try:
+        url = run.wait_url()
+        origin = url.rstrip("/")
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+        page.wait_for_selector("body[data-ready='1'][data-zones-editable='1']", timeout=20000)
+        page.wait_for_selector(".tile[data-camera='0'][data-frame-index]", state="attached", timeout=60000)
+
+        # The zone is drawn over camera 0's frame, where its outline is, and nowhere near the middle.
+        alpha = zones_alpha(page, ".tile[data-camera='0'] canvas.zones")
+        h, w = alpha.shape
+        assert alpha[int(0.05 * h) - 2:int(0.05 * h) + 3, int(0.1 * w):int(0.25 * w)].any(), "no outline of 'spot'"
+        assert not alpha[int(0.5 * h):, int(0.5 * w):].any()
+        assert not alpha[int(0.05 * h):int(0.05 * h) + 1, int(0.5 * w):].any()
+
+        # Changes only from the page itself: another origin, a cross-site fetch, no Origin: refused.
+        before = zones_path.read_bytes()
+        everywhere = {"camera": "0", "zones": [{"name": "x", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}]}
+        for headers in ({"Origin": "http://evil.example"}, {"Origin": origin, "Sec-Fetch-Site": "cross-site"}, {}):
+            status, body, _ = post_zones(url, everywhere, headers)
+            assert status == 403, (headers, status, body)
+        assert zones_path.read_bytes() == before
+
+        # The editor on the large view: moving a vertex of 'spot' past its neighbour folds it
+        # into a bow tie; the save is refused with the run's own one-line error, shown.
+        page.click(".tile[data-camera='0']")
+        page.wait_for_selector("#large[data-frame-index]", state="attached", timeout=30000)
+        page.click("#zone-edit")
+        box = page.locator("#large-stack canvas.zones").bounding_box()
+        at = lambda x, y: (box["x"] + x * box["width"], box["y"] + y * box["height"])  # noqa: E731
+        page.mouse.move(*at(0.05, 0.05))
+        page.mouse.down()
+        page.mouse.move(*at(0.4, 0.05), steps=5)
+        page.mouse.up()
+        page.click("#zone-save")
+        wait_until(lambda: page.text_content("#zone-error"), 10, "the editor's error")
+        message = page.text_content("#zone-error")
+        assert "self-intersecting" in message and "spot" in message, message
+        assert zones_path.read_bytes() == before
+
+        # Drawn anew: a polygon over the whole frame, saved; the running `segpost run` (the same
+        # process, no restart) uses it from its next rounds: objects in the scene enter it.
+        page.click("#zone-cancel")
+        page.click("#zone-edit")
+        page.click("#zone-new-polygon")
+        box = page.locator("#large-stack canvas.zones").bounding_box()
+        for x, y in ((0.01, 0.01), (0.99, 0.01), (0.99, 0.99), (0.01, 0.99)):
+            page.mouse.click(*at(x, y))
+        page.fill("#zone-name", "everywhere")
+        page.click("#zone-finish")
+        page.click("#zone-save")
+        wait_until(lambda: page.text_content("#zone-saved").startswith("saved"), 10, "the editor's save")
+        saved = json.loads(zones_path.read_text())
+        assert [z["name"] for z in saved["0"]] == ["spot", "everywhere"], saved
+        assert saved["0"][1]["polygon"] == [[0.01, 0.01], [0.99, 0.01], [0.99, 0.99], [0.01, 0.99]]
+        assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+        entered = wait_until(lambda: [r for r in run.records() if r.get("event") == "zone_entered"
+                                      and r.get("zone") == "everywhere" and r["camera"] == 0], 90,
+                             "a zone_entered of the zone saved in the editor")
+        assert run.process.poll() is None
+        assert any("new zones applied" in line for line in run.stderr)
+        # Occupied (the records' zone_count > 0): the zone is lit, filled, on the tile.
+        wait_until(lambda: [r for r in run.records() if r.get("event") == "zone_count"
+                            and r.get("zone") == "everywhere" and r.get("count", 0) > 0], 30, "a zone_count > 0")
+        page.click("#large-close")
+        wait_until(lambda: zones_alpha(page, ".tile[data-camera='0'] canvas.zones")[h // 2, w // 2] > 0, 30,
+                   "the occupied zone lit on the tile")
+        assert entered[0]["frame"] >= 0
+        assert not errors, errors
+        page.close()
     finally:
         run.stop()

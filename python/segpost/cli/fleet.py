@@ -27,6 +27,14 @@ def add_parser(commands) -> None:
                        help="serve /metrics (per worker and camera) and /healthz on this port")
     fleet.add_argument("--health-seconds", type=float, default=60.0,
                        help="/healthz turns unhealthy when no worker finished a round for this long")
+    fleet.add_argument("--ui", default=None, metavar="HOST:PORT",
+                       help="serve the fleet's page (segpost[ui]): workers, their cameras and state, each camera's "
+                            "latest record; loopback unless --ui-key-file is given, e.g. 127.0.0.1:8080")
+    fleet.add_argument("--ui-key-file", default=None, metavar="FILE", help="the page's keys, one a line (as run's)")
+    fleet.add_argument("--ui-allow-unauthenticated", action="store_true",
+                       help="let the page listen beyond loopback without keys (a network you trust)")
+    fleet.add_argument("--ui-certfile", default=None, help="the page over HTTPS: PEM certificate chain")
+    fleet.add_argument("--ui-keyfile", default=None, help="the page over HTTPS: PEM private key")
     fleet.set_defaults(handler=run_command)
 
 
@@ -46,6 +54,7 @@ def run_command(args) -> int:
         raise ValueError("with sink.per_camera false, --out is the merged file and must end in .jsonl")
     _check_out(args.out, config.per_camera_files)
     _check_resources(args, config)
+    ui = _ui_settings(args)   # its mistakes said before Ray starts
     supervised = run_in_own_session()   # Ray's processes out of reach of a signal to our process group
     if supervised is not None:
         return supervised
@@ -58,7 +67,10 @@ def run_command(args) -> int:
         print(f"segpost fleet: metrics on http://0.0.0.0:{server.port}/metrics, health on /healthz", file=sys.stderr)
     fleet = Fleet(config, args.out, address=args.address, status_every=args.status_every, metrics=metrics)
     stop = threading.Event()
+    page = None
     try:
+        if ui is not None:
+            page = _fleet_page(ui, fleet, config, args.out)
         fleet.start()
         # After ray.init, which installs its own SIGTERM handler.
         with stop_on_signals(stop):
@@ -67,6 +79,8 @@ def run_command(args) -> int:
         stats = fleet.shutdown()
         if server is not None:
             server.close()
+        if page is not None:
+            page.close()
     how = "stopped by signal" if stop.is_set() else "done"
     print(f"segpost fleet: {how}: {stats.get('written', 0)} records written to {args.out} "
           f"({stats.get('duplicates_dropped', 0)} duplicates dropped)", file=sys.stderr)
@@ -95,6 +109,31 @@ def _check_resources(args, config) -> None:
                               "GPU": 'set "gpus_per_worker": 0 there (and "standby_gpus": 0) to run the workers on '
                                      "CPUs",
                               "CPU": 'lower "cpus_per_worker" there'})
+
+
+def _ui_settings(args):
+    """--ui's listen address and keys, checked (a page beyond loopback without keys is refused)."""
+    if args.ui is None:
+        return None
+    from ..ui.guard import Guard, parse_listen, read_keys
+
+    host, port = parse_listen(args.ui)
+    keys = read_keys(args.ui_key_file)
+    Guard(host, keys, args.ui_allow_unauthenticated)
+    return dict(host=host, port=port, keys=keys, allow_unauthenticated=args.ui_allow_unauthenticated,
+                certfile=args.ui_certfile, keyfile=args.ui_keyfile)
+
+
+def _fleet_page(ui, fleet, config, out: str):
+    from ..fleet.sink import file_stem
+    from ..ui.fleet_page import FleetPage
+
+    names = [c.name for c in config.cameras]
+    files = ({os.path.join(out, file_stem(name) + ".jsonl"): [name] for name in names} if config.per_camera_files
+             else {out: names})
+    page = FleetPage(status=lambda: fleet.last_status, files=lambda: files, **ui)
+    print(f"segpost fleet: the fleet's page on {page.url}", file=sys.stderr)
+    return page
 
 
 def format_status(status) -> str:

@@ -159,7 +159,7 @@ def _run(args, device: str, redactor: Redactor, stop: threading.Event) -> int:
                                         start_index=resume.start_index(index)))
                    for index, url in enumerate(args.source) if not resume.finished(index)]
         if args.ui is not None:
-            live = _live_page(args, cameras)
+            live = _live_page(args, cameras, pipeline, config)
     except BaseException:
         for sink in sinks:
             sink.close()
@@ -215,30 +215,51 @@ def _run(args, device: str, redactor: Redactor, stop: threading.Event) -> int:
 def _zones(args, config):
     """The zones of --zones FILE, else the config's, checked against this run's cameras and
     classes (one-line errors naming the zone); zones turn tracking on."""
-    from ..zones import ZoneSet
-
     if args.zones is not None:
         value, where = read_json(args.zones, "zones file"), args.zones
     elif config.zones is not None:
         value, where = dict(config.zones.cameras), f"{args.config}: zones"
     else:
         return config
-    zones = ZoneSet.from_value(value, cameras=[str(i) for i in range(len(args.source))],
-                               class_names=[c.name for c in config.classes], where=where)
+    zones = _zone_check(args, config)(value, where)
     return dataclasses.replace(config, zones=zones, track=config.track or TrackerConfig())
 
 
-def _live_page(args, cameras):
+def _zone_check(args, config):
+    """The zones' validation against this run's cameras and classes (the live page's editor uses
+    it too: a saved zone is checked exactly as the run's start checked the file)."""
+    from ..zones import ZoneSet
+
+    cameras, class_names = [str(i) for i in range(len(args.source))], [c.name for c in config.classes]
+    return lambda value, where: ZoneSet.from_value(value, cameras=cameras, class_names=class_names, where=where)
+
+
+def _live_page(args, cameras, pipeline, config):
     from ..ui.guard import parse_listen, read_keys
     from ..ui.server import LivePage
+    from ..ui.zones_file import ZonesFile
 
     host, port = parse_listen(args.ui)
+    zones_file = None
+    if args.zones is not None and pipeline.zones is not None:   # the editor saves to --zones FILE
+        check = _zone_check(args, config)
+        zones_file = ZonesFile(args.zones, validate=lambda value: check(value, args.zones),
+                               apply=pipeline.zones.request)
     live = LivePage(cameras, host, port, keys=read_keys(args.ui_key_file),
                     allow_unauthenticated=args.ui_allow_unauthenticated, certfile=args.ui_certfile,
                     keyfile=args.ui_keyfile, fps=args.ui_fps, max_width=args.ui_width,
-                    log=lambda message: print(message, file=sys.stderr))
+                    log=lambda message: print(message, file=sys.stderr), zones_file=zones_file,
+                    zones_shown=_zones_shown(config.zones) if zones_file is None else None)
     print(f"segpost run: live page on {live.url}", file=sys.stderr)
     return live
+
+
+def _zones_shown(zones):
+    """The config's zones as the page draws them (JSON), when there is no file to edit."""
+    if zones is None:
+        return {}
+    return {str(camera): [{k: v for k, v in dataclasses.asdict(item).items() if v is not None} for item in items]
+            for camera, items in zones.cameras.items()}
 
 
 def _describe(sink) -> str:

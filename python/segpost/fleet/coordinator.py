@@ -79,6 +79,7 @@ class Fleet:
         self.metrics, self._committed_refs = metrics, None
         self.sinks: List[Any] = []
         self.board = self.standbys = None
+        self.last_status: Optional[Dict[str, Any]] = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -281,6 +282,7 @@ class Fleet:
     def _publish(self, committed: Optional[Dict[str, int]] = None) -> None:
         """committed: the sinks' final committed indices (at shutdown), else asked without waiting."""
         status = self.status()
+        self.last_status = status   # read by the fleet's page (segpost fleet --ui), replaced whole
         write_status_file(self.status_path, status)
         self.board.publish.remote(status)
         if self.metrics is not None:

@@ -261,6 +261,12 @@ class CameraRunner:
             raise RoundsFailing(f"{self._failed_in_a_row} rounds failed in a row; the last: {error}") from exc
 
     def _round(self, got: List[Any]) -> None:
+        zones = getattr(self.pipeline, "zones", None)
+        if zones is not None:   # zones saved by the live page's editor: swapped in between two rounds
+            left = zones.apply_requested()
+            if left is not None:
+                self.log("segpost: new zones applied from the next round on")
+                self.write_zone_events(left)
         frames = [None if g is None else g.image for g in got]
         if self._first_round is None:
             self._first_round = time.monotonic()

@@ -111,6 +111,8 @@ class LiveHub:
         self.frame_error: Optional[str] = None
         self._health = {camera: CameraHealth(source) for camera, source in cameras}
         self._events: deque = deque(maxlen=MAX_EVENTS)
+        self.zones_file: Any = None               # a ZonesFile when the run has --zones FILE (the editor)
+        self._occupancy: Dict[str, Dict[str, Dict[str, int]]] = {}   # camera -> zone -> class -> count
         self._lock = threading.Lock()
         self._viewers: List[Any] = []
         self._watched: Dict[Any, int] = {}        # camera -> viewers watching it (read by wants_frame)
@@ -171,6 +173,9 @@ class LiveHub:
             if kind == "finished":
                 health.finished = True
         with self._lock:
+            if kind == "zone_count":   # what lights a zone on the page: occupancy as the records say
+                zones = self._occupancy.setdefault(str(camera), {})
+                zones.setdefault(str(record.get("zone")), {})[str(record.get("class"))] = int(record.get("count") or 0)
             self._events.append(record)
             viewers = list(self._viewers)
         if viewers:
@@ -211,8 +216,26 @@ class LiveHub:
     def hello(self) -> Dict[str, Any]:
         with self._lock:
             events = list(self._events)
-        return {"type": "hello", "cameras": [{"id": camera, "source": source} for camera, source in self.cameras],
-                "events": events, "health": self.health()}
+        return {"cameras": [{"id": camera, "source": source} for camera, source in self.cameras],
+                "events": events, "health": self.health(), **self.zones_message(), "type": "hello"}
+
+    def zones_message(self) -> Dict[str, Any]:
+        """The zones drawn on the page, whether the editor may save them, and their occupancy."""
+        editable = self.zones_file is not None
+        with self._lock:
+            occupancy = json.loads(json.dumps(self._occupancy))
+        return {"type": "zones", "zones": self.zones_file.value if editable else self.zones_shown,
+                "editable": editable, "occupancy": occupancy}
+
+    zones_shown: Dict[str, Any] = {}   # the zones of a run without a zones file (the config's): shown, not editable
+
+    def zones_changed(self) -> None:
+        """The editor saved: every viewer draws the new zones."""
+        with self._lock:
+            viewers = list(self._viewers)
+        text = json.dumps(self.zones_message(), separators=(",", ":"), default=str)
+        for viewer in viewers:
+            viewer.deliver("event", text)
 
     def health(self) -> Dict[str, Any]:
         now = self._wall()

@@ -4,6 +4,8 @@
     POST /login        key=...: a session cookie, then back to /
     POST /logout       ends the session
     GET  /api/state    cameras, health, encoder counters (JSON; the Bearer header works too)
+    GET  /api/zones    each camera's zones and lines, whether they may be edited, their occupancy
+    POST /api/zones    {"camera": id, "zones": [...]}: the editor's save (same origin, JSON, 64 KiB)
     WS   /ws           the page's feed: hello, frames (JPEG + record), events, health each second
     GET  /static/...   the page's modules (no secret in them)
 
@@ -29,6 +31,7 @@ STATIC = os.path.join(os.path.dirname(__file__), "static")
 MAX_VIEWERS = 16
 MAX_WS_MESSAGE = 4096
 MAX_LOGIN_BODY = 1024
+MAX_ZONES_BODY = 64 * 1024
 HEALTH_SECONDS = 1.0
 HEADERS = {
     "content-security-policy": "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
@@ -81,16 +84,14 @@ def _page(name: str, message: str = "") -> str:
         return f.read().replace("<!--message-->", message)
 
 
-def build_app(hub: LiveHub, guard: Guard, scheme: str):
-    from starlette.applications import Starlette
-    from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
-    from starlette.routing import Mount, Route, WebSocketRoute
-    from starlette.staticfiles import StaticFiles
+def page_routes(guard: Guard, scheme: str, page: str) -> list:
+    """/ (the page `page` of static/, or the login form while a key is needed), /login, /logout:
+    the same for `segpost run`'s page and `segpost fleet`'s."""
+    from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse
+    from starlette.routing import Route
 
     def refused(request) -> Optional[Any]:
-        if not guard.host_ok(request.headers):
-            return PlainTextResponse("segpost: this page answers only to a loopback host name\n", 421)
-        return None
+        return host_refused(guard, request)
 
     async def index(request):
         bad = refused(request)
@@ -98,7 +99,7 @@ def build_app(hub: LiveHub, guard: Guard, scheme: str):
             return bad
         if not guard.allowed(request.headers, request.cookies):
             return HTMLResponse(_page("login.html"), 401)
-        return HTMLResponse(_page("index.html"))
+        return HTMLResponse(_page(page))
 
     async def login_form(request):
         return refused(request) or HTMLResponse(_page("login.html"))
@@ -138,16 +139,77 @@ def build_app(hub: LiveHub, guard: Guard, scheme: str):
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
 
+    return [Route("/", index), Route("/login", login_form, methods=["GET"]), Route("/login", login, methods=["POST"]),
+            Route("/logout", logout, methods=["POST"])]
+
+
+def host_refused(guard: Guard, request) -> Optional[Any]:
+    from starlette.responses import PlainTextResponse
+
+    if not guard.host_ok(request.headers):
+        return PlainTextResponse("segpost: this page answers only to a loopback host name\n", 421)
+    return None
+
+
+def unauthorised():
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"error": "a valid key is required (Authorization: Bearer KEY, or log in)"}, 401,
+                        headers={"www-authenticate": "Bearer"})
+
+
+def build_app(hub: LiveHub, guard: Guard, scheme: str):
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Mount, Route, WebSocketRoute
+    from starlette.staticfiles import StaticFiles
+
+    def refused(request) -> Optional[Any]:
+        return host_refused(guard, request)
+
     async def state(request):
         bad = refused(request)
         if bad:
             return bad
         if not guard.allowed(request.headers, request.cookies):
-            return JSONResponse({"error": "a valid key is required (Authorization: Bearer KEY, or log in)"}, 401,
-                                headers={"www-authenticate": "Bearer"})
+            return unauthorised()
         # This handler runs on the server's event-loop thread: its CPU time is the server's.
         return JSONResponse({"cameras": [{"id": c, "source": s} for c, s in hub.cameras], "health": hub.health(),
                              "ui": dict(hub.stats(), server_cpu_s=round(time.thread_time(), 4))})
+
+    async def zones(request):
+        bad = refused(request)
+        if bad:
+            return bad
+        if not guard.allowed(request.headers, request.cookies):
+            return unauthorised()
+        if request.method == "GET":
+            return JSONResponse(hub.zones_message())
+        # A change: from this page only (Origin, and Fetch Metadata where the browser sends it).
+        site = request.headers.get("sec-fetch-site")
+        if not guard.same_origin(request.headers, scheme) or site not in (None, "same-origin"):
+            return JSONResponse({"error": "cross-origin request refused"}, 403)
+        if hub.zones_file is None:
+            return JSONResponse({"error": "this run has no zones file to save to (start it with --zones FILE)"}, 409)
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            return JSONResponse({"error": "the body must be application/json"}, 415)
+        body = await read_body(request, MAX_ZONES_BODY)
+        if body is None:
+            return JSONResponse({"error": f"the body must declare and hold at most {MAX_ZONES_BODY} bytes"}, 413)
+        try:
+            message = json.loads(body)
+        except (ValueError, RecursionError):   # UnicodeDecodeError included; RecursionError: nested too deep
+            return JSONResponse({"error": "the body is not JSON"}, 400)
+        if not isinstance(message, dict) or set(message) != {"camera", "zones"}:
+            return JSONResponse({"error": "the body must be {\"camera\": ID, \"zones\": [...]}"}, 400)
+        try:
+            value = hub.zones_file.save_camera(message["camera"], message["zones"])
+        except ValueError as exc:   # the run's own validation: one line naming the camera and zone
+            return JSONResponse({"error": str(exc)[:1000]}, 400)
+        except OSError as exc:
+            return JSONResponse({"error": f"the zones file could not be written: {exc.strerror or exc}"}, 500)
+        hub.zones_changed()
+        return JSONResponse({"zones": value})
 
     async def feed(websocket):
         # Browsers send cookies and Origin with the handshake but no Authorization header; other
@@ -203,11 +265,24 @@ def build_app(hub: LiveHub, guard: Guard, scheme: str):
                                                      separators=(",", ":"), default=str))
                 next_health = loop.time() + HEALTH_SECONDS
 
-    app = Starlette(routes=[
-        Route("/", index), Route("/login", login_form, methods=["GET"]), Route("/login", login, methods=["POST"]),
-        Route("/logout", logout, methods=["POST"]), Route("/api/state", state),
+    app = Starlette(routes=page_routes(guard, scheme, "index.html") + [
+        Route("/api/state", state),
+        Route("/api/zones", zones, methods=["GET", "POST"]),
         WebSocketRoute("/ws", feed), Mount("/static", StaticFiles(directory=STATIC), name="static")])
     return _with_headers(app)
+
+
+async def read_body(request, limit: int) -> Optional[bytes]:
+    """The body if it declares its length and holds at most `limit` bytes, else None (read no further)."""
+    declared = request.headers.get("content-length", "")
+    if not declared.isdigit() or int(declared) > limit:
+        return None
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return body
 
 
 def _with_headers(app):
@@ -226,13 +301,13 @@ def _with_headers(app):
     return wrapped
 
 
-class LivePage:
-    """The hub, the guard and uvicorn serving them on `host:port` (0: a free port; see ``url``)."""
+class PageServer:
+    """A page's guard and uvicorn serving `build(guard, scheme)`'s app on `host:port` (0: a free
+    port; see ``url``) in a thread of its own."""
 
-    def __init__(self, cameras: Sequence[Tuple[Any, Any]], host: str, port: int, *, keys: Sequence[str] = (),
-                 allow_unauthenticated: bool = False, certfile: Optional[str] = None, keyfile: Optional[str] = None,
-                 fps: float = 4.0, max_width: int = 640, log: Callable[[str], None] = lambda message: None):
-        _, uvicorn = import_server()
+    def __init__(self, host: str, port: int, *, keys: Sequence[str] = (), allow_unauthenticated: bool = False,
+                 certfile: Optional[str] = None, keyfile: Optional[str] = None):
+        _, self._uvicorn = import_server()
         if (certfile is None) != (keyfile is None):
             raise ValueError("the live page's TLS needs both a certificate file and a key file")
         for path in (certfile, keyfile):
@@ -240,7 +315,9 @@ class LivePage:
                 raise ValueError(f"the live page's TLS: no such file {path}")
         self.guard = Guard(host, keys, allow_unauthenticated)
         self.scheme = "https" if certfile else "http"
-        self.hub = LiveHub(cameras, fps=fps, max_width=max_width, log=log)
+        self._tls = (certfile, keyfile)
+
+    def _serve(self, app, host: str, port: int) -> None:
         try:
             family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
             self._socket = socket.socket(family, socket.SOCK_STREAM)
@@ -248,13 +325,12 @@ class LivePage:
             self._socket.bind((host, port))
             self._socket.listen(128)    # connections wait in the backlog until uvicorn's loop accepts them
         except OSError as exc:
-            self.hub.close()
             raise ValueError(f"--ui {host}:{port}: cannot listen ({exc.strerror or exc})") from None
         self.host, self.port = host, self._socket.getsockname()[1]
-        config = uvicorn.Config(build_app(self.hub, self.guard, self.scheme), log_level="warning", access_log=False,
-                                lifespan="off", ws_max_size=MAX_WS_MESSAGE, limit_concurrency=64,
-                                timeout_keep_alive=5, ssl_certfile=certfile, ssl_keyfile=keyfile)
-        self._server = uvicorn.Server(config)
+        config = self._uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                                      ws_max_size=MAX_WS_MESSAGE, limit_concurrency=64, timeout_keep_alive=5,
+                                      ssl_certfile=self._tls[0], ssl_keyfile=self._tls[1])
+        self._server = self._uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True,
                                         name="segpost ui server")
         self._thread.start()
@@ -265,9 +341,30 @@ class LivePage:
         return f"{self.scheme}://{host}:{self.port}/"
 
     def close(self) -> None:
-        if self.hub.viewers:   # the run's last events (tracks ended, finished) reach the open pages first
-            time.sleep(0.5)
         self._server.should_exit = True
         self._thread.join(timeout=5.0)
-        self.hub.close()
         self._socket.close()
+
+
+class LivePage(PageServer):
+    """`segpost run`'s page: the hub (the runner's observer) and the server."""
+
+    def __init__(self, cameras: Sequence[Tuple[Any, Any]], host: str, port: int, *, keys: Sequence[str] = (),
+                 allow_unauthenticated: bool = False, certfile: Optional[str] = None, keyfile: Optional[str] = None,
+                 fps: float = 4.0, max_width: int = 640, log: Callable[[str], None] = lambda message: None,
+                 zones_file: Any = None, zones_shown: Optional[Dict[str, Any]] = None):
+        super().__init__(host, port, keys=keys, allow_unauthenticated=allow_unauthenticated, certfile=certfile,
+                         keyfile=keyfile)
+        self.hub = LiveHub(cameras, fps=fps, max_width=max_width, log=log)
+        self.hub.zones_file, self.hub.zones_shown = zones_file, zones_shown or {}
+        try:
+            self._serve(build_app(self.hub, self.guard, self.scheme), host, port)
+        except BaseException:
+            self.hub.close()
+            raise
+
+    def close(self) -> None:
+        if self.hub.viewers:   # the run's last events (tracks ended, finished) reach the open pages first
+            time.sleep(0.5)
+        super().close()
+        self.hub.close()

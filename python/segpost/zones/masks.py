@@ -2,6 +2,7 @@
 the C++ CPU twin), and the pipeline's hook that runs it and the rules each round."""
 from __future__ import annotations
 
+import threading
 from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -97,6 +98,34 @@ class PipelineZones:
                                camera_keys=camera_keys, rule=rule)
         self.monitor = ZoneMonitor(zones)
         self._posts = pipeline._post
+        self._pipeline, self._lock, self._requested = pipeline, threading.Lock(), None
+
+    # -- new zones while running (the live page's editor) --------------------------------------
+
+    def request(self, zones: ZoneSet) -> None:
+        """New zones, from any thread: the owner of the rounds applies them between two rounds
+        (``apply_requested``); a later request replaces one not applied yet."""
+        if not isinstance(zones, ZoneSet):
+            raise TypeError(f"zones must be a segpost.zones.ZoneSet, got {zones!r}")
+        with self._lock:
+            self._requested = zones
+
+    def apply_requested(self) -> Optional[List[ZoneEvent]]:
+        """Between rounds (no round submitted and not collected): swap in the requested zones, if
+        any. The tracks inside the old zones leave them (zone_left, zone_count, as a track that
+        ends), the rules start again on the new ones (a track inside a new zone enters it after
+        ``inertia`` frames). Returns those events, or None when nothing was requested."""
+        with self._lock:
+            zones, self._requested = self._requested, None
+        if zones is None:
+            return None
+        # Built before anything is swapped: a failure leaves the old zones working.
+        masks = ZoneMasks(zones, tracker=self._pipeline.tracker, mask_size=self._pipeline.geometry.mask_size,
+                          camera_keys=self.masks.camera_keys, rule=self.masks.rule)
+        monitor = ZoneMonitor(zones)
+        events = self.monitor.leave_all()
+        self.masks, self.monitor = masks, monitor
+        return events
 
     def enqueue(self, cameras: Sequence[int], stream: Any = None) -> None:
         self.masks.enqueue(self._posts, cameras, stream)

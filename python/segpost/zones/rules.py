@@ -249,6 +249,14 @@ class ZoneMonitor:
         self._count_events(events, changed)
         return events
 
+    def leave_all(self) -> List[ZoneEvent]:
+        """Every track leaves every zone it is in (the zones are being replaced)."""
+        st = self._s
+        events: List[ZoneEvent] = []
+        for camera, track in sorted({(st.cameras[c], t) for c, t, _ in st.rows}, key=str):
+            events += self.end_track(camera, track)
+        return events
+
     def occupancy(self, camera: str) -> Dict[Tuple[str, str], int]:
         """(zone, class) -> tracks inside now (the per-zone gauges)."""
         return {(z, c): n for (cam, z, c), n in self._counts.items() if cam == str(camera)}
