@@ -19,7 +19,8 @@ import os
 import sys
 import time
 
-from segpost.synthetic.zones import KINDS, METHODS, ROUNDS, record, score
+from segpost.synthetic.zone_scoring import METHODS, record, score
+from segpost.synthetic.zones import KINDS, ROUNDS
 
 GOAL_F1 = 0.98
 

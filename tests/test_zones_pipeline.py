@@ -3,7 +3,8 @@
 the tracks finish_tracks ended."""
 import pytest
 
-from segpost.synthetic.zones import ZoneWorld, build_pipeline
+from segpost.synthetic.zone_scoring import build_pipeline
+from segpost.synthetic.zones import ZoneWorld
 from segpost.zones import PipelineZones
 
 

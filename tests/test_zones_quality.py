@@ -6,7 +6,8 @@ from __future__ import annotations
 import importlib.util
 
 from segpost.synthetic import zones as world_module
-from segpost.synthetic.zones import ZoneWorld, record, score
+from segpost.synthetic.zone_scoring import record, score
+from segpost.synthetic.zones import ZoneWorld
 
 
 def truth_of(world, kind, rounds=world_module.ROUNDS):
