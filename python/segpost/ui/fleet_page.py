@@ -18,7 +18,7 @@ import os
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from .server import STATIC, PageServer, _with_headers, host_refused, page_routes, unauthorised
+from .server import STATIC, PageServer, _with_headers, api_refused, page_routes
 
 TAIL_START = 64 * 1024
 TAIL_MAX = 1024 * 1024
@@ -74,11 +74,9 @@ def build_fleet_app(guard, scheme: str, status: Callable[[], Optional[Dict[str, 
     from starlette.staticfiles import StaticFiles
 
     async def fleet(request):
-        bad = host_refused(guard, request)
+        bad = api_refused(guard, request)
         if bad:
             return bad
-        if not guard.allowed(request.headers, request.cookies):
-            return unauthorised()
         cameras: Dict[str, Any] = {}
         for path, names in files().items():
             cameras.update(latest_records(path, names))

@@ -158,31 +158,32 @@ def unauthorised():
                         headers={"www-authenticate": "Bearer"})
 
 
+def api_refused(guard: Guard, request) -> Optional[Any]:
+    """The answer to an API request from a foreign host name or without a valid key; None: serve it."""
+    bad = host_refused(guard, request)
+    if bad is None and not guard.allowed(request.headers, request.cookies):
+        bad = unauthorised()
+    return bad
+
+
 def build_app(hub: LiveHub, guard: Guard, scheme: str):
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse
     from starlette.routing import Mount, Route, WebSocketRoute
     from starlette.staticfiles import StaticFiles
 
-    def refused(request) -> Optional[Any]:
-        return host_refused(guard, request)
-
     async def state(request):
-        bad = refused(request)
+        bad = api_refused(guard, request)
         if bad:
             return bad
-        if not guard.allowed(request.headers, request.cookies):
-            return unauthorised()
         # This handler runs on the server's event-loop thread: its CPU time is the server's.
         return JSONResponse({"cameras": [{"id": c, "source": s} for c, s in hub.cameras], "health": hub.health(),
                              "ui": dict(hub.stats(), server_cpu_s=round(time.thread_time(), 4))})
 
     async def zones(request):
-        bad = refused(request)
+        bad = api_refused(guard, request)
         if bad:
             return bad
-        if not guard.allowed(request.headers, request.cookies):
-            return unauthorised()
         if request.method == "GET":
             return JSONResponse(hub.zones_message())
         # A change: from this page only (Origin, and Fetch Metadata where the browser sends it).
