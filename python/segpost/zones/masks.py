@@ -97,6 +97,12 @@ class PipelineZones:
                                camera_keys=camera_keys, rule=rule)
         self.monitor = ZoneMonitor(zones)
         self._posts = pipeline._post
+        self._bitmap_cache: dict = {}   # predicted_events' region bitmaps per (slot, camera key)
+
+    def set_camera_keys(self, keys: Sequence[str]) -> None:
+        """Which camera key (the zones' and the events' name) each pipeline slot has: the fleet
+        names its cameras; ``segpost run`` numbers them ("0", "1", ...: the default)."""
+        self.masks.set_camera_keys(keys)
 
     def enqueue(self, cameras: Sequence[int], stream: Any = None) -> None:
         self.masks.enqueue(self._posts, cameras, stream)
@@ -121,6 +127,53 @@ class PipelineZones:
         events += self.end_tracks(result.track_events)
         return events
 
+    def predicted_events(self, predicted: Mapping[int, Sequence[dict]], frame_ids: Mapping[int, int],
+                         time: float) -> List[ZoneEvent]:
+        """The zone events of predicted frames (the on_change schedule's, segpost.schedule:
+        detection dicts with class, box, dense mask and track_id, per camera slot): they count as
+        the tracker sees them. Shares on the host, the way the round's kernel takes them: the
+        dense mask sampled at the mask grid's cell centres against each region's bitmap (the
+        bottom-centre rule: the box's bottom centre in the polygon)."""
+        frames = []
+        for slot in sorted(predicted):
+            key = self.masks.camera_keys[slot]
+            regions = self.masks.zones.regions(key)
+            detections = predicted[slot]
+            if not regions or not detections:
+                continue
+            shares = np.zeros((len(detections), len(regions)), np.float32)
+            for i, d in enumerate(detections):
+                shares[i] = self._predicted_shares(slot, regions, d)
+            frames.append((key, int(frame_ids[slot]), float(time), [d["class"] for d in detections],
+                           np.array([int(d["track_id"]) for d in detections], np.int64), shares))
+        return self.monitor.update_round(frames) if frames else []
+
+    def _predicted_shares(self, slot: int, regions, detection: dict) -> np.ndarray:
+        # A dense (H, W) array or the schedule's RunLengthMask (np.asarray decodes it): both have .shape.
+        h, w = detection["mask"].shape[:2]
+        if self.masks.rule == "bottom_centre":   # the box alone: no decode
+            x0, _, x1, y1 = (float(v) for v in detection["box"])
+            point = ((x0 + x1) / 2 / w, y1 / h)
+            return np.array([_inside(point, polygon) for polygon in regions], np.float32)
+        mask = np.asarray(detection["mask"], bool)
+        grid = self._bitmaps(slot, len(regions))
+        mh, mw = grid.shape[1:]
+        ys = np.minimum(((np.arange(mh) + 0.5) * h / mh).astype(np.int64), h - 1)
+        xs = np.minimum(((np.arange(mw) + 0.5) * w / mw).astype(np.int64), w - 1)
+        low = mask[ys][:, xs]
+        total = int(low.sum())
+        if total == 0:
+            return np.zeros(len(regions), np.float32)
+        return (grid & low).reshape(len(regions), -1).sum(1).astype(np.float32) / total
+
+    def _bitmaps(self, slot: int, count: int) -> np.ndarray:
+        """[regions, mask_h, mask_w] bool of a slot's regions as the kernel rasterised them (cached
+        per slot and camera key: set_camera_keys rasterises again)."""
+        key = (slot, self.masks.camera_keys[slot])
+        if key not in self._bitmap_cache:
+            self._bitmap_cache[key] = np.stack([self.masks.bitmap(slot, r) for r in range(count)])
+        return self._bitmap_cache[key]
+
     def end_tracks(self, track_events: Iterable[Any]) -> List[ZoneEvent]:
         """The zone_left of the tracks that ``track_events`` (segpost.TrackEvent) ended."""
         events: List[ZoneEvent] = []
@@ -128,3 +181,16 @@ class PipelineZones:
             if e.kind == "track_ended":
                 events += self.monitor.end_track(self.masks.camera_keys[e.camera], e.track_id)
         return events
+
+
+def _inside(point: Tuple[float, float], polygon) -> float:
+    """1.0 when ``point`` is inside ``polygon`` (even-odd rule, fractions of the frame), else 0.0."""
+    x, y = point
+    inside = False
+    n = len(polygon)
+    for i in range(n):
+        # the kernel's vertices are float32: round alike
+        (ax, ay), (bx, by) = [[float(np.float32(v)) for v in p] for p in (polygon[i], polygon[(i + 1) % n])]
+        if (ay > y) != (by > y) and x < ax + (y - ay) * (bx - ax) / (by - ay):
+            inside = not inside
+    return 1.0 if inside else 0.0
