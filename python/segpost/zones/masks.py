@@ -2,7 +2,7 @@
 the C++ CPU twin), and the pipeline's hook that runs it and the rules each round."""
 from __future__ import annotations
 
-from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -98,6 +98,7 @@ class PipelineZones:
         self.monitor = ZoneMonitor(zones)
         self._posts = pipeline._post
         self._bitmap_cache: dict = {}   # predicted_events' region bitmaps per (slot, camera key)
+        self._confirmed: Dict[int, set] = {}   # per camera slot, its confirmed tracks' ids
 
     def set_camera_keys(self, keys: Sequence[str]) -> None:
         """Which camera key (the zones' and the events' name) each pipeline slot has: the fleet
@@ -108,6 +109,9 @@ class PipelineZones:
         self.masks.enqueue(self._posts, cameras, stream)
 
     def events(self, result: Any, frame_ids: Mapping[int, int], times: Mapping[int, float]) -> List[ZoneEvent]:
+        for e in result.track_events:   # confirmed this round: its detections of this round count
+            if e.kind == "track_started":
+                self._confirmed.setdefault(e.camera, set()).add(int(e.track_id))
         overlap = self.masks.overlap()
         starts = [0] * len(self.class_names)
         frames = []
@@ -121,8 +125,9 @@ class PipelineZones:
                 ids.append(np.asarray(found.track_ids, np.int64))
                 rows.append(overlap[c, starts[c]:starts[c] + n])
                 starts[c] += n
-            frames.append((self.masks.camera_keys[slot], int(frame_ids[slot]), float(times[slot]), classes,
-                           np.concatenate(ids), np.concatenate(rows)))
+            frames.append(self._confirmed_only(slot, (self.masks.camera_keys[slot], int(frame_ids[slot]),
+                                                      float(times[slot]), classes, np.concatenate(ids),
+                                                      np.concatenate(rows))))
         events = self.monitor.update_round(frames)
         events += self.end_tracks(result.track_events)
         return events
@@ -144,8 +149,10 @@ class PipelineZones:
             shares = np.zeros((len(detections), len(regions)), np.float32)
             for i, d in enumerate(detections):
                 shares[i] = self._predicted_shares(slot, regions, d)
-            frames.append((key, int(frame_ids[slot]), float(time), [d["class"] for d in detections],
-                           np.array([int(d["track_id"]) for d in detections], np.int64), shares))
+            frames.append(self._confirmed_only(slot, (key, int(frame_ids[slot]), float(time),
+                                                      [d["class"] for d in detections],
+                                                      np.array([int(d["track_id"]) for d in detections], np.int64),
+                                                      shares)))
         return self.monitor.update_round(frames) if frames else []
 
     def _predicted_shares(self, slot: int, regions, detection: dict) -> np.ndarray:
@@ -174,11 +181,24 @@ class PipelineZones:
             self._bitmap_cache[key] = np.stack([self.masks.bitmap(slot, r) for r in range(count)])
         return self._bitmap_cache[key]
 
+    def _confirmed_only(self, slot: int, frame: tuple) -> tuple:
+        """A frame for ZoneMonitor.update_round without the detections of tentative tracks: a track
+        the tracker drops before confirming it gets no track_ended, so it would never leave its
+        zones (and the records name no such track). Zone events are of confirmed tracks only."""
+        key, frame_id, time, classes, ids, shares = frame
+        confirmed = self._confirmed.get(slot, ())
+        keep = [int(i) in confirmed for i in ids.tolist()]
+        if all(keep):
+            return frame
+        keep = np.array(keep, bool)
+        return (key, frame_id, time, [c for c, k in zip(classes, keep) if k], ids[keep], shares[keep])
+
     def end_tracks(self, track_events: Iterable[Any]) -> List[ZoneEvent]:
         """The zone_left of the tracks that ``track_events`` (segpost.TrackEvent) ended."""
         events: List[ZoneEvent] = []
         for e in track_events:
             if e.kind == "track_ended":
+                self._confirmed.get(e.camera, set()).discard(int(e.track_id))
                 events += self.monitor.end_track(self.masks.camera_keys[e.camera], e.track_id)
         return events
 
