@@ -29,6 +29,7 @@ import numpy as np
 import segpost
 from segpost import TrackerConfig
 from segpost.zones import ZoneMasks, ZoneMonitor, ZoneSet
+from segpost.zones.masks import confirmed_only
 
 sys.path.insert(0, os.path.dirname(__file__))
 from tables import print_table, save_json  # noqa: E402
@@ -76,6 +77,7 @@ def measure(device: str, cameras: int, classes: int, per_camera: int, zones_per_
     live = list(range(cameras))
     gpu_ms, enqueue_ms, rules_ms, events, detections = [], [], [], [], []
     warm = 5
+    confirmed: dict = {}   # camera -> its confirmed tracks' ids
 
     def run_round(t, timed=True):
         if device == "cuda":
@@ -98,8 +100,13 @@ def measure(device: str, cameras: int, classes: int, per_camera: int, zones_per_
         if device == "cuda":
             marks[1].record(stream)
         results = [post.result() for post in posts]
-        ids, _ = tracker.update(posts, [t] * cameras, [FRAME] * cameras)
+        ids, track_events = tracker.update(posts, [t] * cameras, [FRAME] * cameras)
         started = time.perf_counter()
+        for e in track_events:   # PipelineZones.events: confirmed tracks only
+            if e.kind == "track_started":
+                confirmed.setdefault(e.camera, set()).add(int(e.track_id))
+            elif e.kind == "track_ended":
+                confirmed.get(e.camera, set()).discard(int(e.track_id))
         overlap = zone_masks.overlap()
         starts, frames = [0] * classes, []
         for f in range(cameras):   # each camera's rows of every class, as PipelineZones.events reads them
@@ -110,7 +117,8 @@ def measure(device: str, cameras: int, classes: int, per_camera: int, zones_per_
                 ids_f.append(ids[c, starts[c]:starts[c] + n])
                 rows.append(overlap[c, starts[c]:starts[c] + n])
                 starts[c] += n
-            frames.append((str(f), t, t / 10.0, classes_f, np.concatenate(ids_f), np.concatenate(rows)))
+            frames.append(confirmed_only(confirmed.get(f, ()), (str(f), t, t / 10.0, classes_f, np.concatenate(ids_f),
+                                                                np.concatenate(rows))))
         found = len(monitor.update_round(frames))
         rules = time.perf_counter() - started
         if timed:

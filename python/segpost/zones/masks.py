@@ -185,13 +185,7 @@ class PipelineZones:
         """A frame for ZoneMonitor.update_round without the detections of tentative tracks: a track
         the tracker drops before confirming it gets no track_ended, so it would never leave its
         zones (and the records name no such track). Zone events are of confirmed tracks only."""
-        key, frame_id, time, classes, ids, shares = frame
-        confirmed = self._confirmed.get(slot, ())
-        keep = [int(i) in confirmed for i in ids.tolist()]
-        if all(keep):
-            return frame
-        keep = np.array(keep, bool)
-        return (key, frame_id, time, [c for c, k in zip(classes, keep) if k], ids[keep], shares[keep])
+        return confirmed_only(self._confirmed.get(slot, ()), frame)
 
     def end_tracks(self, track_events: Iterable[Any]) -> List[ZoneEvent]:
         """The zone_left of the tracks that ``track_events`` (segpost.TrackEvent) ended."""
@@ -201,6 +195,17 @@ class PipelineZones:
                 self._confirmed.get(e.camera, set()).discard(int(e.track_id))
                 events += self.monitor.end_track(self.masks.camera_keys[e.camera], e.track_id)
         return events
+
+
+def confirmed_only(confirmed, frame: tuple) -> tuple:
+    """``frame`` (ZoneMonitor.update_round's (camera, frame, time, classes, track_ids, shares))
+    without the detections whose track id is not in ``confirmed`` (a set)."""
+    key, frame_id, time, classes, ids, shares = frame
+    keep = [i in confirmed for i in ids.tolist()]   # a set lookup each: cheaper than np.isin at ~160 ids
+    if all(keep):
+        return frame
+    keep = np.array(keep, bool)
+    return (key, frame_id, time, [c for c, k in zip(classes, keep) if k], ids[keep], shares[keep])
 
 
 def _inside(point: Tuple[float, float], polygon) -> float:
