@@ -1,7 +1,7 @@
 """What zones add to a round (issue 33's cost goals: <= 0.1 ms of GPU time and <= 0.3 ms of host
 time for 8 cameras x 4 classes x 40 detections and 8 zones per camera).
 
-    python bench/zone_cost.py --out DIR [--device cuda|cpu] [--rounds N]
+    python bench/zone_cost.py --out DIR [--device cuda|cpu] [--rounds N] [--engines numpy,cpp]
 
 The tracker's round of bench/track_cost.py (engine-shaped outputs of moving blobs through one
 Postprocessor per class and a segpost.Tracker), then ZoneMasks on the Tracker's packed masks
@@ -11,7 +11,8 @@ for every camera. 8 star-shaped zones per camera, random, covering about a third
 GPU time: CUDA events around ZoneMasks.enqueue on the stream, queued behind a busy kernel so the
 host's launch time does not count ("events"), and CUPTI's time of the zone kernel alone
 (torch.profiler, "kernel"). Host time, per round: the enqueue call, and the rules (reading each
-camera's rows of the overlaps and ZoneMonitor.update), medians over the timed rounds.
+camera's rows of the overlaps and ZoneMonitor.update_round), medians over the timed rounds, for
+each of ZoneMonitor's engines: "numpy" (the rules' numpy twin) and "cpp" (the default, C++).
 With --device cpu the same rounds run the C++ CPU twin (its time is then in "enqueue"): a smoke test.
 Writes DIR/zone_cost.json and prints a Markdown table.
 """
@@ -28,6 +29,7 @@ import numpy as np
 import segpost
 from segpost import TrackerConfig
 from segpost.zones import ZoneMasks, ZoneMonitor, ZoneSet
+from segpost.zones.masks import confirmed_only
 
 sys.path.insert(0, os.path.dirname(__file__))
 from tables import print_table, save_json  # noqa: E402
@@ -53,7 +55,7 @@ def zones_for(cameras: int, per_camera: int, classes, seed: int = 0) -> ZoneSet:
 
 
 def measure(device: str, cameras: int, classes: int, per_camera: int, zones_per_camera: int, rounds: int,
-            rule: str = "mask") -> dict:
+            rule: str = "mask", engine: str = "cpp") -> dict:
     xp, stream = np, None
     if device == "cuda":
         import cupy as xp
@@ -71,10 +73,11 @@ def measure(device: str, cameras: int, classes: int, per_camera: int, zones_per_
                               mask_size=MASK, device=device)
     zones = zones_for(cameras, zones_per_camera, names)
     zone_masks = ZoneMasks(zones, tracker=tracker, mask_size=MASK, rule=rule)
-    monitor = ZoneMonitor(zones)
+    monitor = ZoneMonitor(zones, engine=engine)
     live = list(range(cameras))
     gpu_ms, enqueue_ms, rules_ms, events, detections = [], [], [], [], []
     warm = 5
+    confirmed: dict = {}   # camera -> its confirmed tracks' ids
 
     def run_round(t, timed=True):
         if device == "cuda":
@@ -97,8 +100,13 @@ def measure(device: str, cameras: int, classes: int, per_camera: int, zones_per_
         if device == "cuda":
             marks[1].record(stream)
         results = [post.result() for post in posts]
-        ids, _ = tracker.update(posts, [t] * cameras, [FRAME] * cameras)
+        ids, track_events = tracker.update(posts, [t] * cameras, [FRAME] * cameras)
         started = time.perf_counter()
+        for e in track_events:   # PipelineZones.events: confirmed tracks only
+            if e.kind == "track_started":
+                confirmed.setdefault(e.camera, set()).add(int(e.track_id))
+            elif e.kind == "track_ended":
+                confirmed.get(e.camera, set()).discard(int(e.track_id))
         overlap = zone_masks.overlap()
         starts, frames = [0] * classes, []
         for f in range(cameras):   # each camera's rows of every class, as PipelineZones.events reads them
@@ -109,7 +117,8 @@ def measure(device: str, cameras: int, classes: int, per_camera: int, zones_per_
                 ids_f.append(ids[c, starts[c]:starts[c] + n])
                 rows.append(overlap[c, starts[c]:starts[c] + n])
                 starts[c] += n
-            frames.append((str(f), t, t / 10.0, classes_f, np.concatenate(ids_f), np.concatenate(rows)))
+            frames.append(confirmed_only(confirmed.get(f, ()), (str(f), t, t / 10.0, classes_f, np.concatenate(ids_f),
+                                                                np.concatenate(rows))))
         found = len(monitor.update_round(frames))
         rules = time.perf_counter() - started
         if timed:
@@ -125,7 +134,7 @@ def measure(device: str, cameras: int, classes: int, per_camera: int, zones_per_
         run_round(t, timed=False)
     for t in range(warm, warm + rounds):
         run_round(t)
-    row = {"device": device, "rule": rule, "cameras": cameras, "classes": classes,
+    row = {"device": device, "rule": rule, "engine": engine, "cameras": cameras, "classes": classes,
            "detections_per_round": float(np.median(detections)), "zones_per_camera": zones_per_camera,
            "rounds": rounds, "host_enqueue_ms": float(np.median(enqueue_ms)),
            "host_rules_ms": float(np.median(rules_ms)), "host_rules_ms_p95": float(np.percentile(rules_ms, 95)),
@@ -152,30 +161,32 @@ def main() -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--device", choices=("cuda", "cpu"), default=None, help="default: cuda when available")
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds per case (default 100 cuda, 5 cpu)")
+    parser.add_argument("--engines", default="numpy,cpp", help="ZoneMonitor engines to time (default numpy,cpp)")
     args = parser.parse_args()
     device = args.device or ("cuda" if segpost.cuda_available() else "cpu")
     rounds = args.rounds or (100 if device == "cuda" else 5)
     os.makedirs(args.out, exist_ok=True)
     rows = []
     for rule in ("mask", "bottom_centre"):
-        print(f"zone_cost: 8 cams x 4 classes x 40 per class-batch, 8 zones a camera, rule {rule}, {device}",
-              file=sys.stderr, flush=True)
-        row = measure(device, 8, 4, 5, 8, rounds, rule)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        for engine in args.engines.split(","):
+            print(f"zone_cost: 8 cams x 4 classes x 40 per class-batch, 8 zones a camera, rule {rule}, {device}, "
+                  f"rules engine {engine}", file=sys.stderr, flush=True)
+            row = measure(device, 8, 4, 5, 8, rounds, rule, engine)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     save_json(os.path.join(args.out, "zone_cost.json"), rows)
 
     def cells(r):
         gpu, kernel = r.get("gpu_ms"), r.get("kernel_ms")
         host = r["host_enqueue_ms"] + r["host_rules_ms"]
-        return [r["rule"], r["device"], f"{r['detections_per_round']:.0f}",
+        return [r["rule"], r.get("engine", "numpy"), r["device"], f"{r['detections_per_round']:.0f}",
                 "" if gpu is None else f"{gpu:.3f} (p95 {r['gpu_ms_p95']:.3f})",
                 "" if kernel is None else f"{kernel:.4f}",
                 "" if gpu is None else ("yes" if gpu <= GOAL_GPU_MS else "NO"),
                 f"{r['host_enqueue_ms']:.3f}", f"{r['host_rules_ms']:.3f} (p95 {r['host_rules_ms_p95']:.3f})",
                 "yes" if host <= GOAL_HOST_MS else "NO", f"{r['events_per_round']:.1f}"]
 
-    print_table(["rule", "device", "detections/round", "GPU ms/round (events)", "kernel ms (CUPTI)",
+    print_table(["rule", "rules engine", "device", "detections/round", "GPU ms/round (events)", "kernel ms (CUPTI)",
                  f"GPU <= {GOAL_GPU_MS}", "host enqueue ms (CPU: the twin)", "host rules ms", f"host <= {GOAL_HOST_MS}",
                  "events/round"], rows, cells, ["rule"])
     return 0

@@ -281,7 +281,7 @@ def _coco_runs(mask):
 
 def test_run_length_mask_moves_crops_and_places_like_numpy():
     """RunLengthMask.moved (edges shifted where the mask stays inside, re-placed from its crop
-    where it leaves the frame or wraps a column), mask_crop and placed_rle_counts, against numpy
+    where it leaves the frame or wraps a column), .sample, mask_crop and placed_rle_counts, against numpy
     on random masks, blobs and every kind of edge (touching the first and last pixel, full rows)."""
     from segpost.encodings import RleMasks, RunLengthMask, mask_crop, placed_rle_counts
 
@@ -297,6 +297,8 @@ def test_run_length_mask_moves_crops_and_places_like_numpy():
             mask[y0:y1, x0:x1] = rng.random((y1 - y0, x1 - x0)) < 0.8
         runs = RunLengthMask.of(RleMasks([_coco_runs(mask).astype(np.int32)], h, w), 0)
         np.testing.assert_array_equal(np.asarray(runs), mask)
+        ys, xs = rng.integers(0, h, int(rng.integers(1, 6))), rng.integers(0, w, int(rng.integers(1, 6)))
+        np.testing.assert_array_equal(runs.sample(ys, xs), mask[ys][:, xs])
         dx, dy = int(rng.integers(-w - 1, w + 2)), int(rng.integers(-h - 1, h + 2))
         moved = runs.moved(dx, dy)
         np.testing.assert_array_equal(np.asarray(moved), _shifted(mask, dx, dy), err_msg=f"trial {trial}")

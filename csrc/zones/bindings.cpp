@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "zone_masks.h"
+#include "zone_rules.h"
 
 namespace py = pybind11;
 
@@ -70,6 +71,56 @@ void bind_zones(py::module_& m) {
            })
       .def_property_readonly("device_bytes", &ZoneMasks::device_bytes)
       .def_property_readonly("pinned_bytes", &ZoneMasks::pinned_bytes);
+  py::class_<ZoneRules>(m, "ZoneRules")
+      .def(py::init([](int cameras, int slots, std::vector<uint8_t> valid, std::vector<uint8_t> is_line,
+                       std::vector<int32_t> col, std::vector<int32_t> col2, std::vector<float> min_overlap,
+                       std::vector<int32_t> inertia, std::vector<double> dwell) {
+             ZoneRulesConfig c;
+             c.cameras = cameras;
+             c.slots = slots;
+             c.valid = std::move(valid);
+             c.is_line = std::move(is_line);
+             c.col = std::move(col);
+             c.col2 = std::move(col2);
+             c.min_overlap = std::move(min_overlap);
+             c.inertia = std::move(inertia);
+             c.dwell = std::move(dwell);
+             return new ZoneRules(std::move(c));
+           }))
+      .def("add_class", &ZoneRules::add_class)
+      .def("update",
+           [](ZoneRules& self, int camera, int64_t frame, double time,
+              py::array_t<int32_t, py::array::c_style | py::array::forcecast> cls,
+              py::array_t<int64_t, py::array::c_style | py::array::forcecast> track,
+              py::array_t<float, py::array::c_style | py::array::forcecast> shares) {
+             const auto n = track.size();
+             if (cls.size() != n) throw std::invalid_argument("ZoneRules.update: classes and track ids differ in length");
+             int columns = 0;
+             if (shares.ndim() == 2) {
+               if (shares.shape(0) != n) throw std::invalid_argument("ZoneRules.update: shares must have a row per detection");
+               columns = static_cast<int>(shares.shape(1));
+             } else if (n != 0) {
+               throw std::invalid_argument("ZoneRules.update: shares must be [detections, regions]");
+             }
+             self.update(camera, frame, time, static_cast<int>(n), cls.data(), track.data(), shares.data(), columns);
+           })
+      .def("take_events",
+           [](ZoneRules& self) {  // [(kind, camera, slot, class, track, value, frame, time, seconds)]
+             py::list out;
+             for (const auto& e : self.take_events()) {
+               out.append(py::make_tuple(e.kind, e.camera, e.slot, e.cls, e.track, e.value, e.frame, e.time, e.seconds));
+             }
+             return out;
+           })
+      .def("end_track",
+           [](ZoneRules& self, int camera, int64_t track) {
+             py::list out;
+             for (const auto& e : self.end_track(camera, track)) {
+               out.append(py::make_tuple(e.kind, e.camera, e.slot, e.cls, e.track, e.value, e.frame, e.time, e.seconds));
+             }
+             return out;
+           })
+      .def_property_readonly("live_rows", &ZoneRules::live_rows);
 }
 
 }  // namespace segpost

@@ -39,6 +39,9 @@ def add_parser(commands) -> None:
     demo.add_argument("--save", metavar="PATH", help="write the annotated mosaic: .png (last round) or .mp4 (every round)")
     demo.add_argument("--track", action="store_true",
                       help="track identities (segpost.TrackerConfig defaults); --save draws each object's id and trail")
+    demo.add_argument("--zones", metavar="FILE",
+                      help="zones and lines per camera (segpost.zones' JSON, keyed \"0\", \"1\", ...); turns --track "
+                           "on; --save draws them and lights a zone up while a track is inside")
     demo.add_argument("--soak", action="store_true",
                       help="sample VRAM and host RSS every 1000 frames and fail if either grows after warm-up")
     demo.add_argument("--min-iou", type=float, default=None, help="exit with status 1 when the mean mask IoU is lower")
@@ -70,10 +73,12 @@ def run(args) -> int:
     names = ["red", "green", "blue", "yellow"][: args.classes]
     if not 1 <= args.classes <= scene.MAX_CLASSES:
         raise ValueError(f"--classes must be in [1, {scene.MAX_CLASSES}]")
+    zones = _zones(args.zones, args.cameras, names)
     config = PipelineConfig([ClassPrompt(n, *prompt_for_class(i, geometry)) for i, n in enumerate(names)],
                             max_cameras=args.cameras,
                             max_frame_size=(max(h for h, _ in camera_sizes), max(w for _, w in camera_sizes)),
-                            output=OutputKind(args.output), track=TrackerConfig() if args.track else None)
+                            output=OutputKind(args.output),
+                            track=TrackerConfig() if args.track or zones is not None else None, zones=zones)
     pipeline = MultiCameraPipeline(SyntheticVisionEncoder(geometry, device=device, busy_ms=busy[0]),
                                    SyntheticDecoder(geometry, device=device, busy_ms=busy[1]), config)
     world = scene.Scene(camera_sizes, num_classes=args.classes, objects_per_class=args.objects_per_class,
@@ -85,6 +90,8 @@ def run(args) -> int:
     progress = Progress.on_stderr(total)
     writer, latencies, stage_sums, ious, false_positives = None, [], {}, [], 0
     trails, track_events = Trails(), {"track_started": 0, "track_ended": 0}
+    zone_events: dict = {}
+    occupied: dict = {}   # camera -> the zones a track is inside after the round (what --save lights)
     vram, rss, failures = [], [], []
     # Frames are drawn straight into the pipeline's pinned staging slots (no copy in submit), the
     # way capture code would decode into them; --save keeps two private sets to draw on instead.
@@ -109,8 +116,15 @@ def run(args) -> int:
         for event in result.track_events:
             track_events[event.kind] += 1
         trails.update(result.cameras)
+        for event in getattr(result, "zone_events", ()):
+            zone_events[event.kind] = zone_events.get(event.kind, 0) + 1
+        if zones is not None:
+            occupied = {c: sorted({z for (z, _), n in pipeline.zones.monitor.occupancy(str(c)).items() if n > 0})
+                        for c in range(args.cameras)}
         if args.save and (args.save.endswith(".mp4") or r == rounds - 1):
-            writer = _save(args.save, writer, current, result, trails)
+            drawn = None if zones is None else {c: (zones.cameras.get(str(c), ()), occupied[c])
+                                                for c in range(args.cameras)}
+            writer = _save(args.save, writer, current, result, trails, drawn)
         done = (r + 1) * args.cameras
         if args.soak and (r == 0 or done // 1000 != (done - args.cameras) // 1000):
             vram.append(pipeline.memory_report().get("device_used", 0))
@@ -121,7 +135,9 @@ def run(args) -> int:
     if writer is not None:
         writer.release()
     summary = _summary(pipeline, args.cameras, rounds, elapsed, latencies, stage_sums, ious, false_positives)
-    if args.track:
+    if zones is not None:
+        summary["zones"] = {"events": zone_events, "occupied_last_round": {str(c): z for c, z in occupied.items()}}
+    if args.track or zones is not None:
         summary["tracks"] = {**track_events, "objects": args.cameras * args.classes * args.objects_per_class}
     if args.soak:
         summary.update(_soak_verdict(vram, rss, failures))
@@ -151,10 +167,25 @@ def _check_outputs(args) -> None:
                          ".mp4 (every round)")
 
 
-def _save(path: str, writer, frames, result, trails: Trails):
+def _zones(path: Optional[str], cameras: int, names: List[str]):
+    """--zones FILE as a ZoneSet (cameras "0".."n-1", the demo's classes); None without it."""
+    if path is None:
+        return None
+    from ..zones import ZoneSet
+
+    try:
+        with open(path) as f:
+            value = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--zones {path}: {exc}") from None
+    return ZoneSet.from_value(value, cameras=[str(c) for c in range(cameras)], class_names=names,
+                              where=f"--zones {path}")
+
+
+def _save(path: str, writer, frames, result, trails: Trails, zones=None):
     import cv2
 
-    image = mosaic(frames, result.cameras, trails=trails)
+    image = mosaic(frames, result.cameras, trails=trails, zones=zones)
     if path.endswith(".mp4"):
         if writer is None:
             writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 10, (image.shape[1], image.shape[0]))
@@ -202,6 +233,8 @@ def _print_summary(s: dict) -> None:
     if s["mean_iou"] is not None:
         print(f"  mask IoU vs ground truth: mean {s['mean_iou']:.4f} over {s['objects_scored']} objects, "
               f"{s['false_positives']} false positives")
+    if "zones" in s:
+        print("  zones: " + (", ".join(f"{k} {v}" for k, v in sorted(s["zones"]["events"].items())) or "no events"))
     if "tracks" in s:
         t = s["tracks"]
         print(f"  tracking: {t['track_started']} tracks confirmed for {t['objects']} objects in the scene, "

@@ -86,6 +86,7 @@ def load_fleet_config(path: str) -> FleetConfig:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"{where}: camera names must be unique; repeated: {duplicates}")
+    _check_zone_cameras(where, pipeline, names)
     per_worker = raw.get("cameras_per_worker", 8)
     max_cameras = pipeline.get("max_cameras", 8)
     if isinstance(per_worker, bool) or not isinstance(per_worker, int) or not 1 <= per_worker <= max_cameras:
@@ -126,6 +127,15 @@ def load_fleet_config(path: str) -> FleetConfig:
                        per_camera_files=per_camera, mqtt=sink.get("mqtt"), standby_workers=standby, sink_shards=shards,
                        fsync_seconds=_number(where, "sink.fsync_seconds", sink.get("fsync_seconds", 1.0), 0.01),
                        restart_backoff=(float(backoff[0]), float(backoff[1])), **numbers)
+
+
+def _check_zone_cameras(where: str, pipeline: Dict[str, Any], names: List[str]) -> None:
+    """The pipeline's "zones" are keyed by camera name in a fleet: a key naming no camera is a
+    one-line error naming it (its zones would never be used)."""
+    if isinstance(pipeline.get("zones"), dict):
+        from ..zones import ZoneSet
+
+        ZoneSet.from_value(pipeline["zones"], cameras=names, where=f"{where}: pipeline zones")
 
 
 def _number(where: str, key: str, value: Any, low: float) -> float:

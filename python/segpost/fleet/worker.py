@@ -147,6 +147,8 @@ class CameraWorker:
         for slot, camera in enumerate(cameras):
             if tracker is not None and camera.next_track_id > 0:   # ids stay unique per camera across workers
                 tracker.set_next_id(slot, camera.next_track_id)
+        if self.pipeline.zones is not None:   # the fleet's "zones" are keyed by camera name, not slot
+            self.pipeline.zones.set_camera_keys([c.name for c in cameras])
         self.cameras = [(c.name, CameraSource(c.source, self._open_decoder, redactor=self.redactor,
                                               stall_seconds=self.stall_seconds, start_index=c.start_index))
                         for c in cameras]

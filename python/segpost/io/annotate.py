@@ -3,7 +3,7 @@ tracks), cameras tiled into one mosaic image."""
 from __future__ import annotations
 
 from collections import deque
-from typing import Deque, Dict, Optional, Sequence, Tuple
+from typing import Any, Deque, Dict, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -11,6 +11,9 @@ from ..encodings import dense_mask
 from ..pipeline import CameraResult
 
 _TINTS = ((0, 0, 255), (0, 255, 0), (255, 0, 0), (0, 255, 255), (255, 0, 255), (255, 255, 0))
+ZONE_COLOUR = (255, 200, 0)      # BGR: a zone's outline (a line's too)
+ZONE_LIT = (0, 220, 255)         # BGR: an occupied zone's outline and fill
+ZONE_LIT_ALPHA = 0.35
 TrailKey = Tuple[int, str, int]   # camera, class, track id
 
 
@@ -68,9 +71,40 @@ def annotate(frame: np.ndarray, result: CameraResult, trails: Optional[Trails] =
     return out
 
 
+def draw_zones(image: np.ndarray, items: Sequence[Any], occupied: Iterable[str] = ()) -> np.ndarray:
+    """A camera's zones and lines (segpost.zones ZoneConfig / LineConfig: fractions of the frame)
+    drawn on ``image`` in place: each outlined, and a zone named in ``occupied`` lit (filled,
+    ZONE_LIT blended at ZONE_LIT_ALPHA, and a thicker outline). Returns ``image``."""
+    import cv2
+
+    h, w = image.shape[:2]
+    occupied = set(occupied)
+    for item in items:
+        if getattr(item, "polygon", None) is not None:
+            points = np.array([[round(x * w), round(y * h)] for x, y in item.polygon], np.int32).reshape(-1, 1, 2)
+            lit = item.name in occupied
+            if lit:
+                fill = np.zeros((h, w), np.uint8)
+                cv2.fillPoly(fill, [points], 1)
+                inside = fill.astype(bool)
+                image[inside] = (image[inside] * (1 - ZONE_LIT_ALPHA) +
+                                 np.array(ZONE_LIT, np.float32) * ZONE_LIT_ALPHA).astype(np.uint8)
+            cv2.polylines(image, [points], True, ZONE_LIT if lit else ZONE_COLOUR, 3 if lit else 1, cv2.LINE_AA)
+            anchor = (int(points[:, 0, 0].min()) + 3, int(points[:, 0, 1].min()) + 14)
+        else:
+            (ax, ay), (bx, by) = item.line
+            a, b = (round(ax * w), round(ay * h)), (round(bx * w), round(by * h))
+            cv2.line(image, a, b, ZONE_COLOUR, 2, cv2.LINE_AA)
+            anchor = (min(a[0], b[0]) + 3, min(a[1], b[1]) + 14)
+        cv2.putText(image, item.name, anchor, cv2.FONT_HERSHEY_SIMPLEX, 0.45, ZONE_COLOUR, 1, cv2.LINE_AA)
+    return image
+
+
 def mosaic(frames: Sequence[np.ndarray], results: Dict[int, CameraResult], tile=(270, 480), columns: int = 4,
-           trails: Optional[Trails] = None) -> np.ndarray:
-    """Cameras side by side, each annotated and resized to ``tile`` (H, W); missing ones black."""
+           trails: Optional[Trails] = None,
+           zones: Optional[Dict[int, Tuple[Sequence[Any], Iterable[str]]]] = None) -> np.ndarray:
+    """Cameras side by side, each annotated and resized to ``tile`` (H, W); missing ones black.
+    ``zones``: per camera, (its zones and lines, the names of those occupied): see draw_zones."""
     import cv2
 
     rows = (len(frames) + columns - 1) // columns
@@ -79,6 +113,8 @@ def mosaic(frames: Sequence[np.ndarray], results: Dict[int, CameraResult], tile=
         if frame is None:
             continue
         image = annotate(frame, results[camera], trails) if camera in results else frame
+        if zones and camera in zones:
+            image = draw_zones(image if image is not frame else frame.copy(), *zones[camera])
         r, c = divmod(camera, columns)
         canvas[r * tile[0]:(r + 1) * tile[0], c * tile[1]:(c + 1) * tile[1]] = cv2.resize(image, (tile[1], tile[0]),
                                                                                          interpolation=cv2.INTER_AREA)

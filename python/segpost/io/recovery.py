@@ -24,7 +24,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 BLOCK = 1 << 16
 
@@ -145,9 +145,19 @@ class OpenTracks:
 
     def __init__(self):
         self._tracks: Dict[Any, Dict[int, Dict[str, Any]]] = {}
+        # Per camera, the zones each track is inside (zone_entered without its zone_left), by
+        # (track_id, zone, class) -> the entry: a lost worker's tracks leave them with their end.
+        self._inside: Dict[Any, Dict[Tuple[Any, Any, Any], Dict[str, Any]]] = {}
 
     def follow(self, record: Dict[str, Any]) -> None:
         camera, event = record.get("camera"), record.get("event")
+        if event in ("zone_entered", "zone_left"):
+            key = (record.get("track_id"), record.get("zone"), record.get("class"))
+            if event == "zone_entered":
+                self._inside.setdefault(camera, {})[key] = record
+            else:
+                self._inside.get(camera, {}).pop(key, None)
+            return
         if event == "track_started" and isinstance(record.get("track_id"), int):
             self._tracks.setdefault(camera, {})[record["track_id"]] = {
                 **record, "last_frame": _int(record.get("last_frame"), -1),
@@ -165,8 +175,24 @@ class OpenTracks:
     def ends(self, camera: Any, reason: str) -> List[Dict[str, Any]]:
         """``track_ended`` records for the camera's open tracks (they leave when written)."""
         now = round(time.time(), 3)
-        return [{**started, "event": "track_ended", "time": now, "reason": reason}
+        ends = [{**started, "event": "track_ended", "time": now, "reason": reason}
                 for _, started in sorted(self._tracks.get(camera, {}).items())]
+        return ends + self._zone_exits(camera, reason, now)
+
+    def _zone_exits(self, camera: Any, reason: str, now: float) -> List[Dict[str, Any]]:
+        """zone_left for every zone a track of the camera is still inside (at the track's last
+        frame written; no frame_time: the sink does not know it), then each such (zone, class)'s zone_count: 0, as every track of the
+        camera ends here (the camera's next worker counts its own tracks from 0)."""
+        exits, counts = [], {}
+        for (track_id, zone, cls), entered in sorted(self._inside.get(camera, {}).items(), key=lambda kv: str(kv[0])):
+            track = self._tracks.get(camera, {}).get(track_id)
+            frame = track["last_frame"] if track is not None and track["last_frame"] >= 0 else entered.get("frame")
+            exits.append({"event": "zone_left", "camera": camera, "source": entered.get("source", ""), "zone": zone,
+                          "class": cls, "track_id": track_id, "frame": frame, "time": now, "reason": reason})
+            counts[(zone, cls)] = {"event": "zone_count", "camera": camera, "source": entered.get("source", ""),
+                                   "zone": zone, "class": cls, "track_id": -1, "frame": frame, "count": 0,
+                                   "overcrowded": False, "time": now, "reason": reason}
+        return exits + [counts[k] for k in sorted(counts, key=str)]
 
 
 def open_tracks(fd: int, cameras: Optional[Sequence[Any]] = None, tracks: Optional[OpenTracks] = None) -> OpenTracks:

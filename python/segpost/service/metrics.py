@@ -59,6 +59,7 @@ class Metrics:
         self._last_round: Optional[float] = None
         self._started = clock()
         self._fleet: Optional[Dict[str, Any]] = None
+        self._zones: Optional[Dict[str, Any]] = None
 
     # -- what the runner reports ---------------------------------------------------------------
 
@@ -129,6 +130,26 @@ class Metrics:
             with self._lock:
                 self._last_round = last
             self.last_round.set(last)
+
+    def observe_zone_event(self, camera: Any, event: Any) -> None:
+        """A zone event (segpost.zones.ZoneEvent) of ``camera`` (its record name): the events
+        counter per camera, zone and kind; a zone_count sets its (zone, class)'s occupancy gauge
+        and overcrowded flag (the count only changes with those events)."""
+        if self._zones is None:   # made at the first zone event: runs without zones show none
+            prom, r = self._prom, self.registry
+            self._zones = {
+                "events": prom.Counter("segpost_zone_events", "Zone events written (zone_entered, zone_left, "
+                                       "zone_dwell, zone_count, line_crossed)", ["camera", "zone", "kind"], registry=r),
+                "occupancy": prom.Gauge("segpost_zone_occupancy", "Tracks inside the zone now, per class",
+                                        ["camera", "zone", "class_name"], registry=r),
+                "overcrowded": prom.Gauge("segpost_zone_overcrowded", "1 while the zone holds more than its "
+                                          "max_count of the class", ["camera", "zone", "class_name"], registry=r)}
+        camera = str(camera)
+        self._zones["events"].labels(camera=camera, zone=event.zone, kind=event.kind).inc()
+        if event.kind == "zone_count":
+            labels = dict(camera=camera, zone=event.zone, class_name=event.class_name)
+            self._zones["occupancy"].labels(**labels).set(event.count)
+            self._zones["overcrowded"].labels(**labels).set(1.0 if event.overcrowded else 0.0)
 
     def observe_memory(self, report: Dict[str, int]) -> None:
         for owner, value in report.items():

@@ -169,6 +169,8 @@ class CameraRunner:
         for event in events:
             camera, source = by_key[event.camera]
             self.write(zone_event_record(event, camera, source.shown_url))
+            if self.metrics:
+                self.metrics.observe_zone_event(camera, event)
 
     def finish_tracks(self, slot: Optional[int] = None) -> None:
         """End the tracks of a camera slot (None: all) and write their track_ended, then the
@@ -306,6 +308,9 @@ class CameraRunner:
         self._write_predicted(result.round_index, got, predicted)
         self.write_track_events(result.track_events)
         self.write_zone_events(result.zone_events)
+        if predicted and self.pipeline.zones is not None:   # predicted frames count for the zones too
+            self.write_zone_events(self.pipeline.zones.predicted_events(
+                predicted, {slot: got[slot].index for slot in predicted}, time.time()))
         if self.metrics:
             self.metrics.observe_round(result.timings_ms["round"] / 1e3, result.timings_ms,
                                        [self.cameras[slot][0] for slot in result.cameras], detections)

@@ -3,11 +3,12 @@ the C++ CPU twin), and the pipeline's hook that runs it and the rules each round
 from __future__ import annotations
 
 import threading
-from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .. import _ext
+from ..encodings import RunLengthMask
 from .._arrays import stream_handle
 from .config import ZONE_RULES, ZoneSet
 from .rules import ZoneEvent, ZoneMonitor
@@ -99,6 +100,8 @@ class PipelineZones:
         self.monitor = ZoneMonitor(zones)
         self._posts = pipeline._post
         self._pipeline, self._lock, self._requested = pipeline, threading.Lock(), None
+        self._bitmap_cache: dict = {}   # predicted_events' region bitmaps per (slot, camera key)
+        self._confirmed: Dict[int, set] = {}   # per camera slot, its confirmed tracks' ids
 
     # -- new zones while running (the live page's editor) --------------------------------------
 
@@ -125,12 +128,21 @@ class PipelineZones:
         monitor = ZoneMonitor(zones)
         events = self.monitor.leave_all()
         self.masks, self.monitor = masks, monitor
+        self._bitmap_cache.clear()   # the old zones' region bitmaps
         return events
+
+    def set_camera_keys(self, keys: Sequence[str]) -> None:
+        """Which camera key (the zones' and the events' name) each pipeline slot has: the fleet
+        names its cameras; ``segpost run`` numbers them ("0", "1", ...: the default)."""
+        self.masks.set_camera_keys(keys)
 
     def enqueue(self, cameras: Sequence[int], stream: Any = None) -> None:
         self.masks.enqueue(self._posts, cameras, stream)
 
     def events(self, result: Any, frame_ids: Mapping[int, int], times: Mapping[int, float]) -> List[ZoneEvent]:
+        for e in result.track_events:   # confirmed this round: its detections of this round count
+            if e.kind == "track_started":
+                self._confirmed.setdefault(e.camera, set()).add(int(e.track_id))
         overlap = self.masks.overlap()
         starts = [0] * len(self.class_names)
         frames = []
@@ -144,16 +156,97 @@ class PipelineZones:
                 ids.append(np.asarray(found.track_ids, np.int64))
                 rows.append(overlap[c, starts[c]:starts[c] + n])
                 starts[c] += n
-            frames.append((self.masks.camera_keys[slot], int(frame_ids[slot]), float(times[slot]), classes,
-                           np.concatenate(ids), np.concatenate(rows)))
+            frames.append(self._confirmed_only(slot, (self.masks.camera_keys[slot], int(frame_ids[slot]),
+                                                      float(times[slot]), classes, np.concatenate(ids),
+                                                      np.concatenate(rows))))
         events = self.monitor.update_round(frames)
         events += self.end_tracks(result.track_events)
         return events
+
+    def predicted_events(self, predicted: Mapping[int, Sequence[dict]], frame_ids: Mapping[int, int],
+                         time: float) -> List[ZoneEvent]:
+        """The zone events of predicted frames (the on_change schedule's, segpost.schedule:
+        detection dicts with class, box, dense mask and track_id, per camera slot): they count as
+        the tracker sees them. Shares on the host, the way the round's kernel takes them: the
+        dense mask sampled at the mask grid's cell centres against each region's bitmap (the
+        bottom-centre rule: the box's bottom centre in the polygon)."""
+        frames = []
+        for slot in sorted(predicted):
+            key = self.masks.camera_keys[slot]
+            regions = self.masks.zones.regions(key)
+            detections = predicted[slot]
+            if not regions or not detections:
+                continue
+            shares = np.zeros((len(detections), len(regions)), np.float32)
+            for i, d in enumerate(detections):
+                shares[i] = self._predicted_shares(slot, regions, d)
+            frames.append(self._confirmed_only(slot, (key, int(frame_ids[slot]), float(time),
+                                                      [d["class"] for d in detections],
+                                                      np.array([int(d["track_id"]) for d in detections], np.int64),
+                                                      shares)))
+        return self.monitor.update_round(frames) if frames else []
+
+    def _predicted_shares(self, slot: int, regions, detection: dict) -> np.ndarray:
+        # A dense (H, W) array or the schedule's RunLengthMask (sampled from its runs): both have .shape.
+        h, w = detection["mask"].shape[:2]
+        if self.masks.rule == "bottom_centre":   # the box alone: no decode
+            x0, _, x1, y1 = (float(v) for v in detection["box"])
+            point = ((x0 + x1) / 2 / w, y1 / h)
+            return np.array([_inside(point, polygon) for polygon in regions], np.float32)
+        grid = self._bitmaps(slot, len(regions))
+        mh, mw = grid.shape[1:]
+        ys = np.minimum(((np.arange(mh) + 0.5) * h / mh).astype(np.int64), h - 1)
+        xs = np.minimum(((np.arange(mw) + 0.5) * w / mw).astype(np.int64), w - 1)
+        mask = detection["mask"]
+        low = mask.sample(ys, xs) if isinstance(mask, RunLengthMask) else np.asarray(mask, bool)[ys][:, xs]
+        total = int(low.sum())
+        if total == 0:
+            return np.zeros(len(regions), np.float32)
+        return (grid & low).reshape(len(regions), -1).sum(1).astype(np.float32) / total
+
+    def _bitmaps(self, slot: int, count: int) -> np.ndarray:
+        """[regions, mask_h, mask_w] bool of a slot's regions as the kernel rasterised them (cached
+        per slot and camera key: set_camera_keys rasterises again)."""
+        key = (slot, self.masks.camera_keys[slot])
+        if key not in self._bitmap_cache:
+            self._bitmap_cache[key] = np.stack([self.masks.bitmap(slot, r) for r in range(count)])
+        return self._bitmap_cache[key]
+
+    def _confirmed_only(self, slot: int, frame: tuple) -> tuple:
+        """A frame for ZoneMonitor.update_round without the detections of tentative tracks: a track
+        the tracker drops before confirming it gets no track_ended, so it would never leave its
+        zones (and the records name no such track). Zone events are of confirmed tracks only."""
+        return confirmed_only(self._confirmed.get(slot, ()), frame)
 
     def end_tracks(self, track_events: Iterable[Any]) -> List[ZoneEvent]:
         """The zone_left of the tracks that ``track_events`` (segpost.TrackEvent) ended."""
         events: List[ZoneEvent] = []
         for e in track_events:
             if e.kind == "track_ended":
+                self._confirmed.get(e.camera, set()).discard(int(e.track_id))
                 events += self.monitor.end_track(self.masks.camera_keys[e.camera], e.track_id)
         return events
+
+
+def confirmed_only(confirmed, frame: tuple) -> tuple:
+    """``frame`` (ZoneMonitor.update_round's (camera, frame, time, classes, track_ids, shares))
+    without the detections whose track id is not in ``confirmed`` (a set)."""
+    key, frame_id, time, classes, ids, shares = frame
+    keep = [i in confirmed for i in ids.tolist()]   # a set lookup each: cheaper than np.isin at ~160 ids
+    if all(keep):
+        return frame
+    keep = np.array(keep, bool)
+    return (key, frame_id, time, [c for c, k in zip(classes, keep) if k], ids[keep], shares[keep])
+
+
+def _inside(point: Tuple[float, float], polygon) -> float:
+    """1.0 when ``point`` is inside ``polygon`` (even-odd rule, fractions of the frame), else 0.0."""
+    x, y = point
+    inside = False
+    n = len(polygon)
+    for i in range(n):
+        # the kernel's vertices are float32: round alike
+        (ax, ay), (bx, by) = [[float(np.float32(v)) for v in p] for p in (polygon[i], polygon[(i + 1) % n])]
+        if (ay > y) != (by > y) and x < ax + (y - ay) * (bx - ax) / (by - ay):
+            inside = not inside
+    return 1.0 if inside else 0.0
