@@ -112,6 +112,14 @@ void bind_round_view(py::module_& m) {
       .def_property_readonly("masks", [address](const RoundView& v) { return address(v.masks); })
       .def_property_readonly("masks_dtype", [](const RoundView& v) { return static_cast<int>(v.masks_dtype); })
       .def_readonly("num_frames", &RoundView::num_frames)
+      .def_property_readonly("frame_sizes",
+                             [](const RoundView& v) {
+                               py::list sizes;
+                               for (int32_t f = 0; f < v.num_frames; ++f) {
+                                 sizes.append(py::make_tuple(v.sizes.height[f], v.sizes.width[f]));
+                               }
+                               return sizes;
+                             })
       .def_readonly("num_queries", &RoundView::num_queries)
       .def_property_readonly("mask_size", [](const RoundView& v) { return py::make_tuple(v.mask_h, v.mask_w); })
       .def_property_readonly("mask_mode", [](const RoundView& v) { return static_cast<int>(v.mask_mode); })

@@ -28,8 +28,9 @@ def test_the_view_names_the_batch_and_its_records():
                                  score_threshold=0.05, device="cpu")
     frames = [[(3, disc_mask(20, 20, 8), 0.9), (7, disc_mask(44, 40, 6), 0.7)], [(11, disc_mask(30, 30, 9), 0.8)]]
     logits, boxes, masks = engine_outputs(frames)
-    post.enqueue(logits, None, boxes, masks, [FRAME, FRAME])
+    post.enqueue(logits, None, boxes, masks, [FRAME, (200, 300)])
     view = post.round_view()
+    assert view.frame_sizes == [FRAME, (200, 300)]
     assert (view.masks, view.num_frames, view.num_queries, view.mask_size, view.capacity) == \
         (masks.ctypes.data, 2, QUERIES, MASK, 8)
     assert not view.use_cuda and view.device_results == 0

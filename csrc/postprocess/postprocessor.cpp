@@ -120,6 +120,7 @@ RoundView Postprocessor::round_view() const {
   v.masks = last_batch_.masks;
   v.masks_dtype = last_batch_.masks_dtype;
   v.num_frames = last_batch_.num_frames;
+  v.sizes = last_batch_.sizes;
   v.num_queries = config_.num_queries;
   v.mask_h = config_.mask_h;
   v.mask_w = config_.mask_w;

@@ -1,5 +1,5 @@
 // RoundView: what one class-batch's compaction leaves for the ops that follow it in a round (the
-// tracker), named, so that they read a documented contract instead of the Postprocessor's
+// tracker, the zones), named, so that they read a documented contract instead of the Postprocessor's
 // internals. Postprocessor::round_view() fills it; it holds no memory of its own, only addresses
 // into the Postprocessor's buffers, valid until that Postprocessor's next enqueue()/run_cpu().
 // The stream is not part of it: the round's stream is the caller's (Tracker::enqueue takes it).
@@ -19,6 +19,7 @@ struct RoundView {
   const void* masks = nullptr;
   DType masks_dtype = DType::Float32;
   int32_t num_frames = 0;   // frames of the batch (0 before the first batch)
+  FrameSizes sizes{};       // frame f's height and width in pixels, f < num_frames
   int32_t num_queries = 0;  // queries per frame
   int32_t mask_h = 0, mask_w = 0;  // the low-res map of one query
   // How a mask pixel is set: value > mask_threshold, the value a logit (Logit) or its sigmoid
