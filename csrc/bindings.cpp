@@ -89,6 +89,48 @@ py::array_t<uint8_t> byte_view(py::object owner, void* data, int64_t bytes) {
   return py::array_t<uint8_t>({bytes}, {int64_t{1}}, static_cast<uint8_t*>(data), owner);
 }
 
+// A result block's byte offsets by field name (layout.h's ResultLayout).
+py::dict layout_dict(const segpost::ResultLayout& l) {
+  py::dict d;
+  d["header"] = l.header;
+  d["frame"] = l.frame;
+  d["query"] = l.query;
+  d["score"] = l.score;
+  d["box"] = l.box;
+  d["mask_offset"] = l.mask_offset;
+  d["mask_length"] = l.mask_length;
+  d["window"] = l.window;
+  d["bytes"] = l.bytes;
+  return d;
+}
+
+// segpost.Postprocessor.round_view()'s object (postprocess/round_view.h): read-only, addresses as ints.
+void bind_round_view(py::module_& m) {
+  using segpost::RoundView;
+  const auto address = [](const void* p) { return reinterpret_cast<uintptr_t>(p); };
+  py::class_<RoundView>(m, "RoundView", "A class-batch's results as the tracker reads them (csrc/postprocess/round_view.h)")
+      .def_property_readonly("masks", [address](const RoundView& v) { return address(v.masks); })
+      .def_property_readonly("masks_dtype", [](const RoundView& v) { return static_cast<int>(v.masks_dtype); })
+      .def_readonly("num_frames", &RoundView::num_frames)
+      .def_property_readonly("frame_sizes",
+                             [](const RoundView& v) {
+                               py::list sizes;
+                               for (int32_t f = 0; f < v.num_frames; ++f) {
+                                 sizes.append(py::make_tuple(v.sizes.height[f], v.sizes.width[f]));
+                               }
+                               return sizes;
+                             })
+      .def_readonly("num_queries", &RoundView::num_queries)
+      .def_property_readonly("mask_size", [](const RoundView& v) { return py::make_tuple(v.mask_h, v.mask_w); })
+      .def_property_readonly("mask_mode", [](const RoundView& v) { return static_cast<int>(v.mask_mode); })
+      .def_readonly("mask_threshold", &RoundView::mask_threshold)
+      .def_readonly("capacity", &RoundView::capacity)
+      .def_readonly("use_cuda", &RoundView::use_cuda)
+      .def_property_readonly("layout", [](const RoundView& v) { return layout_dict(v.layout); })
+      .def_property_readonly("device_results", [address](const RoundView& v) { return address(v.device_results); })
+      .def_property_readonly("host_results", [address](const RoundView& v) { return address(v.host_results); });
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_ext, m) {
@@ -188,6 +230,17 @@ PYBIND11_MODULE(_ext, m) {
              self.run_cpu(b);
            })
       .def("synchronize", &segpost::Postprocessor::synchronize, py::call_guard<py::gil_scoped_release>())
+      .def(
+          "round_view",
+          [](segpost::Postprocessor& self, bool synchronize) {
+            if (synchronize) {
+              py::gil_scoped_release release;
+              self.synchronize();
+            }
+            return self.round_view();
+          },
+          py::arg("synchronize") = false, py::keep_alive<0, 1>(),  // the view points into this Postprocessor
+          "The last batch's RoundView; synchronize: wait for the batch first (its host results)")
       .def("host_results",
            [](py::object self) {
              auto& p = self.cast<segpost::Postprocessor&>();
@@ -201,26 +254,13 @@ PYBIND11_MODULE(_ext, m) {
            })
       .def_property_readonly("device_masks_ptr",
                              [](const segpost::Postprocessor& p) { return reinterpret_cast<uintptr_t>(p.device_masks()); })
-      .def_property_readonly("layout",
-                             [](const segpost::Postprocessor& p) {
-                               const auto& l = p.layout();
-                               py::dict d;
-                               d["header"] = l.header;
-                               d["frame"] = l.frame;
-                               d["query"] = l.query;
-                               d["score"] = l.score;
-                               d["box"] = l.box;
-                               d["mask_offset"] = l.mask_offset;
-                               d["mask_length"] = l.mask_length;
-                               d["window"] = l.window;
-                               d["bytes"] = l.bytes;
-                               return d;
-                             })
+      .def_property_readonly("layout", [](const segpost::Postprocessor& p) { return layout_dict(p.layout()); })
       .def_property_readonly("mask_buffer_bytes", &segpost::Postprocessor::mask_buffer_bytes)
       .def_property_readonly("device_bytes", &segpost::Postprocessor::device_bytes)
       .def_property_readonly("pinned_bytes", &segpost::Postprocessor::pinned_bytes)
       .def_property_readonly("host_bytes", &segpost::Postprocessor::host_bytes);
 
+  bind_round_view(m);
   segpost::bind_tracker(m);
   segpost::bind_zones(m);
 

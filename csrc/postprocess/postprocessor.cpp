@@ -115,6 +115,25 @@ void Postprocessor::validate(const Batch& b, bool on_device) const {
   if (on_device) require(config_.use_cuda, "device inputs given to a Postprocessor built for the CPU");
 }
 
+RoundView Postprocessor::round_view() const {
+  RoundView v;
+  v.masks = last_batch_.masks;
+  v.masks_dtype = last_batch_.masks_dtype;
+  v.num_frames = last_batch_.num_frames;
+  v.sizes = last_batch_.sizes;
+  v.num_queries = config_.num_queries;
+  v.mask_h = config_.mask_h;
+  v.mask_w = config_.mask_w;
+  v.mask_mode = config_.mask_mode;
+  v.mask_threshold = config_.mask_threshold;
+  v.capacity = config_.capacity;
+  v.use_cuda = config_.use_cuda;
+  v.layout = layout_;
+  v.device_results = device_results_;
+  v.host_results = host_results_;
+  return v;
+}
+
 void Postprocessor::run_cpu(const Batch& batch) {
   validate(batch, false);
   require(!config_.masks_on_device, "host (numpy) inputs given to a Postprocessor with masks_on_device");

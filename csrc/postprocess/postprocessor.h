@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "layout.h"
+#include "round_view.h"
 
 namespace segpost {
 
@@ -53,6 +54,8 @@ class Postprocessor {
   const void* device_results() const { return device_results_; }
   // The last batch enqueue()/run_cpu() validated (its pointers, dtypes and frame count).
   const Batch& last_batch() const { return last_batch_; }
+  // The last batch's results as the ops after it in a round read them (round_view.h).
+  RoundView round_view() const;
   uint8_t* host_masks() const { return host_masks_; }
   uint8_t* device_masks() const { return device_masks_; }
   int64_t mask_buffer_bytes() const { return mask_buffer_bytes_; }

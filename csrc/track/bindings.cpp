@@ -63,23 +63,23 @@ void bind_tracker(py::module_& m) {
            py::arg("max_tracks"), py::arg("max_age"), py::arg("min_hits"), py::arg("high_score"),
            py::arg("match_threshold"), py::arg("mask_weight"), py::arg("new_track_score"), py::arg("use_cuda"))
       .def("enqueue",
-           [](Tracker& self, int class_id, const Postprocessor& post, uintptr_t masks, int masks_dtype,
+           [](Tracker& self, int class_id, const RoundView& view, uintptr_t masks, int masks_dtype,
               const std::vector<int32_t>& cameras, uintptr_t stream) {
-             self.enqueue(class_id, post, reinterpret_cast<const void*>(masks), static_cast<DType>(masks_dtype), cameras,
+             self.enqueue(class_id, view, reinterpret_cast<const void*>(masks), static_cast<DType>(masks_dtype), cameras,
                           stream);
            })
       .def("run_cpu",
-           [](Tracker& self, int class_id, const Postprocessor& post, uintptr_t masks, int masks_dtype,
+           [](Tracker& self, int class_id, const RoundView& view, uintptr_t masks, int masks_dtype,
               const std::vector<int32_t>& cameras) {
              py::gil_scoped_release release;
-             self.run_cpu(class_id, post, reinterpret_cast<const void*>(masks), static_cast<DType>(masks_dtype), cameras);
+             self.run_cpu(class_id, view, reinterpret_cast<const void*>(masks), static_cast<DType>(masks_dtype), cameras);
            })
       .def("update",
-           [](Tracker& self, const std::vector<Postprocessor*>& posts, const std::vector<int64_t>& frame_ids,
+           [](Tracker& self, const std::vector<RoundView>& views, const std::vector<int64_t>& frame_ids,
               const std::vector<int32_t>& heights, const std::vector<int32_t>& widths) {
              {
                py::gil_scoped_release release;
-               self.update(posts, frame_ids, heights, widths);
+               self.update(views, frame_ids, heights, widths);
              }
              return event_tuples(self.events());
            })

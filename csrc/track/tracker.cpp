@@ -12,6 +12,9 @@
 #endif
 
 namespace segpost {
+
+int cuda_device_count();  // postprocess/postprocessor.cpp (the tracker includes only its RoundView)
+
 namespace {
 
 template <class Message>
@@ -20,7 +23,7 @@ void require(bool ok, Message&& message) {
 }
 
 // The Postprocessor's mask threshold in logit space (mask_iou.h's mask_bit).
-float logit_threshold(const Config& c) {
+float logit_threshold(const RoundView& c) {
   if (c.mask_mode == MaskMode::Logit) return c.mask_threshold;
   const float inf = std::numeric_limits<float>::infinity();
   if (c.mask_threshold <= 0.0f) return -inf;
@@ -78,30 +81,28 @@ int64_t Tracker::host_bytes() const {
                               cpu_iou_.size() * sizeof(float));
 }
 
-PackParams Tracker::begin_class(int32_t class_id, const Postprocessor& post, const void* masks, DType masks_dtype,
+PackParams Tracker::begin_class(int32_t class_id, const RoundView& view, const void* masks, DType masks_dtype,
                                 const std::vector<int32_t>& cameras, bool on_device) {
-  const Config& pc = post.config();
   require(class_id >= 0 && class_id < config_.num_classes, [&] {
     return "class " + std::to_string(class_id) + " outside 0 .. " + std::to_string(config_.num_classes - 1);
   });
   require(on_device == config_.use_cuda, on_device ? "device inputs given to a Tracker built for the CPU"
                                                    : "host inputs given to a Tracker built for CUDA");
-  require(pc.use_cuda == config_.use_cuda, "the Postprocessor and the Tracker must both run on CUDA or both on the CPU");
-  require(pc.mask_h == config_.mask_h && pc.mask_w == config_.mask_w,
+  require(view.use_cuda == config_.use_cuda, "the Postprocessor and the Tracker must both run on CUDA or both on the CPU");
+  require(view.mask_h == config_.mask_h && view.mask_w == config_.mask_w,
           "the Postprocessor's mask size differs from the Tracker's");
-  require(pc.capacity <= config_.capacity, [&] {
-    return "the Postprocessor's capacity " + std::to_string(pc.capacity) + " exceeds the Tracker's " +
+  require(view.capacity <= config_.capacity, [&] {
+    return "the Postprocessor's capacity " + std::to_string(view.capacity) + " exceeds the Tracker's " +
            std::to_string(config_.capacity);
   });
   require(!enqueued_[class_id], [&] {
     return "class " + std::to_string(class_id) + " was already enqueued this round; call update() first";
   });
   // The kernels read masks at the Postprocessor's records: only the array it validated is safe to read.
-  const Batch& compacted = post.last_batch();
-  require(masks == compacted.masks && masks_dtype == compacted.masks_dtype, [&] {
+  require(masks == view.masks && masks_dtype == view.masks_dtype, [&] {
     return "pred_masks must be the array just given to class " + std::to_string(class_id) + "'s Postprocessor";
   });
-  require(!cameras.empty() && static_cast<int32_t>(cameras.size()) == compacted.num_frames,
+  require(!cameras.empty() && static_cast<int32_t>(cameras.size()) == view.num_frames,
           "one camera per frame of the batch");
   for (size_t f = 0; f < cameras.size(); ++f) {
     require(cameras[f] >= 0 && cameras[f] < config_.max_cameras, [&] {
@@ -115,7 +116,7 @@ PackParams Tracker::begin_class(int32_t class_id, const Postprocessor& post, con
     require(cameras == round_cameras_, "every class of a round must have the same cameras");
   }
   enqueued_[class_id] = 1;
-  return PackParams{pc.num_queries, logit_threshold(pc)};
+  return PackParams{view.num_queries, logit_threshold(view)};
 }
 
 bool Tracker::round_open() const {
@@ -131,10 +132,10 @@ FrameCameras Tracker::frame_cameras() const {
   return fc;
 }
 
-void Tracker::run_cpu(int32_t class_id, const Postprocessor& post, const void* masks, DType masks_dtype,
+void Tracker::run_cpu(int32_t class_id, const RoundView& view, const void* masks, DType masks_dtype,
                       const std::vector<int32_t>& cameras) {
-  const PackParams params = begin_class(class_id, post, masks, masks_dtype, cameras, false);
-  const Records records = post.layout().records(post.host_results());
+  const PackParams params = begin_class(class_id, view, masks, masks_dtype, cameras, false);
+  const Records records = view.host_records();
   const int64_t first = static_cast<int64_t>(class_id) * config_.capacity;
   uint32_t* packed = det_packed_ + first * geometry_.mask_words;
   pack_masks_cpu(masks, masks_dtype, records, params, geometry_, packed);
@@ -142,9 +143,9 @@ void Tracker::run_cpu(int32_t class_id, const Postprocessor& post, const void* m
                host_iou_ + first * config_.max_tracks);
 }
 
-void Tracker::update(const std::vector<Postprocessor*>& posts, const std::vector<int64_t>& frame_ids,
+void Tracker::update(const std::vector<RoundView>& views, const std::vector<int64_t>& frame_ids,
                      const std::vector<int32_t>& heights, const std::vector<int32_t>& widths) {
-  require(static_cast<int>(posts.size()) == config_.num_classes,
+  require(static_cast<int>(views.size()) == config_.num_classes,
           [&] { return "update() takes one Postprocessor per class (" + std::to_string(config_.num_classes) + ")"; });
   for (int32_t c = 0; c < config_.num_classes; ++c) {
     require(enqueued_[c], [&] { return "class " + std::to_string(c) + " was not enqueued this round"; });
@@ -154,8 +155,7 @@ void Tracker::update(const std::vector<Postprocessor*>& posts, const std::vector
           [&] { return "one frame id and size per frame of the round (" + std::to_string(n) + ")"; });
   for (size_t f = 0; f < n; ++f) require(heights[f] >= 1 && widths[f] >= 1, "frame sizes must be positive");
   for (int32_t c = 0; c < config_.num_classes; ++c) {
-    posts[c]->synchronize();  // normally done already: the round's one wait
-    records_[c] = posts[c]->layout().records(posts[c]->host_results());
+    records_[c] = views[c].host_records();  // synchronized by the caller: the round's one wait
     require(records_[c].header->num_frames == static_cast<int32_t>(n), [&] {
       return "class " + std::to_string(c) + "'s results have " + std::to_string(records_[c].header->num_frames) +
              " frames, the round " + std::to_string(n);
@@ -266,11 +266,11 @@ void Tracker::release_cuda() {
   iou_ready_ = planned_ = nullptr;
 }
 
-void Tracker::enqueue(int32_t class_id, const Postprocessor& post, const void* masks, DType masks_dtype,
+void Tracker::enqueue(int32_t class_id, const RoundView& view, const void* masks, DType masks_dtype,
                       const std::vector<int32_t>& cameras, uintptr_t stream_handle) {
   const bool round_started = round_open();
   require(!round_started || stream_handle == round_stream_, "every class of a round must be enqueued on the same stream");
-  const PackParams params = begin_class(class_id, post, masks, masks_dtype, cameras, true);
+  const PackParams params = begin_class(class_id, view, masks, masks_dtype, cameras, true);
   DeviceGuard guard(device_);
   auto* stream = reinterpret_cast<cudaStream_t>(stream_handle);
   round_stream_ = stream_handle;
@@ -279,13 +279,13 @@ void Tracker::enqueue(int32_t class_id, const Postprocessor& post, const void* m
   if (!round_started) {
     SEGPOST_CUDA_CHECK(cudaStreamWaitEvent(stream, static_cast<cudaEvent_t>(planned_), 0), "Tracker.enqueue");
   }
-  const Records records = post.layout().records(const_cast<void*>(post.device_results()));
+  const Records records = view.device_records();
   const int64_t first = static_cast<int64_t>(class_id) * config_.capacity;
   uint32_t* packed = det_packed_ + first * geometry_.mask_words;
   pack_masks_cuda(masks, masks_dtype, records, params, geometry_, packed, stream);
   mask_iou_cuda(records, packed, frame_cameras(), slot_states_, pool_, geometry_, class_id, det_meta_ + first,
                 iou_ + first * config_.max_tracks, stream);
-  const size_t rows = static_cast<size_t>(post.config().capacity) * config_.max_tracks;
+  const size_t rows = static_cast<size_t>(view.capacity) * config_.max_tracks;
   SEGPOST_CUDA_CHECK(cudaMemcpyAsync(host_iou_ + first * config_.max_tracks, iou_ + first * config_.max_tracks,
                                      rows * sizeof(float), cudaMemcpyDeviceToHost, stream),
                      "Tracker.enqueue (IoU copy)");
@@ -299,7 +299,7 @@ void Tracker::allocate_cuda() {
                            "use device='cpu' (the C++ CPU twin)");
 }
 void Tracker::release_cuda() {}
-void Tracker::enqueue(int32_t, const Postprocessor&, const void*, DType, const std::vector<int32_t>&, uintptr_t) {
+void Tracker::enqueue(int32_t, const RoundView&, const void*, DType, const std::vector<int32_t>&, uintptr_t) {
   allocate_cuda();
 }
 

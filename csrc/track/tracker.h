@@ -1,6 +1,8 @@
 // The tracker: identities across frames for every camera and class of a pipeline, on the
 // compacted results, in constant memory. Per class-batch, right after Postprocessor::enqueue on
-// the same stream (pred_masks is still intact then), each kept detection's low-res map is packed
+// the same stream (pred_masks is still intact then), the tracker reads the batch's RoundView
+// (postprocess/round_view.h: the Postprocessor's results as a named contract, nothing else of
+// it), and each kept detection's low-res map is packed
 // into bits and compared with every live track of its camera and class (mask IoU, mask_iou.h);
 // the IoU matrix goes to pinned memory on that stream. Once per round, after the one wait,
 // update() associates on the host (tracks.h), then refreshes the track pool on the device.
@@ -10,7 +12,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "postprocess/postprocessor.h"
+#include "postprocess/round_view.h"
 #include "tracks.h"
 
 namespace segpost {
@@ -22,17 +24,19 @@ class Tracker {
   Tracker(const Tracker&) = delete;
   Tracker& operator=(const Tracker&) = delete;
 
-  // GPU: class `class_id`'s batch, right after post.enqueue() on `stream`, with the same
-  // pred_masks (device memory); frame f of the batch is camera cameras[f].
-  void enqueue(int32_t class_id, const Postprocessor& post, const void* masks, DType masks_dtype,
+  // GPU: class `class_id`'s batch, right after post.enqueue() on `stream`, given as
+  // post.round_view(); `masks` must be the view's pred_masks (the array the caller gave both, a
+  // check of the caller); frame f of the batch is camera cameras[f].
+  void enqueue(int32_t class_id, const RoundView& view, const void* masks, DType masks_dtype,
                const std::vector<int32_t>& cameras, uintptr_t stream);
   // CPU twin: the same after post.run_cpu(), on host memory.
-  void run_cpu(int32_t class_id, const Postprocessor& post, const void* masks, DType masks_dtype,
+  void run_cpu(int32_t class_id, const RoundView& view, const void* masks, DType masks_dtype,
                const std::vector<int32_t>& cameras);
-  // Once per round, after every class was enqueued (posts: one per class, in class order):
-  // waits for the IoU matrices (GPU), matches, writes track_ids() and events(), and queues the
-  // pool refresh on the round's stream. Frame f of the round has frame_ids[f] and its size.
-  void update(const std::vector<Postprocessor*>& posts, const std::vector<int64_t>& frame_ids,
+  // Once per round, after every class was enqueued (views: one per class, in class order, taken
+  // once each Postprocessor synchronized): waits for the IoU matrices (GPU), matches, writes
+  // track_ids() and events(), and queues the pool refresh on the round's stream. Frame f of the
+  // round has frame_ids[f] and its size.
+  void update(const std::vector<RoundView>& views, const std::vector<int64_t>& frame_ids,
               const std::vector<int32_t>& heights, const std::vector<int32_t>& widths);
   const std::vector<TrackEvent>& events() const { return events_; }
   std::vector<TrackEvent> finish(int32_t camera);  // -1: every camera
@@ -55,7 +59,7 @@ class Tracker {
 
  private:
   bool round_open() const;  // a class of this round was enqueued already
-  PackParams begin_class(int32_t class_id, const Postprocessor& post, const void* masks, DType masks_dtype,
+  PackParams begin_class(int32_t class_id, const RoundView& view, const void* masks, DType masks_dtype,
                          const std::vector<int32_t>& cameras, bool on_device);
   FrameCameras frame_cameras() const;
   int64_t slots() const { return static_cast<int64_t>(config_.max_cameras) * config_.max_tracks; }

@@ -39,15 +39,15 @@ void bind_zones(py::module_& m) {
              self.set_zones(camera, points);
            })
       .def("enqueue",
-           [](ZoneMasks& self, const Tracker& tracker, const std::vector<Postprocessor*>& posts,
+           [](ZoneMasks& self, const Tracker& tracker, const std::vector<RoundView>& views,
               const std::vector<int32_t>& cameras, int rule, uintptr_t stream) {
-             self.enqueue(tracker, posts, cameras, static_cast<ZoneRule>(rule), stream);
+             self.enqueue(tracker, views, cameras, static_cast<ZoneRule>(rule), stream);
            })
       .def("run_cpu",
-           [](ZoneMasks& self, const Tracker& tracker, const std::vector<Postprocessor*>& posts,
+           [](ZoneMasks& self, const Tracker& tracker, const std::vector<RoundView>& views,
               const std::vector<int32_t>& cameras, int rule) {
              py::gil_scoped_release release;
-             self.run_cpu(tracker, posts, cameras, static_cast<ZoneRule>(rule));
+             self.run_cpu(tracker, views, cameras, static_cast<ZoneRule>(rule));
            })
       .def("synchronize", &ZoneMasks::synchronize, py::call_guard<py::gil_scoped_release>())
       .def("overlap",

@@ -11,6 +11,9 @@
 #endif
 
 namespace segpost {
+
+int cuda_device_count();  // postprocess/postprocessor.cpp (the zones include only its RoundView)
+
 namespace {
 
 template <class Message>
@@ -101,7 +104,7 @@ void ZoneMasks::set_zones(int32_t camera, const std::vector<std::vector<ZonePoin
 #endif
 }
 
-ClassRecords ZoneMasks::round_records(const Tracker& tracker, const std::vector<Postprocessor*>& posts,
+ClassRecords ZoneMasks::round_records(const Tracker& tracker, const std::vector<RoundView>& views,
                                       const std::vector<int32_t>& cameras, bool on_device, FrameCameras& fc,
                                       FrameSizes& sizes) const {
   const TrackerConfig& t = tracker.config();
@@ -111,20 +114,19 @@ ClassRecords ZoneMasks::round_records(const Tracker& tracker, const std::vector<
   require(t.num_classes == config_.num_classes && t.capacity == config_.capacity && t.mask_h == config_.mask_h &&
               t.mask_w == config_.mask_w && t.max_cameras == config_.max_cameras,
           "the Tracker's cameras, classes, capacity or mask size differ from ZoneMasks'");
-  require(static_cast<int32_t>(posts.size()) == config_.num_classes,
+  require(static_cast<int32_t>(views.size()) == config_.num_classes,
           [&] { return "one Postprocessor per class (" + std::to_string(config_.num_classes) + ")"; });
   require(!cameras.empty() && cameras.size() <= static_cast<size_t>(kMaxFrames), "1 to 64 cameras a round");
   ClassRecords out{};
   for (int32_t c = 0; c < config_.num_classes; ++c) {
-    const Postprocessor& post = *posts[c];
-    require(post.config().capacity <= config_.capacity, "a Postprocessor's capacity exceeds ZoneMasks'");
-    const Batch& batch = post.last_batch();
-    require(batch.num_frames == static_cast<int32_t>(cameras.size()), [&] {
-      return "class " + std::to_string(c) + "'s last batch has " + std::to_string(batch.num_frames) +
+    const RoundView& view = views[c];
+    require(view.capacity <= config_.capacity, "a Postprocessor's capacity exceeds ZoneMasks'");
+    require(view.num_frames == static_cast<int32_t>(cameras.size()), [&] {
+      return "class " + std::to_string(c) + "'s last batch has " + std::to_string(view.num_frames) +
              " frames, the round " + std::to_string(cameras.size()) + " cameras";
     });
-    out.records[c] = post.layout().records(on_device ? const_cast<void*>(post.device_results()) : post.host_results());
-    if (c == 0) sizes = batch.sizes;
+    out.records[c] = on_device ? view.device_records() : view.host_records();
+    if (c == 0) sizes = view.sizes;
   }
   fc = FrameCameras{};
   for (size_t f = 0; f < cameras.size(); ++f) {
@@ -136,11 +138,11 @@ ClassRecords ZoneMasks::round_records(const Tracker& tracker, const std::vector<
   return out;
 }
 
-void ZoneMasks::run_cpu(const Tracker& tracker, const std::vector<Postprocessor*>& posts,
+void ZoneMasks::run_cpu(const Tracker& tracker, const std::vector<RoundView>& views,
                         const std::vector<int32_t>& cameras, ZoneRule rule) {
   FrameCameras fc;
   FrameSizes sizes;
-  const ClassRecords records = round_records(tracker, posts, cameras, false, fc, sizes);
+  const ClassRecords records = round_records(tracker, views, cameras, false, fc, sizes);
   zone_overlap_cpu(records, config_.num_classes, tracker.packed_masks(), tracker.mask_meta(), fc, sizes, regions_,
                    bitmaps_, geometry_, rule, host_overlap_);
 }
@@ -183,11 +185,11 @@ void ZoneMasks::release_cuda() {
   done_ = nullptr;
 }
 
-void ZoneMasks::enqueue(const Tracker& tracker, const std::vector<Postprocessor*>& posts,
+void ZoneMasks::enqueue(const Tracker& tracker, const std::vector<RoundView>& views,
                         const std::vector<int32_t>& cameras, ZoneRule rule, uintptr_t stream_handle) {
   FrameCameras fc;
   FrameSizes sizes;
-  const ClassRecords records = round_records(tracker, posts, cameras, true, fc, sizes);
+  const ClassRecords records = round_records(tracker, views, cameras, true, fc, sizes);
   DeviceGuard guard(device_);
   auto* stream = reinterpret_cast<cudaStream_t>(stream_handle);
   zone_overlap_cuda(records, config_.num_classes, tracker.packed_masks(), tracker.mask_meta(), fc, sizes, regions_,
@@ -211,7 +213,7 @@ void ZoneMasks::allocate_cuda() {
 }
 void ZoneMasks::release_cuda() {}
 void ZoneMasks::synchronize() {}
-void ZoneMasks::enqueue(const Tracker&, const std::vector<Postprocessor*>&, const std::vector<int32_t>&, ZoneRule,
+void ZoneMasks::enqueue(const Tracker&, const std::vector<RoundView>&, const std::vector<int32_t>&, ZoneRule,
                         uintptr_t) {
   allocate_cuda();
 }

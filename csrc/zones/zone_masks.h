@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "postprocess/postprocessor.h"
+#include "postprocess/round_view.h"
 #include "track/tracker.h"
 #include "zones.h"
 
@@ -34,11 +34,12 @@ class ZoneMasks {
   // Camera `camera`'s zones (polygons[z]: its vertices, 3 .. kMaxZoneVertices); the slots past
   // them become unused. Between rounds: waits for the last round's kernel before rewriting.
   void set_zones(int32_t camera, const std::vector<std::vector<ZonePoint>>& polygons);
-  // GPU: after every class's Tracker::enqueue on `stream` (posts: one per class, in class order).
-  void enqueue(const Tracker& tracker, const std::vector<Postprocessor*>& posts, const std::vector<int32_t>& cameras,
+  // GPU: after every class's Tracker::enqueue on `stream` (views: each class's
+  // Postprocessor::round_view(), in class order).
+  void enqueue(const Tracker& tracker, const std::vector<RoundView>& views, const std::vector<int32_t>& cameras,
                ZoneRule rule, uintptr_t stream);
   // CPU twin: the same after every class's Tracker::run_cpu.
-  void run_cpu(const Tracker& tracker, const std::vector<Postprocessor*>& posts, const std::vector<int32_t>& cameras,
+  void run_cpu(const Tracker& tracker, const std::vector<RoundView>& views, const std::vector<int32_t>& cameras,
                ZoneRule rule);
   // Waits for the last enqueue's copy (normally done: it follows the round's own work).
   void synchronize();
@@ -49,7 +50,7 @@ class ZoneMasks {
   int64_t pinned_bytes() const { return pinned_bytes_; }
 
  private:
-  ClassRecords round_records(const Tracker& tracker, const std::vector<Postprocessor*>& posts,
+  ClassRecords round_records(const Tracker& tracker, const std::vector<RoundView>& views,
                              const std::vector<int32_t>& cameras, bool on_device, FrameCameras& fc,
                              FrameSizes& sizes) const;
   int64_t slots() const { return static_cast<int64_t>(config_.max_cameras) * config_.max_zones; }

@@ -40,13 +40,11 @@ from __future__ import annotations
 
 import json
 import os
-import time
+from types import ModuleType
 from typing import Any, Dict, Tuple
 
-import numpy as np
-
 from .engines.base import Engine, EngineError
-from .engines.tensor_names import split_tensor_names
+from .engines.registry import BackendRequest, backends, find_backend, load_prompt
 from .io.secrets import expand_env
 from .pipeline import ClassPrompt, PipelineConfig
 from .postprocess import MaskMode, OutputKind
@@ -102,81 +100,37 @@ def build_from_config(raw: Dict[str, Any], base: str, device: str = "cuda", wher
     unknown = sorted(set(raw) - _KNOWN)
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {unknown}; known keys are {sorted(_KNOWN)}")
-    resolve = lambda p: p if os.path.isabs(p) else os.path.join(base, p)  # noqa: E731
-    backend = raw.get("backend", "tensorrt")
-    for key in ("startup_s", "faults"):
-        if key in raw and backend != "synthetic":
-            raise ValueError(f"{path}: {key} is for the synthetic backend only")
+    backend_name = raw.get("backend", "tensorrt")
+    modules = _backend_modules()
+    known = backends(modules)
+    for other in known:   # keys another backend owns (synthetic's startup_s, faults)
+        for key in sorted(other.keys):
+            if key in raw and other.name != backend_name:
+                raise ValueError(f"{path}: {key} is for the {other.name} backend only")
     classes = raw.get("classes")
     if not classes:
         raise ValueError(f"{path}: 'classes' must name at least one class")
-    files = backend in ("tensorrt", "tensorrt_rtx", "aoti", "onnx")
-    if "tensor_names" in raw and not files:
-        raise ValueError(f"{path}: tensor_names is for engine files (backends tensorrt, tensorrt_rtx, aoti, onnx), "
-                         f"not the {backend} backend")
-    if files:
-        ve_names, decoder_names = split_tensor_names(raw.get("tensor_names"), path)
-        for key in ("vision_encoder", "decoder"):
-            if key not in raw:
-                raise ValueError(f"{path}: the {backend} backend needs {key!r} (an engine or .onnx file)")
-        if not isinstance(classes, dict):
-            raise ValueError(f"{path}: 'classes' must map each class name to its prompt file (.npz)")
-        if backend in ("tensorrt", "tensorrt_rtx"):
-            from .engines.tensorrt import TensorRTEngine, TensorRTRtxEngine
+    files = [b.name for b in known if b.engine_files]
+    if "tensor_names" in raw and backend_name not in files:
+        raise ValueError(f"{path}: tensor_names is for engine files (backends {', '.join(files)}), "
+                         f"not the {backend_name} backend")
+    backend = find_backend(backend_name, modules, path)
+    vision_encoder, decoder, prompts = backend.build(BackendRequest(raw, base, device, path))
+    return vision_encoder, decoder, _pipeline_config(path, raw, [ClassPrompt(*p) for p in prompts])
 
-            kind = TensorRTEngine if backend == "tensorrt" else TensorRTRtxEngine
-            # The pipeline checks the batch ranges (F for the encoder, F x classes_per_call for the decoder).
-            vision_encoder = kind(resolve(raw["vision_encoder"]), tensor_names=ve_names)
-            decoder = kind(resolve(raw["decoder"]), tensor_names=decoder_names)
-        elif backend == "aoti":
-            from .engines.aoti import AotiEngine
 
-            vision_encoder = AotiEngine(resolve(raw["vision_encoder"]), device=device, tensor_names=ve_names)
-            decoder = AotiEngine(resolve(raw["decoder"]), device=device, tensor_names=decoder_names)
-        else:
-            from .engines.onnx_runtime import OnnxRuntimeEngine
+def _backend_modules() -> Tuple[ModuleType, ...]:
+    """The modules that define config backends; importing one registers its backends (and loads
+    no optional library). Their order is the order of the names in messages."""
+    from .engines import aoti, onnx_runtime, tensorrt, torch_sam3
+    from .synthetic import engines as synthetic_engines
 
-            vision_encoder = OnnxRuntimeEngine(resolve(raw["vision_encoder"]), tensor_names=ve_names)
-            decoder = OnnxRuntimeEngine(resolve(raw["decoder"]), tensor_names=decoder_names)
-        prompts = [_load_prompt(name, resolve(file)) for name, file in classes.items()]
-    elif backend == "torch":
-        from .engines.torch_sam3 import Sam3Torch
-
-        weights = raw.get("weights")
-        sam3 = Sam3Torch(resolve(weights) if weights else None, dtype=raw.get("dtype", "float16"), device=device,
-                         compile=raw.get("compile", "off"), cuda_graphs=bool(raw.get("cuda_graphs", False)),
-                         cache_dir=raw.get("compile_cache"))
-        vision_encoder, decoder = sam3.vision_encoder, sam3.decoder
-        prompts = [ClassPrompt(*p) for p in sam3.text_prompts(list(classes))]
-    elif backend == "synthetic":
-        from .synthetic import scene
-        from .synthetic.engines import (Faults, SyntheticDecoder, SyntheticGeometry, SyntheticVisionEncoder,
-                                        prompt_for_class)
-
-        if len(classes) > scene.MAX_CLASSES:
-            raise ValueError(f"{path}: the synthetic backend knows {scene.MAX_CLASSES} colour classes, got {len(classes)}")
-        geometry = SyntheticGeometry() if device == "cuda" else SyntheticGeometry.small()
-        busy = raw.get("busy_ms", [0.0, 0.0])
-        startup = raw.get("startup_s", 0.0)
-        if isinstance(startup, bool) or not isinstance(startup, (int, float)) or not 0 <= startup <= 3600:
-            raise ValueError(f"{path}: startup_s must be seconds in [0, 3600], got {startup!r}")
-        faults = Faults.from_value(raw["faults"], f"{path}: faults") if "faults" in raw else None
-        time.sleep(startup)
-        vision_encoder = SyntheticVisionEncoder(geometry, device=device, busy_ms=busy[0], faults=faults)
-        decoder = SyntheticDecoder(geometry, device=device, busy_ms=busy[1], faults=faults)
-        prompts = [ClassPrompt(name, *prompt_for_class(i, geometry)) for i, name in enumerate(classes)]
-    else:
-        raise ValueError(f"{path}: unknown backend {backend!r}; use tensorrt, tensorrt_rtx, aoti, onnx, torch or synthetic")
-    return vision_encoder, decoder, _pipeline_config(path, raw, prompts)
+    return tensorrt, aoti, onnx_runtime, torch_sam3, synthetic_engines
 
 
 def _load_prompt(name: str, file: str) -> ClassPrompt:
-    if not os.path.isfile(file):
-        raise EngineError(f"prompt file of class {name!r} not found: {file}")
-    with np.load(file) as data:
-        if "features" not in data:
-            raise ValueError(f"{file}: a prompt file needs a 'features' array [L, D] (it has {list(data)})")
-        return ClassPrompt(name, data["features"], data["mask"] if "mask" in data else None)
+    """A prompt file as a ClassPrompt (engines/registry.py reads it)."""
+    return ClassPrompt(*load_prompt(name, file))
 
 
 def _pipeline_config(path: str, raw: Dict[str, Any], prompts) -> PipelineConfig:

@@ -213,6 +213,13 @@ class Postprocessor:
         self._pending = None
         self._core.synchronize()
 
+    def round_view(self, synchronize: bool = False) -> Any:
+        """The last batch's results as the ops after it in a round read them (the tracker): a
+        read-only ``segpost._ext.RoundView`` (csrc/postprocess/round_view.h) of addresses, shapes
+        and the result block's layout, valid until the next enqueue. ``synchronize``: wait for
+        the batch first, so that its host results are complete (result() waits too)."""
+        return self._core.round_view(synchronize)
+
     def _masks(self, start: int, n: int, h: int, w: int) -> Any:
         if self.output is OutputKind.CROP:
             return CroppedMasks([self._host_masks[o: o + int(win[2]) * int(win[3])].view(np.bool_).reshape(win[3], win[2])

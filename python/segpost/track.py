@@ -129,25 +129,26 @@ class Tracker:
     def enqueue(self, class_index: int, postprocessor: Any, pred_masks: Any, cameras: Sequence[int],
                 stream: Any = None) -> None:
         """Class ``class_index``'s batch, right after ``postprocessor.enqueue`` with the same
-        pred_masks and stream; frame f of the batch is camera ``cameras[f]``."""
+        pred_masks and stream; frame f of the batch is camera ``cameras[f]``. The tracker reads
+        the batch through ``postprocessor.round_view()`` alone (csrc/postprocess/round_view.h)."""
         masks = as_array_ref(pred_masks, "pred_masks")
         cameras = [int(c) for c in cameras]
         if masks.on_device:
             if self.device != "cuda":
                 raise TypeError("CUDA arrays given to a Tracker built with device='cpu'")
-            self._core.enqueue(int(class_index), postprocessor._core, masks.ptr, masks.dtype_code, cameras,
+            self._core.enqueue(int(class_index), postprocessor.round_view(), masks.ptr, masks.dtype_code, cameras,
                                stream_handle(stream))
         else:
             if self.device != "cpu":
                 raise TypeError("numpy arrays given to a Tracker built with device='cuda'")
-            self._core.run_cpu(int(class_index), postprocessor._core, masks.ptr, masks.dtype_code, cameras)
+            self._core.run_cpu(int(class_index), postprocessor.round_view(), masks.ptr, masks.dtype_code, cameras)
 
     def update(self, postprocessors: Sequence[Any], frame_ids: Sequence[int],
                frame_sizes: Sequence[Tuple[int, int]]) -> Tuple[np.ndarray, Tuple[TrackEvent, ...]]:
         """Match the round (after each Postprocessor's result()): returns ids [classes, capacity]
         (int64, record k of class c's batch has ids[c, k]; a view valid until the next update) and
         the round's events."""
-        raw = self._core.update([p._core for p in postprocessors], [int(i) for i in frame_ids],
+        raw = self._core.update([p.round_view(synchronize=True) for p in postprocessors], [int(i) for i in frame_ids],
                                 [int(h) for h, _ in frame_sizes], [int(w) for _, w in frame_sizes])
         return self._ids, self._events(raw)
 

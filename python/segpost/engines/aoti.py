@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .base import EngineError, EngineUnreadable, TensorSpec
+from .registry import register_engine_files
 from .tensor_names import TensorNames, rename_tensors
 from .torch_stage import TorchStage
 
@@ -84,6 +85,10 @@ class AotiEngine(TorchStage):
     def compute(self, views: Dict[str, Any]) -> None:
         for name, value in zip(self._outputs, self._runner(*(views[n] for n in self._inputs))):
             views[name].copy_(value)
+
+
+# Config backend (engines/registry.py): .pt2 packages; torch is imported when one is opened.
+register_engine_files("aoti", lambda path, device, names: AotiEngine(path, device=device, tensor_names=names))
 
 
 def _package(sam3: Any, module: Any, names_in: Sequence[str], engine: Any, batch: int, path: str,

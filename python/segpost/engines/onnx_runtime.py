@@ -13,6 +13,7 @@ from typing import Any, Dict, Optional, Sequence, Union
 import numpy as np
 
 from .base import ArrayEngine, EngineError, EngineUnreadable, TensorSpec
+from .registry import register_engine_files
 from .tensor_names import TensorNames, rename_tensors
 
 _DTYPES = {"float": np.float32, "float16": np.float16, "bool": np.bool_, "int64": np.int64, "int32": np.int32}
@@ -94,3 +95,7 @@ class OnnxRuntimeEngine(ArrayEngine):
                 raise EngineError(f"{self.name}: {name} came out {list(value.shape)}, the bound buffer is "
                                   f"{list(tensors[name].shape)}")
             tensors[name][...] = value
+
+
+# Config backend (engines/registry.py): .onnx files on the CPU; onnxruntime is imported when one is opened.
+register_engine_files("onnx", lambda path, device, names: OnnxRuntimeEngine(path, tensor_names=names))

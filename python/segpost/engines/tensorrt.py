@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 import numpy as np
 
 from .base import Engine, EngineError, EngineUnreadable, TensorSpec, buffer_address
+from .registry import register_engine_files
 from .tensor_names import TensorNames, rename_tensors
 
 _DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT32": np.int32, "INT64": np.int64, "BOOL": np.bool_,
@@ -162,3 +163,8 @@ class TensorRTRtxEngine(TensorRTEngine):
     """An engine built by TensorRT-RTX (``--builder tensorrt-rtx``): the same adapter, its runtime."""
 
     flavour = TENSORRT_RTX
+
+
+# Config backends (engines/registry.py); tensorrt itself is imported when an engine is opened.
+register_engine_files("tensorrt", lambda path, device, names: TensorRTEngine(path, tensor_names=names))
+register_engine_files("tensorrt_rtx", lambda path, device, names: TensorRTRtxEngine(path, tensor_names=names))

@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .base import EngineError, TensorSpec
+from .registry import BackendRequest, register_backend
 from .torch_stage import TorchStage
 from .contract import DECODER_INPUTS, DECODER_OUTPUTS, FPN_TENSORS
 
@@ -254,3 +255,15 @@ class _TorchStage(TorchStage):
         finally:
             done.set()
         log(f"segpost: {self.name} compiled in {time.perf_counter() - started:.1f} s")
+
+
+@register_backend("torch")
+def build_torch_backend(request: BackendRequest):
+    """Config backend "torch": ``weights`` (a local Sam3Model directory; omitted: random weights),
+    ``dtype``, ``compile``, ``cuda_graphs``, ``compile_cache``; prompts from the class names."""
+    raw = request.raw
+    weights = raw.get("weights")
+    sam3 = Sam3Torch(request.path(weights) if weights else None, dtype=raw.get("dtype", "float16"),
+                     device=request.device, compile=raw.get("compile", "off"),
+                     cuda_graphs=bool(raw.get("cuda_graphs", False)), cache_dir=raw.get("compile_cache"))
+    return sam3.vision_encoder, sam3.decoder, sam3.text_prompts(list(raw["classes"]))

@@ -10,6 +10,32 @@ import numpy as np
 from ..encodings import dense_mask
 
 
+def detection_fields(class_name: str, score: float, box, track_id: Optional[int] = None, **extra) -> Dict[str, Any]:
+    """A detection's record, the one place its fields are written (segpost run's lines, its
+    predicted lines, segpost serve's answers): class, score (5 decimals), box (x0, y0, x1, y1
+    pixels, 2 decimals), track_id when given, then ``extra`` (predicted, observed_frame, mask)."""
+    record = {"class": class_name, "score": round(float(score), 5), "box": [round(float(v), 2) for v in box]}
+    if track_id is not None:
+        record["track_id"] = int(track_id)
+    record.update(extra)
+    return record
+
+
+def rle_field(rle: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """A COCO RLE (bytes ``counts``) as a record's mask: ASCII counts; None (it did not fit) stays."""
+    return None if rle is None else {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+
+
+def detection_record(class_name: str, frame_result, k: int, rle_mask: bool = True) -> Dict[str, Any]:
+    """Detection ``k`` of one class's FrameResult (detection_fields): track_id when the pipeline
+    tracks (-1: untracked), and with ``rle_mask`` the mask as rle_field writes it."""
+    track_id = None if frame_result.track_ids is None else frame_result.track_ids[k]
+    record = detection_fields(class_name, frame_result.scores[k], frame_result.boxes[k], track_id)
+    if rle_mask:
+        record["mask"] = rle_field(frame_result.masks[k])
+    return record
+
+
 def frame_record(round_index: int, camera: Any, source: str, frame_index: Optional[int], result, masks: str = "rle",
                  mask_dir: str = "masks", pts: Optional[float] = None, **extra) -> Dict[str, Any]:
     """One camera's detections of one round; ``masks``: rle (COCO RLE dicts), png (files written
@@ -18,14 +44,8 @@ def frame_record(round_index: int, camera: Any, source: str, frame_index: Option
     detections = []
     for class_name, frame_result in result.by_class.items():
         for k in range(len(frame_result)):
-            item = {"class": class_name, "score": round(float(frame_result.scores[k]), 5),
-                    "box": [round(float(v), 2) for v in frame_result.boxes[k]]}
-            if frame_result.track_ids is not None:
-                item["track_id"] = int(frame_result.track_ids[k])
-            if masks == "rle":
-                rle = frame_result.masks[k]
-                item["mask"] = None if rle is None else {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
-            elif masks == "png":
+            item = detection_record(class_name, frame_result, k, rle_mask=masks == "rle")
+            if masks == "png":
                 import cv2
 
                 os.makedirs(mask_dir, exist_ok=True)

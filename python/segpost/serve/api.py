@@ -201,6 +201,7 @@ def _varint(data: bytes, pos: int) -> Tuple[int, int]:
 
 
 def answer_to_json(frames: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """The HTTP answer: each detection is its record (io/records.py), a packed mask in base64."""
     out = []
     for frame in frames:
         detections = []
@@ -208,13 +209,14 @@ def answer_to_json(frames: List[Dict[str, Any]]) -> Dict[str, Any]:
             mask = d["mask"]
             if mask is not None and "packed" in mask:
                 mask = {"size": mask["size"], "packed": base64.b64encode(mask["packed"]).decode("ascii")}
-            detections.append({"class": d["class"], "score": d["score"], "box": d["box"], "mask": mask})
+            detections.append({**d, "mask": mask})
         out.append({"height": frame["height"], "width": frame["width"], "round_frames": frame["round_frames"],
                     "round": frame["round"], "replica": frame["replica"], "detections": detections})
     return {"frames": out}
 
 
 def answer_to_proto(frames: List[Dict[str, Any]]) -> Any:
+    """The gRPC answer: each detection record's fields (io/records.py) in a Detection message."""
     response = SegmentResponse()
     for frame in frames:
         result = response.frames.add(height=frame["height"], width=frame["width"], round_frames=frame["round_frames"],

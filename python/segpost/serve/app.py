@@ -32,6 +32,7 @@ from ..config import build_from_config
 from ..encodings import decode_coco_rle
 from ..io.image_decoder import Decoded, FrameDecoder
 from ..io.image_header import ImageError
+from ..io.records import detection_record
 from .._ray import import_ray
 from . import api
 from .rounds import RoundBatcher
@@ -124,25 +125,11 @@ class SegmentationService:
         self.batch_sizes[len(frames)] = self.batch_sizes.get(len(frames), 0) + 1
         self._frames.inc(len(frames))
         self._round_frames.observe(len(frames))
-        out = []
-        for slot in range(len(frames)):
-            if slot in result.skipped:
-                out.append({"error": result.skipped[slot]})
-                continue
-            camera = result.cameras[slot]
-            detections = []
+        for camera in result.cameras.values():
             for name, fr in camera.by_class.items():
                 if len(fr):
                     self._detections.inc(len(fr), tags={"class": name})
-                for k in range(len(fr)):
-                    rle = fr.masks[k]
-                    detections.append({"class": name, "score": round(float(fr.scores[k]), 5),
-                                       "box": [round(float(v), 2) for v in fr.boxes[k]],
-                                       "mask": None if rle is None else {"size": rle["size"],
-                                                                         "counts": rle["counts"].decode("ascii")}})
-            out.append({"height": camera.frame_size[0], "width": camera.frame_size[1], "detections": detections,
-                        "round_frames": len(frames), "round": result.round_index, "replica": self.replica})
-        return out
+        return round_answers(result, len(frames), self.replica)
 
     def check_health(self) -> None:
         """Ray Serve's health check: a round stuck on the GPU makes the replica unhealthy, and Serve
@@ -247,6 +234,21 @@ class SegmentationService:
                                       else grpc.StatusCode.INVALID_ARGUMENT)
                 grpc_context.set_details(str(exc))
             return api.SegmentResponse()
+
+
+def round_answers(result: Any, frames: int, replica: Any) -> List[Dict[str, Any]]:
+    """A round's answer for each of its ``frames`` slots: the frame's size and its detections as
+    segpost run records them (io/records.py), or the error that skipped it."""
+    out = []
+    for slot in range(frames):
+        if slot in result.skipped:
+            out.append({"error": result.skipped[slot]})
+            continue
+        camera = result.cameras[slot]
+        detections = [detection_record(name, fr, k) for name, fr in camera.by_class.items() for k in range(len(fr))]
+        out.append({"height": camera.frame_size[0], "width": camera.frame_size[1], "detections": detections,
+                    "round_frames": frames, "round": result.round_index, "replica": replica})
+    return out
 
 
 async def _ready(value: Any) -> Any:

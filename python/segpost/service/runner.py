@@ -29,7 +29,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..io.records import event_record, frame_record, track_event_record, zone_event_record
+from ..io.records import (detection_fields, event_record, frame_record, rle_field, track_event_record,
+                          zone_event_record)
 from ..io.sinks import Sink
 from ..io.sources import CameraSource
 
@@ -346,12 +347,10 @@ class CameraRunner:
             frame = got[slot]
             items = []
             for d in detections:
-                item = {"class": d["class"], "score": round(float(d["score"]), 5),
-                        "box": [round(float(v), 2) for v in d["box"]], "track_id": int(d["track_id"]),
-                        "predicted": True, "observed_frame": int(d["observed_frame"])}
+                item = detection_fields(d["class"], d["score"], d["box"], d["track_id"], predicted=True,
+                                        observed_frame=int(d["observed_frame"]))
                 if self.masks == "rle":
-                    rle = coco_rle(d["mask"])
-                    item["mask"] = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+                    item["mask"] = rle_field(coco_rle(d["mask"]))
                 items.append(item)
             shape = getattr(frame.image, "data", frame.image).shape   # BGR (H, W, 3) or YUV 4:2:0 (3H/2, W)
             size = [int(shape[0]), int(shape[1])] if len(shape) == 3 else [int(shape[0]) * 2 // 3, int(shape[1])]

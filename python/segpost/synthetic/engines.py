@@ -24,6 +24,7 @@ import numpy as np
 
 from .._arrays import cupy_stream
 from ..engines.base import ArrayEngine, EngineError, TensorSpec
+from ..engines.registry import BackendRequest, register_backend
 from . import scene
 
 MASK_GAIN = 8.0      # logits span +-4 over an object's edge
@@ -309,3 +310,24 @@ class SyntheticDecoder(_Synthetic):
         t["pred_masks"][...], t["pred_boxes"][...], t["pred_logits"][...] = -0.5 * MASK_GAIN, 0, LOGIT_OFF
         row = xp.arange(rows)[:, None]
         t["pred_masks"][row, slots], t["pred_boxes"][row, slots], t["pred_logits"][row, slots] = logits, boxes, scores
+
+
+@register_backend("synthetic", keys=("startup_s", "faults"))
+def build_synthetic_backend(request: BackendRequest):
+    """Config backend "synthetic": class names only (scene.py's colour classes); ``busy_ms``
+    [encoder, decoder] and ``startup_s`` stand in for a real engine's compute and start-up,
+    ``faults`` makes the engines fail or hang on chosen calls (Faults)."""
+    raw, device = request.raw, request.device
+    classes = raw["classes"]
+    if len(classes) > scene.MAX_CLASSES:
+        raise request.error(f"the synthetic backend knows {scene.MAX_CLASSES} colour classes, got {len(classes)}")
+    geometry = SyntheticGeometry() if device == "cuda" else SyntheticGeometry.small()
+    busy = raw.get("busy_ms", [0.0, 0.0])
+    startup = raw.get("startup_s", 0.0)
+    if isinstance(startup, bool) or not isinstance(startup, (int, float)) or not 0 <= startup <= 3600:
+        raise request.error(f"startup_s must be seconds in [0, 3600], got {startup!r}")
+    faults = Faults.from_value(raw["faults"], f"{request.where}: faults") if "faults" in raw else None
+    time.sleep(startup)
+    vision_encoder = SyntheticVisionEncoder(geometry, device=device, busy_ms=busy[0], faults=faults)
+    decoder = SyntheticDecoder(geometry, device=device, busy_ms=busy[1], faults=faults)
+    return vision_encoder, decoder, [(name, *prompt_for_class(i, geometry)) for i, name in enumerate(classes)]

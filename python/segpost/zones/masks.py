@@ -19,8 +19,8 @@ from .rules import ZoneEvent, ZoneMonitor
 class ZoneMasks:
     """Each round, the share of every kept detection's mask inside each region (ZoneSet.regions)
     of its camera, from a segpost.Tracker's packed masks. After every class's tracker.enqueue (on
-    the same stream), ``enqueue(tracker, posts, cameras)``; after the round's results,
-    ``overlap()`` [classes, capacity, max_regions]: row k of class c is record k of that class."""
+    the same stream), ``enqueue(postprocessors, cameras)`` (it reads their round_view()s); after
+    the round's results, ``overlap()`` [classes, capacity, max_regions]: row k of class c is record k of that class."""
 
     def __init__(self, zones: ZoneSet, *, tracker: Any, mask_size: Tuple[int, int],
                  camera_keys: Optional[Sequence[str]] = None, rule: str = "mask"):
@@ -49,13 +49,13 @@ class ZoneMasks:
             self._core.set_zones(slot, self.zones.regions(key))
 
     def enqueue(self, postprocessors: Sequence[Any], cameras: Sequence[int], stream: Any = None) -> None:
-        posts = [p._core for p in postprocessors]
+        views = [p.round_view() for p in postprocessors]   # all the zones read of a class-batch
         cameras = [int(c) for c in cameras]
         rule = ZONE_RULES.index(self.rule)
         if self.device == "cuda":
-            self._core.enqueue(self._tracker._core, posts, cameras, rule, stream_handle(stream))
+            self._core.enqueue(self._tracker._core, views, cameras, rule, stream_handle(stream))
         else:
-            self._core.run_cpu(self._tracker._core, posts, cameras, rule)
+            self._core.run_cpu(self._tracker._core, views, cameras, rule)
 
     def overlap(self) -> np.ndarray:
         """The last round's shares [classes, capacity, max_regions] (a view until the next round)."""
