@@ -185,33 +185,33 @@ PYBIND11_MODULE(_ext, m) {
 #endif
   });
 
+  // The settings, field by field (segpost.postprocess_config.PostprocessConfig fills them by name:
+  // segpost._settings.to_struct); a new option is one struct field, one line here and one declaration.
+  py::class_<segpost::Config>(m, "PostprocessorConfig")
+      .def(py::init<>())
+      .def_readwrite("max_frames", &segpost::Config::max_frames)
+      .def_readwrite("num_queries", &segpost::Config::num_queries)
+      .def_readwrite("mask_h", &segpost::Config::mask_h)
+      .def_readwrite("mask_w", &segpost::Config::mask_w)
+      .def_readwrite("capacity", &segpost::Config::capacity)
+      .def_readwrite("max_frame_h", &segpost::Config::max_frame_h)
+      .def_readwrite("max_frame_w", &segpost::Config::max_frame_w)
+      .def_readwrite("score_threshold", &segpost::Config::score_threshold)
+      .def_readwrite("mask_threshold", &segpost::Config::mask_threshold)
+      .def_property(  // enums cross as their int codes (csrc/common.h)
+          "mask_mode", [](const segpost::Config& c) { return static_cast<int>(c.mask_mode); },
+          [](segpost::Config& c, int v) { c.mask_mode = static_cast<segpost::MaskMode>(v); })
+      .def_readwrite("top_k", &segpost::Config::top_k)
+      .def_readwrite("use_cuda", &segpost::Config::use_cuda)
+      .def_readwrite("masks_on_device", &segpost::Config::masks_on_device)
+      .def_readwrite("mask_bits", &segpost::Config::mask_bits)
+      .def_readwrite("rle_capacity", &segpost::Config::rle_capacity)
+      .def_property(
+          "mask_form", [](const segpost::Config& c) { return static_cast<int>(c.mask_form); },
+          [](segpost::Config& c, int v) { c.mask_form = static_cast<segpost::MaskForm>(v); });
+
   py::class_<segpost::Postprocessor>(m, "Postprocessor")
-      .def(py::init([](int max_frames, int num_queries, int mask_h, int mask_w, int capacity, int max_frame_h,
-                       int max_frame_w, float score_threshold, float mask_threshold, int mask_mode, int top_k,
-                       bool use_cuda, bool masks_on_device, int mask_bits, int rle_capacity, int mask_form) {
-             segpost::Config c;
-             c.max_frames = max_frames;
-             c.num_queries = num_queries;
-             c.mask_h = mask_h;
-             c.mask_w = mask_w;
-             c.capacity = capacity;
-             c.max_frame_h = max_frame_h;
-             c.max_frame_w = max_frame_w;
-             c.score_threshold = score_threshold;
-             c.mask_threshold = mask_threshold;
-             c.mask_mode = static_cast<segpost::MaskMode>(mask_mode);
-             c.top_k = top_k;
-             c.use_cuda = use_cuda;
-             c.masks_on_device = masks_on_device;
-             c.mask_bits = mask_bits;
-             c.rle_capacity = rle_capacity;
-             c.mask_form = static_cast<segpost::MaskForm>(mask_form);
-             return new segpost::Postprocessor(c);
-           }),
-           py::arg("max_frames"), py::arg("num_queries"), py::arg("mask_h"), py::arg("mask_w"), py::arg("capacity"),
-           py::arg("max_frame_h"), py::arg("max_frame_w"), py::arg("score_threshold"), py::arg("mask_threshold"),
-           py::arg("mask_mode"), py::arg("top_k"), py::arg("use_cuda"), py::arg("masks_on_device"), py::arg("mask_bits"), py::arg("rle_capacity"),
-           py::arg("mask_form") = 0)
+      .def(py::init<const segpost::Config&>(), py::arg("config"))
       .def("enqueue",
            [](segpost::Postprocessor& self, uintptr_t logits, int logits_dtype, uintptr_t presence, int presence_dtype,
               uintptr_t boxes, int boxes_dtype, uintptr_t masks, int masks_dtype, const std::vector<int>& heights,
@@ -255,6 +255,7 @@ PYBIND11_MODULE(_ext, m) {
       .def_property_readonly("device_masks_ptr",
                              [](const segpost::Postprocessor& p) { return reinterpret_cast<uintptr_t>(p.device_masks()); })
       .def_property_readonly("layout", [](const segpost::Postprocessor& p) { return layout_dict(p.layout()); })
+      .def_property_readonly("config", [](const segpost::Postprocessor& p) { return p.config(); })  // a copy
       .def_property_readonly("mask_buffer_bytes", &segpost::Postprocessor::mask_buffer_bytes)
       .def_property_readonly("device_bytes", &segpost::Postprocessor::device_bytes)
       .def_property_readonly("pinned_bytes", &segpost::Postprocessor::pinned_bytes)

@@ -109,7 +109,7 @@ def test_rle_overflow_drops_only_what_does_not_fit():
 def test_rle_capacity_only_for_rle():
     with pytest.raises(ValueError, match="rle_capacity applies"):
         segpost.Postprocessor(device="cpu", rle_capacity=10)
-    with pytest.raises(ValueError, match="rle_capacity must be"):
+    with pytest.raises(ValueError, match="rle_capacity: Input should be greater than or equal to 1"):
         segpost.Postprocessor(device="cpu", output=segpost.OutputKind.RLE, rle_capacity=0)
 
 

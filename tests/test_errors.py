@@ -75,10 +75,11 @@ def test_bad_frame_sizes(pp, case, sizes, match):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(score_threshold=1.5), r"score_threshold must be in \[0, 1\]"),
-    (dict(score_threshold=-0.1), r"score_threshold must be in \[0, 1\]"),
-    (dict(score_threshold=float("nan")), "score_threshold must be a number"),
-    (dict(mask_threshold=float("nan")), "mask_threshold must be a number"),
+    # The messages name the declaration (PostprocessConfig.field), its bound and the value given.
+    (dict(score_threshold=1.5), r"PostprocessConfig.score_threshold: Input should be less than or equal to 1 \(got 1.5\)"),
+    (dict(score_threshold=-0.1), r"PostprocessConfig.score_threshold: Input should be greater than or equal to 0"),
+    (dict(score_threshold=float("nan")), "score_threshold: must be a finite number, got nan"),
+    (dict(mask_threshold=float("nan")), "mask_threshold: must be a finite number, got nan"),
     (dict(mask_mode=segpost.MaskMode.PROBABILITY, mask_threshold=2.0), "probability"),
     (dict(top_k=0), "top_k"),
     (dict(capacity=0), "capacity"),

@@ -19,7 +19,7 @@ def _options(command):
 
 
 def test_the_commands_are_all_walked():
-    assert set(_commands()) == {"demo", "run", "fleet", "serve", "inspect"}
+    assert set(_commands()) == {"demo", "run", "fleet", "serve", "inspect", "config"}
 
 
 @pytest.mark.parametrize("name", sorted(_commands()))

@@ -7,7 +7,7 @@ import sys
 import segpost
 
 PACKAGE = os.path.dirname(segpost.__file__)
-CORE = ("_arrays", "_common", "postprocess", "preprocess", "encodings", "results", "pipeline", "pipeline_config",
+CORE = ("_arrays", "_common", "_settings", "postprocess", "postprocess_config", "preprocess", "encodings", "results", "pipeline", "pipeline_config",
         "pipeline_results", "engines", "track", "zones", "gate", "schedule")
 APPLICATION = ("io", "service", "cli", "fleet", "serve", "_ray", "config", "synthetic", "ui")
 OPTIONAL = ("ray", "prometheus_client", "paho", "PyNvVideoCodec", "fastapi", "grpc", "starlette", "uvicorn")

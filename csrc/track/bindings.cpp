@@ -39,29 +39,25 @@ void bind_tracker(py::module_& m) {
         return row_to_col;
       },
       py::arg("cost"), py::arg("limit"), "The tracker's assignment (for tests): each row's column, or -1");
+  // The settings, field by field (segpost.track.TrackerConfig and the pipeline's sizes fill them by
+  // name: segpost._settings.to_struct).
+  py::class_<TrackerConfig>(m, "TrackerConfig")
+      .def(py::init<>())
+      .def_readwrite("max_cameras", &TrackerConfig::max_cameras)
+      .def_readwrite("num_classes", &TrackerConfig::num_classes)
+      .def_readwrite("capacity", &TrackerConfig::capacity)
+      .def_readwrite("mask_h", &TrackerConfig::mask_h)
+      .def_readwrite("mask_w", &TrackerConfig::mask_w)
+      .def_readwrite("max_tracks", &TrackerConfig::max_tracks)
+      .def_readwrite("max_age", &TrackerConfig::max_age)
+      .def_readwrite("min_hits", &TrackerConfig::min_hits)
+      .def_readwrite("high_score", &TrackerConfig::high_score)
+      .def_readwrite("match_threshold", &TrackerConfig::match_threshold)
+      .def_readwrite("mask_weight", &TrackerConfig::mask_weight)
+      .def_readwrite("new_track_score", &TrackerConfig::new_track_score)
+      .def_readwrite("use_cuda", &TrackerConfig::use_cuda);
   py::class_<Tracker>(m, "Tracker")
-      .def(py::init([](int max_cameras, int num_classes, int capacity, int mask_h, int mask_w, int max_tracks,
-                       int max_age, int min_hits, float high_score, float match_threshold, float mask_weight,
-                       float new_track_score, bool use_cuda) {
-             TrackerConfig c;
-             c.max_cameras = max_cameras;
-             c.num_classes = num_classes;
-             c.capacity = capacity;
-             c.mask_h = mask_h;
-             c.mask_w = mask_w;
-             c.max_tracks = max_tracks;
-             c.max_age = max_age;
-             c.min_hits = min_hits;
-             c.high_score = high_score;
-             c.match_threshold = match_threshold;
-             c.mask_weight = mask_weight;
-             c.new_track_score = new_track_score;
-             c.use_cuda = use_cuda;
-             return new Tracker(c);
-           }),
-           py::arg("max_cameras"), py::arg("num_classes"), py::arg("capacity"), py::arg("mask_h"), py::arg("mask_w"),
-           py::arg("max_tracks"), py::arg("max_age"), py::arg("min_hits"), py::arg("high_score"),
-           py::arg("match_threshold"), py::arg("mask_weight"), py::arg("new_track_score"), py::arg("use_cuda"))
+      .def(py::init<const TrackerConfig&>(), py::arg("config"))
       .def("enqueue",
            [](Tracker& self, int class_id, const RoundView& view, uintptr_t masks, int masks_dtype,
               const std::vector<int32_t>& cameras, uintptr_t stream) {
@@ -114,6 +110,7 @@ void bind_tracker(py::module_& m) {
              return py::array_t<int32_t>({c.max_cameras * c.max_tracks, 5}, {20, 4},
                                          reinterpret_cast<const int32_t*>(t.slot_plan()), owner);
            })
+      .def_property_readonly("config", [](const Tracker& t) { return t.config(); })  // a copy
       .def_property_readonly("device_bytes", &Tracker::device_bytes)
       .def_property_readonly("pinned_bytes", &Tracker::pinned_bytes)
       .def_property_readonly("host_bytes", &Tracker::host_bytes);

@@ -15,21 +15,18 @@ namespace segpost {
 void bind_zones(py::module_& m) {
   m.attr("MAX_ZONE_VERTICES") = kMaxZoneVertices;
   m.attr("MAX_ZONE_CLASSES") = kMaxZoneClasses;
+  // The sizes, field by field (segpost.zones.masks fills them by name: segpost._settings.to_struct).
+  py::class_<ZoneMasksConfig>(m, "ZoneMasksConfig")
+      .def(py::init<>())
+      .def_readwrite("max_cameras", &ZoneMasksConfig::max_cameras)
+      .def_readwrite("num_classes", &ZoneMasksConfig::num_classes)
+      .def_readwrite("capacity", &ZoneMasksConfig::capacity)
+      .def_readwrite("mask_h", &ZoneMasksConfig::mask_h)
+      .def_readwrite("mask_w", &ZoneMasksConfig::mask_w)
+      .def_readwrite("max_zones", &ZoneMasksConfig::max_zones)
+      .def_readwrite("use_cuda", &ZoneMasksConfig::use_cuda);
   py::class_<ZoneMasks>(m, "ZoneMasks")
-      .def(py::init([](int max_cameras, int num_classes, int capacity, int mask_h, int mask_w, int max_zones,
-                       bool use_cuda) {
-             ZoneMasksConfig c;
-             c.max_cameras = max_cameras;
-             c.num_classes = num_classes;
-             c.capacity = capacity;
-             c.mask_h = mask_h;
-             c.mask_w = mask_w;
-             c.max_zones = max_zones;
-             c.use_cuda = use_cuda;
-             return new ZoneMasks(c);
-           }),
-           py::arg("max_cameras"), py::arg("num_classes"), py::arg("capacity"), py::arg("mask_h"), py::arg("mask_w"),
-           py::arg("max_zones"), py::arg("use_cuda"))
+      .def(py::init<const ZoneMasksConfig&>(), py::arg("config"))
       .def("set_zones",
            [](ZoneMasks& self, int camera, const std::vector<std::vector<std::pair<float, float>>>& polygons) {
              std::vector<std::vector<ZonePoint>> points(polygons.size());
@@ -69,6 +66,7 @@ void bind_zones(py::module_& m) {
              }
              return out;
            })
+      .def_property_readonly("config", [](const ZoneMasks& z) { return z.config(); })  // a copy
       .def_property_readonly("device_bytes", &ZoneMasks::device_bytes)
       .def_property_readonly("pinned_bytes", &ZoneMasks::pinned_bytes);
   py::class_<ZoneRules>(m, "ZoneRules")

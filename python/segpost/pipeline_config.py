@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, Literal, Optional, Sequence, Union
 
 import numpy as np
+from pydantic import Field, InstanceOf, SkipValidation
 
+from ._settings import Int, Number, ints, settings
 from .engines.base import EngineError
-from .postprocess import MaskMode, OutputKind
+from .postprocess_config import MaskMode, OutputKind, Size, TopK, declared
 from .track import TrackerConfig
 
 
@@ -21,33 +23,43 @@ class ClassPrompt:
     mask: Optional[np.ndarray] = None
 
 
-@dataclass(frozen=True)
+@settings(arbitrary_types=True)
 class PipelineConfig:
-    classes: Sequence[ClassPrompt]
-    max_cameras: int = 8
-    max_frame_size: Tuple[int, int] = (1080, 1920)
-    score_threshold: float = 0.5
-    mask_threshold: Optional[float] = None
-    mask_mode: MaskMode = MaskMode.LOGIT
-    top_k: Optional[int] = None
-    capacity: int = 128          # detections per class-batch (all cameras); more sets overflow
-    output: OutputKind = OutputKind.FULL
-    resize: str = "antialias"    # the model's reference processor; "bilinear": cv2.INTER_LINEAR-like
-    # Classes per decoder call: 1 (one call per class, the users' plan C), k (a divisor of the
-    # class count), "all", or None: as many as the decoder's batch range allows (F x k <= its max).
-    classes_per_call: Union[int, str, None] = None
-    # Track identities across frames (segpost.TrackerConfig): FrameResult.track_ids, RoundResult.track_events.
-    track: Optional[TrackerConfig] = None
-    # Zones and lines (a segpost.zones.ZoneSet keyed "0", "1", ... by camera slot; needs track):
-    # RoundResult.zone_events. zone_rule "bottom_centre": the peers' membership test, for comparison.
-    zones: Optional[Any] = None
-    zone_rule: str = "mask"
-    # Camera slots (tracks, frame ids) when a scheduler feeds more cameras than the engines'
-    # batch (segpost.schedule): a round still takes at most max_cameras frames. None: max_cameras.
-    cameras: Optional[int] = None
-    # segpost.schedule.ScheduleConfig (the config file's "schedule"): read by segpost run, which
-    # drives an on_change pipeline through segpost.schedule.ScheduledPipeline; None: every_frame.
-    schedule: Optional[Any] = None
+    """A MultiCameraPipeline's settings. The postprocessing ones are PostprocessConfig's
+    declarations (``declared``); ``track`` holds a TrackerConfig. ``segpost config schema run``
+    prints them all, as the config file spells them."""
+
+    classes: SkipValidation[Sequence[ClassPrompt]] = Field(
+        description="the classes and their prompts, in class-index order (checked by the pipeline)")
+    max_cameras: Int = Field(8, ge=1, le=64, description="frames a round takes (the engines' batch)")
+    max_frame_size: Size = declared("max_frame_size")
+    score_threshold: Number = declared("score_threshold")
+    mask_threshold: Optional[Number] = declared("mask_threshold")
+    mask_mode: MaskMode = declared("mask_mode")
+    top_k: TopK = declared("top_k")
+    capacity: Int = declared("capacity")
+    output: OutputKind = declared("output")
+    resize: str = Field("antialias", description="preprocessing filter: antialias (the model's reference "
+                                                 "processor) or bilinear (cv2.INTER_LINEAR-like)")
+    # Checked against the class count and the decoder where both are known (resolve_classes_per_call).
+    classes_per_call: SkipValidation[Union[int, str, None]] = Field(
+        None, description="classes per decoder call: 1, a divisor of the class count, or \"all\"; null: as many "
+                          "as the decoder's batch range allows")
+    track: Optional[InstanceOf[TrackerConfig]] = Field(
+        None, description="track identities across frames (FrameResult.track_ids, "
+                                       "RoundResult.track_events); null: off")
+    zones: SkipValidation[Optional[Any]] = Field(
+        None, description="zones and lines (a segpost.zones.ZoneSet keyed \"0\", \"1\", ... by camera slot; "
+                          "needs track): RoundResult.zone_events")
+    zone_rule: Literal["mask", "bottom_centre"] = Field(
+        "mask", description="zone membership: mask (the mask's share inside) or bottom_centre (the peers' "
+                            "test, for comparison)")
+    cameras: Optional[ints(ge=1)] = Field(
+        None, description="camera slots (tracks, frame ids) when a scheduler feeds more cameras than "
+                                "max_cameras; a round still takes at most max_cameras frames; null: max_cameras")
+    schedule: SkipValidation[Optional[Any]] = Field(
+        None, description="segpost.schedule.ScheduleConfig, read by segpost run (on_change through "
+                          "segpost.schedule.ScheduledPipeline); null: every_frame")
 
 
 def resolve_classes_per_call(value: Union[int, str, None], classes: int, cameras: int,

@@ -1,8 +1,7 @@
 """segpost.Postprocessor: SAM3-style engine outputs -> per-frame boxes, scores and masks."""
 from __future__ import annotations
 
-import enum
-import math
+import dataclasses
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
@@ -11,34 +10,8 @@ from . import _ext
 from ._arrays import ArrayRef, as_array_ref, stream_handle
 from ._common import FrameSize, cuda_available, size_pair
 from .encodings import CroppedMasks, LowResMasks, PackedMasks, RleMasks
+from .postprocess_config import MaskMode, OutputKind, PostprocessConfig  # noqa: F401 (MaskMode: re-exported)
 from .results import BatchResult, FrameResult
-
-
-class OutputKind(enum.Enum):
-    """How masks are delivered. More encodings (bit-packed, RLE, crops, low-res) are added here."""
-
-    FULL = "full"                # (N, H, W) bool on the host; only kept masks cross PCIe
-    DEVICE_FULL = "device_full"  # (N, H, W) bool CuPy arrays left in device memory
-    PACKED = "packed"            # segpost.PackedMasks on the host: 1 bit per pixel, 1/8 of FULL's bytes
-    RLE = "rle"                  # segpost.RleMasks on the host: COCO run lengths computed on the GPU
-    CROP = "crop"                # segpost.CroppedMasks: each mask's box region at full resolution
-    LOWRES = "lowres"            # segpost.LowResMasks: the kept mask_size maps (fp16), resized on demand
-
-    @property
-    def bits_per_pixel(self) -> int:
-        return 1 if self is OutputKind.PACKED else 8
-
-    @property
-    def mask_form(self) -> int:
-        """csrc/common.h's MaskForm."""
-        return {OutputKind.CROP: 1, OutputKind.LOWRES: 2}.get(self, 0)
-
-
-class MaskMode(enum.Enum):
-    """What is interpolated before thresholding (codes shared with csrc/common.h)."""
-
-    LOGIT = 0        # bilinear on logits, then > mask_threshold (default 0.0)
-    PROBABILITY = 1  # sigmoid, bilinear, then > mask_threshold (default 0.5): transformers' order
 
 
 class Postprocessor:
@@ -53,67 +26,24 @@ class Postprocessor:
     clamped to +-1e30; a NaN box coordinate becomes 0.
     """
 
-    def __init__(
-        self,
-        *,
-        max_frames: int = 8,
-        num_queries: int = 200,
-        mask_size: FrameSize = (288, 288),
-        capacity: int = 128,
-        max_frame_size: FrameSize = (1080, 1920),
-        score_threshold: float = 0.5,
-        mask_threshold: Optional[float] = None,
-        mask_mode: MaskMode = MaskMode.LOGIT,
-        top_k: Optional[int] = None,
-        output: OutputKind = OutputKind.FULL,
-        device: Optional[str] = None,
-        rle_capacity: Optional[int] = None,
-    ):
-        if device is None:
-            device = "cuda" if cuda_available() else "cpu"
-        if device not in ("cuda", "cpu"):
-            raise ValueError(f"device must be 'cuda', 'cpu' or None, got {device!r}")
-        if not isinstance(output, OutputKind):
-            raise TypeError(f"output must be a segpost.OutputKind, got {output!r}")
-        if not isinstance(mask_mode, MaskMode):
-            raise TypeError(f"mask_mode must be a segpost.MaskMode, got {mask_mode!r}")
-        if output is OutputKind.DEVICE_FULL and device != "cuda":
-            raise ValueError("OutputKind.DEVICE_FULL needs device='cuda'")
-        for name, value in (("score_threshold", score_threshold), ("mask_threshold", mask_threshold)):
-            if value is not None and (not isinstance(value, (int, float)) or math.isnan(value)):
-                raise ValueError(f"{name} must be a number, got {value!r}")
-        if not 0.0 <= score_threshold <= 1.0:
-            raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
-        if mask_threshold is None:
-            mask_threshold = 0.5 if mask_mode is MaskMode.PROBABILITY else 0.0
-        if mask_mode is MaskMode.PROBABILITY and not 0.0 <= mask_threshold <= 1.0:
-            raise ValueError(f"mask_threshold is a probability in this mode and must be in [0, 1], got {mask_threshold}")
-        if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
-            raise ValueError(f"top_k must be None or a positive int, got {top_k!r}")
-        mask_h, mask_w = size_pair("mask_size", mask_size)
-        max_h, max_w = size_pair("max_frame_size", max_frame_size)
-        if output is OutputKind.RLE:
-            # A blob crosses each column about twice; 16 (H + W) run lengths a mask leave room for
-            # several objects and ragged edges (1080p: 48k runs, 192 KB a mask of pinned memory).
-            rle_capacity = int(capacity) * 16 * (max_h + max_w) if rle_capacity is None else rle_capacity
-            if not isinstance(rle_capacity, int) or not 1 <= rle_capacity < 2**31:
-                raise ValueError(f"rle_capacity must be a positive int below 2**31, got {rle_capacity!r}")
-        elif rle_capacity is not None:
-            raise ValueError("rle_capacity applies to OutputKind.RLE only")
-        self.device = device
-        self.output = output
-        self.num_queries = int(num_queries)
-        self.mask_size = (mask_h, mask_w)
-        self.max_frames = int(max_frames)
-        self.max_frame_size = (max_h, max_w)
-        self.capacity = int(capacity)
-        self._core = _ext.Postprocessor(
-            max_frames=self.max_frames, num_queries=self.num_queries, mask_h=mask_h, mask_w=mask_w,
-            capacity=self.capacity, max_frame_h=max_h, max_frame_w=max_w,
-            score_threshold=float(score_threshold), mask_threshold=float(mask_threshold),
-            mask_mode=mask_mode.value, top_k=top_k or 0, use_cuda=device == "cuda",
-            masks_on_device=output is OutputKind.DEVICE_FULL, mask_bits=output.bits_per_pixel,
-            rle_capacity=rle_capacity or 0, mask_form=output.mask_form)
+    def __init__(self, config: Optional[PostprocessConfig] = None, **settings: Any):
+        """``Postprocessor(max_frames=8, score_threshold=0.3, ...)`` or ``Postprocessor(config)``: the
+        settings are segpost.PostprocessConfig's fields (their defaults, bounds and descriptions)."""
+        if config is None:
+            config = PostprocessConfig(**settings)
+        elif settings or not isinstance(config, PostprocessConfig):
+            raise TypeError("Postprocessor takes a segpost.PostprocessConfig or its fields as keywords, not both")
+        if config.device is None:
+            config = dataclasses.replace(config, device="cuda" if cuda_available() else "cpu")
+        self.config = config
+        self.device = config.device
+        self.output = config.output
+        self.num_queries = config.num_queries
+        self.mask_size = tuple(config.mask_size)
+        self.max_frames = config.max_frames
+        self.max_frame_size = tuple(config.max_frame_size)
+        self.capacity = config.capacity
+        self._core = _ext.Postprocessor(config.cpp_config(_ext.PostprocessorConfig()))
         layout = self._core.layout
         block = self._core.host_results()
         self._header = block[: layout["frame"]].view(np.int32)
@@ -126,15 +56,15 @@ class Postprocessor:
         self._mask_length = block[layout["mask_length"]: layout["mask_length"] + 4 * cap].view(np.int32)
         self._window = block[layout["window"]: layout["window"] + 16 * cap].view(np.int32).reshape(cap, 4)
         self._class_ids = np.zeros(cap, np.int32)  # filled per result: no allocation per call
-        self.mask_threshold = float(mask_threshold)
+        self.mask_threshold = config.threshold
         for array in (self._header, self._frame, self._query, self._score, self._box, self._mask_offset,
                       self._mask_length, self._window):
             array.flags.writeable = False
-        self._host_masks = None if output is OutputKind.DEVICE_FULL else self._core.host_masks()
+        self._host_masks = None if self.output is OutputKind.DEVICE_FULL else self._core.host_masks()
         if self._host_masks is not None:
             self._host_masks.flags.writeable = False
         self._device_masks = None
-        if output is OutputKind.DEVICE_FULL:
+        if self.output is OutputKind.DEVICE_FULL:
             import cupy
 
             memory = cupy.cuda.UnownedMemory(self._core.device_masks_ptr, self._core.mask_buffer_bytes, self._core)

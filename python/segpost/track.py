@@ -14,53 +14,57 @@ at construction and stays constant.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple
+
+from pydantic import Field, TypeAdapter, ValidationError
 
 import numpy as np
 
 from . import _ext
+from ._settings import Int, Number, cpp_values, describe_errors, settings, to_struct
 from ._arrays import as_array_ref, stream_handle
 from .results import BatchResult
 
 EVENT_KINDS = ("track_started", "track_ended")   # codes of csrc/track/tracks.h's TrackEventKind
 
 
-@dataclass(frozen=True)
+@settings
 class TrackerConfig:
     """How tracks are matched and how long they live (frames are the camera's own frames).
 
-    max_tracks: slots per camera, shared by its classes; a full pool gives up its longest-lost
-      track for a new one, or refuses the new track (counted in ``Tracker.refused``).
-    max_age: frames a lost (unmatched) track is kept before it ends (30: about a second).
-    min_hits: matched frames that confirm a track (``track_started``); 1 confirms at once.
     high_score: detections scoring at least this are matched first, against every track; lower
       ones only continue confirmed or lost tracks (lower the pipeline's score_threshold to get any).
-    match_threshold: least similarity of a match, similarity = (1 - mask_weight) * box IoU +
-      mask_weight * mask IoU.
-    new_track_score: least score of an unmatched detection that starts a track.
+    The C++ side is csrc/track/tracks.h's TrackerConfig, bound field by field
+    (segpost._ext.TrackerConfig) and filled by ``cpp_config``.
     """
 
-    max_tracks: int = 64
-    max_age: int = 30
-    min_hits: int = 3
-    high_score: float = 0.5
-    match_threshold: float = 0.1
-    mask_weight: float = 0.5
-    new_track_score: float = 0.6
+    max_tracks: Int = Field(64, ge=1, le=4096,
+                            description="track slots per camera, shared by its classes; a full pool gives up its "
+                                        "longest-lost track for a new one, or refuses it (Tracker.refused)")
+    max_age: Int = Field(30, ge=0, le=2**31 - 1,
+                         description="frames a lost (unmatched) track is kept before it ends (30: about a second)")
+    min_hits: Int = Field(3, ge=1, le=2**31 - 1,
+                          description="matched frames that confirm a track (track_started); 1 confirms at once")
+    high_score: Number = Field(0.5, ge=0, le=1,
+                               description="detections scoring at least this are matched first, against every "
+                                           "track; lower ones only continue confirmed or lost tracks")
+    match_threshold: Number = Field(0.1, gt=0, le=1,
+                                    description="least similarity of a match: (1 - mask_weight) box IoU + "
+                                                "mask_weight mask IoU (above 0: 0 would match objects apart)")
+    mask_weight: Number = Field(0.5, ge=0, le=1, description="the mask IoU's share of the similarity")
+    new_track_score: Number = Field(0.6, ge=0, le=1, description="least score of an unmatched detection that "
+                                                                 "starts a track")
 
-    def __post_init__(self):
-        for name, low, high in (("max_tracks", 1, 4096), ("max_age", 0, 2**31 - 1), ("min_hits", 1, 2**31 - 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
-                raise ValueError(f"TrackerConfig.{name} must be an int in [{low}, {high}], got {value!r}")
-        for name in ("high_score", "match_threshold", "mask_weight", "new_track_score"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or not 0 <= value <= 1:
-                raise ValueError(f"TrackerConfig.{name} must be a number in [0, 1], got {value!r}")
-        if self.match_threshold == 0:
-            raise ValueError("TrackerConfig.match_threshold must be above 0 (0 would match objects that do not overlap)")
+    CPP_SPELLED: ClassVar[Dict[str, Tuple[str, ...]]] = {}
+
+    def cpp_config(self, struct: Any, *, cameras: int, classes: int, capacity: int, mask_size: Tuple[int, int],
+                   device: str) -> Any:
+        """csrc's TrackerConfig (``struct``: a segpost._ext.TrackerConfig to fill): these settings
+        and the sizes the pipeline knows."""
+        return to_struct(cpp_values(self, {}, max_cameras=int(cameras), num_classes=int(classes),
+                                    capacity=int(capacity), mask_h=int(mask_size[0]), mask_w=int(mask_size[1]),
+                                    use_cuda=device == "cuda"), struct)
 
     @classmethod
     def from_value(cls, value: Any, where: str = "track") -> Optional["TrackerConfig"]:
@@ -71,11 +75,10 @@ class TrackerConfig:
             return cls()
         if not isinstance(value, dict):
             raise ValueError(f"{where} must be true, false or an object of tracker settings, got {value!r}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(value) - known)
-        if unknown:
-            raise ValueError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
-        return cls(**value)
+        try:
+            return TypeAdapter(cls).validate_python(value)
+        except ValidationError as exc:
+            raise ValueError(f"{where}: " + describe_errors(exc, model=cls)) from None
 
 
 @dataclass(frozen=True)
@@ -117,12 +120,9 @@ class Tracker:
         self.config, self.device = config, device
         self.class_names = tuple(class_names)
         self.cameras = int(cameras)
-        self._core = _ext.Tracker(
-            max_cameras=self.cameras, num_classes=len(self.class_names), capacity=int(capacity),
-            mask_h=int(mask_size[0]), mask_w=int(mask_size[1]), max_tracks=config.max_tracks, max_age=config.max_age,
-            min_hits=config.min_hits, high_score=float(config.high_score),
-            match_threshold=float(config.match_threshold), mask_weight=float(config.mask_weight),
-            new_track_score=float(config.new_track_score), use_cuda=device == "cuda")
+        self._core = _ext.Tracker(config.cpp_config(_ext.TrackerConfig(), cameras=self.cameras,
+                                                    classes=len(self.class_names), capacity=capacity,
+                                                    mask_size=mask_size, device=device))
         self._ids = self._core.track_ids()
         self._ids.flags.writeable = False
 

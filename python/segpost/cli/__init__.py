@@ -8,7 +8,7 @@ import sys
 from typing import Optional, Sequence
 
 from ..engines.base import EngineError
-from . import demo, fleet, inspect_engines, run, serve
+from . import config_schema, demo, fleet, inspect_engines, run, serve
 from .common import HelpFormatter
 
 
@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                      parser_class=functools.partial(argparse.ArgumentParser,
                                                                     formatter_class=HelpFormatter))
-    for command in (demo, run, fleet, serve, inspect_engines):
+    for command in (demo, run, fleet, serve, inspect_engines, config_schema):
         command.add_parser(commands)
     return parser
 

@@ -7,8 +7,9 @@ import dataclasses
 import os
 import sys
 import threading
+from typing import Optional
 
-from ..config import load_config, read_json
+from ..config import UiConfig, load_config, read_json, read_run_settings, validated
 from ..io.recovery import CameraState, open_tracks, recover, truncate_torn_line
 from ..io.secrets import Redactor
 from ..io.sinks import JsonLinesSink, MqttSink
@@ -73,18 +74,24 @@ def add_parser(commands) -> None:
                           "written off as skipped)")
     run.add_argument("--watchdog-seconds", type=float, default=300.0,
                      help="exit with status 3 when one round takes longer (a hung engine or GPU); 0: off")
+    # The live page's settings are declared once, as the run config's "ui" block (UiConfig); each
+    # flag overrides its key.
+    ui = UiConfig.model_fields
     run.add_argument("--ui", default=None, metavar="HOST:PORT",
                      help="serve the live page (segpost[ui]): every camera with its masks, tracks, events and health; "
-                          "loopback unless --ui-key-file is given, e.g. 127.0.0.1:8080")
+                          "loopback unless --ui-key-file is given, e.g. 127.0.0.1:8080 (default: the config's "
+                          "\"ui\" block's listen, else off)")
     run.add_argument("--ui-key-file", default=None, metavar="FILE",
                      help="the live page's API keys, one a line (16+ characters): browsers log in with one, clients "
-                          "send \"Authorization: Bearer KEY\"; needed beyond loopback")
-    run.add_argument("--ui-allow-unauthenticated", action="store_true",
-                     help="let the live page listen beyond loopback without keys (a network you trust)")
-    run.add_argument("--ui-certfile", default=None, help="the live page over HTTPS: PEM certificate chain")
-    run.add_argument("--ui-keyfile", default=None, help="the live page over HTTPS: PEM private key")
-    run.add_argument("--ui-fps", type=float, default=4.0, help="frames a second sent per watched camera")
-    run.add_argument("--ui-width", type=int, default=640, help="the live page's frames are at most this wide")
+                          "send \"Authorization: Bearer KEY\"; needed beyond loopback (ui.key_file)")
+    run.add_argument("--ui-allow-unauthenticated", action="store_true", default=None,
+                     help="let the live page listen beyond loopback without keys (a network you trust) "
+                          "(ui.allow_unauthenticated)")
+    run.add_argument("--ui-certfile", default=None, help="the live page over HTTPS: PEM certificate chain (ui.certfile)")
+    run.add_argument("--ui-keyfile", default=None, help="the live page over HTTPS: PEM private key (ui.keyfile)")
+    for flag, key, kind in (("--ui-fps", "fps", float), ("--ui-width", "width", int)):
+        run.add_argument(flag, type=kind, default=None,
+                         help=f"{ui[key].description} (default: the config's ui.{key}, else {ui[key].default})")
     run.set_defaults(handler=run_command)
 
 
@@ -107,6 +114,7 @@ def run_command(args) -> int:
 def _run(args, device: str, redactor: Redactor, stop: threading.Event) -> int:
     if args.out not in (None, "-"):
         check_output_file("--out", args.out)
+    ui = _ui_settings(args)   # before any work: a mistake in it is said at once
     vision_encoder, decoder, config = load_config(args.config, device=device)
     schedule = config.schedule or ScheduleConfig()
     if args.schedule:
@@ -158,8 +166,8 @@ def _run(args, device: str, redactor: Redactor, stop: threading.Event) -> int:
         cameras = [(index, CameraSource(url, open_decoder, redactor=redactor, stall_seconds=args.stall_seconds,
                                         start_index=resume.start_index(index)))
                    for index, url in enumerate(args.source) if not resume.finished(index)]
-        if args.ui is not None:
-            live = _live_page(args, cameras, pipeline, config)
+        if ui is not None:
+            live = _live_page(ui, args, cameras, pipeline, config)
     except BaseException:
         for sink in sinks:
             sink.close()
@@ -234,20 +242,34 @@ def _zone_check(args, config):
     return lambda value, where: ZoneSet.from_value(value, cameras=cameras, class_names=class_names, where=where)
 
 
-def _live_page(args, cameras, pipeline, config):
+def _ui_settings(args) -> Optional[UiConfig]:
+    """The config's "ui" block with the --ui flags given over it (None: no live page)."""
+    block = read_run_settings(args.config).ui
+    keys = block.model_dump() if block is not None else {}
+    flags = {"listen": args.ui, "key_file": args.ui_key_file, "allow_unauthenticated": args.ui_allow_unauthenticated,
+             "certfile": args.ui_certfile, "keyfile": args.ui_keyfile, "fps": args.ui_fps, "width": args.ui_width}
+    keys.update({key: value for key, value in flags.items() if value is not None})
+    if "listen" not in keys:
+        if keys:
+            raise ValueError("--ui-* flags without --ui HOST:PORT (or the config's ui.listen)")
+        return None
+    return validated(UiConfig, keys, f"{args.config}: ui (with the --ui flags)")
+
+
+def _live_page(ui: UiConfig, args, cameras, pipeline, config):
     from ..ui.guard import parse_listen, read_keys
     from ..ui.server import LivePage
     from ..ui.zones_file import ZonesFile
 
-    host, port = parse_listen(args.ui)
+    host, port = parse_listen(ui.listen)
     zones_file = None
     if args.zones is not None and pipeline.zones is not None:   # the editor saves to --zones FILE
         check = _zone_check(args, config)
         zones_file = ZonesFile(args.zones, validate=lambda value: check(value, args.zones),
                                apply=pipeline.zones.request)
-    live = LivePage(cameras, host, port, keys=read_keys(args.ui_key_file),
-                    allow_unauthenticated=args.ui_allow_unauthenticated, certfile=args.ui_certfile,
-                    keyfile=args.ui_keyfile, fps=args.ui_fps, max_width=args.ui_width,
+    live = LivePage(cameras, host, port, keys=read_keys(ui.key_file),
+                    allow_unauthenticated=ui.allow_unauthenticated, certfile=ui.certfile,
+                    keyfile=ui.keyfile, fps=ui.fps, max_width=ui.width,
                     log=lambda message: print(message, file=sys.stderr), zones_file=zones_file,
                     zones_shown=_zones_shown(config.zones) if zones_file is None else None)
     print(f"segpost run: live page on {live.url}", file=sys.stderr)

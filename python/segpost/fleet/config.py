@@ -18,21 +18,20 @@
       "restart_backoff": [1, 30]              # seconds: first delay, longest delay
     }
 
-Engine and prompt paths are relative to the pipeline config's folder and must exist at the same
-path on every node. ``${NAME}`` values come from the environment.
+Every key is declared once, in FleetFile below (type, default, bounds, description): ``segpost
+config schema fleet`` prints them. Engine and prompt paths are relative to the pipeline config's
+folder and must exist at the same path on every node. ``${NAME}`` values come from the environment.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Literal, Optional, Tuple, Union
 
-from ..config import read_app_config
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from typing_extensions import Annotated
 
-_KNOWN = {"pipeline", "cameras", "cameras_per_worker", "gpus_per_worker", "cpus_per_worker", "decode", "masks",
-          "sink", "heartbeat_seconds", "stall_seconds", "watchdog_seconds", "restart_backoff", "standby_workers",
-          "standby_gpus"}
-_SINK_KEYS = {"per_camera", "mqtt", "shards", "fsync_seconds"}
+from .._settings import Int, Number, numbers
+from ..config import read_app_config, validated
 
 
 @dataclass(frozen=True)
@@ -70,63 +69,85 @@ class FleetConfig:
 
 
 
+class CameraEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(min_length=1, description="the camera's name (its records' \"camera\", its file's name)")
+    source: str = Field(description="video file, RTSP/HTTP URL or camera index")
+
+
+class SinkSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    per_camera: bool = Field(True, description="one JSON Lines file per camera in --out, or one merged file")
+    mqtt: Optional[str] = Field(None, description="also publish to mqtt://[user:password@]host[:port]/topic/{camera}")
+    shards: Int = Field(1, ge=1, le=1024, description="sink actors, cameras spread by name (more than 1 needs "
+                                                      "per_camera)")
+    fsync_seconds: Number = Field(1.0, ge=0.01, description="what a machine crash may lose (a process death loses "
+                                                            "nothing)")
+
+
+def _whole_above_one(value: float) -> float:
+    if value > 1 and value != int(value):
+        raise ValueError(f"above 1 must be a whole number, got {value!r}")
+    return value
+
+
+Share = Annotated[Number, AfterValidator(_whole_above_one)]
+ShareOrNull = Optional[Annotated[numbers(ge=0), AfterValidator(_whole_above_one)]]
+
+
+class FleetFile(BaseModel):
+    """The fleet config file: every key (`segpost config schema fleet`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    pipeline: Union[str, Dict[str, Any]] = Field(description="a `segpost run` config file, or the object inline")
+    cameras: List[CameraEntry] = Field(min_length=1, description="the cameras, {\"name\", \"source\"} each")
+    cameras_per_worker: Int = Field(8, ge=1, description="at most the pipeline's max_cameras (the engines' batch)")
+    gpus_per_worker: Share = Field(1.0, ge=0, description="a fraction shares a GPU between workers; 0: CPU workers")
+    cpus_per_worker: Number = Field(1.0, ge=0, description="CPUs Ray reserves per worker")
+    decode: Literal["auto", "gpu", "cpu"] = Field("auto", description="as `segpost run --decode`")
+    masks: Literal["rle", "none"] = Field("rle", description="each detection's mask in the records")
+    sink: SinkSettings = Field(SinkSettings(), description="where the records go")
+    standby_workers: Int = Field(0, ge=0, description="workers built ahead that take a dead worker's cameras at once")
+    standby_gpus: ShareOrNull = Field(
+        None, description="a standby's GPU share; null: gpus_per_worker")
+    heartbeat_seconds: Number = Field(5.0, ge=0.5, description="how often workers report")
+    stall_seconds: Number = Field(10.0, ge=0.5, description="a worker silent this long is restarted")
+    watchdog_seconds: Number = Field(300.0, ge=1.0, description="a round running longer restarts its worker")
+    restart_backoff: Tuple[numbers(gt=0), numbers(gt=0)] = Field(
+        (1.0, 30.0), description="seconds: [first delay, longest delay] between restarts")
+
+
 def load_fleet_config(path: str) -> FleetConfig:
-    raw, pipeline, pipeline_dir = read_app_config(path, _KNOWN, "fleet config file")
+    raw, pipeline, pipeline_dir = read_app_config(path, FleetFile, "fleet config file")
     where = path
-    cameras = raw.get("cameras")
-    if not isinstance(cameras, list) or not cameras:
-        raise ValueError(f"{where}: 'cameras' must be a list of {{\"name\", \"source\"}} objects")
-    specs = []
-    for i, camera in enumerate(cameras):
-        if not isinstance(camera, dict) or not isinstance(camera.get("name"), str) or \
-                not isinstance(camera.get("source"), str) or not camera["name"]:
-            raise ValueError(f"{where}: cameras[{i}] needs a non-empty \"name\" and a \"source\"")
-        specs.append(CameraSpec(camera["name"], camera["source"]))
+    file = validated(FleetFile, {**raw, "pipeline": pipeline}, where)
+    specs = [CameraSpec(c.name, c.source) for c in file.cameras]
     names = [c.name for c in specs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"{where}: camera names must be unique; repeated: {duplicates}")
     _check_zone_cameras(where, pipeline, names)
-    per_worker = raw.get("cameras_per_worker", 8)
-    max_cameras = pipeline.get("max_cameras", 8)
-    if isinstance(per_worker, bool) or not isinstance(per_worker, int) or not 1 <= per_worker <= max_cameras:
+    max_cameras = pipeline.get("max_cameras", 8)   # checked as the pipeline's own key where it is built
+    if file.cameras_per_worker > max_cameras:
         raise ValueError(f"{where}: cameras_per_worker must be an int in [1, {max_cameras}] (the pipeline's "
-                         f"max_cameras, the engines' max batch), got {per_worker!r}")
-    numbers = {}
-    for key, default, low in (("gpus_per_worker", 1.0, 0.0), ("cpus_per_worker", 1.0, 0.0),
-                              ("heartbeat_seconds", 5.0, 0.5), ("stall_seconds", 10.0, 0.5),
-                              ("watchdog_seconds", 300.0, 1.0), ("standby_gpus", None, 0.0)):
-        value = raw.get(key, default if default is not None else numbers.get("gpus_per_worker"))
-        numbers[key] = _number(where, key, value, low)
-    for key in ("gpus_per_worker", "standby_gpus"):
-        if numbers[key] > 1 and numbers[key] != int(numbers[key]):
-            raise ValueError(f"{where}: {key} above 1 must be a whole number")
-    standby = raw.get("standby_workers", 0)
-    if isinstance(standby, bool) or not isinstance(standby, int) or standby < 0:
-        raise ValueError(f"{where}: standby_workers must be an int >= 0, got {standby!r}")
-    backoff = raw.get("restart_backoff", [1, 30])
-    if not (isinstance(backoff, list) and len(backoff) == 2 and all(isinstance(v, (int, float)) for v in backoff)
-            and 0 < backoff[0] <= backoff[1]):
-        raise ValueError(f"{where}: restart_backoff must be [first, longest] seconds, got {backoff!r}")
-    decode, masks = raw.get("decode", "auto"), raw.get("masks", "rle")
-    if decode not in ("auto", "gpu", "cpu"):
-        raise ValueError(f"{where}: decode must be auto, gpu or cpu, got {decode!r}")
-    if masks not in ("rle", "none"):
-        raise ValueError(f"{where}: masks must be rle or none, got {masks!r}")
-    sink = raw.get("sink", {})
-    if not isinstance(sink, dict) or set(sink) - _SINK_KEYS:
-        raise ValueError(f"{where}: sink takes \"per_camera\" (bool), \"mqtt\" (a URL), \"shards\" (int) and "
-                         f"\"fsync_seconds\", got {sink!r}")
-    per_camera, shards = bool(sink.get("per_camera", True)), sink.get("shards", 1)
-    if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1 or (shards > 1 and not per_camera):
-        raise ValueError(f"{where}: sink.shards must be an int >= 1, and 1 with one merged file (per_camera false), "
-                         f"got {shards!r}")
-    if per_camera:
+                         f"max_cameras, the engines' max batch), got {file.cameras_per_worker!r}")
+    first, longest = file.restart_backoff
+    if first > longest:
+        raise ValueError(f"{where}: restart_backoff: [first, longest] seconds, first at most longest, got "
+                         f"{list(file.restart_backoff)}")
+    sink = file.sink
+    if sink.shards > 1 and not sink.per_camera:
+        raise ValueError(f"{where}: sink.shards: must be 1 with one merged file (per_camera false), got {sink.shards}")
+    if sink.per_camera:
         _check_file_names(where, names)
-    return FleetConfig(pipeline, pipeline_dir, tuple(specs), per_worker, decode=decode, masks=masks,
-                       per_camera_files=per_camera, mqtt=sink.get("mqtt"), standby_workers=standby, sink_shards=shards,
-                       fsync_seconds=_number(where, "sink.fsync_seconds", sink.get("fsync_seconds", 1.0), 0.01),
-                       restart_backoff=(float(backoff[0]), float(backoff[1])), **numbers)
+    gpus = file.gpus_per_worker
+    return FleetConfig(pipeline, pipeline_dir, tuple(specs), file.cameras_per_worker, gpus_per_worker=gpus,
+                       cpus_per_worker=file.cpus_per_worker, decode=file.decode, masks=file.masks,
+                       per_camera_files=sink.per_camera, mqtt=sink.mqtt, heartbeat_seconds=file.heartbeat_seconds,
+                       stall_seconds=file.stall_seconds, watchdog_seconds=file.watchdog_seconds,
+                       restart_backoff=(first, longest), standby_workers=file.standby_workers,
+                       standby_gpus=gpus if file.standby_gpus is None else file.standby_gpus,
+                       sink_shards=sink.shards, fsync_seconds=sink.fsync_seconds)
 
 
 def _check_zone_cameras(where: str, pipeline: Dict[str, Any], names: List[str]) -> None:
@@ -136,12 +157,6 @@ def _check_zone_cameras(where: str, pipeline: Dict[str, Any], names: List[str]) 
         from ..zones import ZoneSet
 
         ZoneSet.from_value(pipeline["zones"], cameras=names, where=f"{where}: pipeline zones")
-
-
-def _number(where: str, key: str, value: Any, low: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
-        raise ValueError(f"{where}: {key} must be a number >= {low}, got {value!r}")
-    return float(value)
 
 
 def _check_file_names(where: str, names: List[str]) -> None:

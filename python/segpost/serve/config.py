@@ -28,10 +28,9 @@ import ipaddress
 import os
 from typing import Any, Dict, List, Literal, Optional, Union
 
-from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator,
-                      model_validator)
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
-from ..config import read_app_config
+from ..config import read_app_config, validated
 from .guard import Limits, key_digests
 
 _SECRET_KEYS = ("api_keys", "keyfile_password")
@@ -44,7 +43,7 @@ class TlsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     certfile: str = Field(description="PEM certificate chain of the server")
     keyfile: str = Field(description="PEM private key of the server")
-    keyfile_password: Optional[SecretStr] = None
+    keyfile_password: Optional[SecretStr] = Field(None, description="password of an encrypted keyfile")
     # No ca_certs: Ray Serve 2.x passes uvicorn's ssl_ca_certs but not ssl_cert_reqs, so client
     # certificates would never be requested. Require them at a proxy in front (README).
 
@@ -54,24 +53,24 @@ class ServeConfig(BaseModel):
 
     pipeline: Union[str, Dict[str, Any]] = Field(description="a `segpost run` config file, or the object inline")
     host: str = Field("127.0.0.1", description="HTTP bind address")
-    http_port: int = Field(8000, ge=1, le=65535)
+    http_port: int = Field(8000, ge=1, le=65535, description="HTTP port")
     grpc_port: Optional[int] = Field(None, ge=1, le=65535,
                                      description="gRPC port; off when null. Ray Serve's gRPC proxy binds [::] (every "
                                                  "interface) and has no TLS: put a TLS-terminating proxy in front")
     api_keys: List[SecretStr] = Field([], description="accepted bearer keys (at least 16 characters each)")
     allow_unauthenticated: bool = Field(False, description="listen beyond loopback without api_keys")
-    tls: Optional[TlsConfig] = None
+    tls: Optional[TlsConfig] = Field(None, description="HTTPS: certfile and keyfile (paths relative to this file)")
     max_body_bytes: int = Field(16 << 20, ge=1024, le=1 << 31, description="largest request body or gRPC message")
-    max_frames_per_request: int = Field(32, ge=1, le=1024)
+    max_frames_per_request: int = Field(32, ge=1, le=1024, description="images one request may carry")
     body_timeout_s: float = Field(30.0, gt=0, description="time allowed to receive a request body")
-    decode: Literal["auto", "gpu", "cpu"] = "auto"
-    decode_threads: int = Field(4, ge=1, le=64)
-    num_replicas: int = Field(1, ge=1)
+    decode: Literal["auto", "gpu", "cpu"] = Field("auto", description="gpu: nvImageCodec (JPEG); cpu: OpenCV; auto")
+    decode_threads: int = Field(4, ge=1, le=64, description="CPU decoding threads (PNG, and all with decode cpu)")
+    num_replicas: int = Field(1, ge=1, description="replicas (one pipeline each); or autoscaling")
     autoscaling: Optional[Dict[str, Any]] = Field(None, description="Ray Serve's autoscaling_config")
-    gpus_per_replica: float = Field(1.0, ge=0)
-    cpus_per_replica: float = Field(1.0, ge=0)
-    batch_wait_ms: float = Field(10.0, ge=0)
-    round_timeout_s: float = Field(60.0, ge=1)
+    gpus_per_replica: float = Field(1.0, ge=0, description="GPU share each replica reserves")
+    cpus_per_replica: float = Field(1.0, ge=0, description="CPUs each replica reserves")
+    batch_wait_ms: float = Field(10.0, ge=0, description="how long a replica waits to fill a round")
+    round_timeout_s: float = Field(60.0, ge=1, description="a round running longer marks the replica unhealthy")
 
     _pipeline_dir: str = PrivateAttr(".")
 
@@ -139,15 +138,12 @@ def schema() -> Dict[str, Any]:
 
 def load_serve_config(path: str) -> ServeConfig:
     """The serve config file, checked (ValueError naming the file and the key at fault)."""
-    raw, pipeline, base = read_app_config(path, set(ServeConfig.model_fields), "serve config file")
+    raw, pipeline, base = read_app_config(path, ServeConfig, "serve config file")
     folder = os.path.dirname(os.path.abspath(path))
     if isinstance(raw.get("tls"), dict):
         raw["tls"] = {k: (os.path.join(folder, v) if k in ("certfile", "keyfile") and isinstance(v, str)
                           else v) for k, v in raw["tls"].items()}
-    try:
-        config = ServeConfig.model_validate({**raw, "pipeline": pipeline})
-    except ValidationError as exc:
-        raise ValueError(f"{path}: " + "; ".join(_describe(error) for error in exc.errors())) from None
+    config = validated(ServeConfig, {**raw, "pipeline": pipeline}, path, secret_keys=_SECRET_KEYS)
     if config.tls is not None:
         for key in ("certfile", "keyfile"):
             file = getattr(config.tls, key)
@@ -155,13 +151,3 @@ def load_serve_config(path: str) -> ServeConfig:
                 raise ValueError(f"{path}: tls.{key}: no such file {file}")
     config._pipeline_dir = base
     return config
-
-
-def _describe(error: Dict[str, Any]) -> str:
-    """One pydantic error as `key: what is wrong (got value)`; secrets are never echoed."""
-    where = ".".join(str(part) for part in error["loc"]) or "config"
-    message = error["msg"].removeprefix("Value error, ")
-    secret = any(part in _SECRET_KEYS for part in error["loc"])
-    if error["type"] in ("missing", "value_error") or secret:
-        return f"{where}: {message}"
-    return f"{where}: {message} (got {error['input']!r})"

@@ -10,6 +10,7 @@ import numpy as np
 from .. import _ext
 from ..encodings import RunLengthMask
 from .._arrays import stream_handle
+from .._settings import to_struct
 from .config import ZONE_RULES, ZoneSet
 from .rules import ZoneEvent, ZoneMonitor
 
@@ -31,9 +32,10 @@ class ZoneMasks:
         self.zones, self.rule, self.device, self._tracker = zones, rule, tracker.device, tracker
         classes, capacity = tracker._ids.shape   # [classes, capacity]: the Tracker's own sizes
         self.max_regions = zones.max_regions
-        self._core = _ext.ZoneMasks(max_cameras=tracker.cameras, num_classes=int(classes), capacity=int(capacity),
-                                    mask_h=int(mask_size[0]), mask_w=int(mask_size[1]), max_zones=self.max_regions,
-                                    use_cuda=self.device == "cuda")
+        sizes = dict(max_cameras=tracker.cameras, num_classes=int(classes), capacity=int(capacity),
+                     mask_h=int(mask_size[0]), mask_w=int(mask_size[1]), max_zones=self.max_regions,
+                     use_cuda=self.device == "cuda")
+        self._core = _ext.ZoneMasks(to_struct(sizes, _ext.ZoneMasksConfig()))   # C++ struct, filled by name
         self.set_camera_keys([str(c) for c in range(tracker.cameras)] if camera_keys is None else camera_keys)
         self._view = self._core.overlap()
         self._view.flags.writeable = False
