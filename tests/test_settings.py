@@ -90,6 +90,26 @@ def test_the_built_cores_hold_what_was_declared():
         pytest.approx([0.4, 0.3, 0.2, 0.9])
 
 
+def test_the_pipeline_builds_its_postprocessors_from_its_config(tmp_path):
+    """Every setting PipelineConfig shares with PostprocessConfig reaches each class's Postprocessor
+    (a run config through load_config, then the C++ struct the core holds)."""
+    from segpost.pipeline import MultiCameraPipeline
+
+    path = _write(tmp_path, "run.json", {"backend": "synthetic", "classes": ["red", "blue"], "max_cameras": 3,
+                                         "max_frame_size": [120, 200], "score_threshold": 0.35, "top_k": 5,
+                                         "mask_mode": "probability", "mask_threshold": 0.6, "capacity": 40,
+                                         "output": "packed"})
+    encoder, decoder, config = load_config(path, device="cpu")
+    pipeline = MultiCameraPipeline(encoder, decoder, config)
+    for post in pipeline._post:
+        assert post.config == config.postprocess_config(max_frames=3, num_queries=pipeline.geometry.num_queries,
+                                                        mask_size=pipeline.geometry.mask_size, device="cpu")
+        core = post._core.config
+        assert (core.max_frames, core.max_frame_h, core.max_frame_w, core.top_k, core.capacity) == (3, 120, 200, 5, 40)
+        assert (core.mask_mode, core.mask_bits) == (1, 1)
+        assert [core.score_threshold, core.mask_threshold] == pytest.approx([0.35, 0.6])
+
+
 def test_the_old_keywords_still_build_a_postprocessor():
     post = segpost.Postprocessor(device="cpu", max_frames=2, score_threshold=0.3)
     assert post.config == PostprocessConfig(device="cpu", max_frames=2, score_threshold=0.3)

@@ -96,11 +96,9 @@ class MultiCameraPipeline:
         self._bind_prompts(*self._prompts[0])
         vision_encoder.prepare()
         decoder.prepare()
-        self._post = [Postprocessor(
-            max_frames=cameras, num_queries=g.num_queries, mask_size=g.mask_size, capacity=config.capacity,
-            max_frame_size=self.max_frame_size, score_threshold=config.score_threshold,
-            mask_threshold=config.mask_threshold, mask_mode=config.mask_mode, top_k=config.top_k,
-            output=config.output, device=self.device) for _ in config.classes]
+        post = config.postprocess_config(max_frames=cameras, num_queries=g.num_queries, mask_size=g.mask_size,
+                                         device=self.device)
+        self._post = [Postprocessor(post) for _ in config.classes]
         self.cameras = cameras if config.cameras is None else int(config.cameras)
         if self.cameras < cameras:
             raise ValueError(f"cameras ({config.cameras}) must be at least max_cameras ({cameras})")

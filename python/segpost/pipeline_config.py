@@ -7,9 +7,9 @@ from typing import Any, Literal, Optional, Sequence, Union
 import numpy as np
 from pydantic import Field, InstanceOf, SkipValidation
 
-from ._settings import Int, Number, ints, settings
+from ._settings import Int, Number, fields_of, ints, settings
 from .engines.base import EngineError
-from .postprocess_config import MaskMode, OutputKind, Size, TopK, declared
+from .postprocess_config import MaskMode, OutputKind, PostprocessConfig, Size, TopK, declared
 from .track import TrackerConfig
 
 
@@ -56,10 +56,16 @@ class PipelineConfig:
                             "test, for comparison)")
     cameras: Optional[ints(ge=1)] = Field(
         None, description="camera slots (tracks, frame ids) when a scheduler feeds more cameras than "
-                                "max_cameras; a round still takes at most max_cameras frames; null: max_cameras")
+                          "max_cameras; a round still takes at most max_cameras frames; null: max_cameras")
     schedule: SkipValidation[Optional[Any]] = Field(
         None, description="segpost.schedule.ScheduleConfig, read by segpost run (on_change through "
                           "segpost.schedule.ScheduledPipeline); null: every_frame")
+
+    def postprocess_config(self, **sizes: Any) -> PostprocessConfig:
+        """Each class's PostprocessConfig: the settings this config shares with it by name, and
+        ``sizes`` (max_frames, num_queries, mask_size: the engines'; device: the pipeline's)."""
+        shared = {name: getattr(self, name) for name in fields_of(PostprocessConfig) if name in fields_of(type(self))}
+        return PostprocessConfig(**shared, **sizes)
 
 
 def resolve_classes_per_call(value: Union[int, str, None], classes: int, cameras: int,
