@@ -116,6 +116,8 @@ def test_the_old_keywords_still_build_a_postprocessor():
     assert dataclasses.replace(TrackerConfig(), max_age=4).max_age == 4
     with pytest.raises(TypeError, match="not both"):
         segpost.Postprocessor(PostprocessConfig(), max_frames=2)
+    with pytest.raises(ValueError, match=r"^PostprocessConfig: rle_capacity applies to OutputKind.RLE only$"):
+        PostprocessConfig(rle_capacity=10)   # a check across fields names the class, no key
 
 
 # -- one reader: every error names the file and the key ------------------------------------------

@@ -145,7 +145,9 @@ def describe_errors(exc: ValidationError, prefix: str = "", secret_keys: Iterabl
         if error["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
             unknown.setdefault(loc[:-1], []).append(str(loc[-1]))
             continue
-        where = prefix + (_path(loc) or "config") + (_declared_by(model, loc) if model is not None else "")
+        path = _path(loc)   # empty: a check of the whole object (PostprocessConfig: ...)
+        where = (prefix + path if path else prefix.rstrip(".") or "config") + (
+            _declared_by(model, loc) if model is not None else "")
         message = error["msg"].removeprefix("Value error, ")
         secret = any(str(part) in secret_keys for part in loc)
         if error["type"] in ("missing", "value_error", "assertion_error") or secret:
