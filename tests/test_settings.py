@@ -14,6 +14,7 @@ from segpost._settings import _model_in, fields_of, struct_fields
 from segpost.cli import main
 from segpost.config import RunConfig, UiConfig, load_config
 from segpost.fleet.config import FleetFile, load_fleet_config
+from segpost.pipeline_config import PipelineConfig
 from segpost.postprocess_config import PostprocessConfig
 from segpost.serve.config import ServeConfig, load_serve_config
 from segpost.track import TrackerConfig
@@ -118,6 +119,15 @@ def test_the_old_keywords_still_build_a_postprocessor():
         segpost.Postprocessor(PostprocessConfig(), max_frames=2)
     with pytest.raises(ValueError, match=r"^PostprocessConfig: rle_capacity applies to OutputKind.RLE only$"):
         PostprocessConfig(rle_capacity=10)   # a check across fields names the class, no key
+    # A call's unknown or missing keyword stays a TypeError, as for any Python function.
+    with pytest.raises(TypeError, match=r"PostprocessConfig: unknown key\(s\) \['max_frame'\]"):
+        segpost.Postprocessor(device="cpu", max_frame=2)
+    with pytest.raises(TypeError, match="PipelineConfig.classes: Field required"):
+        PipelineConfig()
+    # Neither a bool nor a string is taken for a number (pydantic's lax mode would take both).
+    for value in (True, "8"):
+        with pytest.raises(ValueError, match=f"TrackerConfig.max_age: must be a number, not {value!r}"):
+            TrackerConfig(max_age=value)
 
 
 # -- one reader: every error names the file and the key ------------------------------------------

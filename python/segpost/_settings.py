@@ -27,8 +27,9 @@ from typing_extensions import Annotated
 
 
 def _not_bool(value: Any) -> Any:
-    # pydantic's lax mode takes True as 1; a bool given for a number is always a mistake here.
-    if isinstance(value, bool):
+    # pydantic's lax mode takes True as 1 and "8" as 8; a bool or a string given for a number is a
+    # mistake here (the hand-written checks these declarations replaced refused both).
+    if isinstance(value, (bool, str, bytes)):
         raise ValueError(f"must be a number, not {value!r}")
     return value
 
@@ -55,7 +56,9 @@ def numbers(**bounds: Any) -> Any:
     return Annotated[float, Field(**bounds), BeforeValidator(_finite)]
 
 # Errors of a wrong kind of object (not a wrong value) stay TypeErrors, as before the declarations.
-_TYPE_ERRORS = {"is_instance_of", "dataclass_exact_type", "dataclass_type", "model_type"}
+# So are a call's unknown or missing keywords, as Python says them for any function.
+_TYPE_ERRORS = {"is_instance_of", "dataclass_exact_type", "dataclass_type", "model_type",
+                "unexpected_keyword_argument", "unexpected_positional_argument", "missing_argument"}
 
 
 def settings(cls=None, *, arbitrary_types: bool = False):
@@ -72,7 +75,10 @@ def settings(cls=None, *, arbitrary_types: bool = False):
             try:
                 init(self, *args, **kwargs)
             except ValidationError as exc:
-                kind = TypeError if {e["type"] for e in exc.errors()} & _TYPE_ERRORS else ValueError
+                # A keyword missing from the call (not an item missing from a pair) is a TypeError too.
+                wrong = [e for e in exc.errors() if e["type"] in _TYPE_ERRORS or (e["type"] == "missing"
+                                                                                and len(e["loc"]) == 1)]
+                kind = TypeError if wrong else ValueError
                 raise kind(describe_errors(exc, prefix=f"{cls.__name__}.")) from None
 
         declared.__init__ = checked_init
