@@ -72,7 +72,16 @@ def _pipeline(name: str) -> Any:
     return fields_of(PipelineConfig)[name]
 
 
-_BACKENDS = "tensorrt | tensorrt_rtx | aoti | onnx | torch | synthetic"
+def _backend_modules() -> Tuple[ModuleType, ...]:
+    """The modules that define config backends; importing one registers its backends (and loads
+    no optional library). Their order is the order of the names in messages."""
+    from .engines import aoti, onnx_runtime, tensorrt, torch_sam3
+    from .synthetic import engines as synthetic_engines
+
+    return tensorrt, aoti, onnx_runtime, torch_sam3, synthetic_engines
+
+
+_BACKENDS = " | ".join(b.name for b in backends(_backend_modules()))   # as registered
 
 
 class UiConfig(BaseModel):
@@ -218,15 +227,6 @@ def build_from_config(raw: Dict[str, Any], base: str, device: str = "cuda", wher
     backend = find_backend(backend_name, modules, path)
     vision_encoder, decoder, prompts = backend.build(BackendRequest(raw, base, device, path))
     return vision_encoder, decoder, _pipeline_config(path, settings, [ClassPrompt(*p) for p in prompts])
-
-
-def _backend_modules() -> Tuple[ModuleType, ...]:
-    """The modules that define config backends; importing one registers its backends (and loads
-    no optional library). Their order is the order of the names in messages."""
-    from .engines import aoti, onnx_runtime, tensorrt, torch_sam3
-    from .synthetic import engines as synthetic_engines
-
-    return tensorrt, aoti, onnx_runtime, torch_sam3, synthetic_engines
 
 
 def _load_prompt(name: str, file: str) -> ClassPrompt:
