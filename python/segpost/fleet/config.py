@@ -3,7 +3,8 @@
     {
       "pipeline": "segpost.json",            # a `segpost run` config file, or the same object inline
       "cameras": [{"name": "dock-1", "source": "rtsp://user:${DOCK_PASSWORD}@10.0.0.7/stream"}, ...],
-      "cameras_per_worker": 8,                # at most the engines' max batch (max_cameras)
+      "cameras_per_worker": 8,                # at most the engines' max batch (max_cameras); with the
+                                              # pipeline's "schedule": "on_change", up to 4x that
       "gpus_per_worker": 1,                   # a fraction shares a GPU between workers; 0: CPU workers
       "cpus_per_worker": 1,
       "decode": "auto",                       # auto | gpu | cpu, as `segpost run --decode`
@@ -88,9 +89,12 @@ def load_fleet_config(path: str) -> FleetConfig:
         raise ValueError(f"{where}: camera names must be unique; repeated: {duplicates}")
     per_worker = raw.get("cameras_per_worker", 8)
     max_cameras = pipeline.get("max_cameras", 8)
-    if isinstance(per_worker, bool) or not isinstance(per_worker, int) or not 1 <= per_worker <= max_cameras:
-        raise ValueError(f"{where}: cameras_per_worker must be an int in [1, {max_cameras}] (the pipeline's "
-                         f"max_cameras, the engines' max batch), got {per_worker!r}")
+    most = _most_cameras(where, pipeline, max_cameras)
+    if isinstance(per_worker, bool) or not isinstance(per_worker, int) or not 1 <= per_worker <= most:
+        why = (f"{most // max_cameras} x the pipeline's max_cameras {max_cameras} under its schedule on_change"
+               if most > max_cameras else "the pipeline's max_cameras, the engines' max batch; a pipeline "
+               "\"schedule\": \"on_change\" serves more")
+        raise ValueError(f"{where}: cameras_per_worker must be an int in [1, {most}] ({why}), got {per_worker!r}")
     numbers = {}
     for key, default, low in (("gpus_per_worker", 1.0, 0.0), ("cpus_per_worker", 1.0, 0.0),
                               ("heartbeat_seconds", 5.0, 0.5), ("stall_seconds", 10.0, 0.5),
@@ -126,6 +130,15 @@ def load_fleet_config(path: str) -> FleetConfig:
                        per_camera_files=per_camera, mqtt=sink.get("mqtt"), standby_workers=standby, sink_shards=shards,
                        fsync_seconds=_number(where, "sink.fsync_seconds", sink.get("fsync_seconds", 1.0), 0.01),
                        restart_backoff=(float(backoff[0]), float(backoff[1])), **numbers)
+
+
+def _most_cameras(where: str, pipeline: Dict[str, Any], max_cameras: Any) -> int:
+    """Cameras a worker may serve: max_cameras, or more under the pipeline's on_change schedule."""
+    from ..schedule import ScheduleConfig, most_cameras
+
+    if isinstance(max_cameras, bool) or not isinstance(max_cameras, int) or max_cameras < 1:
+        raise ValueError(f"{where}: the pipeline's max_cameras must be an int >= 1, got {max_cameras!r}")
+    return most_cameras(max_cameras, ScheduleConfig.from_value(pipeline.get("schedule"), f"{where}: pipeline.schedule"))
 
 
 def _number(where: str, key: str, value: Any, low: float) -> float:
