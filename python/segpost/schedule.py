@@ -249,6 +249,8 @@ class ScheduledPipeline:
         self._confirmed = [set() for _ in range(n)]  # track ids confirmed (track_started), per camera
         self.counts = {"model_frames": 0, "predicted_frames": 0, "dropped_frames": 0}
         self.staleness_s: List[float] = []   # per record written: seconds since the model saw its camera
+        # The last round's cameras by what they got (model, predicted, dropped) and its records' staleness.
+        self.last_round: dict = {"model": [], "predicted": [], "dropped": [], "staleness": []}
 
     def process(self, frames: Sequence[Any], frame_ids: Sequence[Optional[int]], now: float):
         n = self.pipeline.cameras
@@ -265,6 +267,7 @@ class ScheduledPipeline:
                                       & np.array([bool(self.motion.track_ids(c)) for c in range(n)]))
         picked = self.scheduler.pick(now, [f is not None for f in frames], changed, tracks)
         result = None
+        last = self.last_round = {"model": [], "predicted": [], "dropped": [], "staleness": []}
         if picked:
             chosen = set(picked)
             result = self.pipeline.process([f if c in chosen else None for c, f in enumerate(frames)],
@@ -279,12 +282,14 @@ class ScheduledPipeline:
                 self._observe(c, frame_ids[c], result.cameras[c], now)
             self.counts["model_frames"] += len(seen)
             self.staleness_s += [0.0] * len(seen)
+            last["model"], last["staleness"] = list(seen), [0.0] * len(seen)
         predicted = {}
         for c in ready:
             if c in picked:
                 continue
             if now - self._output_at[c] < 1.0 / self.config.output_fps - 1e-9:   # (a frame clock's rounding)
                 self.counts["dropped_frames"] += 1
+                last["dropped"].append(c)
                 continue
             self._output_at[c] = now
             # No change since the model's look: the objects stand where it saw them (an object that
@@ -292,6 +297,8 @@ class ScheduledPipeline:
             predicted[c] = self.motion.predict(c, frame_ids[c], moving=bool(changed[c]))
             self.counts["predicted_frames"] += 1
             self.staleness_s.append(float(now - self._observed_at[c]))
+            last["predicted"].append(c)
+            last["staleness"].append(self.staleness_s[-1])
         return result, predicted
 
     def summary(self) -> dict:

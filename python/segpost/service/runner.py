@@ -323,6 +323,10 @@ class CameraRunner:
 
         frame_ids = [None if g is None else g.index for g in got]
         result, predicted = self.scheduled.process(frames, frame_ids, now=time.monotonic())
+        if self.metrics:
+            last = self.scheduled.last_round
+            self.metrics.observe_schedule(*([self.cameras[slot][0] for slot in last[kind]]
+                                            for kind in ("model", "predicted", "dropped")), last["staleness"])
         if result is None:
             result = RoundResult(self.rounds, {}, {}, {"round": 0.0})
         return result, predicted
