@@ -109,9 +109,10 @@ class Scheduler:
         self.last_tiers: List[str] = []               # the tier of each camera of the last pick
 
     def pick(self, now: float, ready: Sequence[bool], changed: Sequence[bool],
-             tracks: Optional[Sequence[bool]] = None) -> List[int]:
+             tracks: Optional[Sequence[bool]] = None, limit: Optional[int] = None) -> List[int]:
         """The cameras of this round, most urgent first. ready[c]: camera c has a new frame;
-        changed[c]: its scene changed since the model saw it; tracks[c]: its tracks need the model."""
+        changed[c]: its scene changed since the model saw it; tracks[c]: its tracks need the model;
+        limit: at most this many this round (below the batch: the model is busy; 0: none)."""
         ready, changed = self._flags("ready", ready), self._flags("changed", changed)
         tracks = self._flags("tracks", tracks) if tracks is not None else np.zeros(self.cameras, bool)
         overdue = now - self._seen_at >= self.max_interval
@@ -119,7 +120,7 @@ class Scheduler:
         candidates = [c for c in range(self.cameras) if ready[c] and (tier[c] < 3 or self.fill)]
         # Oldest observation first; cameras seen in the same round rotate, starting after the last pick.
         candidates.sort(key=lambda c: (tier[c], self._seen_round[c], (c - self._offset) % self.cameras))
-        picked = candidates[: self.batch]
+        picked = candidates[: self.batch if limit is None else max(0, min(int(limit), self.batch))]
         self.last_tiers = [TIERS[tier[c]] for c in picked]
         self._round += 1
         if picked:
@@ -238,6 +239,10 @@ class ScheduledPipeline:
 
         self.pipeline, self.config = pipeline, config
         n = pipeline.cameras
+        if n > pipeline.config.max_cameras * CAMERAS_PER_SLOT:   # the CLI and the fleet say it first
+            raise ValueError(f"on_change serves at most {CAMERAS_PER_SLOT} x max_cameras="
+                             f"{pipeline.config.max_cameras} = {pipeline.config.max_cameras * CAMERAS_PER_SLOT} "
+                             f"cameras per pipeline, got {n}")
         self.gate = ChangeGate(cameras=n, threshold=config.change_threshold, min_cells=config.change_cells,
                                device=pipeline.device)
         self.scheduler = Scheduler(cameras=n, batch=pipeline.config.max_cameras, max_interval=config.max_interval,
@@ -252,7 +257,10 @@ class ScheduledPipeline:
         # The last round's cameras by what they got (model, predicted, dropped) and its records' staleness.
         self.last_round: dict = {"model": [], "predicted": [], "dropped": [], "staleness": []}
 
-    def process(self, frames: Sequence[Any], frame_ids: Sequence[Optional[int]], now: float):
+    def process(self, frames: Sequence[Any], frame_ids: Sequence[Optional[int]], now: float,
+                limit: Optional[int] = None):
+        """One round: `limit` caps the cameras the model may see in it (None: the batch; 0: every
+        camera predicted, as when the GPU is still busy with the last round)."""
         n = self.pipeline.cameras
         if len(frames) > n or len(frame_ids) != len(frames):
             raise ValueError(f"frames and frame_ids must hold one entry per camera (at most {n})")
@@ -265,7 +273,7 @@ class ScheduledPipeline:
         # Tracks predicted for longer than predict_limit need the model too.
         tracks = self._needs_model | ((now - self._observed_at > self.config.predict_limit)
                                       & np.array([bool(self.motion.track_ids(c)) for c in range(n)]))
-        picked = self.scheduler.pick(now, [f is not None for f in frames], changed, tracks)
+        picked = self.scheduler.pick(now, [f is not None for f in frames], changed, tracks, limit=limit)
         result = None
         last = self.last_round = {"model": [], "predicted": [], "dropped": [], "staleness": []}
         if picked:
