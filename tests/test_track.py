@@ -95,6 +95,29 @@ def test_a_lost_track_follows_its_motion():
     assert plan[0, 3] > 0   # the shift planned for the next frame points the way it moves
 
 
+def test_skipped_frames_advance_the_prediction_by_the_frame_gap():
+    """on_change shows the tracker a camera's frames with gaps (frame ids 6, then 10): its motion
+    model steps once per camera frame, not once per call. Boxes alone (mask_weight 0): the object,
+    4 px a frame, lost at frame 6, is found at frame 10 only where 5 frames of motion took it."""
+    rig = Rig(TrackerConfig(min_hits=1, max_age=10, mask_weight=0.0))
+    ids = [rig.step([[{"o": (disc_mask(6 + 4 * t, 32, 5), 0.9)}]], frame_ids=[t])[0][(0, 0, "o")] for t in range(6)]
+    rig.step([[{}]], frame_ids=[6])
+    found, *_ = rig.step([[{"o": (disc_mask(6 + 4 * 10, 32, 5), 0.9)}]], frame_ids=[10])
+    assert set(ids) == {1} and found[(0, 0, "o")] == 1
+
+
+def test_after_a_gap_a_standing_object_that_moved_keeps_its_id():
+    """A standing object (no velocity) is next seen 4 frames later 12 px away: no box overlap, but
+    within the reach of 4 frames (half its size a frame), so the same track, not a new one; a
+    detection beyond that reach starts its own."""
+    rig = Rig(TrackerConfig(min_hits=1, max_age=10))
+    ids = [rig.step([[{"o": (disc_mask(12, 32, 5), 0.9)}]], frame_ids=[t])[0][(0, 0, "o")] for t in range(4)]
+    found, *_ = rig.step([[{"o": (disc_mask(24, 32, 5), 0.9)}]], frame_ids=[7])
+    assert set(ids) == {1} and found[(0, 0, "o")] == 1
+    far, *_ = rig.step([[{"o": (disc_mask(60, 32, 5), 0.9)}]], frame_ids=[11])   # 36 px in 4 frames
+    assert far[(0, 0, "o")] == 2
+
+
 def test_ids_increase_per_camera_and_are_never_reused():
     rig, rng = Rig(TrackerConfig(min_hits=2, max_age=2), cameras=2), np.random.default_rng(4)
     spawn = lambda: (rng.uniform(8, 56), rng.uniform(8, 56))  # noqa: E731

@@ -37,6 +37,14 @@ class BoxKalman {
     for (int i = 0; i < 8; ++i) cov_[i][i] = std_dev[i] * std_dev[i];
   }
 
+  // A track found again far from its prediction (frames were skipped): restart it at the measured
+  // box, moving at the given velocity (pixels per frame, from its last two positions).
+  void restart(const Vec4& z, double vx, double vy) {
+    initiate(z);
+    mean_[4] = vx;
+    mean_[5] = vy;
+  }
+
   // One frame ahead. `hold_size`: a track that is not matched keeps its size (its width and
   // height velocities are zeroed, as BoT-SORT does for lost tracks) so a long gap cannot shrink it to nothing.
   void predict(bool hold_size) {

@@ -9,6 +9,11 @@
 namespace segpost {
 namespace {
 
+// Most camera frames one prediction spans (a camera unseen for minutes is not extrapolated further).
+constexpr int64_t kMaxGap = 1000;
+// The gap stage's reach: an object goes at most this share of its size per frame.
+constexpr double kGapSpeed = 0.5;
+
 template <class Message>
 void require(bool ok, Message&& message) {
   require_argument(ok, "segpost.Tracker", message);
@@ -63,6 +68,8 @@ TrackTable::TrackTable(const TrackerConfig& config)
       tracks_(static_cast<size_t>(config.max_cameras) * config.max_tracks),
       next_id_(config.max_cameras, 1),
       refused_(config.max_cameras, 0),
+      last_frame_id_(config.max_cameras, -1),
+      last_gap_(config.max_cameras, 1),
       assignment_(config.capacity, config.max_tracks) {
   rows_.reserve(config_.capacity);
   cols_.reserve(config_.max_tracks);
@@ -73,11 +80,16 @@ TrackTable::TrackTable(const TrackerConfig& config)
 void TrackTable::camera_frame(int32_t camera, int64_t frame_id, int32_t width, int32_t height,
                               const std::vector<FrameDetections>& classes, int64_t* ids,
                               std::vector<TrackEvent>& events) {
+  // The frames since this camera's last one (1 when ids are not increasing: a restarted source).
+  const int64_t previous = last_frame_id_[camera];
+  const int64_t gap = previous >= 0 && frame_id > previous ? std::min<int64_t>(frame_id - previous, kMaxGap) : 1;
+  last_frame_id_[camera] = frame_id;
+  last_gap_[camera] = gap;
   for (int s = 0; s < config_.max_tracks; ++s) {
     Track& t = slot(camera, s);
     t.matched = false;
     if (t.state == State::Free) continue;
-    t.kalman.predict(t.state == State::Lost);
+    for (int64_t step = 0; step < gap; ++step) t.kalman.predict(t.state == State::Lost);
     t.kalman.keep_centre_inside(width, height);
   }
   for (int32_t c = 0; c < config_.num_classes; ++c) {
@@ -86,6 +98,7 @@ void TrackTable::camera_frame(int32_t camera, int64_t frame_id, int32_t width, i
               ids + static_cast<int64_t>(c) * config_.capacity + d.first + d.count, int64_t{-1});
     match_stage(camera, d, c, true, frame_id, ids, events);
     match_stage(camera, d, c, false, frame_id, ids, events);
+    if (gap > 1) gap_stage(camera, d, c, gap, frame_id, ids, events);
   }
   for (int s = 0; s < config_.max_tracks; ++s) {  // the unmatched age (before new tracks take slots)
     Track& t = slot(camera, s);
@@ -110,9 +123,9 @@ void TrackTable::camera_frame(int32_t camera, int64_t frame_id, int32_t width, i
     Track& t = slot(camera, s);
     if (t.state == State::Free) continue;
     // The next frame's predicted centre (inside the frame, as predict keeps it), relative to
-    // where the slot's mask was taken.
-    const double next_x = std::clamp(t.kalman.cx() + t.kalman.vx(), 0.0, static_cast<double>(width));
-    const double next_y = std::clamp(t.kalman.cy() + t.kalman.vy(), 0.0, static_cast<double>(height));
+    // where the slot's mask was taken; the next frame is expected as far off as this one was.
+    const double next_x = std::clamp(t.kalman.cx() + gap * t.kalman.vx(), 0.0, static_cast<double>(width));
+    const double next_y = std::clamp(t.kalman.cy() + gap * t.kalman.vy(), 0.0, static_cast<double>(height));
     t.dx = lowres_shift(next_x - t.mask_cx, config_.mask_w, width);
     t.dy = lowres_shift(next_y - t.mask_cy, config_.mask_h, height);
   }
@@ -152,6 +165,57 @@ void TrackTable::match_stage(int32_t camera, const FrameDetections& d, int32_t c
     Track& t = slot(camera, cols_[row_to_col_[i]]);
     const int32_t k = rows_[i];
     apply_match(t, camera, class_id, k, d.boxes + 4 * k, d.scores[k], frame_id, events);
+    class_ids[k] = t.id;
+  }
+}
+
+void TrackTable::gap_stage(int32_t camera, const FrameDetections& d, int32_t class_id, int64_t gap,
+                           int64_t frame_id, int64_t* ids, std::vector<TrackEvent>& events) {
+  int64_t* class_ids = ids + static_cast<int64_t>(class_id) * config_.capacity;
+  rows_.clear();
+  cols_.clear();
+  for (int32_t k = d.first; k < d.first + d.count; ++k) {
+    if (class_ids[k] < 0) rows_.push_back(k);
+  }
+  for (int32_t s = 0; s < config_.max_tracks; ++s) {
+    const Track& t = slot(camera, s);
+    if (t.state != State::Free && t.class_id == class_id && !t.matched) cols_.push_back(s);
+  }
+  const int rows = static_cast<int>(rows_.size()), cols = static_cast<int>(cols_.size());
+  if (rows == 0 || cols == 0) return;
+  for (int i = 0; i < rows; ++i) {
+    const int32_t k = rows_[i];
+    const BoxKalman::Vec4 z = measurement(d.boxes + 4 * k);
+    for (int j = 0; j < cols; ++j) {
+      const Track& t = slot(camera, cols_[j]);
+      // From where it was last measured, at most kGapSpeed of its size per frame (a tentative track
+      // only with a detection that could start one); sizes within 2x of each other.
+      const double reach = kGapSpeed * 0.5 * (t.kalman.width() + t.kalman.height()) *
+                           static_cast<double>(std::min<int64_t>(frame_id - t.last_frame, kMaxGap));
+      const double distance = std::hypot(z[0] - t.mask_cx, z[1] - t.mask_cy);
+      const bool sized = z[2] < 2 * t.kalman.width() && t.kalman.width() < 2 * z[2] && z[3] < 2 * t.kalman.height() &&
+                         t.kalman.height() < 2 * z[3];
+      // Only tracks matched at the camera's previous frame (a track lost longer is no longer where it was).
+      const bool may = t.misses == 0 && (t.state != State::Tentative || d.scores[k] >= config_.high_score);
+      cost_[static_cast<size_t>(i) * cols + j] = sized && may && reach > 0 ? distance / reach : 2.0;
+    }
+  }
+  assignment_.solve(cost_.data(), rows, cols, 1.0, row_to_col_.data());
+  for (int i = 0; i < rows; ++i) {
+    if (row_to_col_[i] < 0) continue;
+    Track& t = slot(camera, cols_[row_to_col_[i]]);
+    const int32_t k = rows_[i];
+    const BoxKalman::Vec4 z = measurement(d.boxes + 4 * k);
+    const double frames = static_cast<double>(std::max<int64_t>(frame_id - t.last_frame, 1));
+    t.kalman.restart(z, (z[0] - t.mask_cx) / frames, (z[1] - t.mask_cy) / frames);
+    take_detection(t, class_id, k, frame_id);
+    ++t.hits;
+    if (t.state == State::Tentative && t.hits >= config_.min_hits) {
+      t.state = State::Confirmed;
+      events.push_back(TrackEvent{TrackEventKind::Started, camera, class_id, t.id, t.first_frame, frame_id, t.hits});
+    } else if (t.state == State::Lost) {
+      t.state = State::Confirmed;
+    }
     class_ids[k] = t.id;
   }
 }
@@ -240,6 +304,7 @@ void TrackTable::finish(int32_t camera, std::vector<TrackEvent>& events) {
     for (int32_t s = 0; s < config_.max_tracks; ++s) {
       if (slot(c, s).state != State::Free) end_track(slot(c, s), c, events);
     }
+    last_frame_id_[c] = -1;  // its next frame starts afresh (a new source in the slot)
   }
 }
 

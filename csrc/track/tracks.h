@@ -91,6 +91,10 @@ class TrackTable {
   Track& slot(int32_t camera, int32_t s) { return tracks_[static_cast<size_t>(camera) * config_.max_tracks + s]; }
   void match_stage(int32_t camera, const FrameDetections& d, int32_t class_id, bool high, int64_t frame_id,
                    int64_t* ids, std::vector<TrackEvent>& events);
+  // After the IoU stages, when frames were skipped (gap > 1): unmatched detections and tracks of a
+  // class, nearest centres first, within the distance the object can go in `gap` frames.
+  void gap_stage(int32_t camera, const FrameDetections& d, int32_t class_id, int64_t gap, int64_t frame_id,
+                 int64_t* ids, std::vector<TrackEvent>& events);
   void apply_match(Track& t, int32_t camera, int32_t class_id, int32_t k, const float* box, float score,
                    int64_t frame_id, std::vector<TrackEvent>& events);
   void start_track(int32_t camera, int32_t class_id, int32_t k, const float* box, int64_t frame_id, int64_t* ids,
@@ -102,6 +106,10 @@ class TrackTable {
   TrackerConfig config_;
   std::vector<Track> tracks_;  // [cameras][max_tracks]
   std::vector<int64_t> next_id_, refused_;
+  // Per camera: its last frame's id (-1: none yet) and the gap to it, in camera frames. The filters
+  // step once per camera frame, so a camera the model sees every 3rd frame (on_change) predicts
+  // 3 steps, not one (its velocity stays per camera frame whatever the gaps).
+  std::vector<int64_t> last_frame_id_, last_gap_;
   // Association scratch, sized once.
   std::vector<int32_t> rows_, cols_, row_to_col_;
   std::vector<double> cost_;

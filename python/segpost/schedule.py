@@ -28,6 +28,16 @@ from .encodings import RunLengthMask
 
 MODES = ("every_frame", "on_change")
 TIERS = ("overdue", "changed", "tracks", "fill")
+# Cameras one engine slot (one camera of max_cameras) may serve under on_change: the
+# measured goal is 3x-4x fewer model frames (bench/schedule_quality.py), so more cameras than
+# that would starve max_interval as soon as the scenes change at once.
+CAMERAS_PER_SLOT = 4
+
+
+def most_cameras(max_cameras: int, schedule: Optional["ScheduleConfig"]) -> int:
+    """How many cameras a pipeline of engine batch `max_cameras` may serve under `schedule`."""
+    on_change = schedule is not None and schedule.mode == "on_change"
+    return max_cameras * CAMERAS_PER_SLOT if on_change else max_cameras
 
 
 @dataclass(frozen=True)
@@ -101,9 +111,10 @@ class Scheduler:
         self.last_tiers: List[str] = []               # the tier of each camera of the last pick
 
     def pick(self, now: float, ready: Sequence[bool], changed: Sequence[bool],
-             tracks: Optional[Sequence[bool]] = None) -> List[int]:
+             tracks: Optional[Sequence[bool]] = None, limit: Optional[int] = None) -> List[int]:
         """The cameras of this round, most urgent first. ready[c]: camera c has a new frame;
-        changed[c]: its scene changed since the model saw it; tracks[c]: its tracks need the model."""
+        changed[c]: its scene changed since the model saw it; tracks[c]: its tracks need the model;
+        limit: at most this many this round (below the batch: the model is busy; 0: none)."""
         ready, changed = self._flags("ready", ready), self._flags("changed", changed)
         tracks = self._flags("tracks", tracks) if tracks is not None else np.zeros(self.cameras, bool)
         overdue = now - self._seen_at >= self.max_interval
@@ -111,7 +122,7 @@ class Scheduler:
         candidates = [c for c in range(self.cameras) if ready[c] and (tier[c] < 3 or self.fill)]
         # Oldest observation first; cameras seen in the same round rotate, starting after the last pick.
         candidates.sort(key=lambda c: (tier[c], self._seen_round[c], (c - self._offset) % self.cameras))
-        picked = candidates[: self.batch]
+        picked = candidates[: self.batch if limit is None else max(0, min(int(limit), self.batch))]
         self.last_tiers = [TIERS[tier[c]] for c in picked]
         self._round += 1
         if picked:
@@ -223,6 +234,10 @@ class ScheduledPipeline:
 
         self.pipeline, self.config = pipeline, config
         n = pipeline.cameras
+        if n > pipeline.config.max_cameras * CAMERAS_PER_SLOT:   # the CLI and the fleet say it first
+            raise ValueError(f"on_change serves at most {CAMERAS_PER_SLOT} x max_cameras="
+                             f"{pipeline.config.max_cameras} = {pipeline.config.max_cameras * CAMERAS_PER_SLOT} "
+                             f"cameras per pipeline, got {n}")
         self.gate = ChangeGate(cameras=n, threshold=config.change_threshold, min_cells=config.change_cells,
                                device=pipeline.device)
         self.scheduler = Scheduler(cameras=n, batch=pipeline.config.max_cameras, max_interval=config.max_interval,
@@ -234,8 +249,13 @@ class ScheduledPipeline:
         self._confirmed = [set() for _ in range(n)]  # track ids confirmed (track_started), per camera
         self.counts = {"model_frames": 0, "predicted_frames": 0, "dropped_frames": 0}
         self.staleness_s: List[float] = []   # per record written: seconds since the model saw its camera
+        # The last round's cameras by what they got (model, predicted, dropped) and its records' staleness.
+        self.last_round: dict = {"model": [], "predicted": [], "dropped": [], "staleness": []}
 
-    def process(self, frames: Sequence[Any], frame_ids: Sequence[Optional[int]], now: float):
+    def process(self, frames: Sequence[Any], frame_ids: Sequence[Optional[int]], now: float,
+                limit: Optional[int] = None):
+        """One round: `limit` caps the cameras the model may see in it (None: the batch; 0: every
+        camera predicted, as when the GPU is still busy with the last round)."""
         n = self.pipeline.cameras
         if len(frames) > n or len(frame_ids) != len(frames):
             raise ValueError(f"frames and frame_ids must hold one entry per camera (at most {n})")
@@ -248,8 +268,9 @@ class ScheduledPipeline:
         # Tracks predicted for longer than predict_limit need the model too.
         tracks = self._needs_model | ((now - self._observed_at > self.config.predict_limit)
                                       & np.array([bool(self.motion.track_ids(c)) for c in range(n)]))
-        picked = self.scheduler.pick(now, [f is not None for f in frames], changed, tracks)
+        picked = self.scheduler.pick(now, [f is not None for f in frames], changed, tracks, limit=limit)
         result = None
+        last = self.last_round = {"model": [], "predicted": [], "dropped": [], "staleness": []}
         if picked:
             chosen = set(picked)
             result = self.pipeline.process([f if c in chosen else None for c, f in enumerate(frames)],
@@ -264,12 +285,14 @@ class ScheduledPipeline:
                 self._observe(c, frame_ids[c], result.cameras[c], now)
             self.counts["model_frames"] += len(seen)
             self.staleness_s += [0.0] * len(seen)
+            last["model"], last["staleness"] = list(seen), [0.0] * len(seen)
         predicted = {}
         for c in ready:
             if c in picked:
                 continue
             if now - self._output_at[c] < 1.0 / self.config.output_fps - 1e-9:   # (a frame clock's rounding)
                 self.counts["dropped_frames"] += 1
+                last["dropped"].append(c)
                 continue
             self._output_at[c] = now
             # No change since the model's look: the objects stand where it saw them (an object that
@@ -277,6 +300,8 @@ class ScheduledPipeline:
             predicted[c] = self.motion.predict(c, frame_ids[c], moving=bool(changed[c]))
             self.counts["predicted_frames"] += 1
             self.staleness_s.append(float(now - self._observed_at[c]))
+            last["predicted"].append(c)
+            last["staleness"].append(self.staleness_s[-1])
         return result, predicted
 
     def summary(self) -> dict:

@@ -17,7 +17,7 @@ from ..io.sources import CameraSource, decoder_factory
 from ..pipeline import MultiCameraPipeline
 from ..postprocess import OutputKind
 from ..preprocess import RESIZE_FILTERS
-from ..schedule import ScheduleConfig, ScheduledPipeline
+from ..schedule import CAMERAS_PER_SLOT, ScheduleConfig, ScheduledPipeline, most_cameras
 from ..service.runner import CameraRunner, stop_on_signals
 from ..track import TrackerConfig
 from .common import check_output_file, choose_device
@@ -123,8 +123,9 @@ def _run(args, device: str, redactor: Redactor, stop: threading.Event) -> int:
     if len(args.source) > config.max_cameras and not on_change:
         raise ValueError(f"{len(args.source)} sources but the config allows max_cameras={config.max_cameras} "
                          "(--schedule on_change serves more cameras than that)")
-    if on_change and args.masks == "png":
-        raise ValueError("--schedule on_change writes its predicted masks as rle or none, not png")
+    if on_change and len(args.source) > most_cameras(config.max_cameras, schedule):
+        raise ValueError(f"{len(args.source)} sources but on_change serves at most {CAMERAS_PER_SLOT} x the config's "
+                         f"max_cameras={config.max_cameras} = {most_cameras(config.max_cameras, schedule)} per pipeline")
     output = OutputKind.RLE if args.masks == "rle" else OutputKind.PACKED
     # on_change keeps the engines' batch (max_cameras) and tracks every source (predicted records
     # move the tracks' masks).

@@ -3,7 +3,8 @@
     {
       "pipeline": "segpost.json",            # a `segpost run` config file, or the same object inline
       "cameras": [{"name": "dock-1", "source": "rtsp://user:${DOCK_PASSWORD}@10.0.0.7/stream"}, ...],
-      "cameras_per_worker": 8,                # at most the engines' max batch (max_cameras)
+      "cameras_per_worker": 8,                # at most the engines' max batch (max_cameras); with the
+                                              # pipeline's "schedule": "on_change", up to 4x that
       "gpus_per_worker": 1,                   # a fraction shares a GPU between workers; 0: CPU workers
       "cpus_per_worker": 1,
       "decode": "auto",                       # auto | gpu | cpu, as `segpost run --decode`
@@ -101,7 +102,7 @@ class FleetFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     pipeline: Union[str, Dict[str, Any]] = Field(description="a `segpost run` config file, or the object inline")
     cameras: List[CameraEntry] = Field(min_length=1, description="the cameras, {\"name\", \"source\"} each")
-    cameras_per_worker: Int = Field(8, ge=1, description="at most the pipeline's max_cameras (the engines' batch)")
+    cameras_per_worker: Int = Field(8, ge=1, description="at most the pipeline's max_cameras (the engines' batch); up to 4x it under \"schedule\": \"on_change\"")
     gpus_per_worker: Share = Field(1.0, ge=0, description="a fraction shares a GPU between workers; 0: CPU workers")
     cpus_per_worker: Number = Field(1.0, ge=0, description="CPUs Ray reserves per worker")
     decode: Literal["auto", "gpu", "cpu"] = Field("auto", description="as `segpost run --decode`")
@@ -127,10 +128,14 @@ def load_fleet_config(path: str) -> FleetConfig:
     if duplicates:
         raise ValueError(f"{where}: camera names must be unique; repeated: {duplicates}")
     _check_zone_cameras(where, pipeline, names)
-    max_cameras = pipeline.get("max_cameras", 8)   # checked as the pipeline's own key where it is built
-    if file.cameras_per_worker > max_cameras:
-        raise ValueError(f"{where}: cameras_per_worker must be an int in [1, {max_cameras}] (the pipeline's "
-                         f"max_cameras, the engines' max batch), got {file.cameras_per_worker!r}")
+    max_cameras = pipeline.get("max_cameras", 8)
+    most = _most_cameras(where, pipeline, max_cameras)
+    if file.cameras_per_worker > most:
+        why = (f"{most // max_cameras} x the pipeline's max_cameras {max_cameras} under its schedule on_change"
+               if most > max_cameras else "the pipeline's max_cameras, the engines' max batch; a pipeline "
+               "\"schedule\": \"on_change\" serves more")
+        raise ValueError(f"{where}: cameras_per_worker must be an int in [1, {most}] ({why}), "
+                         f"got {file.cameras_per_worker!r}")
     first, longest = file.restart_backoff
     if first > longest:
         raise ValueError(f"{where}: restart_backoff: [first, longest] seconds, first at most longest, got "
@@ -157,6 +162,15 @@ def _check_zone_cameras(where: str, pipeline: Dict[str, Any], names: List[str]) 
         from ..zones import ZoneSet
 
         ZoneSet.from_value(pipeline["zones"], cameras=names, where=f"{where}: pipeline zones")
+
+
+def _most_cameras(where: str, pipeline: Dict[str, Any], max_cameras: Any) -> int:
+    """Cameras a worker may serve: max_cameras, or more under the pipeline's on_change schedule."""
+    from ..schedule import ScheduleConfig, most_cameras
+
+    if isinstance(max_cameras, bool) or not isinstance(max_cameras, int) or max_cameras < 1:
+        raise ValueError(f"{where}: the pipeline's max_cameras must be an int >= 1, got {max_cameras!r}")
+    return most_cameras(max_cameras, ScheduleConfig.from_value(pipeline.get("schedule"), f"{where}: pipeline.schedule"))
 
 
 def _check_file_names(where: str, names: List[str]) -> None:

@@ -104,8 +104,8 @@ class CameraWorker:
         self.device = "cuda" if self.gpus and cuda_available() else "cpu"
         started = time.monotonic()
         vision_encoder, decoder, config = build_from_config(pipeline, pipeline_dir, self.device, where="pipeline")
-        config = dataclasses.replace(config, max_cameras=max_cameras,
-                                     output=OutputKind.RLE if masks == "rle" else OutputKind.PACKED)
+        config, self.schedule = scheduled_config(config, max_cameras)
+        config = dataclasses.replace(config, output=OutputKind.RLE if masks == "rle" else OutputKind.PACKED)
         self.pipeline = MultiCameraPipeline(vision_encoder, decoder, config)
         self.build_seconds = time.monotonic() - started
         self.masks, self.watchdog_seconds, self.stall_seconds = masks, watchdog_seconds, stall_seconds
@@ -122,6 +122,7 @@ class CameraWorker:
         self._last_error: Optional[str] = None
         self._lock = threading.Lock()
         self._sink: Optional[RemoteSink] = None
+        self._scheduled = None
 
     def _on_round(self, result) -> None:
         now = time.monotonic()
@@ -140,8 +141,8 @@ class CameraWorker:
         stop(); the records of each round reach the sink before the next round. `worker_id`: the
         camera group's name, when a standby takes it over."""
         cameras = [Camera(*camera) for camera in cameras]
-        if len(cameras) > self.pipeline.config.max_cameras:
-            raise ValueError(f"{len(cameras)} cameras for a worker built for {self.pipeline.config.max_cameras}")
+        if len(cameras) > self.pipeline.cameras:
+            raise ValueError(f"{len(cameras)} cameras for a worker built for {self.pipeline.cameras}")
         self.worker_id = worker_id or self.worker_id
         tracker = self.pipeline.tracker
         for slot, camera in enumerate(cameras):
@@ -156,10 +157,18 @@ class CameraWorker:
                                               if c.resumed_from is not None and is_live(c.source)})
         runner = CameraRunner(self.pipeline, self.cameras, [self._sink], masks=self.masks,
                               watchdog_seconds=self.watchdog_seconds, log=self._log, on_round=self._on_round,
-                              extra={"worker": self.worker_id, "node": self.node})
+                              extra={"worker": self.worker_id, "node": self.node},
+                              scheduled=self._scheduled_pipeline())
         summary = runner.run(stop=self._stop)
         summary.update(worker=self.worker_id)
         return summary
+
+    def _scheduled_pipeline(self):
+        """on_change: a fresh scheduler over the worker's pipeline for this run (None: every_frame)."""
+        from ..schedule import ScheduledPipeline
+
+        self._scheduled = None if self.schedule is None else ScheduledPipeline(self.pipeline, self.schedule)
+        return self._scheduled
 
     def _log(self, message: str) -> None:
         message = self.redactor(message)
@@ -195,7 +204,25 @@ class CameraWorker:
                     "decoding": self.decoding, "last_error": self._last_error,
                     "first_round_end": self._rounds_between[0], "last_round_end": self._rounds_between[1],
                     "round_spans": list(self._round_spans), "build_seconds": self.build_seconds,
-                    "memory_bytes": self.pipeline.memory_report()}
+                    "memory_bytes": self.pipeline.memory_report(),
+                    "schedule": None if self._scheduled is None else self._scheduled.summary()}
+
+
+def scheduled_config(config, cameras: int):
+    """(the worker's PipelineConfig for `cameras` cameras, its on_change ScheduleConfig or None).
+    every_frame: a batch of `cameras`. on_change: the engines keep the pipeline's batch
+    (max_cameras) and `cameras` are tracked and scheduled, as `segpost run --schedule on_change` does."""
+    from ..schedule import most_cameras
+    from ..track import TrackerConfig
+
+    schedule = config.schedule
+    if schedule is None or schedule.mode != "on_change":
+        return dataclasses.replace(config, max_cameras=cameras), None
+    if cameras > most_cameras(config.max_cameras, schedule):
+        raise ValueError(f"{cameras} cameras for a worker whose engines take {config.max_cameras}: on_change "
+                         f"serves at most {most_cameras(config.max_cameras, schedule)}")
+    return dataclasses.replace(config, cameras=cameras, max_cameras=min(config.max_cameras, cameras),
+                               track=config.track or TrackerConfig()), schedule
 
 
 def worker_options(gpus: float, cpus: float) -> Dict[str, Any]:

@@ -8,8 +8,10 @@ Labels are camera names and class names, never URLs (credentials stay out); the 
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
+from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, Iterable, Optional
 
@@ -150,6 +152,50 @@ class Metrics:
             labels = dict(camera=camera, zone=event.zone, class_name=event.class_name)
             self._zones["occupancy"].labels(**labels).set(event.count)
             self._zones["overcrowded"].labels(**labels).set(1.0 if event.overcrowded else 0.0)
+
+    def observe_schedule(self, model: Iterable[Any], predicted: Iterable[Any], dropped: Iterable[Any],
+                         staleness: Iterable[float]) -> None:
+        """on_change (segpost.schedule): a round's cameras the model saw, those that got a predicted
+        record, those whose frame got none (above output_fps), and the staleness (seconds since the
+        model saw the camera) of the records written. Per camera: model and predicted frames/s over
+        the last 10 s, the share of its frames the model skipped; staleness p50/p95 of the last 1000 records."""
+        state = getattr(self, "_schedule", None)
+        if state is None:   # created at the first on_change round: every_frame shows none of them
+            prom, r = self._prom, self.registry
+            state = self._schedule = {
+                "model": prom.Counter("segpost_schedule_model_frames", "Frames the model saw (on_change)", ["camera"],
+                                      registry=r),
+                "predicted": prom.Counter("segpost_schedule_predicted_frames", "Frames given a predicted record "
+                                          "(on_change)", ["camera"], registry=r),
+                "fps": prom.Gauge("segpost_schedule_fps", "Model and predicted frames per second, over the last 10 s",
+                                  ["camera", "kind"], registry=r),
+                "skipped": prom.Gauge("segpost_schedule_skipped_share", "Share of the camera's frames the model did "
+                                      "not see (predicted or above output_fps)", ["camera"], registry=r),
+                "staleness": prom.Gauge("segpost_schedule_staleness_seconds", "Age of the newest observation of the "
+                                        "records written (last 1000 records)", ["quantile"], registry=r),
+                "windows": {}, "totals": {}, "ages": deque(maxlen=1000)}
+        now = self._clock()
+        with self._lock:
+            for kind, cameras in (("model", model), ("predicted", predicted), ("dropped", dropped)):
+                for camera in cameras:
+                    camera = str(camera)
+                    totals = state["totals"].setdefault(camera, {"model": 0, "predicted": 0, "dropped": 0})
+                    totals[kind] += 1
+                    if kind != "dropped":
+                        state[kind].labels(camera=camera).inc()
+                        state["windows"].setdefault((camera, kind), deque()).append(now)
+            for (camera, kind), times in state["windows"].items():
+                while times and now - times[0] > 10.0:
+                    times.popleft()
+                span = now - times[0] if len(times) > 1 else 0.0
+                state["fps"].labels(camera=camera, kind=kind).set((len(times) - 1) / span if span > 0 else 0.0)
+            for camera, totals in state["totals"].items():
+                state["skipped"].labels(camera=camera).set(1.0 - totals["model"] / max(sum(totals.values()), 1))
+            state["ages"].extend(v for v in staleness if math.isfinite(v))
+            ages = sorted(state["ages"])
+        for q in (0.5, 0.95):
+            if ages:
+                state["staleness"].labels(quantile=str(q)).set(ages[min(len(ages) - 1, int(q * len(ages)))])
 
     def observe_memory(self, report: Dict[str, int]) -> None:
         for owner, value in report.items():

@@ -335,6 +335,10 @@ class CameraRunner:
 
         frame_ids = [None if g is None else g.index for g in got]
         result, predicted = self.scheduled.process(frames, frame_ids, now=time.monotonic())
+        if self.metrics:
+            last = self.scheduled.last_round
+            self.metrics.observe_schedule(*([self.cameras[slot][0] for slot in last[kind]]
+                                            for kind in ("model", "predicted", "dropped")), last["staleness"])
         if result is None:
             result = RoundResult(self.rounds, {}, {}, {"round": 0.0})
         return result, predicted
@@ -351,10 +355,25 @@ class CameraRunner:
                                         observed_frame=int(d["observed_frame"]))
                 if self.masks == "rle":
                     item["mask"] = rle_field(coco_rle(d["mask"]))
+                elif self.masks == "png":
+                    item["mask"] = self._predicted_png(camera, frame.index, d, sum(i["class"] == d["class"] for i in items))
                 items.append(item)
             shape = getattr(frame.image, "data", frame.image).shape   # BGR (H, W, 3) or YUV 4:2:0 (3H/2, W)
             size = [int(shape[0]), int(shape[1])] if len(shape) == 3 else [int(shape[0]) * 2 // 3, int(shape[1])]
-            self.write({"round": round_index, "camera": camera, "source": source.shown_url, "frame_index": frame.index,
-                        "pts": None if frame.pts is None else round(float(frame.pts), 6), "frame_size": size,
-                        "detections": items, "predicted": True, **self.extra})
+            record = {"round": round_index, "camera": camera, "source": source.shown_url, "frame_index": frame.index,
+                      "pts": None if frame.pts is None else round(float(frame.pts), 6), "frame_size": size,
+                      "detections": items, "predicted": True, **self.extra}
+            self.write(record)
+            if self.observer is not None and self.observer.wants_frame(camera):   # the live page: this frame
+                self.observer.frame(camera, frame.image, record)                   # with its predicted masks
             self.frames[camera] += 1
+
+    def _predicted_png(self, camera, frame_index: int, detection, k: int) -> str:
+        """--masks png: a predicted mask's file, named by camera and frame (a round without the
+        model has no round index of the pipeline's own, so the round cannot name it)."""
+        import cv2
+
+        os.makedirs(self.mask_dir, exist_ok=True)
+        path = os.path.join(self.mask_dir, f"predicted_c{camera}_f{frame_index:06d}_{detection['class']}_{k}.png")
+        cv2.imwrite(path, np.asarray(detection["mask"], np.uint8) * 255)
+        return path
