@@ -215,16 +215,18 @@ def tiny_engines(args, size):
 
 
 def host_costs(size, repeats: int = 10) -> dict:
-    """ms on this host's CPU per predicted mask at the clips' size: moving it (schedule.shifted, what
-    TrackMotion.predict does per track) and its COCO RLE (what a predicted record's mask costs)."""
-    from segpost.schedule import coco_rle, shifted
+    """ms on this host's CPU per predicted mask at the clips' size: moving it (RunLengthMask.moved,
+    what TrackMotion.predict does per track) and its COCO RLE (what a predicted record's mask costs)."""
+    from segpost.encodings import RunLengthMask
+    from segpost.schedule import coco_rle
 
     h, w = size
     mask = np.zeros(size, bool)
     mask[h // 4:h // 2, w // 4:w // 2] = True
+    runs = RunLengthMask.of_dense(mask)
     started = time.perf_counter()
     for _ in range(repeats):
-        moved = shifted(mask, 3, 2)
+        moved = runs.moved(3, 2)
     middle = time.perf_counter()
     for _ in range(repeats):
         coco_rle(moved)

@@ -28,7 +28,8 @@ def test_capacity_synthetic_both_schedules_counts_agree(tmp_path):
         assert row["model_records_all"] == row["model_round_frames_all"] > 0, row
         assert row["model_records"] <= row["model_records_all"] and row["model_rounds"] >= 1
         assert len(row["records_per_s"]) == row["cameras"]
-        assert 0 <= row["records_per_s_min"] <= row["records_per_s_mean"] <= result["fps"]
+        # A record past a window's edge (a round that caught up on a paced camera) is the only slack.
+        assert 0 <= row["records_per_s_min"] <= row["records_per_s_mean"] <= result["fps"] + 1 / row["seconds"]
         assert abs(row["model_frames_per_s"] * row["seconds"] - row["model_records"]) < 1e-6
         total = row["model_records"] + row["predicted_records"]
         assert abs(row["records_per_s_mean"] * row["cameras"] * row["seconds"] - total) < 1e-6

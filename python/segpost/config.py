@@ -133,7 +133,7 @@ class RunConfig(BaseModel):
     classes_per_call: Union[Int, Literal["all"], None] = _pipeline("classes_per_call")
     track: Annotated[Optional[TrackerConfig], BeforeValidator(_track_value)] = Field(
         None, description="true, false, or an object of tracker settings (below): track identities")
-    schedule: Union[Literal["every_frame", "on_change"], Dict[str, Any], None] = Field(
+    schedule: Union[str, Dict[str, Any], None] = Field(   # checked by ScheduleConfig.from_value
         None, description="every_frame, on_change, or an object of segpost.schedule.ScheduleConfig's fields")
     zones: Optional[Dict[str, Any]] = Field(
         None, description="zones and lines keyed by camera (\"0\", \"1\", ...): segpost.zones' format; turns "

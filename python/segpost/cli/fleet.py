@@ -6,7 +6,7 @@ import os
 import sys
 import threading
 
-from ..service.runner import stop_on_signals
+from ..service.supervision import stop_on_signals
 from .own_session import run_in_own_session
 
 

@@ -18,7 +18,8 @@ from ..pipeline import MultiCameraPipeline
 from ..postprocess import OutputKind
 from ..preprocess import RESIZE_FILTERS
 from ..schedule import CAMERAS_PER_SLOT, ScheduleConfig, ScheduledPipeline, most_cameras
-from ..service.runner import CameraRunner, stop_on_signals
+from ..service.runner import CameraRunner
+from ..service.supervision import stop_on_signals
 from ..track import TrackerConfig
 from .common import check_output_file, choose_device
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 import threading
 
-from ..service.runner import stop_on_signals
+from ..service.supervision import stop_on_signals
 from .own_session import run_in_own_session
 
 

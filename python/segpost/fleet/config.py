@@ -102,7 +102,8 @@ class FleetFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     pipeline: Union[str, Dict[str, Any]] = Field(description="a `segpost run` config file, or the object inline")
     cameras: List[CameraEntry] = Field(min_length=1, description="the cameras, {\"name\", \"source\"} each")
-    cameras_per_worker: Int = Field(8, ge=1, description="at most the pipeline's max_cameras (the engines' batch); up to 4x it under \"schedule\": \"on_change\"")
+    cameras_per_worker: Int = Field(8, ge=1, description="at most the pipeline's max_cameras (the engines' batch); "
+                                    "up to 4x it under \"schedule\": \"on_change\"")
     gpus_per_worker: Share = Field(1.0, ge=0, description="a fraction shares a GPU between workers; 0: CPU workers")
     cpus_per_worker: Number = Field(1.0, ge=0, description="CPUs Ray reserves per worker")
     decode: Literal["auto", "gpu", "cpu"] = Field("auto", description="as `segpost run --decode`")
