@@ -8,8 +8,9 @@
 # on_change with compiled Sam3Model; ~8 min incl. one compile; SEGPOST_CAPACITY_ARGS adds flags,
 # e.g. "--max-seconds 540 --top-k 2"): SEGPOST_SECTIONS="build capacity" bench/run_gpu.sh
 # SEGPOST_VIDEO: an H.264 1080p25 file for decode, e2e, transformers and fleet (bench/make_video.py
-# writes one). Needs nvcc, CuPy, pytest, pytest-benchmark, opencv; torch + transformers for the
-# Sam3Model rows; PyNvVideoCodec for NVDEC; Ray for fleet and serve.
+# writes one). Needs nvcc, CuPy, pytest, pytest-benchmark, opencv, pydantic (segpost's one base
+# dependency besides numpy: the install below takes --no-deps, so a machine without internet brings
+# its wheels); torch + transformers for the Sam3Model rows; PyNvVideoCodec for NVDEC; Ray for fleet and serve.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-bench/out}
@@ -25,6 +26,7 @@ step() { echo "== $1"; }
 
 if want build; then
   step "build (CUDA architectures: $arch)"
+  "$py" -c "import pydantic" 2>/dev/null || { echo "segpost needs pydantic (pip install 'pydantic>=2.5', or its wheels)"; exit 1; }
   "$py" -m pip install --no-build-isolation --no-deps -e . -C cmake.define.CMAKE_CUDA_ARCHITECTURES="$arch" \
     -C cmake.define.SEGPOST_REQUIRE_CUDA=ON >"$out/build.log" 2>&1 || { tail -n 40 "$out/build.log"; exit 1; }
   {

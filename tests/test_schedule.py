@@ -136,7 +136,11 @@ def test_schedule_config():
     assert (c.max_interval, c.change_threshold) == (1.5, 6)
     with pytest.raises(ValueError, match="unknown key"):
         ScheduleConfig.from_value({"mode": "on_change", "interval": 1})
-    with pytest.raises(ValueError, match="mode must be one of"):
+    with pytest.raises(ValueError, match=r"ScheduleConfig.mode: Input should be 'every_frame' or 'on_change'"):
         ScheduleConfig.from_value("sometimes")
-    with pytest.raises(ValueError, match="max_interval must be a number above 0"):
+    with pytest.raises(ValueError, match="ScheduleConfig.max_interval: Input should be greater than 0"):
         ScheduleConfig(max_interval=0)
+    with pytest.raises(ValueError, match="ScheduleConfig.fill: Input should be a valid boolean"):
+        ScheduleConfig(fill=1)
+    with pytest.raises(ValueError, match="ScheduleConfig.change_cells: must be a number, not '2'"):
+        ScheduleConfig(change_cells="2")

@@ -78,8 +78,9 @@ def test_on_change_serves_more_cameras_than_max_cameras(tmp_path, videos, capsys
 def test_bad_schedule_key_is_a_clear_error(tmp_path, videos, capsys):
     path = tmp_path / "segpost.json"
     for schedule, words in (({"mode": "on_change", "interval": 1}, "unknown key(s) ['interval']"),
-                            ("sometimes", "schedule.mode must be one of"),
-                            ({"mode": "on_change", "max_interval": 0}, "schedule.max_interval must be a number above 0")):
+                            ("sometimes", "schedule.mode (ScheduleConfig.mode): Input should be 'every_frame' or"),
+                            ({"mode": "on_change", "max_interval": 0},
+                             "schedule.max_interval (ScheduleConfig.max_interval): Input should be greater than 0")):
         path.write_text(json.dumps({"backend": "synthetic", "classes": ["red"], "schedule": schedule}))
         assert main(["run", "--device", "cpu", "--config", str(path), "--source", videos[0], "--out", "-"]) == 2
         err = capsys.readouterr().err

@@ -52,7 +52,7 @@ from .engines.registry import BackendRequest, backends, find_backend, load_promp
 from .io.secrets import expand_env
 from .pipeline import ClassPrompt, PipelineConfig
 from .postprocess_config import MaskMode, OutputKind, Size, TopK
-from .schedule import ScheduleConfig
+from .schedule import ScheduleConfig, schedule_object
 from .track import TrackerConfig
 
 
@@ -133,8 +133,8 @@ class RunConfig(BaseModel):
     classes_per_call: Union[Int, Literal["all"], None] = _pipeline("classes_per_call")
     track: Annotated[Optional[TrackerConfig], BeforeValidator(_track_value)] = Field(
         None, description="true, false, or an object of tracker settings (below): track identities")
-    schedule: Union[str, Dict[str, Any], None] = Field(   # checked by ScheduleConfig.from_value
-        None, description="every_frame, on_change, or an object of segpost.schedule.ScheduleConfig's fields")
+    schedule: Annotated[Optional[ScheduleConfig], BeforeValidator(schedule_object)] = Field(
+        None, description="every_frame, on_change, or an object of schedule settings (below); null: every_frame")
     zones: Optional[Dict[str, Any]] = Field(
         None, description="zones and lines keyed by camera (\"0\", \"1\", ...): segpost.zones' format; turns "
                           "tracking on")
@@ -242,7 +242,7 @@ def _pipeline_config(path: str, settings: RunConfig, prompts) -> PipelineConfig:
     return PipelineConfig(classes=prompts, **passed, mask_mode=MaskMode[settings.mask_mode.upper()],
                           output=OutputKind(settings.output),
                           track=track if zones is None else (track or TrackerConfig()),   # zones need tracks
-                          schedule=ScheduleConfig.from_value(settings.schedule, f"{path}: schedule"),
+                          schedule=settings.schedule,
                           zones=zones, zone_rule=zone_rule)
 
 

@@ -17,13 +17,13 @@ its equals for ever. ``mark_seen`` records the cameras a round actually served (
 """
 from __future__ import annotations
 
-import dataclasses
-import math
 from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Literal, Optional, Sequence
 
 import numpy as np
+from pydantic import Field, StrictBool
 
+from ._settings import Int, Number, settings
 from .encodings import RunLengthMask
 
 MODES = ("every_frame", "on_change")
@@ -40,41 +40,30 @@ def most_cameras(max_cameras: int, schedule: Optional["ScheduleConfig"]) -> int:
     return max_cameras * CAMERAS_PER_SLOT if on_change else max_cameras
 
 
-@dataclass(frozen=True)
+def schedule_object(value: Any) -> Any:
+    """A config's "schedule" as ScheduleConfig's fields: "on_change" is that mode with the defaults."""
+    return {"mode": value} if isinstance(value, str) else value
+
+
+@settings
 class ScheduleConfig:
-    """The pipeline config's ``"schedule"``.
+    """The pipeline config's ``"schedule"``: every_frame (the model sees every frame it takes,
+    today's behaviour) or on_change (the model sees the cameras this module picks; the others get
+    predicted records), with on_change's knobs."""
 
-    mode: "every_frame" (the model sees every frame it takes, today's behaviour) or "on_change"
-      (the model sees the cameras this module picks; the others get predicted records).
-    change_threshold: luma levels (0-255) a grid cell must move, beyond the frame-wide light
-      shift, to count as changed (segpost.ChangeGate's threshold).
-    change_cells: changed cells that make a camera's scene "changed".
-    max_interval: seconds; every camera is seen by the model at least this often.
-    output_fps: records per second per camera (observed or predicted).
-    predict_limit: seconds a track may be predicted before its camera asks the model.
-    fill: use a batch's free slots for cameras that need nothing (fresher observations at the
-      cost of model frames).
-    """
-
-    mode: str = "every_frame"
-    change_threshold: float = 4.0
-    change_cells: int = 1
-    max_interval: float = 2.0
-    output_fps: float = 5.0
-    predict_limit: float = 1.0
-    fill: bool = False
-
-    def __post_init__(self):
-        if self.mode not in MODES:
-            raise ValueError(f"schedule.mode must be one of {list(MODES)}, got {self.mode!r}")
-        for name in ("change_threshold", "max_interval", "output_fps", "predict_limit"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"schedule.{name} must be a number above 0, got {value!r}")
-        if isinstance(self.change_cells, bool) or not isinstance(self.change_cells, int) or self.change_cells < 1:
-            raise ValueError(f"schedule.change_cells must be an int >= 1, got {self.change_cells!r}")
-        if not isinstance(self.fill, bool):
-            raise ValueError(f"schedule.fill must be true or false, got {self.fill!r}")
+    mode: Literal["every_frame", "on_change"] = Field(
+        "every_frame", description="every_frame, or on_change: the model where the scene changed, predicted "
+                                   "records elsewhere")
+    change_threshold: Number = Field(4.0, gt=0, le=255, description="luma levels (0-255) a grid cell must move, "
+                                     "beyond the frame-wide light shift, to count as changed (ChangeGate)")
+    change_cells: Int = Field(1, ge=1, le=1024, description="changed cells that make a camera's scene changed")
+    max_interval: Number = Field(2.0, gt=0, description="seconds: every camera is seen by the model at least "
+                                                        "this often (a parked object re-checked)")
+    output_fps: Number = Field(5.0, gt=0, description="records a second per camera, observed or predicted")
+    predict_limit: Number = Field(1.0, gt=0, description="seconds a track may be predicted before its camera "
+                                                         "asks the model")
+    fill: StrictBool = Field(False, description="use a batch's free slots for cameras that need nothing "
+                                                "(fresher observations, more model frames)")
 
     @classmethod
     def from_value(cls, value: Any, where: str = "schedule") -> "ScheduleConfig":
@@ -83,14 +72,9 @@ class ScheduleConfig:
             return cls()
         if not isinstance(value, (str, dict)):
             raise ValueError(f"{where} must be {list(MODES)} or an object of schedule settings, got {value!r}")
-        value = {"mode": value} if isinstance(value, str) else value
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(value) - known)
-        if unknown:
-            raise ValueError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
         try:
-            return cls(**value)
-        except ValueError as exc:
+            return cls(**schedule_object(value))
+        except (TypeError, ValueError) as exc:
             raise ValueError(f"{where}: {exc}") from None
 
 
