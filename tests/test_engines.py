@@ -157,7 +157,7 @@ def test_config_file_errors(tmp_path):
     with pytest.raises(EngineError, match="TensorRT engine file not found: .*ve.engine"):
         load_config(_write_config(tmp_path, backend="tensorrt", vision_encoder="ve.engine", decoder="dec.engine",
                                   classes={"a": "a.npz"}))
-    with pytest.raises(ValueError, match="output is one of"):
+    with pytest.raises(ValueError, match=r"segpost.json: output: Input should be .full., .device_full., .packed., .rle., .crop. or .lowres. \(got .jpeg.\)"):
         load_config(_write_config(tmp_path, backend="synthetic", classes=["a"], output="jpeg"), device="cpu")
 
 

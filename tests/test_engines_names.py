@@ -133,7 +133,7 @@ def test_tensor_names_in_a_config_file(tmp_path, monkeypatch):
     with pytest.raises(EngineError, match=r"decoder.engine: tensor_names maps pred_logits to 'logits', but the engine "
                                           r"has no tensor 'logits'; it has fpn_feat_0"):
         load_config(_config(tmp_path, files, geometry, tensor_names={"pred_logits": "logits"}), device="cpu")
-    with pytest.raises(ValueError, match="tensor_names must map contract tensor names to the engine's names"):
+    with pytest.raises(ValueError, match=r"pipeline.json: tensor_names: Input should be a valid dictionary \(got \['presence'\]\)"):
         load_config(_config(tmp_path, files, geometry, tensor_names=["presence"]), device="cpu")
     with pytest.raises(ValueError, match="tensor_names is for engine files"):
         load_config(_config(tmp_path, files, geometry, backend="synthetic", tensor_names={}), device="cpu")
