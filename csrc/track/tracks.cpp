@@ -208,14 +208,7 @@ void TrackTable::gap_stage(int32_t camera, const FrameDetections& d, int32_t cla
     const BoxKalman::Vec4 z = measurement(d.boxes + 4 * k);
     const double frames = static_cast<double>(std::max<int64_t>(frame_id - t.last_frame, 1));
     t.kalman.restart(z, (z[0] - t.mask_cx) / frames, (z[1] - t.mask_cy) / frames);
-    take_detection(t, class_id, k, frame_id);
-    ++t.hits;
-    if (t.state == State::Tentative && t.hits >= config_.min_hits) {
-      t.state = State::Confirmed;
-      events.push_back(TrackEvent{TrackEventKind::Started, camera, class_id, t.id, t.first_frame, frame_id, t.hits});
-    } else if (t.state == State::Lost) {
-      t.state = State::Confirmed;
-    }
+    count_hit(t, camera, class_id, k, frame_id, events);
     class_ids[k] = t.id;
   }
 }
@@ -223,6 +216,13 @@ void TrackTable::gap_stage(int32_t camera, const FrameDetections& d, int32_t cla
 void TrackTable::apply_match(Track& t, int32_t camera, int32_t class_id, int32_t k, const float* box, float score,
                              int64_t frame_id, std::vector<TrackEvent>& events) {
   t.kalman.update(measurement(box), measurement_noise_scale(score));
+  count_hit(t, camera, class_id, k, frame_id, events);
+}
+
+// A matched detection: the track takes it, and a tentative track with enough hits is confirmed
+// (track_started), a lost one found again.
+void TrackTable::count_hit(Track& t, int32_t camera, int32_t class_id, int32_t k, int64_t frame_id,
+                           std::vector<TrackEvent>& events) {
   take_detection(t, class_id, k, frame_id);
   ++t.hits;
   if (t.state == State::Tentative && t.hits >= config_.min_hits) {

@@ -100,6 +100,9 @@ class TrackTable {
   void start_track(int32_t camera, int32_t class_id, int32_t k, const float* box, int64_t frame_id, int64_t* ids,
                    std::vector<TrackEvent>& events);
   void end_track(Track& t, int32_t camera, std::vector<TrackEvent>& events);
+  // take_detection, then the hit counted: confirmed after min_hits (track_started), found again if lost.
+  void count_hit(Track& t, int32_t camera, int32_t class_id, int32_t k, int64_t frame_id,
+                 std::vector<TrackEvent>& events);
   // Track t takes detection k (its frame, its mask) once its filter took the box.
   static void take_detection(Track& t, int32_t class_id, int32_t k, int64_t frame_id);
 
