@@ -108,3 +108,15 @@ def test_a_key_read_from_a_file_with_its_newline_is_accepted(tmp_path, monkeypat
     for refused in (f"Bearer {KEY[:-1]}", "Bearer " + KEY + "x", f"Basic {KEY}", None):
         with pytest.raises(RequestError, match="a valid API key is required"):
             limits.check_key(refused)
+
+
+def test_serve_without_the_fleet_extra_says_which_extra():
+    # protobuf (the gRPC messages) comes with segpost[fleet]: without it, one line naming the extra
+    # and exit status 2; the config's schema needs pydantic alone.
+    code = ("import sys; sys.modules['google'] = None; from segpost.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", code, "serve", "--print-proto"], capture_output=True, text=True)
+    assert done.returncode == 2 and "pip install 'segpost[fleet]'" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    done = subprocess.run([sys.executable, "-c", code, "serve", "--print-schema"], capture_output=True, text=True)
+    assert done.returncode == 0 and json.loads(done.stdout)["additionalProperties"] is False, done.stderr

@@ -24,17 +24,20 @@ def add_parser(commands) -> None:
 
 
 def run_command(args) -> int:
-    from ..serve import api
-
-    if args.print_proto:
-        print(api.proto_text(), end="")
-        return 0
-    if args.print_schema:
+    if args.print_schema:   # the config's schema needs pydantic alone (a base dependency)
         import json
 
         from ..serve.config import schema
 
         print(json.dumps(schema(), indent=1))
+        return 0
+    try:
+        from ..serve import api
+    except ImportError as exc:   # protobuf (and Ray, below) come with the fleet extra
+        raise ValueError(f"segpost serve needs the fleet extra ({exc.name} is missing): "
+                         "pip install 'segpost[fleet]'") from exc
+    if args.print_proto:
+        print(api.proto_text(), end="")
         return 0
     if not args.config:
         raise ValueError("segpost serve needs --config SERVE.json")
