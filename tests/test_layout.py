@@ -9,7 +9,7 @@ import segpost
 PACKAGE = os.path.dirname(segpost.__file__)
 CORE = ("_arrays", "_common", "_settings", "postprocess", "postprocess_config", "preprocess", "encodings", "results", "pipeline", "pipeline_config",
         "pipeline_results", "engines", "track", "zones", "gate", "schedule")
-APPLICATION = ("io", "service", "cli", "fleet", "serve", "_ray", "config", "synthetic", "ui")
+APPLICATION = ("io", "service", "cli", "fleet", "serve", "config", "synthetic", "ui")
 OPTIONAL = ("ray", "prometheus_client", "paho", "PyNvVideoCodec", "fastapi", "grpc", "starlette", "uvicorn")
 # Who may import what, besides the core (and besides optional libraries, imported lazily where used).
 ALLOWED = {
@@ -18,9 +18,8 @@ ALLOWED = {
     "config": {"synthetic", "io"},
     "service": {"io"},
     "cli": {"cli", "io", "service", "config", "synthetic", "fleet", "serve", "ui"},
-    "fleet": {"fleet", "io", "service", "config", "synthetic", "_ray"},
-    "serve": {"serve", "io", "config", "_ray"},   # serve and the fleet never import each other
-    "_ray": set(),
+    "fleet": {"fleet", "io", "service", "config", "synthetic"},
+    "serve": {"serve", "io", "service", "config"},   # serve and the fleet never import each other
     "ui": {"ui"},   # the live page reads the runner's records through its observer, nothing below
 }
 
@@ -71,7 +70,7 @@ def test_core_never_imports_the_application_or_optional_services():
             if parts == ["fleet", "client"]:
                 bad -= {"serve"}   # the deprecated name segpost.fleet.client re-exports serve's client
             assert not bad, f"{path} ({role}) imports {sorted(bad)}"
-        if role not in ("fleet", "serve", "_ray", "io", "service", "cli", "ui"):
+        if role not in ("fleet", "serve", "io", "service", "cli", "ui"):
             assert not outside & set(OPTIONAL), f"{path} imports optional {sorted(outside & set(OPTIONAL))}"
     assert checked >= 10
 

@@ -15,7 +15,7 @@
 - status: the named actor `segpost fleet status` reads.
 This package imports the library; the library never imports it.
 """
-from .._ray import import_ray
+from ..service.ray_runtime import import_ray
 
 
 

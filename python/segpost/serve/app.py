@@ -33,7 +33,7 @@ from ..encodings import decode_coco_rle
 from ..io.image_decoder import Decoded, FrameDecoder
 from ..io.image_header import ImageError
 from ..io.records import detection_record
-from .._ray import import_ray
+from ..service.ray_runtime import import_ray
 from . import api
 from .rounds import RoundBatcher
 from .config import ServeConfig, load_serve_config  # noqa: F401 (load_serve_config: the module's API)

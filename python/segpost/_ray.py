@@ -1,8 +1,0 @@
-"""Ray, imported where the fleet and serve need it (the `fleet` extra), with the message to install it."""
-
-def import_ray():
-    try:
-        import ray
-    except ImportError as exc:
-        raise ValueError("the fleet and serve commands run on Ray: pip install 'segpost[fleet]'") from exc
-    return ray
