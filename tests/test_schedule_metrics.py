@@ -4,7 +4,6 @@ model skipped, and the staleness p50/p95 of the records written."""
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -12,17 +11,12 @@ import time
 import pytest
 
 from brokers import free_port, http_get
-from segpost.synthetic.scene import Scene
+from schedule_videos import still_and_moving
 
 pytest.importorskip("cv2", reason="segpost run decodes with OpenCV: pip install 'segpost[test]' (.ci/run does)")
 pytest.importorskip("prometheus_client", reason="metrics need prometheus_client: pip install 'segpost[metrics]'")
 FRAMES = 400
 
-
-def ffv1(path, frames):
-    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", "320x240", "-r",
-                    "10", "-i", "-", "-c:v", "ffv1", str(path)], input=b"".join(f.tobytes() for f in frames), check=True)
-    return str(path)
 
 
 def value(body, name, **labels):
@@ -33,11 +27,7 @@ def value(body, name, **labels):
 
 
 def test_metrics_scrape_says_model_and_predicted_frames_skipped_share_and_staleness(tmp_path):
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("the ffmpeg program makes the test videos (apt-get install ffmpeg; .ci/run does)")
-    scene = Scene([(240, 320)], num_classes=2, seed=5)
-    still = ffv1(tmp_path / "still.mkv", [scene.render(0)[0][0]] * FRAMES)
-    moving = ffv1(tmp_path / "moving.mkv", [scene.render(8 * (r % 40))[0][0] for r in range(FRAMES)])
+    still, moving = still_and_moving(tmp_path, FRAMES, period=40)
     # One engine slot for three cameras; 20 ms rounds keep the run going while it is scraped.
     config = {"backend": "synthetic", "classes": ["red", "green"], "max_frame_size": [480, 640], "max_cameras": 1,
               "busy_ms": [20, 0], "track": {"min_hits": 1},

@@ -2,12 +2,11 @@
 cameras; the still ones get predicted records (their masks where the model last saw them), the
 moving one the model; every frame of every camera gets a record."""
 import json
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
 
+from schedule_videos import still_and_moving
 from segpost import decode_coco_rle
 from segpost.cli import main
 from segpost.synthetic.scene import Scene
@@ -16,21 +15,10 @@ pytest.importorskip("cv2", reason="segpost run decodes with OpenCV: pip install 
 FRAMES = 12
 
 
-def ffv1(path, frames):
-    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", "320x240", "-r",
-                    "10", "-i", "-", "-c:v", "ffv1", str(path)], input=b"".join(f.tobytes() for f in frames), check=True)
-    return str(path)
-
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory):
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("the ffmpeg program makes the test videos (apt-get install ffmpeg; .ci/run does)")
-    folder = tmp_path_factory.mktemp("schedule")
-    scene = Scene([(240, 320)], num_classes=2, seed=5)
-    still = ffv1(folder / "still.mkv", [scene.render(0)[0][0]] * FRAMES)
-    moving = ffv1(folder / "moving.mkv", [scene.render(8 * r)[0][0] for r in range(FRAMES)])
-    return still, moving
+    return still_and_moving(tmp_path_factory.mktemp("schedule"), FRAMES)
 
 
 def test_on_change_serves_more_cameras_than_max_cameras(tmp_path, videos, capsys):

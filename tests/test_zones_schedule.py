@@ -3,34 +3,21 @@ tracker sees them. A still camera is seen by the model once; its objects stand i
 the predicted frames after, so they enter it once the zone's inertia (3 frames) has passed: on
 model frames alone they never would."""
 import json
-import shutil
-import subprocess
 
 import pytest
 
+from schedule_videos import still_and_moving
 from segpost.cli import main
-from segpost.synthetic.scene import Scene
 
 pytest.importorskip("cv2", reason="segpost run decodes with OpenCV: pip install 'segpost[test]' (.ci/run does)")
 FRAMES = 12
 ALL = [[0, 0], [1, 0], [1, 1], [0, 1]]
 
 
-def ffv1(path, frames):
-    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", "320x240", "-r",
-                    "10", "-i", "-", "-c:v", "ffv1", str(path)], input=b"".join(f.tobytes() for f in frames), check=True)
-    return str(path)
-
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory):
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("the ffmpeg program makes the test videos (apt-get install ffmpeg; .ci/run does)")
-    folder = tmp_path_factory.mktemp("zones_schedule")
-    scene = Scene([(240, 320)], num_classes=2, seed=5)
-    still = ffv1(folder / "still.mkv", [scene.render(0)[0][0]] * FRAMES)
-    moving = ffv1(folder / "moving.mkv", [scene.render(8 * r)[0][0] for r in range(FRAMES)])
-    return still, moving
+    return still_and_moving(tmp_path_factory.mktemp("zones_schedule"), FRAMES)
 
 
 @pytest.mark.parametrize("rule", ["mask", "bottom_centre"])
