@@ -32,7 +32,7 @@ from segpost.synthetic.engines import SyntheticDecoder, SyntheticVisionEncoder, 
 from segpost.synthetic.site import SITE_FPS, SITE_KINDS, SiteScene  # noqa: E402
 from segpost.synthetic.tracking import SIZE  # noqa: E402
 from segpost.track import TrackerConfig  # noqa: E402
-from track_harness import GEOMETRY, NAMES, SCORE_NOISE, SCORE_THRESHOLD, SEGPOST, Recording, score, truth_frame  # noqa: E402
+from track_harness import GEOMETRY, NAMES, SCORE_NOISE, SCORE_THRESHOLD, Recording, score, truth_frame  # noqa: E402
 
 TRACKER = "segpost"
 

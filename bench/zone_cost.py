@@ -29,7 +29,6 @@ import numpy as np
 import segpost
 from segpost import TrackerConfig
 from segpost.zones import ZoneMasks, ZoneMonitor, ZoneSet
-from segpost.zones.masks import confirmed_only
 
 sys.path.insert(0, os.path.dirname(__file__))
 from tables import print_table, save_json  # noqa: E402
@@ -75,10 +74,9 @@ def measure(device: str, cameras: int, classes: int, per_camera: int, zones_per_
     zone_masks = ZoneMasks(zones, tracker=tracker, mask_size=MASK, rule=rule)
     monitor = ZoneMonitor(zones, engine=engine)
     live = list(range(cameras))
+    keys = [str(c) for c in live]
     gpu_ms, enqueue_ms, rules_ms, events, detections = [], [], [], [], []
     warm = 5
-    confirmed: dict = {}   # camera -> its confirmed tracks' ids
-
     def run_round(t, timed=True):
         if device == "cuda":
             with stream:
@@ -102,29 +100,20 @@ def measure(device: str, cameras: int, classes: int, per_camera: int, zones_per_
         results = [post.result() for post in posts]
         ids, track_events = tracker.update(posts, [t] * cameras, [FRAME] * cameras)
         started = time.perf_counter()
-        for e in track_events:   # PipelineZones.events: confirmed tracks only
+        for e in track_events:   # as PipelineZones.events: confirmed tracks only, the round in one call
             if e.kind == "track_started":
-                confirmed.setdefault(e.camera, set()).add(int(e.track_id))
-            elif e.kind == "track_ended":
-                confirmed.get(e.camera, set()).discard(int(e.track_id))
-        overlap = zone_masks.overlap()
-        starts, frames = [0] * classes, []
-        for f in range(cameras):   # each camera's rows of every class, as PipelineZones.events reads them
-            classes_f, ids_f, rows = [], [], []
-            for c, result in enumerate(results):
-                n = len(result[f])
-                classes_f += [names[c]] * n
-                ids_f.append(ids[c, starts[c]:starts[c] + n])
-                rows.append(overlap[c, starts[c]:starts[c] + n])
-                starts[c] += n
-            frames.append(confirmed_only(confirmed.get(f, ()), (str(f), t, t / 10.0, classes_f, np.concatenate(ids_f),
-                                                                np.concatenate(rows))))
-        found = len(monitor.update_round(frames))
+                monitor.confirm(str(e.camera), e.track_id)
+        counts = np.array([[len(result[f]) for f in range(cameras)] for result in results], np.int32)
+        found = monitor.update_batch(keys, [t] * cameras, [t / 10.0] * cameras, names, counts, ids,
+                                     zone_masks.overlap(), confirmed_only=True)
+        for e in track_events:
+            if e.kind == "track_ended":
+                found += monitor.end_track(str(e.camera), e.track_id)
         rules = time.perf_counter() - started
         if timed:
             enqueue_ms.append(enqueue * 1e3)
             rules_ms.append(rules * 1e3)
-            events.append(found)
+            events.append(len(found))
             detections.append(sum(r.num_detections for r in results))
             if device == "cuda":
                 marks[1].synchronize()

@@ -11,7 +11,6 @@ bench/fault_histories.py runs hundreds. The checker's own tests feed it hand-mad
 """
 import json
 import os
-import shutil
 import time
 
 import numpy as np

@@ -41,3 +41,29 @@ def test_zones_need_tracking_and_known_classes():
     pipeline.tracker = None
     with pytest.raises(ValueError, match="tracking"):
         PipelineZones(world.zones, pipeline)
+
+
+def test_new_zones_count_the_tracks_already_confirmed():
+    """Zones replaced between two rounds (the live page's editor): the tracks inside the old zones
+    leave them, and tracks confirmed before the swap enter a new zone around them at once (not
+    only tracks born after it)."""
+    from segpost.zones import ZoneSet
+    from segpost.synthetic.zone_scoring import CLASS_NAMES
+
+    world = ZoneWorld(("hidden", "diagonal"), seed=0)
+    pipeline, _ = build_pipeline(world, seed=0, zones=world.zones)
+    started = set()
+    for r in range(60):
+        frames, _ = world.render(r)
+        result = pipeline.process(frames)
+        started |= {(e.camera, e.track_id) for e in result.track_events if e.kind == "track_started"}
+    everywhere = [{"name": "everywhere", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]], "inertia": 1}]
+    pipeline.zones.request(ZoneSet.from_value({"0": everywhere, "1": everywhere}, class_names=CLASS_NAMES))
+    swapped = pipeline.zones.apply_requested()
+    assert {(e.kind, e.camera) for e in swapped} == {("zone_left", "0"), ("zone_left", "1"), ("zone_count", "0"),
+                                                     ("zone_count", "1")}   # both were inside at frame 59
+    frames, _ = world.render(60)
+    result = pipeline.process(frames)
+    entered = {(int(e.camera), e.track_id) for e in result.zone_events if e.kind == "zone_entered"}
+    assert entered and entered <= started, (entered, started)
+    assert {c for c, _ in entered} == {0, 1}

@@ -90,3 +90,83 @@ def test_unknown_engine_is_refused():
     zones = ZoneSet.from_value({"0": [{"name": "a", "polygon": [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5]]}]})
     with pytest.raises(ValueError, match="engine"):
         ZoneMonitor(zones, engine="fortran")
+
+
+def as_batch(frames, names, regions):
+    """A round as a pipeline holds it: each frame's detections class by class (counts [K, F], class
+    k's rows its frames' detections in frame order), and the same frames reordered alike."""
+    cameras = [f[0] for f in frames]
+    counts = np.zeros((len(names), len(frames)), np.int32)
+    ids = np.full((len(names), 64), -7, np.int64)            # rows past the counts: never read
+    shares = np.full((len(names), 64, regions), 9.0, np.float32)
+    start, reordered = [0] * len(names), []
+    for f, (camera, frame, time, classes, track_ids, rows) in enumerate(frames):
+        order = sorted(range(len(classes)), key=lambda i: names.index(classes[i]))
+        for i in order:
+            k = names.index(classes[i])
+            ids[k, start[k]] = track_ids[i]
+            shares[k, start[k], :rows.shape[1]] = rows[i]
+            shares[k, start[k], rows.shape[1]:] = 0.0
+            start[k] += 1
+            counts[k, f] += 1
+        reordered.append((camera, frame, time, [classes[i] for i in order], track_ids[order],
+                          rows[order].reshape(len(order), rows.shape[1])))
+    return (cameras, [f[1] for f in frames], [f[2] for f in frames], counts, ids, shares), reordered
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_round_in_one_call_gives_the_frames_events_with_confirmed_tracks_only(seed):
+    """update_batch (a pipeline's round as it lies, one C++ call) against update_round of its frames
+    class by class in the numpy twin; only confirm()ed tracks count, until their end."""
+    rng = np.random.default_rng(100 + seed)
+    zones = random_zones(rng)
+    names = ["person", "cart", "dog"]
+    regions = max(len(zones.regions(k)) for k in zones.cameras)
+    monitors = {"cpp": ZoneMonitor(zones), "numpy": ZoneMonitor(zones, engine="numpy")}
+    ref = ZoneMonitor(zones, engine="numpy")
+    seen, confirmed, total = set(), set(), 0
+    for frames, ended in rounds(rng, zones, 150):
+        for camera, _, _, _, track_ids, _ in frames:
+            for track in set(track_ids.tolist()) - seen - {-1}:
+                seen.add(track)
+                if rng.random() < 0.7:   # the others stay tentative: never in a zone
+                    confirmed.add(track)
+                    for m in (*monitors.values(), ref):
+                        m.confirm(camera, track)
+        batch, reordered = as_batch(frames, names, regions)
+        want = ref.update_round(reordered, confirmed_only=True)
+        for camera, track in ended:
+            want += ref.end_track(camera, track)
+        for engine, monitor in monitors.items():
+            got = monitor.update_batch(*batch[:3], names, *batch[3:], confirmed_only=True)
+            for camera, track in ended:
+                got += monitor.end_track(camera, track)
+            assert got == want, engine
+        total += len(want)
+        assert {e.track_id for e in want} <= confirmed | {-1}
+    assert total > 100 and len(seen - confirmed) > 20
+    # every confirmed track still inside leaves at leave_all (the zones replaced), in both engines
+    left = ref.leave_all()
+    assert left and all(m.leave_all() == left for m in monitors.values())
+
+
+def test_leave_all_closes_every_engines_tracks():
+    zones = ZoneSet.from_value({"0": [{"name": "a", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]], "inertia": 1}]})
+    for engine in ("cpp", "numpy"):
+        monitor = ZoneMonitor(zones, engine=engine)
+        assert [e.kind for e in monitor.update("0", 1, 0.1, ["x"], [5], np.ones((1, 1), np.float32))] == [
+            "zone_entered", "zone_count"]
+        assert [(e.kind, e.track_id, e.count) for e in monitor.leave_all()] == [("zone_left", 5, None),
+                                                                                ("zone_count", -1, 0)], engine
+        assert monitor.occupancy("0") == {("a", "x"): 0}
+
+
+def test_a_batch_whose_counts_overrun_its_rows_is_refused():
+    zones = ZoneSet.from_value({"0": [{"name": "a", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}]})
+    monitor = ZoneMonitor(zones)
+    with pytest.raises(IndexError, match="overrun"):
+        monitor.update_batch(["0"], [0], [0.0], ["x"], np.array([[3]]), np.zeros((1, 2), np.int64),
+                             np.zeros((1, 2, 1), np.float32))
+    with pytest.raises(ValueError, match="counts must be"):
+        monitor.update_batch(["0"], [0], [0.0], ["x", "y"], np.array([[1]]), np.zeros((1, 2), np.int64),
+                             np.zeros((1, 2, 1), np.float32))

@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <stdexcept>
 #include <vector>
 
 #include "zone_masks.h"
@@ -90,7 +91,7 @@ void bind_zones(py::module_& m) {
            [](ZoneRules& self, int camera, int64_t frame, double time,
               py::array_t<int32_t, py::array::c_style | py::array::forcecast> cls,
               py::array_t<int64_t, py::array::c_style | py::array::forcecast> track,
-              py::array_t<float, py::array::c_style | py::array::forcecast> shares) {
+              py::array_t<float, py::array::c_style | py::array::forcecast> shares, bool confirmed_only) {
              const auto n = track.size();
              if (cls.size() != n) throw std::invalid_argument("ZoneRules.update: classes and track ids differ in length");
              int columns = 0;
@@ -100,8 +101,37 @@ void bind_zones(py::module_& m) {
              } else if (n != 0) {
                throw std::invalid_argument("ZoneRules.update: shares must be [detections, regions]");
              }
-             self.update(camera, frame, time, static_cast<int>(n), cls.data(), track.data(), shares.data(), columns);
+             self.update(camera, frame, time, static_cast<int>(n), cls.data(), track.data(), shares.data(), columns,
+                         confirmed_only);
            })
+      .def("update_batch",
+           [](ZoneRules& self, py::array_t<int32_t, py::array::c_style | py::array::forcecast> camera,
+              py::array_t<int64_t, py::array::c_style | py::array::forcecast> frame,
+              py::array_t<double, py::array::c_style | py::array::forcecast> time,
+              py::array_t<int32_t, py::array::c_style | py::array::forcecast> klass,
+              py::array_t<int32_t, py::array::c_style | py::array::forcecast> counts,
+              py::array_t<int64_t, py::array::c_style | py::array::forcecast> tracks,
+              py::array_t<float, py::array::c_style | py::array::forcecast> shares, bool confirmed_only) {
+             const auto frames = camera.size(), classes = klass.size();
+             if (frame.size() != frames || time.size() != frames) {
+               throw std::invalid_argument("ZoneRules.update_batch: cameras, frames and times differ in length");
+             }
+             if (counts.ndim() != 2 || counts.shape(0) != classes || counts.shape(1) != frames) {
+               throw std::invalid_argument("ZoneRules.update_batch: counts must be [classes, frames]");
+             }
+             if (tracks.ndim() != 2 || tracks.shape(0) != classes) {
+               throw std::invalid_argument("ZoneRules.update_batch: track ids must be [classes, rows]");
+             }
+             if (shares.ndim() != 3 || shares.shape(0) != classes) {
+               throw std::invalid_argument("ZoneRules.update_batch: shares must be [classes, rows, regions]");
+             }
+             self.update_batch(static_cast<int>(frames), camera.data(), frame.data(), time.data(),
+                               static_cast<int>(classes), klass.data(), counts.data(), tracks.data(),
+                               static_cast<int>(tracks.shape(1)), shares.data(), static_cast<int>(shares.shape(1)),
+                               static_cast<int>(shares.shape(2)), confirmed_only);
+           })
+      .def("confirm", &ZoneRules::confirm)
+      .def("live_tracks", &ZoneRules::live_tracks)
       .def("take_events",
            [](ZoneRules& self) {  // [(kind, camera, slot, class, track, value, frame, time, seconds)]
              py::list out;

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <functional>
 #include <unordered_map>
+#include <unordered_set>
+#include <utility>
 #include <vector>
 
 namespace segpost {
@@ -43,15 +45,30 @@ class ZoneRules {
   // A class's [cameras * slots] table of which slots count it; returns its index.
   int add_class(const std::vector<uint8_t>& allowed);
   int num_classes() const { return static_cast<int>(allowed_.size()); }
-  // One camera's frame of a round: n detections (track < 0: ignored), shares [n, columns] row-major.
+  // One camera's frame of a round: n detections (track < 0: ignored; confirmed_only: those of tracks
+  // not confirm()ed too), shares [n, columns] row-major.
   // Flips and dwells are kept apart until take_events, which returns a round's flips (detection, then
   // slot order) followed by its dwells, as the numpy twin orders them.
   void update(int camera, int64_t frame, double time, int n, const int32_t* cls, const int64_t* track,
-              const float* shares, int columns);
+              const float* shares, int columns, bool confirmed_only = false);
+  // A pipeline's whole round in one call (the Python loop over cameras and classes cost more than
+  // the rules). F frames in batch order, K classes; class k's compacted rows hold its frames'
+  // detections in batch order, counts[k * F + f] each: their track ids tracks[k * track_stride + row],
+  // their shares shares[(k * share_rows + row) * columns + column]. camera[f]: the rules' camera of
+  // frame f (-1: no zones there); klass[k]: the rules' class of class k. Each frame's detections go
+  // class by class, as update() of their concatenation. confirmed_only: a track counts once confirm()ed.
+  void update_batch(int frames, const int32_t* camera, const int64_t* frame, const double* time, int classes,
+                    const int32_t* klass, const int32_t* counts, const int64_t* tracks, int track_stride,
+                    const float* shares, int share_rows, int columns, bool confirmed_only);
+  // The tracker confirmed a track: with confirmed_only, its detections count from now on, until
+  // end_track (a track dropped before confirmation gets no end: it must never be inside a zone).
+  void confirm(int camera, int64_t track);
   std::vector<ZoneRuleEvent> take_events();
   // The tracker ended a track: kZoneEnded per zone each of its rows (one per class, in the order
   // they were first seen) is inside, at the row's last seen frame; the rows are freed.
   std::vector<ZoneRuleEvent> end_track(int camera, int64_t track);
+  // (camera, track) of every track with a row, each once, in no particular order (leave_all's list).
+  std::vector<std::pair<int32_t, int64_t>> live_tracks() const;
   size_t live_rows() const { return rows_.size(); }
 
  private:
@@ -71,6 +88,12 @@ class ZoneRules {
     uint64_t seq;     // when the key was (re)inserted: end_track's order, as a Python dict's
   };
   int32_t row(const Key& key);
+  void check_camera(int camera, const char* where) const;
+  bool counted(int camera, int64_t track, bool confirmed_only) const {
+    return track >= 0 && (!confirmed_only || confirmed_[camera].count(track) != 0);
+  }
+  void update_one(int camera, int64_t frame, double time, int32_t cls, int64_t track, const float* shares,
+                  int columns);
 
   ZoneRulesConfig c_;
   std::vector<std::vector<uint8_t>> allowed_;
@@ -87,6 +110,7 @@ class ZoneRules {
   std::vector<int64_t> last_frame_;
   std::vector<double> last_time_;
   std::vector<ZoneRuleEvent> flips_, dwells_;
+  std::vector<std::unordered_set<int64_t>> confirmed_;  // per camera
 };
 
 }  // namespace segpost

@@ -152,6 +152,11 @@ class Tracker:
                                 [int(h) for h, _ in frame_sizes], [int(w) for _, w in frame_sizes])
         return self._ids, self._events(raw)
 
+    @property
+    def ids(self) -> np.ndarray:
+        """The last update's track ids [classes, capacity] (update's array: a read-only view)."""
+        return self._ids
+
     def track_round(self, postprocessors: Sequence[Any], batches: Sequence[BatchResult], frame_ids: Sequence[int],
                     frame_sizes: Sequence[Tuple[int, int]]) -> Tuple[List[BatchResult], Tuple[TrackEvent, ...]]:
         """update(), then each class's BatchResult with its frames' track_ids."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 KINDS = ("frame_repeated", "frame_out_of_order", "frame_missing", "track_restarted", "track_id_reused",

@@ -409,7 +409,6 @@ class _Run:
     def finish(self, ended_by_us: bool) -> None:
         by_camera, torn = read_records([str(p) for p in self.out_files()])
         self.engine_faults_reached(by_camera)
-        fired = set(self.outcome.fired_kinds)
         h = self.h
         names = list(range(h.cameras)) if h.command == "run" else [f"cam{i}" for i in range(h.cameras)]
         exits_ok = not any(v.kind in ("stuck", "drain_timeout") for v in self.outcome.violations)

@@ -130,10 +130,15 @@ class ZoneMonitor:
 
         events = monitor.update_round([(camera_key, frame_index, time, classes, track_ids, shares), ...])
         events = monitor.update(camera_key, frame_index, time, classes, track_ids, shares)   # one camera
+        events = monitor.update_batch(camera_keys, frame_ids, times, class_names, counts, ids, overlap)
 
     classes[i], track_ids[i], shares[i] (one value per region of the camera, ZoneSet.regions
     order; extra columns are ignored) per detection; detections without a track (id < 0) are
-    ignored. ``end_track`` closes a track the tracker ended (zone_left at its last seen frame).
+    ignored. update_batch takes a pipeline round as it lies (the Postprocessors' class-major rows,
+    the Tracker's ids, ZoneMasks.overlap) without a Python step per camera. ``end_track`` closes a
+    track the tracker ended (zone_left at its last seen frame). With ``confirmed_only`` only the
+    tracks ``confirm``ed since count: a track the tracker drops before confirming it gets no end,
+    so it must never enter a zone.
 
     engine "cpp" (the default) runs the per-track state machine in C++ (csrc/zones/zone_rules.cpp:
     a round's host work was ~0.7 ms in numpy); "numpy" is its twin, the same events."""
@@ -146,6 +151,7 @@ class ZoneMonitor:
         self._s = _RuleState(zones)
         if engine == "cpp":
             self._s.native = _native_rules(self._s)
+        self._confirmed: Dict[int, set] = {}   # the numpy engine's confirmed tracks, per camera index
         self._counts: Dict[Tuple[str, str, str], int] = {}                # (camera, zone, class) -> occupancy
         self._changed: Dict[Tuple[str, str, str], Tuple[int, float]] = {}  # -> when the last change began
 
@@ -153,21 +159,56 @@ class ZoneMonitor:
                shares: np.ndarray) -> List[ZoneEvent]:
         return self.update_round([(camera, frame, time, classes, track_ids, shares)])
 
-    def update_round(self, frames: Sequence[Tuple[str, int, float, Sequence[str], Sequence[int], np.ndarray]]
-                     ) -> List[ZoneEvent]:
+    def confirm(self, camera: str, track_id: int) -> None:
+        """The tracker confirmed ``track_id``: with ``confirmed_only`` its detections count from now on."""
+        c = self._s.camera_index.get(str(camera))
+        if c is None:
+            return
+        if self._s.native is not None:
+            self._s.native.confirm(c, int(track_id))
+        else:
+            self._confirmed.setdefault(c, set()).add(int(track_id))
+
+    def update_round(self, frames: Sequence[Tuple[str, int, float, Sequence[str], Sequence[int], np.ndarray]],
+                     confirmed_only: bool = False) -> List[ZoneEvent]:
         st = self._s
         if st.native is None:
-            return self._update_numpy(frames)
+            return self._update_numpy(frames, confirmed_only)
         index, native = st.class_index, st.native
         for camera, frame, time, classes, track_ids, shares in frames:
             c = st.camera_index.get(str(camera))
             if c is None:
                 continue
             cls = [index[n] if n in index else st.class_of(n) for n in classes]
-            native.update(c, int(frame), float(time), cls, track_ids, shares)
+            native.update(c, int(frame), float(time), cls, track_ids, shares, confirmed_only)
+        return self._native_events()
+
+    def update_batch(self, cameras: Sequence[str], frame_ids: Sequence[int], times: Sequence[float],
+                     class_names: Sequence[str], counts: np.ndarray, track_ids: np.ndarray, shares: np.ndarray,
+                     confirmed_only: bool = False) -> List[ZoneEvent]:
+        """A round of F frames (batch order) and K classes as a pipeline holds it: counts [K, F]
+        (frame f's detections of class k), track_ids [K, rows] and shares [K, rows, regions], class
+        k's rows its frames' detections in batch order. The same events as update_round of each
+        frame's detections class by class."""
+        st = self._s
+        counts = np.asarray(counts, np.int32)
+        if counts.shape != (len(class_names), len(cameras)):
+            raise ValueError(f"counts must be [classes, frames] = [{len(class_names)}, {len(cameras)}], "
+                             f"got {counts.shape}")
+        if st.native is None:
+            return self._update_numpy(_frames_of_batch(cameras, frame_ids, times, class_names, counts, track_ids,
+                                                       shares), confirmed_only)
+        camera_index = np.array([st.camera_index.get(str(k), -1) for k in cameras], np.int32)
+        klass = np.array([st.class_index[n] if n in st.class_index else st.class_of(n) for n in class_names],
+                         np.int32)
+        st.native.update_batch(camera_index, frame_ids, times, klass, counts, track_ids, shares, confirmed_only)
+        return self._native_events()
+
+    def _native_events(self) -> List[ZoneEvent]:
+        st = self._s
         events: List[ZoneEvent] = []
         changed = set()
-        for kind, c, z, k, track, value, frame, time, seconds in native.take_events():
+        for kind, c, z, k, track, value, frame, time, seconds in st.native.take_events():
             camera, zone, name = st.cameras[c], st.items[c][z].name, st.class_names[k]
             if kind == 1:
                 events.append(ZoneEvent("line_crossed", camera, zone, name, track, frame, time,
@@ -184,7 +225,7 @@ class ZoneMonitor:
         self._count_events(events, changed)
         return events
 
-    def _update_numpy(self, frames) -> List[ZoneEvent]:
+    def _update_numpy(self, frames, confirmed_only: bool) -> List[ZoneEvent]:
         st = self._s
         rows, cams, frame_of, time_of, names, tracks, blocks = [], [], [], [], [], [], []
         for camera, frame, time, classes, track_ids, shares in frames:
@@ -192,7 +233,11 @@ class ZoneMonitor:
             if c is None:
                 continue
             ids = np.asarray(track_ids, np.int64)
-            keep = np.nonzero(ids >= 0)[0]
+            counted = ids >= 0
+            if confirmed_only:
+                confirmed = self._confirmed.get(c, set())
+                counted &= np.array([i in confirmed for i in ids.tolist()], bool).reshape(ids.shape)
+            keep = np.nonzero(counted)[0]
             if len(keep) == 0:
                 continue
             for i in keep:
@@ -288,6 +333,7 @@ class ZoneMonitor:
         if c is None:
             return events
         changed = set()
+        self._confirmed.get(c, set()).discard(int(track_id))
         if st.native is not None:
             for _, _, z, k, track, _, frame, time, _ in st.native.end_track(c, int(track_id)):
                 name, cls = st.items[c][z].name, st.class_names[k]
@@ -313,11 +359,28 @@ class ZoneMonitor:
     def leave_all(self) -> List[ZoneEvent]:
         """Every track leaves every zone it is in (the zones are being replaced)."""
         st = self._s
+        live = st.native.live_tracks() if st.native is not None else {(c, t) for c, t, _ in st.rows}
         events: List[ZoneEvent] = []
-        for camera, track in sorted({(st.cameras[c], t) for c, t, _ in st.rows}, key=str):
+        for camera, track in sorted({(st.cameras[c], t) for c, t in live}, key=str):
             events += self.end_track(camera, track)
         return events
 
     def occupancy(self, camera: str) -> Dict[Tuple[str, str], int]:
         """(zone, class) -> tracks inside now (the per-zone gauges)."""
         return {(z, c): n for (cam, z, c), n in self._counts.items() if cam == str(camera)}
+
+
+def _frames_of_batch(cameras, frame_ids, times, class_names, counts, track_ids, shares) -> list:
+    """update_batch's round as update_round's frames: each frame's detections, class by class."""
+    starts = [0] * len(class_names)
+    frames = []
+    for f, camera in enumerate(cameras):
+        classes, ids, rows = [], [], []
+        for k, name in enumerate(class_names):
+            n = int(counts[k, f])
+            classes += [name] * n
+            ids.append(np.asarray(track_ids[k, starts[k]:starts[k] + n], np.int64))
+            rows.append(np.asarray(shares[k, starts[k]:starts[k] + n], np.float32))
+            starts[k] += n
+        frames.append((camera, int(frame_ids[f]), float(times[f]), classes, np.concatenate(ids), np.concatenate(rows)))
+    return frames
