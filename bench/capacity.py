@@ -214,6 +214,46 @@ def tiny_engines(args, size):
     return sam3.vision_encoder, sam3.decoder, config
 
 
+def gpu_memory() -> Dict[str, int]:
+    """What the GPU holds now, by allocator: the N's pipeline (CuPy), the engines (torch), the device."""
+    held: Dict[str, int] = {}
+    try:
+        import cupy
+
+        held["cupy_pool"] = int(cupy.get_default_memory_pool().total_bytes())
+        free, total = cupy.cuda.runtime.memGetInfo()
+        held["device_used"] = int(total - free)
+    except Exception:   # no CUDA (the synthetic backend on a CPU)
+        return held
+    try:
+        import torch
+
+        held["torch_reserved"] = int(torch.cuda.memory_reserved())
+    except Exception:
+        pass
+    return held
+
+
+def release_cached_gpu_memory() -> None:
+    """Give the allocators' cached blocks back between two N: CuPy's pool and torch's caching
+    allocator each keep what they freed, so a larger N's pipeline (CuPy) found the GPU full of
+    torch's cache (an OutOfMemoryError at N = 28 on the H100, 2026-12-07)."""
+    try:
+        import cupy
+
+        cupy.get_default_memory_pool().free_all_blocks()
+        cupy.get_default_pinned_memory_pool().free_all_blocks()
+    except Exception:
+        pass
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:
+        pass
+
+
 def host_costs(size, repeats: int = 10) -> dict:
     """ms on this host's CPU per predicted mask at the clips' size: moving it (RunLengthMask.moved,
     what TrackMotion.predict does per track) and its COCO RLE (what a predicted record's mask costs)."""
@@ -270,6 +310,7 @@ def run_one(args, engines, clips, schedule: str, n: int) -> dict:
     finally:
         timer.cancel()
     cpu_s = sum(os.times()[:2]) - sum(cpu[:2])
+    memory = gpu_memory()   # with this N's pipeline alive
     t0, t1 = started + args.warmup, started + args.warmup + args.seconds
     row = measure(args, sink.records, rounds, pacers, n, t0, t1)
     # Over the whole run: every frame a model round took gets one model record (the check of the counts).
@@ -279,7 +320,7 @@ def run_one(args, engines, clips, schedule: str, n: int) -> dict:
                cpu_cores=cpu_s / (time.monotonic() - started),
                # seconds per second of the run (the runner's one thread): on_change's host work next to its rounds
                host_share={k: v / (time.monotonic() - started) for k, v in runner.host_s.items()} if on_change else None)
-    row.update(schedule=schedule, cameras=n, batch=batch, rounds_all=summary["rounds"],
+    row.update(schedule=schedule, cameras=n, batch=batch, rounds_all=summary["rounds"], gpu_memory=memory,
                dropped_frames=sum(s.stats["dropped"] for _, s in sources),
                messages=[m for m in messages if "paced clip" not in m][:5])
     if scheduled is not None:
@@ -349,7 +390,9 @@ def print_row(row: dict) -> None:
         f"{_f(row['staleness_p95_worst_camera_s'])} s; model {row['model_frames_per_s']:.1f} frames/s "
         f"({row['model_rounds']} rounds, p50 {_f(row['round_ms_p50'], '{:.0f}')} ms); predicted {row['predicted_share']:.0%}; "
         f"tiers {row['tiers']}; CPU {row['cpu_cores']:.1f} cores"
-        + (f"; runner thread: {', '.join(f'{k} {v:.0%}' for k, v in row['host_share'].items())}" if row["host_share"] else ""))
+        + (f"; runner thread: {', '.join(f'{k} {v:.0%}' for k, v in row['host_share'].items())}" if row["host_share"] else "")
+        + (f"; GPU memory (GiB) {', '.join(f'{k} {v / 2**30:.1f}' for k, v in row['gpu_memory'].items())}"
+           if row.get("gpu_memory") else ""))
 
 
 def markdown(result: dict) -> str:
@@ -460,12 +503,15 @@ def main() -> int:
             return None
         try:
             row = run_one(args, engines, clips, schedule, n)
-            gc.collect()   # the next N's pipeline binds the engines again: this one's buffers go first
         except Exception as exc:   # report the N and go on
-            row = {"schedule": schedule, "cameras": n, "served": False, "error": f"{type(exc).__name__}: {exc}"[:500]}
-            log(f"{schedule} N={n}: error: {row['error']}")
+            row = {"schedule": schedule, "cameras": n, "served": False, "error": f"{type(exc).__name__}: {exc}"[:500],
+                   "gpu_memory": gpu_memory()}
+            log(f"{schedule} N={n}: error: {row['error']} (GPU memory held: {row['gpu_memory']})")
             rows.append(row)
             return row
+        finally:
+            gc.collect()   # the next N's pipeline binds the engines again: this one's buffers go first
+            release_cached_gpu_memory()
         rows.append(row)
         print_row(row)
         if row["served"]:

@@ -4,8 +4,9 @@ viewers watch, and the one thread that encodes frames for them.
 The runner's thread calls ``record`` for every record it writes (a few dict updates: the health
 numbers and the events list) and, for a frame record, ``wants_frame(camera)`` first: True only
 while a viewer watches that camera and its last frame was taken at least 1/fps ago. Only then
-``frame`` downscales the image (a fresh small array, so the decoder may reuse its buffer) and
-leaves it, with its record, for the encoder thread. With nobody watching nothing is encoded and
+``frame`` downscales the image (a fresh small array, so the decoder may reuse its buffer; a
+frame in GPU memory is shrunk there, segpost.ui.thumbnail) and leaves it, with its record, for
+the encoder thread. With nobody watching nothing is encoded and
 the encoder thread sleeps on a condition.
 
 A frame's JPEG and its record travel as one message (``frame_message``): the page draws that
@@ -22,31 +23,11 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import numpy as np
 
+from .thumbnail import downscale, on_device
+
 MAX_EVENTS = 500          # kept for a viewer who connects later
 FPS_WINDOW_S = 10.0       # as segpost_camera_fps on /metrics
 ERROR_EVENTS = ("error", "disconnected", "skipped")
-
-
-def downscale(image: Any, max_width: int) -> np.ndarray:
-    """A BGR uint8 host image at most `max_width` wide (aspect kept): from a BGR array (host or
-    CuPy) or a segpost.YuvFrame (NVDEC; copied to the host whole, then converted)."""
-    import cv2
-
-    data = getattr(image, "data", None)
-    if data is not None and hasattr(image, "layout"):        # a YuvFrame
-        host = data.get() if hasattr(data, "get") else np.asarray(data)
-        code = cv2.COLOR_YUV2BGR_NV12 if image.layout == "nv12" else cv2.COLOR_YUV2BGR_I420
-        image = cv2.cvtColor(np.ascontiguousarray(host), code)
-    elif hasattr(image, "get"):                              # CuPy
-        image = image.get()
-    image = np.asarray(image)
-    if image.ndim == 2:
-        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    height, width = image.shape[:2]
-    if width <= max_width:
-        return np.array(image, copy=True)
-    size = (max_width, max(1, round(height * max_width / width)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def frame_message(camera: Any, image: np.ndarray, record: Dict[str, Any], quality: int) -> str:
@@ -125,6 +106,7 @@ class LiveHub:
         self.encode_seconds = 0.0                  # wall time of the encoding
         self.encoder_cpu = 0.0                     # CPU seconds of the encoder thread's work
         self.frame_cpu = 0.0                       # CPU seconds of frame() in the runner's thread
+        self._gpu: Any = None                      # GpuThumbnails at the first device frame (False: none)
         self._thread = threading.Thread(target=self._encode_loop, daemon=True, name="segpost ui encoder")
         self._thread.start()
 
@@ -140,7 +122,7 @@ class LiveHub:
         self._taken[camera] = self._clock()
         self.taken += 1
         try:
-            small = downscale(image, self.max_width)
+            small = downscale(image, self.max_width, self._thumbnails(image))
         except Exception as exc:   # the page never fails a round: the frame is skipped, said once
             if not self.frame_error:
                 self.frame_error = f"{type(exc).__name__}: {exc}"
@@ -151,6 +133,19 @@ class LiveHub:
             self._pending[camera] = (small, record)    # a newer frame replaces one not yet encoded
             self._wake.notify()
         self.frame_cpu += time.thread_time() - cpu
+
+    def _thumbnails(self, image: Any) -> Any:
+        """The GPU downscaler for device frames (made once), or None: host frames, or no CuPy
+        kernel here (the frame is then copied whole and converted by OpenCV, said once)."""
+        if self._gpu is None and on_device(image):
+            from .thumbnail import GpuThumbnails
+
+            try:
+                self._gpu = GpuThumbnails()
+            except Exception as exc:
+                self._gpu = False
+                self._log(f"segpost: live page: frames are downscaled on the host ({type(exc).__name__}: {exc})")
+        return self._gpu or None
 
     def record(self, record: Dict[str, Any]) -> None:
         camera = record.get("camera")
