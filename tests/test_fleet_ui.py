@@ -1,7 +1,8 @@
 """`segpost fleet --ui`: the fleet's page, on a real local Ray instance (the fleet starts its own, as
 test_fleet.py's SIGTERM test) and in a real browser (Debian's chromium, headless, Playwright):
 every worker and camera listed with its state, each camera's latest record as its output file
-holds it; the same keys as `segpost run`'s page; beyond loopback without keys refused."""
+holds it, each camera's latest frame with that frame's masks (and no frame taken while nobody
+watches); the same keys as `segpost run`'s page; beyond loopback without keys refused."""
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -62,6 +64,12 @@ def test_the_fleet_page_lists_every_worker_and_camera_with_its_latest_record(tmp
             assert http(url + "api/fleet", headers)[0] == 401
         assert http(url + "api/fleet", {"Host": "rebound.example", "Authorization": "Bearer " + KEY})[0] == 421
 
+        # Nobody watches yet: no worker has taken a frame for the page.
+        status_file = out / "fleet-status.json"
+        polled = wait_until(lambda: (lambda s: s if s and all(w.get("page_frames") for w in s["workers"]) else None)(
+            json.loads(status_file.read_text()) if status_file.exists() else None), 120, "the workers' page stats")
+        assert all(w["page_frames"]["taken"] == 0 and w["page_frames"]["watching"] == [] for w in polled["workers"])
+
         with sync_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             page = browser.new_page()
@@ -99,9 +107,41 @@ def test_the_fleet_page_lists_every_worker_and_camera_with_its_latest_record(tmp
             for _, camera, index, detections in rows:
                 record, = [r for r in records[camera] if "detections" in r and r["frame_index"] == int(index)]
                 assert len(record["detections"]) == int(detections), (camera, index)
-            assert "no frames" in page.text_content("#frames-note")
+            # Each camera's latest frame, drawn with that frame's own record: the frame index of
+            # the pixels is the overlay's, and that record is the one the output file holds.
+            def tiles():
+                got = page.eval_on_selector_all(
+                    ".frame-tile[data-frame-index]", "ts => ts.map(t => [t.dataset.camera, t.dataset.frameIndex, "
+                    "t.dataset.overlayIndex, t.dataset.detections])")
+                return got if len(got) == 4 else None
+            shown_tiles = wait_until(tiles, 60, "every camera's frame on the page")
+            assert sorted(t[0] for t in shown_tiles) == names
+            records = read_out(out, running=True)
+            for camera, index, overlay, detections in shown_tiles:
+                assert index == overlay, (camera, index, overlay)
+                record, = [r for r in records[camera] if "detections" in r and r["frame_index"] == int(index)]
+                assert len(record["detections"]) == int(detections), (camera, index)
+            assert page.evaluate("window.segpost.mismatched") == 0
+            # Masks drawn where the record has detections (the scene's objects), over a real JPEG.
+            busy = [t[0] for t in shown_tiles if int(t[3]) > 0]
+            assert busy, shown_tiles
+            alpha = page.eval_on_selector(f".frame-tile[data-camera='{busy[0]}'] canvas.masks", """c => {
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return [n, c.width, c.height]; }""")
+            assert alpha[0] > 0 and alpha[1] <= 480, alpha
+            assert "once a second" in page.text_content("#frames-note")
             assert not errors, errors
             browser.close()
+        # The page closed: after the lease (5 s) the workers watch nothing and take no more frames.
+        def settled():
+            s = json.loads(status_file.read_text())
+            return s if all(w["page_frames"] and w["page_frames"]["watching"] == [] for w in s["workers"]) else None
+        quiet = wait_until(settled, 30, "the workers to stop watching")
+        taken = {w["worker"]: w["page_frames"]["taken"] for w in quiet["workers"]}
+        assert all(n > 0 for n in taken.values()), taken
+        time.sleep(5)
+        later = {w["worker"]: w["page_frames"]["taken"] for w in json.loads(status_file.read_text())["workers"]}
+        assert later == taken, (taken, later)
     finally:
         process.send_signal(signal.SIGTERM)
         try:

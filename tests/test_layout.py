@@ -18,7 +18,7 @@ ALLOWED = {
     "config": {"synthetic", "io"},
     "service": {"io"},
     "cli": {"cli", "io", "service", "config", "synthetic", "fleet", "serve", "ui"},
-    "fleet": {"fleet", "io", "service", "config", "synthetic"},
+    "fleet": {"fleet", "io", "service", "config", "synthetic", "ui"},   # ui: frames for the fleet's page
     "serve": {"serve", "io", "service", "config"},   # serve and the fleet never import each other
     "ui": {"ui"},   # the live page reads the runner's records through its observer, nothing below
 }

@@ -140,3 +140,32 @@ def test_downscale_takes_bgr_and_yuv_frames():
         shown = downscale(frame, 160)
         assert shown.shape == (120, 160, 3)
         assert np.abs(shown.astype(int) - expected.astype(int)).mean() < 4, frame.layout
+
+
+def test_frame_poll_watches_only_while_asked():
+    """The fleet's page asks a worker for frames (FramePoll): nothing taken before it asks, each
+    asked camera's latest frame with its own record, and after the lease nothing watched or kept."""
+    from segpost.ui.frame_poll import FramePoll
+
+    now = [50.0]
+    poll = FramePoll([("a", Source()), ("b", Source())], lease_s=5.0, clock=lambda: now[0])
+    image = np.zeros((240, 320, 3), np.uint8)
+    try:
+        assert not poll.wants_frame("a") and poll.stats()["taken"] == 0
+        assert poll.ask(["a", "zzz"]) == {} and poll.stats()["watching"] == ["a"]   # unknown names ignored
+        assert poll.wants_frame("a") and not poll.wants_frame("b")
+        poll.frame("a", image, dict(frame_record(7), camera="a"))
+        wait = time.monotonic() + 10
+        while poll.stats()["encodes"] < 1 and time.monotonic() < wait:
+            time.sleep(0.01)
+        got = poll.ask(["a"])
+        message = json.loads(got["a"])
+        assert message["frame_index"] == message["record"]["frame_index"] == 7 and message["width"] == 320
+        now[0] += 4.9
+        assert poll.wants_frame("a")             # asked 4.9 s ago: still watched
+        now[0] += 5.2
+        assert not poll.wants_frame("a") and poll.stats()["watching"] == []
+        assert poll.ask([]) == {}                # the kept frame went with the lease
+        assert poll.ask(["a"]) == {}             # watched again: no stale frame from before
+    finally:
+        poll.close()

@@ -65,7 +65,8 @@ def run_command(args) -> int:
         metrics = Metrics(stale_seconds=args.health_seconds)
         server = MetricsServer(metrics, args.metrics_port)
         print(f"segpost fleet: metrics on http://0.0.0.0:{server.port}/metrics, health on /healthz", file=sys.stderr)
-    fleet = Fleet(config, args.out, address=args.address, status_every=args.status_every, metrics=metrics)
+    fleet = Fleet(config, args.out, address=args.address, status_every=args.status_every, metrics=metrics,
+                  page_frames=ui is not None)
     stop = threading.Event()
     page = None
     try:
@@ -131,7 +132,7 @@ def _fleet_page(ui, fleet, config, out: str):
     names = [c.name for c in config.cameras]
     files = ({os.path.join(out, file_stem(name) + ".jsonl"): [name] for name in names} if config.per_camera_files
              else {out: names})
-    page = FleetPage(status=lambda: fleet.last_status, files=lambda: files, **ui)
+    page = FleetPage(status=lambda: fleet.last_status, files=lambda: files, frames=fleet.frames, **ui)
     print(f"segpost fleet: the fleet's page on {page.url}", file=sys.stderr)
     return page
 

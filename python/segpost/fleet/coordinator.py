@@ -64,8 +64,10 @@ class Slot:
 class Fleet:
     def __init__(self, config: FleetConfig, out: str, *, address: Optional[str] = None, status_every: float = 10.0,
                  log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
-                 ray_init: Optional[Dict[str, Any]] = None, metrics: Any = None, waiting_report_seconds: float = 60.0):
+                 ray_init: Optional[Dict[str, Any]] = None, metrics: Any = None, waiting_report_seconds: float = 60.0,
+                 page_frames: bool = False):
         self.config, self.out, self.address, self.status_every = config, out, address, status_every
+        self.page_frames = page_frames   # the workers keep frames for the fleet's page while it asks
         self.redactor = Redactor()
         for camera in config.cameras:
             self.redactor.register(camera.source)
@@ -146,7 +148,27 @@ class Fleet:
         cls = ray.remote(CameraWorker).options(**worker_options(gpus, self.config.cpus_per_worker))
         return cls.remote(name, self.config.pipeline, self.config.pipeline_dir, self.config.cameras_per_worker,
                           self.config.decode, self.config.masks, self.config.stall_seconds,
-                          self.config.watchdog_seconds)
+                          self.config.watchdog_seconds, self.page_frames)
+
+    def frames(self, timeout: float = 2.0) -> Dict[str, str]:
+        """Each running worker's latest frame messages of its cameras (the fleet's page, once a
+        second while it is open): camera name -> JSON text. A worker that does not answer in
+        ``timeout`` is left out of this answer."""
+        ray = import_ray()
+        asked = {}
+        for slot in self.slots:
+            if slot.state == "running" and slot.actor is not None:
+                asked[slot.actor.frames.remote([c.name for c in slot.cameras])] = slot.name
+        if not asked:
+            return {}
+        ready, _ = ray.wait(list(asked), num_returns=len(asked), timeout=timeout)
+        found: Dict[str, str] = {}
+        for ref in ready:
+            try:
+                found.update(ray.get(ref, timeout=0))
+            except Exception as exc:   # a worker dying now: its frames come back with its restart
+                self.log(f"segpost fleet: {asked[ref]}: frames for the page: {type(exc).__name__}")
+        return found
 
     def _cameras(self, slot: Slot, state: Dict[str, Dict[str, Any]]) -> List[Camera]:
         """The group's cameras and where each resumes; file cameras whose output is complete are left out."""
@@ -275,7 +297,8 @@ class Fleet:
                             "frames": s.get("frames", 0), "fps": round(s.get("fps", 0.0), 2),
                             "round_ms_p50": s.get("round_ms_p50"), "round_ms_p95": s.get("round_ms_p95"),
                             "restarts": slot.restarts, "last_error": slot.last_error or s.get("last_error"),
-                            "pid": s.get("pid"), "last_round_end": s.get("last_round_end")})
+                            "pid": s.get("pid"), "last_round_end": s.get("last_round_end"),
+                            "page_frames": s.get("page_frames")})
         standbys = self.standbys.status() if self.standbys is not None else []
         return {"time": round(time.time(), 3), "workers": workers, "standbys": standbys}
 

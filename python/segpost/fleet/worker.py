@@ -93,7 +93,7 @@ class CameraWorker:
 
     def __init__(self, worker_id: str, pipeline: Dict[str, Any], pipeline_dir: str, max_cameras: int,
                  decode: str = "auto", masks: str = "rle", stall_seconds: float = 10.0,
-                 watchdog_seconds: Optional[float] = 300.0):
+                 watchdog_seconds: Optional[float] = 300.0, page_frames: bool = False):
         import ray
 
         self.worker_id = worker_id
@@ -123,6 +123,8 @@ class CameraWorker:
         self._lock = threading.Lock()
         self._sink: Optional[RemoteSink] = None
         self._scheduled = None
+        self.page_frames = page_frames   # segpost fleet --ui: frames for the page, while it asks (frames())
+        self._poll: Any = None
 
     def _on_round(self, result) -> None:
         now = time.monotonic()
@@ -155,11 +157,19 @@ class CameraWorker:
                         for c in cameras]
         self._sink = RemoteSink(sink_actors, {c.name: c for c in cameras
                                               if c.resumed_from is not None and is_live(c.source)})
+        if self.page_frames:
+            from ..ui.frame_poll import FramePoll
+
+            self._poll = FramePoll(self.cameras, log=self._log)
         runner = CameraRunner(self.pipeline, self.cameras, [self._sink], masks=self.masks,
                               watchdog_seconds=self.watchdog_seconds, log=self._log, on_round=self._on_round,
                               extra={"worker": self.worker_id, "node": self.node},
-                              scheduled=self._scheduled_pipeline())
-        summary = runner.run(stop=self._stop)
+                              scheduled=self._scheduled_pipeline(), observer=self._poll)
+        try:
+            summary = runner.run(stop=self._stop)
+        finally:
+            if self._poll is not None:
+                self._poll.close()
         summary.update(worker=self.worker_id)
         return summary
 
@@ -179,6 +189,15 @@ class CameraWorker:
             for name, source in self.cameras:
                 self._sink.write(event_record("error", name, source.shown_url, message, reason="watchdog"))
         print(f"[{self.worker_id}] {message}", flush=True)
+
+    def frames(self, cameras: Sequence[str]) -> Dict[str, str]:
+        """The fleet's page asks (about once a second): the latest frame message (JPEG and its
+        record, JSON) of each of ``cameras`` this worker runs; they stay watched for a lease."""
+        poll = self._poll
+        if poll is None:
+            return {}
+        mine = {name for name, _ in self.cameras}
+        return poll.ask([c for c in cameras if c in mine])
 
     def stop(self) -> None:
         """Finish the round in flight, then return from run()."""
@@ -205,7 +224,8 @@ class CameraWorker:
                     "first_round_end": self._rounds_between[0], "last_round_end": self._rounds_between[1],
                     "round_spans": list(self._round_spans), "build_seconds": self.build_seconds,
                     "memory_bytes": self.pipeline.memory_report(),
-                    "schedule": None if self._scheduled is None else self._scheduled.summary()}
+                    "schedule": None if self._scheduled is None else self._scheduled.summary(),
+                    "page_frames": None if self._poll is None else self._poll.stats()}
 
 
 def scheduled_config(config, cameras: int):

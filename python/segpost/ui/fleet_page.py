@@ -1,15 +1,17 @@
 """`segpost fleet --ui HOST:PORT`: the fleet's page. Its workers, their state and cameras, from the
-status the coordinator publishes (the same dict `segpost fleet status` shows), and each camera's
-latest frame record from the fleet's output files: its frame index and detections per class.
+status the coordinator publishes (the same dict `segpost fleet status` shows), each camera's
+latest frame record from the fleet's output files (its frame index and detections per class), and
+each camera's latest frame with that frame's masks, boxes and ids drawn in the browser.
 
-No frames: a worker's frames stay in its process, on its GPU; showing them here would cost every
-worker a copy, a downscale and a JPEG each time a frame is sent, and a stream across Ray for each.
-What the page shows costs the fleet nothing while nobody watches and, while someone does, one
-read of each output file's tail a second (bounded: at most TAIL_MAX bytes a file) in the page's
-own thread. Same guard as `segpost run`'s page: loopback unless keys, the login, TLS.
+Frames: the page asks once a second, while it is open and shown, and each worker answers for its
+cameras (segpost.ui.frame_poll: 1 frame a second per camera, 480 wide, downscaled on the GPU
+where the frames are); a worker encodes nothing while nobody asks (a lease of 5 s). The records
+cost one read of each output file's tail a second (bounded: at most TAIL_MAX bytes a file) in the
+page's own thread. Same guard as `segpost run`'s page: loopback unless keys, the login, TLS.
 
     GET /             the page (the login form while a key is needed)
-    GET /api/fleet    {"status": the fleet status or null, "cameras": {name: latest}, "frames": why none}
+    GET /api/fleet    {"status": the fleet status or null, "cameras": {name: latest}, "frames": a note}
+    GET /api/frames   {name: {"type": "frame", "camera", "frame_index", "width", "height", "jpeg", "record"}}
 """
 from __future__ import annotations
 
@@ -22,8 +24,8 @@ from .server import STATIC, PageServer, _with_headers, api_refused, page_routes
 
 TAIL_START = 64 * 1024
 TAIL_MAX = 1024 * 1024
-NO_FRAMES = ("no frames: they stay in each worker's process; sending them here would cost every worker a "
-             "copy and a JPEG a frame. Each camera's latest record is shown: its frame and detections.")
+FRAMES_NOTE = ("Frames: each camera's latest, once a second while this page is shown (its workers encode "
+               "nothing while nobody watches); the table: each camera's latest record in the output files.")
 
 
 def latest_records(path: str, cameras: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, Any]]:
@@ -65,11 +67,12 @@ def latest_records(path: str, cameras: Optional[Sequence[str]] = None) -> Dict[s
 
 
 def build_fleet_app(guard, scheme: str, status: Callable[[], Optional[Dict[str, Any]]],
-                    files: Callable[[], Dict[str, List[str]]]):
+                    files: Callable[[], Dict[str, List[str]]], frames: Callable[[], Dict[str, str]] = dict):
     """`status()`: the coordinator's latest status (None before its first); `files()`: output
-    file -> the cameras whose records it holds."""
+    file -> the cameras whose records it holds; `frames()`: camera -> its latest frame message
+    (JSON text) from the workers (Fleet.frames)."""
     from starlette.applications import Starlette
-    from starlette.responses import JSONResponse
+    from starlette.responses import JSONResponse, Response
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
@@ -80,10 +83,19 @@ def build_fleet_app(guard, scheme: str, status: Callable[[], Optional[Dict[str, 
         cameras: Dict[str, Any] = {}
         for path, names in files().items():
             cameras.update(latest_records(path, names))
-        return JSONResponse({"status": status(), "cameras": cameras, "frames": NO_FRAMES})
+        return JSONResponse({"status": status(), "cameras": cameras, "frames": FRAMES_NOTE})
+
+    def latest_frames(request):   # a plain function: Starlette runs it in a thread (it waits on Ray)
+        bad = api_refused(guard, request)
+        if bad:
+            return bad
+        # The workers' texts are JSON already (frame_message): joined, not parsed and dumped again.
+        body = ",".join(f"{json.dumps(str(name))}:{text}" for name, text in sorted(frames().items()))
+        return Response("{" + body + "}", media_type="application/json", headers={"Cache-Control": "no-store"})
 
     app = Starlette(routes=page_routes(guard, scheme, "fleet.html") + [
-        Route("/api/fleet", fleet), Mount("/static", StaticFiles(directory=STATIC), name="static")])
+        Route("/api/fleet", fleet), Route("/api/frames", latest_frames),
+        Mount("/static", StaticFiles(directory=STATIC), name="static")])
     return _with_headers(app)
 
 
@@ -91,8 +103,8 @@ class FleetPage(PageServer):
     """The fleet's page on `host:port`; `status` and `files` as build_fleet_app takes them."""
 
     def __init__(self, host: str, port: int, status: Callable[[], Optional[Dict[str, Any]]],
-                 files: Callable[[], Dict[str, List[str]]], *, keys: Sequence[str] = (),
+                 files: Callable[[], Dict[str, List[str]]], frames: Callable[[], Dict[str, str]] = dict, *, keys: Sequence[str] = (),
                  allow_unauthenticated: bool = False, certfile: Optional[str] = None, keyfile: Optional[str] = None):
         super().__init__(host, port, keys=keys, allow_unauthenticated=allow_unauthenticated, certfile=certfile,
                          keyfile=keyfile)
-        self._serve(build_fleet_app(self.guard, self.scheme, status, files), host, port)
+        self._serve(build_fleet_app(self.guard, self.scheme, status, files, frames), host, port)

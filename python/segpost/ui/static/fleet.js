@@ -1,7 +1,14 @@
-// The fleet's page: the coordinator's status (workers, their cameras and state) and each camera's
-// latest record, asked once a second while the page is open.
+// The fleet's page: the coordinator's status (workers, their cameras and state), each camera's
+// latest record, and each camera's latest frame with that frame's masks and boxes drawn here,
+// asked once a second while the page is open (frames only while it is shown: the workers encode
+// nothing for a hidden or closed page).
+import { drawBoxes, drawMasks } from "./overlay.js";
+
 const POLL_MS = 1000;
 const $ = (id) => document.getElementById(id);
+const classes = [];   // colour order: as the classes first appear
+const tiles = new Map();
+window.segpost = { framesDrawn: 0, mismatched: 0 };
 
 function cell(text, className = "") {
   const td = document.createElement("td");
@@ -55,6 +62,73 @@ function show(answer) {
   document.body.dataset.ready = "1";
 }
 
+function tile(name) {
+  if (!tiles.has(name)) {
+    const figure = document.createElement("figure");
+    figure.className = "tile frame-tile";
+    figure.dataset.camera = name;
+    const stack = document.createElement("div");
+    stack.className = "stack";
+    for (const kind of ["frame", "masks", "boxes"]) {
+      const canvas = document.createElement("canvas");
+      canvas.className = kind;
+      stack.append(canvas);
+    }
+    const caption = document.createElement("figcaption");
+    figure.append(stack, caption);
+    const all = [...tiles.keys(), name].sort();
+    const next = all[all.indexOf(name) + 1];
+    $("frames").insertBefore(figure, next === undefined ? null : tiles.get(next));
+    tiles.set(name, figure);
+  }
+  return tiles.get(name);
+}
+
+function b64bytes(text) {
+  const raw = atob(text);
+  const bytes = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+  return bytes;
+}
+
+// One camera's frame and that frame's record, drawn in one task: never a record over another frame.
+async function paint(name, message) {
+  const figure = tile(name);
+  if (figure.dataset.frameIndex === String(message.frame_index)) return;   // shown already
+  const bitmap = await createImageBitmap(new Blob([b64bytes(message.jpeg)], { type: "image/jpeg" }));
+  const [frame, masks, boxes] = figure.querySelectorAll("canvas");
+  for (const c of [frame, masks, boxes]) { c.width = message.width; c.height = message.height; }
+  frame.getContext("2d").drawImage(bitmap, 0, 0, message.width, message.height);
+  const record = message.record;
+  for (const d of record.detections) if (!classes.includes(d.class)) classes.push(d.class);
+  if (record.frame_index === message.frame_index) {
+    drawMasks(masks, record, classes);
+    drawBoxes(boxes, record, classes);
+  } else {
+    window.segpost.mismatched++;
+  }
+  figure.dataset.frameIndex = String(message.frame_index);
+  figure.dataset.overlayIndex = String(record.frame_index);
+  figure.dataset.detections = String(record.detections.length);
+  figure.querySelector("figcaption").textContent =
+    `${name}  frame ${message.frame_index}  ${record.detections.length} detections`;
+  window.segpost.framesDrawn++;
+}
+
+async function pollFrames() {
+  if (document.visibilityState === "visible") {
+    try {
+      const answer = await fetch("/api/frames", { credentials: "same-origin" });
+      if (answer.status === 401) { location.href = "/login"; return; }
+      const frames = await answer.json();
+      for (const [name, message] of Object.entries(frames)) await paint(name, message);
+    } catch (error) {
+      $("status").textContent = `no frames (${error}); retrying...`;
+    }
+  }
+  setTimeout(pollFrames, POLL_MS);
+}
+
 async function poll() {
   try {
     const answer = await fetch("/api/fleet", { credentials: "same-origin" });
@@ -67,3 +141,4 @@ async function poll() {
 }
 
 poll();
+pollFrames();
