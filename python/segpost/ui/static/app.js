@@ -1,6 +1,6 @@
 // The live page: one WebSocket; each frame message holds a JPEG and the record of that same
 // frame, drawn together in one task (never a mask over another frame).
-import { drawBoxes, drawMasks } from "./overlay.js";
+import { decodeJpeg, drawBoxes, drawMasks } from "./overlay.js";
 import { drawZones, FLASH_MS, ZoneEditor } from "./zones.js";
 
 const MAX_TIMELINE = 300;
@@ -75,13 +75,6 @@ function addTile(camera) {
   $("filter-camera").append(el("option", { value: String(camera.id), textContent: String(camera.id) }));
 }
 
-function b64bytes(text) {
-  const raw = atob(text);
-  const bytes = new Uint8Array(raw.length);
-  for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
-  return bytes;
-}
-
 // Draw `message` (frame + record) into `stack` and stamp both indices on `holder`: in one task,
 // so no screen ever shows one frame's pixels under another frame's overlay.
 function paint(stack, holder, bitmap, message, trails) {
@@ -147,7 +140,7 @@ async function onFrame(message) {
   try {
     learnClasses(message.record);
     const trails = updateTrails(key, message.record);
-    const bitmap = await createImageBitmap(new Blob([b64bytes(message.jpeg)], { type: "image/jpeg" }));
+    const bitmap = await decodeJpeg(message.jpeg);
     if (state.large && String(state.large.id) === key) {
       state.largeAspect = message.width / message.height;
       fitLarge();

@@ -2,7 +2,7 @@
 // latest record, and each camera's latest frame with that frame's masks and boxes drawn here,
 // asked once a second while the page is open (frames only while it is shown: the workers encode
 // nothing for a hidden or closed page).
-import { drawBoxes, drawMasks } from "./overlay.js";
+import { decodeJpeg, drawBoxes, drawMasks } from "./overlay.js";
 
 const POLL_MS = 1000;
 const $ = (id) => document.getElementById(id);
@@ -84,18 +84,11 @@ function tile(name) {
   return tiles.get(name);
 }
 
-function b64bytes(text) {
-  const raw = atob(text);
-  const bytes = new Uint8Array(raw.length);
-  for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
-  return bytes;
-}
-
 // One camera's frame and that frame's record, drawn in one task: never a record over another frame.
 async function paint(name, message) {
   const figure = tile(name);
   if (figure.dataset.frameIndex === String(message.frame_index)) return;   // shown already
-  const bitmap = await createImageBitmap(new Blob([b64bytes(message.jpeg)], { type: "image/jpeg" }));
+  const bitmap = await decodeJpeg(message.jpeg);
   const [frame, masks, boxes] = figure.querySelectorAll("canvas");
   for (const c of [frame, masks, boxes]) { c.width = message.width; c.height = message.height; }
   frame.getContext("2d").drawImage(bitmap, 0, 0, message.width, message.height);

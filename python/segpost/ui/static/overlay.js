@@ -39,6 +39,14 @@ export function decodeRle(mask) {
   return out;
 }
 
+// A frame message's JPEG (base64) as an ImageBitmap.
+export function decodeJpeg(base64) {
+  const raw = atob(base64);
+  const bytes = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+  return createImageBitmap(new Blob([bytes], { type: "image/jpeg" }));
+}
+
 export function colour(detection, classes) {
   const id = detection.track_id !== undefined && detection.track_id >= 0
     ? detection.track_id : classes.indexOf(detection.class);
