@@ -92,3 +92,24 @@ def test_moved_mask_leaves_the_frame():
     np.testing.assert_array_equal(out[:, 8:], m[:, :-8])
     assert not out[:, :8].any()
     assert not np.asarray(RunLengthMask.of_dense(m).moved(W, 0)).any()
+
+
+@pytest.mark.parametrize("edge, step", [("left", 4), ("left", -3), ("right", 4), ("right", -3)])
+def test_an_object_cut_by_the_frame_edge_moves_at_its_own_speed(edge, step):
+    """Arriving or leaving, an object's box is cut by the frame's edge: its centre moves at about
+    half the object's speed. The prediction follows the object's own edge: a disc across the left
+    edge (step > 0: coming in, < 0: going out), or across the right edge (mirrored)."""
+    r = 12.0
+
+    def at(frame):   # the disc's centre, half a radius inside the frame at frame 0
+        x = -r / 2 + step * frame if step > 0 else r / 2 + step * frame
+        return x if edge == "left" else W - x
+
+    motion = TrackMotion()
+    for frame in (0, 2):
+        m = disc(at(frame), 60, r)
+        motion.observe(0, frame, [(3, "cart", 0.9, box_of(m), m)])
+    [p] = motion.predict(0, 4)
+    got, want = box_of(np.asarray(p["mask"])), box_of(disc(at(4), 60, r))
+    inner = 2 if edge == "left" else 0   # the box's edge inside the frame: the object's own
+    assert abs(got[inner] - want[inner]) <= 1, (got, want)

@@ -137,9 +137,8 @@ class TrackMotion:
     the model does not see: each track's last mask moved by its velocity.
 
     The velocity is in pixels per camera frame, from the track's last two observations (box
-    centres over the frames between them). The C++ tracker's Kalman filter steps once per
-    observation, so under on_change its velocity is per model frame, not per camera frame: a
-    camera seen every 3rd frame, then every 10th, would be extrapolated wrongly from it.
+    centres, or the edge the object owns where the frame's edge cuts its box: _edge_velocity,
+    over the frames between them), so irregular gaps between model frames extrapolate right.
     A track is predicted until an observation of its camera lacks it (lost or ended).
     """
 
@@ -156,13 +155,12 @@ class TrackMotion:
             if track_id is None or track_id < 0:
                 continue
             box = np.array(box, np.float64)   # copies: a round's results are views into reused buffers
-            centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+            mask = mask if isinstance(mask, RunLengthMask) else RunLengthMask.of_dense(mask)   # copies: reused buffers
             velocity = np.zeros(2)
             last = before.get(track_id)
             if last is not None and frame > last.frame:
-                velocity = (centre - last.centre) / (frame - last.frame)
-            mask = mask if isinstance(mask, RunLengthMask) else RunLengthMask.of_dense(mask)   # copies: reused buffers
-            now[track_id] = _Observed(frame, class_name, float(score), box, centre, velocity, mask)
+                velocity = _edge_velocity(last.box, box, mask.shape) / (frame - last.frame)
+            now[track_id] = _Observed(frame, class_name, float(score), box, velocity, mask)
         self._tracks[camera] = now
 
     def forget(self, camera: int) -> None:
@@ -189,13 +187,28 @@ class TrackMotion:
         return out
 
 
+def _edge_velocity(before: np.ndarray, now: np.ndarray, size) -> np.ndarray:
+    """How far an object moved between two boxes (xyxy), per axis. The box of an object cut by a
+    frame's edge (arriving, leaving) grows or shrinks there, so its centre moves at about half the
+    object's speed: the opposite edge, which is the object's own, is followed instead."""
+    h, w = size
+    moved = (now[:2] + now[2:]) / 2 - (before[:2] + before[2:]) / 2
+    for axis, limit in ((0, w), (1, h)):
+        low = min(before[axis], now[axis]) <= 0.5                       # cut at the left / top
+        high = max(before[axis + 2], now[axis + 2]) >= limit - 1.5      # cut at the right / bottom
+        if high and not low:
+            moved[axis] = now[axis] - before[axis]
+        elif low and not high:
+            moved[axis] = now[axis + 2] - before[axis + 2]
+    return moved
+
+
 @dataclass(frozen=True)
 class _Observed:
     frame: int
     class_name: str
     score: float
     box: np.ndarray
-    centre: np.ndarray
     velocity: np.ndarray
     mask: RunLengthMask
 
