@@ -32,7 +32,8 @@ from segpost.synthetic.engines import SyntheticDecoder, SyntheticVisionEncoder, 
 from segpost.synthetic.site import SITE_FPS, SITE_KINDS, SiteScene  # noqa: E402
 from segpost.synthetic.tracking import SIZE  # noqa: E402
 from segpost.track import TrackerConfig  # noqa: E402
-from track_harness import GEOMETRY, NAMES, SCORE_NOISE, SCORE_THRESHOLD, Recording, score, truth_frame  # noqa: E402
+from track_harness import (GEOMETRY, MIN_VISIBILITY, NAMES, SCORE_NOISE, SCORE_THRESHOLD, Recording,  # noqa: E402
+                           score, truth_frame)
 
 TRACKER = "segpost"
 
@@ -47,14 +48,21 @@ def build(scene: SiteScene, seed: int, batch=None) -> MultiCameraPipeline:
     return MultiCameraPipeline(SyntheticVisionEncoder(GEOMETRY), decoder, config)
 
 
-def _add(rec: Recording, seed: int, camera: int, truth, by_class: Dict[str, tuple]) -> None:
-    """One camera's output at one frame: by_class[name] = (masks [n, H, W] bool, ids [n])."""
+def _add(rec: Recording, seed: int, camera: int, truth, by_class: Dict[str, tuple], t: int, predicted: bool,
+         phases: List[tuple]) -> None:
+    """One camera's output at one frame: by_class[name] = (masks [n, H, W] bool, ids [n]). Each
+    counted object's best mask IoU goes to `phases` as (kind, its phase, predicted, IoU)."""
     rec.kinds[(seed, camera)] = truth.kind
     for c, name in enumerate(NAMES[:2]):
         masks, ids = by_class.get(name, (np.zeros((0,) + SIZE, bool), np.zeros(0, np.int64)))
         frame = truth_frame(truth, c, masks)
         frame.ids[TRACKER] = np.asarray(ids, np.int64)
         rec.sequences.setdefault((seed, camera, c), []).append(frame)
+        counted = [k for k, a in enumerate(truth.objects) if a.class_index == c and truth.visible[k] > 0
+                   and truth.visibility(k) >= MIN_VISIBILITY]   # truth_frame's rows, in its order
+        for row, k in enumerate(counted):
+            best = float(frame.sim[row].max()) if frame.sim.shape[1] else 0.0
+            phases.append((truth.kind, truth.objects[k].phase(t), predicted, best))
 
 
 def run(mode: str, kinds, seconds: float, seed: int, batch: int, schedule: ScheduleConfig, every: int = 1) -> dict:
@@ -65,6 +73,7 @@ def run(mode: str, kinds, seconds: float, seed: int, batch: int, schedule: Sched
     pipeline = build(scene, seed, None if mode == "every_frame" else batch)
     rounds = ScheduledPipeline(pipeline, schedule) if mode == "on_change" else None
     model_frames = np.zeros(n)   # per camera: the site's cameras share the batch, not evenly
+    phases: List[tuple] = []
     for t in range(frames_total):
         frames, truths = scene.render(t)
         if rounds is None:
@@ -86,10 +95,10 @@ def run(mode: str, kinds, seconds: float, seed: int, batch: int, schedule: Sched
                     mine = [d for d in ds if d["class"] == name]
                     out[name] = (np.stack([np.asarray(d["mask"], bool) for d in mine]) if mine else np.zeros((0,) + SIZE, bool),
                                  np.array([d["track_id"] for d in mine], np.int64))
-            _add(rec, seed, cam, truths[cam], out)
+            _add(rec, seed, cam, truths[cam], out, t, cam not in observed, phases)
     if rounds is not None:
         assert rounds.counts["model_frames"] == model_frames.sum()
-    return {"recording": rec, "model_frames_per_camera_s": model_frames / seconds}
+    return {"recording": rec, "model_frames_per_camera_s": model_frames / seconds, "phases": phases}
 
 
 def first_record_delays(rec: Recording) -> List[int]:
@@ -113,10 +122,11 @@ def evaluate(kinds, seconds: float, seeds, batch: int, schedule: ScheduleConfig,
     rows = []
     sites = [(k,) for k in kinds] if apart else [tuple(kinds)]
     for mode in ("every_frame", "on_change"):
-        merged, spent = Recording(), {}
+        merged, spent, phases = Recording(), {}, []
         for site in sites:
             for seed in seeds:
                 out = run(mode, site, seconds, seed, 1 if apart else batch, schedule, every)
+                phases += out["phases"]
                 # Sites apart: each one's camera 0, told apart by its kind's index in the key.
                 offset = kinds.index(site[0]) if apart else 0
                 merged.sequences.update({(s, c + offset, k): v for (s, c, k), v in out["recording"].sequences.items()})
@@ -130,8 +140,20 @@ def evaluate(kinds, seconds: float, seeds, batch: int, schedule: ScheduleConfig,
             rows.append({"mode": mode, "kind": kind, "HOTA": 100 * s["HOTA"], "DetA": 100 * s["DetA"],
                          "AssA": 100 * s["AssA"], "IDSW": s["IDSW"],
                          "first_record_delay_p95": float(np.percentile(first_record_delays(sub), 95)),
-                         "model_frames_per_camera_s": float(np.mean(spent[kind])), "frames_per_round": every if mode == "on_change" else 1})
+                         "model_frames_per_camera_s": float(np.mean(spent[kind])), "frames_per_round": every if mode == "on_change" else 1,
+                         "iou_by_phase": _by_phase([p for p in phases if p[0] == kind])})
     return rows
+
+
+def _by_phase(phases: List[tuple]) -> Dict[str, dict]:
+    """Mean best IoU of the true objects, per phase, on the model's frames and the predicted ones."""
+    out: Dict[str, dict] = {}
+    for phase in sorted({p[1] for p in phases if p[1]}):
+        for predicted, name in ((False, "model"), (True, "predicted")):
+            values = [p[3] for p in phases if p[1] == phase and p[2] == predicted]
+            if values:
+                out.setdefault(phase, {})[name] = {"iou": float(np.mean(values)), "frames": len(values)}
+    return out
 
 
 def main() -> None:
@@ -162,6 +184,15 @@ def main() -> None:
                 lambda r: [r["mode"], r["kind"], f"{r['HOTA']:.1f}", f"{r['DetA']:.1f}", f"{r['AssA']:.1f}",
                            str(r["IDSW"]), f"{r['first_record_delay_p95']:.0f}",
                            f"{r['first_record_extra_rounds_p95']:.2f}", f"{r['model_frames_per_camera_s']:.1f}"],
+                ["mode", "kind"])
+    # Where on_change loses: each true object's best mask IoU by what it does, model and predicted frames.
+    cells = []
+    for r in rows:
+        for phase, by in r["iou_by_phase"].items():
+            cells.append({"mode": r["mode"], "kind": r["kind"], "phase": phase, **{
+                k: f"{v['iou']:.3f} ({v['frames']})" for k, v in by.items()}})
+    print_table(["mode", "scene", "phase", "IoU on the model's frames (frames)", "IoU on predicted frames (frames)"],
+                cells, lambda c: [c["mode"], c["kind"], c["phase"], c.get("model", "-"), c.get("predicted", "-")],
                 ["mode", "kind"])
 
 

@@ -55,6 +55,18 @@ class SiteActor:
                 return x, y
         return None
 
+    def phase(self, frame: int) -> Optional[str]:
+        """What the object does at ``frame``: "arrive" (coming into the frame), "leave" (going out
+        of it), "stand" (in place, working if ``work``), "move" (across the frame); None: absent."""
+        h, w = SIZE
+        inside = lambda p: 0 <= p[0] < w and 0 <= p[1] < h   # noqa: E731
+        for leg in self.legs:
+            if leg.t0 <= frame < leg.t1:
+                if leg.p0 == leg.p1:
+                    return "stand"
+                return "arrive" if not inside(leg.p0) else "leave" if not inside(leg.p1) else "move"
+        return None
+
     def draw(self, image: np.ndarray, frame: int, colour) -> None:
         import cv2
 
