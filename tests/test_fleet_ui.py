@@ -157,3 +157,27 @@ def test_the_fleet_page_refuses_other_interfaces_without_keys(tmp_path):
     done = subprocess.run([sys.executable, "-m", "segpost", "fleet", "--config", config, "--out", str(tmp_path / "out"),
                            "--ui", "0.0.0.0:0"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "refusing to start the live page on 0.0.0.0" in done.stderr, done.stderr[-1000:]
+
+
+def test_the_workers_are_asked_for_frames_at_most_twice_a_second():
+    """However many viewers poll /api/frames, the workers (Fleet.frames, through Ray) are asked at
+    most every FRAMES_EVERY_S; the workers' JSON texts are joined into one valid answer."""
+    from segpost.ui.fleet_page import FRAMES_EVERY_S, FleetPage
+
+    asked = []
+
+    def frames():
+        asked.append(time.monotonic())
+        return {"cam b": json.dumps({"type": "frame", "frame_index": len(asked)}), "a": "{\"frame_index\": 0}"}
+
+    page = FleetPage("127.0.0.1", 0, status=lambda: None, files=dict, frames=frames)
+    try:
+        for _ in range(6):
+            status, body = http(page.url + "api/frames")
+            assert status == 200
+            assert json.loads(body) == {"a": {"frame_index": 0}, "cam b": {"type": "frame", "frame_index": 1}}
+        assert len(asked) == 1
+        time.sleep(FRAMES_EVERY_S + 0.1)
+        assert json.loads(http(page.url + "api/frames")[1])["cam b"]["frame_index"] == 2
+    finally:
+        page.close()

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .server import STATIC, PageServer, _with_headers, api_refused, page_routes
 
 TAIL_START = 64 * 1024
+FRAMES_EVERY_S = 0.5     # the workers are asked at most this often, however many viewers ask
 TAIL_MAX = 1024 * 1024
 FRAMES_NOTE = ("Frames: each camera's latest, once a second while this page is shown (its workers encode "
                "nothing while nobody watches); the table: each camera's latest record in the output files.")
@@ -85,13 +87,22 @@ def build_fleet_app(guard, scheme: str, status: Callable[[], Optional[Dict[str, 
             cameras.update(latest_records(path, names))
         return JSONResponse({"status": status(), "cameras": cameras, "frames": FRAMES_NOTE})
 
+    answered = {"at": -float("inf"), "body": "{}"}
+    asking = threading.Lock()
+
     def latest_frames(request):   # a plain function: Starlette runs it in a thread (it waits on Ray)
         bad = api_refused(guard, request)
         if bad:
             return bad
-        # The workers' texts are JSON already (frame_message): joined, not parsed and dumped again.
-        body = ",".join(f"{json.dumps(str(name))}:{text}" for name, text in sorted(frames().items()))
-        return Response("{" + body + "}", media_type="application/json", headers={"Cache-Control": "no-store"})
+        # One question to the workers per FRAMES_EVERY_S, whatever the viewers and their requests:
+        # the others get the same answer.
+        with asking:
+            if time.monotonic() - answered["at"] >= FRAMES_EVERY_S:
+                # The workers' texts are JSON already (frame_message): joined, not parsed and dumped again.
+                body = ",".join(f"{json.dumps(str(name))}:{text}" for name, text in sorted(frames().items()))
+                answered.update(at=time.monotonic(), body="{" + body + "}")
+            body = answered["body"]
+        return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
 
     app = Starlette(routes=page_routes(guard, scheme, "fleet.html") + [
         Route("/api/fleet", fleet), Route("/api/frames", latest_frames),
