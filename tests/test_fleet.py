@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from local_ray import start_local_ray
 from brokers import Mosquitto, http_get, mosquitto_path
 from fleet_cases import (SERVICES, fleet_services, frame_indices, make_videos, read_out, run_fleet, wait_until,
                          write_configs)
@@ -26,7 +27,7 @@ from segpost.fleet.coordinator import Fleet  # noqa: E402
 @pytest.fixture(scope="module")
 def ray_cluster():
     """One local Ray instance for the module (8 logical CPUs on CI's 2 cores: workers mostly wait)."""
-    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, namespace="segpost")
+    start_local_ray(num_cpus=8, include_dashboard=False, log_to_driver=False, namespace="segpost")
     yield
     ray.shutdown()
 

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from local_ray import start_local_ray
 from fleet_cases import fleet_services, make_videos, read_out, run_fleet
 
 ray = fleet_services()
@@ -14,7 +15,7 @@ from segpost.fleet.config import load_fleet_config  # noqa: E402
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False, namespace="segpost")
+    start_local_ray(num_cpus=4, include_dashboard=False, log_to_driver=False, namespace="segpost")
     yield
     ray.shutdown()
 

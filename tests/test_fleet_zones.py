@@ -9,6 +9,7 @@ import signal
 
 import pytest
 
+from local_ray import start_local_ray
 from fleet_cases import assert_exactly_once, committed, fleet_services, make_videos, resumed_at, run_fleet, \
     wait_until, write_configs
 
@@ -22,7 +23,7 @@ ZONES = {"long0": [{"name": "all", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]], 
 
 @pytest.fixture(scope="module")
 def ray_local():
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False, namespace="segpost")
+    start_local_ray(num_cpus=4, include_dashboard=False, log_to_driver=False, namespace="segpost")
     yield
     ray.shutdown()
 

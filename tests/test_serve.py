@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+from local_ray import start_local_ray
 from brokers import free_port, http_get
 from segpost import decode_coco_rle
 from segpost.cli import main
@@ -50,7 +51,7 @@ def server(tmp_path_factory):
         "http_port": free_port(), "grpc_port": free_port(),
         "api_keys": ["${SEGPOST_TEST_SERVE_KEY}", "${SEGPOST_TEST_SERVE_KEY2}", "${SEGPOST_TEST_SERVE_FILE_KEY}"]}))
     metrics_port = free_port()
-    ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False, namespace="segpost",
+    start_local_ray(num_cpus=8, include_dashboard=False, log_to_driver=False, namespace="segpost",
              _metrics_export_port=metrics_port)
     endpoints = start_serve(load_serve_config(str(folder / "serve.json")))
     assert endpoints["decode"] == "decode auto chose cpu (OpenCV): the pipeline runs on the CPU"

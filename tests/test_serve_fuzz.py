@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from local_ray import start_local_ray
 from brokers import free_port, http_get
 
 pytest.importorskip("ray", reason="segpost serve runs on Ray Serve: pip install 'segpost[fleet]' (.ci/run does)")
@@ -44,7 +45,7 @@ def server(tmp_path_factory):
         "gpus_per_replica": 0, "cpus_per_replica": 0.5, "batch_wait_ms": 5, "http_port": free_port(),
         "grpc_port": free_port(), "api_keys": [KEY], "max_body_bytes": MAX_BODY, "max_frames_per_request": 8,
         "body_timeout_s": 3}))
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False, namespace="segpost-fuzz")
+    start_local_ray(num_cpus=4, include_dashboard=False, log_to_driver=False, namespace="segpost-fuzz")
     endpoints = start_serve(load_serve_config(str(folder / "serve.json")))
     client = SegpostClient(http=endpoints["http"], grpc=endpoints["grpc"], api_key=KEY)
     good = Scene([(240, 320)], num_classes=3, seed=5).render(0)[0][0]

@@ -69,6 +69,7 @@ def test_a_gpu_replica_decodes_on_the_gpu_end_to_end(tmp_path):
     ray = pytest.importorskip("ray", reason="pip install 'segpost[fleet]'")
     pytest.importorskip("nvidia.nvimgcodec", reason="pip install 'segpost[serve-gpu]'")
     from brokers import free_port
+    from local_ray import start_local_ray
     from segpost.serve.client import SegpostClient
     from segpost.serve.app import load_serve_config, start_serve, stop_serve
 
@@ -77,7 +78,7 @@ def test_a_gpu_replica_decodes_on_the_gpu_end_to_end(tmp_path):
         "pipeline": {"backend": "synthetic", "classes": ["red", "green", "blue"], "max_cameras": 4,
                      "max_frame_size": [1080, 1920]},
         "gpus_per_replica": 1, "decode": "gpu", "http_port": free_port(), "api_keys": [key]}))
-    ray.init(address="local", include_dashboard=False, log_to_driver=False, namespace="segpost-gpu")
+    start_local_ray(include_dashboard=False, log_to_driver=False, namespace="segpost-gpu")
     try:
         endpoints = start_serve(load_serve_config(str(tmp_path / "serve.json")))
         assert "nvImageCodec" in endpoints["decode"]

@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 
+from local_ray import start_local_ray
 from brokers import free_port, http_get
 
 ray = pytest.importorskip("ray", reason="segpost serve runs on Ray Serve: pip install 'segpost[fleet]' (.ci/run does)")
@@ -23,7 +24,7 @@ FRAME = np.zeros((64, 64, 3), np.uint8)
 
 @pytest.fixture(scope="module")
 def ray_instance():
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False, namespace="segpost-replicas")
+    start_local_ray(num_cpus=4, include_dashboard=False, log_to_driver=False, namespace="segpost-replicas")
     yield
     ray.shutdown()
 

@@ -14,6 +14,7 @@ import urllib.request
 
 import pytest
 
+from local_ray import start_local_ray
 from brokers import free_port, wait_for_port
 
 pytest.importorskip("ray", reason="segpost serve runs on Ray Serve: pip install 'segpost[fleet]' (.ci/run does)")
@@ -72,7 +73,7 @@ def server(tmp_path_factory):
                      "max_cameras": 2},
         "gpus_per_replica": 0, "cpus_per_replica": 0.5, "http_port": free_port(), "grpc_port": free_port(),
         "api_keys": [KEY], "tls": {"certfile": "server.pem", "keyfile": "server.key"}}))
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False, namespace="segpost-tls")
+    start_local_ray(num_cpus=4, include_dashboard=False, log_to_driver=False, namespace="segpost-tls")
     endpoints = start_serve(load_serve_config(str(folder / "serve.json")))
     yield endpoints, certificates, folder
     stop_serve()
