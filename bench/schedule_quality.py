@@ -32,8 +32,7 @@ from segpost.synthetic.engines import SyntheticDecoder, SyntheticVisionEncoder, 
 from segpost.synthetic.site import SITE_FPS, SITE_KINDS, SiteScene  # noqa: E402
 from segpost.synthetic.tracking import SIZE  # noqa: E402
 from segpost.track import TrackerConfig  # noqa: E402
-from track_harness import (GEOMETRY, MIN_VISIBILITY, NAMES, SCORE_NOISE, SCORE_THRESHOLD, Recording,  # noqa: E402
-                           score, truth_frame)
+from track_harness import GEOMETRY, NAMES, SCORE_NOISE, SCORE_THRESHOLD, Recording, score, truth_frame  # noqa: E402
 
 TRACKER = "segpost"
 
@@ -58,11 +57,10 @@ def _add(rec: Recording, seed: int, camera: int, truth, by_class: Dict[str, tupl
         frame = truth_frame(truth, c, masks)
         frame.ids[TRACKER] = np.asarray(ids, np.int64)
         rec.sequences.setdefault((seed, camera, c), []).append(frame)
-        counted = [k for k, a in enumerate(truth.objects) if a.class_index == c and truth.visible[k] > 0
-                   and truth.visibility(k) >= MIN_VISIBILITY]   # truth_frame's rows, in its order
-        for row, k in enumerate(counted):
+        by_identity = {truth.identity(k): k for k in range(len(truth.objects))}
+        for row, identity in enumerate(frame.gt):   # truth_frame's counted objects
             best = float(frame.sim[row].max()) if frame.sim.shape[1] else 0.0
-            phases.append((truth.kind, truth.objects[k].phase(t), predicted, best))
+            phases.append((truth.kind, truth.objects[by_identity[identity]].phase(t), predicted, best))
 
 
 def run(mode: str, kinds, seconds: float, seed: int, batch: int, schedule: ScheduleConfig, every: int = 1) -> dict:

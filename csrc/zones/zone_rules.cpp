@@ -62,7 +62,8 @@ void ZoneRules::update(int camera, int64_t frame, double time, int n, const int3
 void ZoneRules::update_batch(int frames, const int32_t* camera, const int64_t* frame, const double* time, int classes,
                              const int32_t* klass, const int32_t* counts, const int64_t* tracks, int track_stride,
                              const float* shares, int share_rows, int columns, bool confirmed_only) {
-  std::vector<int32_t> start(classes, 0);
+  std::vector<int32_t>& start = batch_start_;   // kept: a round allocates nothing once it has grown
+  start.assign(classes, 0);
   for (int f = 0; f < frames; ++f) {
     if (camera[f] >= 0) check_camera(camera[f], "ZoneRules.update_batch");
     for (int k = 0; k < classes; ++k) {

@@ -111,6 +111,7 @@ class ZoneRules {
   std::vector<double> last_time_;
   std::vector<ZoneRuleEvent> flips_, dwells_;
   std::vector<std::unordered_set<int64_t>> confirmed_;  // per camera
+  std::vector<int32_t> batch_start_;                     // update_batch's next row per class
 };
 
 }  // namespace segpost

@@ -6,8 +6,8 @@ numbers and the events list) and, for a frame record, ``wants_frame(camera)`` fi
 while a viewer watches that camera and its last frame was taken at least 1/fps ago. Only then
 ``frame`` downscales the image (a fresh small array, so the decoder may reuse its buffer; a
 frame in GPU memory is shrunk there, segpost.ui.thumbnail) and leaves it, with its record, for
-the encoder thread. With nobody watching nothing is encoded and
-the encoder thread sleeps on a condition.
+the encoder thread. With nobody watching nothing is encoded and the encoder thread sleeps on a
+condition.
 
 A frame's JPEG and its record travel as one message (``frame_message``): the page draws that
 record's masks over that JPEG, never over another frame.
